@@ -1,0 +1,248 @@
+/* Apstra AOS: POST /api/user/login, AUTHTOKEN header, JWT expiry,
+ * GET /api/user to validate, POST /api/user/logout (DESIGN.md §3). */
+#include <errno.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "provider.h"
+
+static const struct auth_file_info aos_files[] = {
+	{ "token", AUTH_FILE_TOKEN, S_IFREG | 0400, true },
+	{ "session.json", AUTH_FILE_SESSION_JSON, S_IFREG | 0600, true },
+	{ "credentials", AUTH_FILE_CREDENTIALS, S_IFREG | 0200, false },
+	{ "status", AUTH_FILE_STATUS, S_IFREG | 0400, false },
+};
+
+/* The server's own words from an error body, or a short excerpt of it. */
+static void server_message(const struct http_response *resp, char *buf, size_t size)
+{
+	json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
+	json_t *m = json_object_get(j, "errors");
+
+	if (!m) {
+		m = json_object_get(j, "message");
+	}
+	if (json_is_string(m)) {
+		snprintf(buf, size, "%s", json_string_value(m));
+	} else if (m) {
+		char *dump = json_dumps(m, JSON_COMPACT);
+		snprintf(buf, size, "%s", dump ? dump : "");
+		free(dump);
+	} else {
+		snprintf(buf, size, "%.*s", (int)(resp->len < 160 ? resp->len : 160), resp->body);
+	}
+	for (char *p = buf; *p; p++) {
+		if ((unsigned char)*p < 0x20) {
+			*p = ' ';
+		}
+	}
+	json_decref(j);
+}
+
+static int fail_status(struct auth_ctx *ctx, const char *what, const struct http_response *resp)
+{
+	char msg[256];
+	int r = auth_http_status_errno(resp->status);
+
+	server_message(resp, msg, sizeof(msg));
+	if (r == -EKEYREJECTED) {
+		return auth_ctx_fail(ctx, r, "%s rejected the %s (HTTP %ld): %s", ctx->info->base_url, what,
+				     resp->status, msg[0] ? msg : "no message");
+	}
+	return auth_ctx_fail(ctx, r == -ENOENT ? -EIO : r, "%s failed the %s with HTTP %ld: %s",
+			     ctx->info->base_url, what, resp->status, msg);
+}
+
+/* "AUTHTOKEN: <token>", as a secret. */
+static struct secret *auth_header(const struct auth_session *s)
+{
+	return secret_printf("AUTHTOKEN: %s", secret_str(s->token));
+}
+
+static int request(struct auth_ctx *ctx, const char *method, const char *path, const struct auth_session *s,
+		   const char *body, size_t body_len, struct http_response *resp)
+{
+	_cleanup_secret_ struct secret *hdr = s ? auth_header(s) : NULL;
+	const char *headers[] = { "Accept: application/json", NULL };
+
+	if (s && !hdr) {
+		return -ENOMEM;
+	}
+	return auth_call(ctx, &(struct auth_call){
+		.method = method, .path = path, .auth_header = hdr, .headers = headers,
+		.body = body, .body_len = body_len, .content_type = body ? "application/json" : NULL,
+	}, resp);
+}
+
+static int session_from_token(const char *token, struct auth_session **ret)
+{
+	_cleanup_session_ struct auth_session *s = auth_session_new();
+	time_t exp = 0;
+	int r;
+
+	if (!s || !(s->token = secret_new_str(token))) {
+		return -ENOMEM;
+	}
+	r = jwt_expiry(token, &exp);
+	if (r < 0 && r != -ENODATA) {
+		log_debug("Token is not a JWT with exp; treating it as valid until a 401");
+	}
+	s->expires_at = r == 0 ? exp : 0;
+	*ret = TAKE_PTR(s);
+	return 0;
+}
+
+static int aos_login(struct auth_ctx *ctx, struct auth_session **ret)
+{
+	struct http_response resp = { 0 };
+	_cleanup_erase_ char *body = NULL;
+	json_t *req, *reply = NULL;
+	const char *token;
+	int r;
+
+	req = json_pack("{s:s, s:s}", "username", ctx->user, "password", secret_str(ctx->password));
+	body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!body) {
+		return -ENOMEM;
+	}
+	r = request(ctx, "POST", "/api/user/login", NULL, body, strlen(body), &resp);
+	if (r < 0) {
+		goto out;
+	}
+	if (resp.status < 200 || resp.status >= 300) {
+		r = fail_status(ctx, "login", &resp);
+		goto out;
+	}
+	r = auth_parse_json(ctx, &resp, &reply);
+	if (r < 0) {
+		goto out;
+	}
+	token = json_string_value(json_object_get(reply, "token"));
+	if (!token || !*token) {
+		r = auth_ctx_fail(ctx, -EBADMSG, "%s answered the login without a token", ctx->info->base_url);
+		goto out;
+	}
+	r = session_from_token(token, ret);
+out:
+	json_decref(reply);
+	http_response_done(&resp);
+	return r;
+}
+
+static int aos_validate(struct auth_ctx *ctx, const struct auth_session *s, time_t *ret_expires_at)
+{
+	struct http_response resp = { 0 };
+	int r = request(ctx, "GET", "/api/user", s, NULL, 0, &resp);
+
+	if (r == 0 && (resp.status < 200 || resp.status >= 300)) {
+		r = fail_status(ctx, "token", &resp);
+		if (r == -EKEYREJECTED) {
+			r = -ESTALE; /* this token is dead; the credentials may be fine */
+		}
+	}
+	*ret_expires_at = 0;
+	http_response_done(&resp);
+	return r;
+}
+
+static int aos_logout(struct auth_ctx *ctx, const struct auth_session *s)
+{
+	struct http_response resp = { 0 };
+	int r = request(ctx, "POST", "/api/user/logout", s, NULL, 0, &resp);
+
+	/* 401: the token is already dead, which is what we wanted. */
+	if (r == 0 && (resp.status < 200 || resp.status >= 300) && resp.status != 401) {
+		r = fail_status(ctx, "logout", &resp);
+	}
+	http_response_done(&resp);
+	return r;
+}
+
+static json_t *session_json(const struct target_info *info, const struct auth_session *s)
+{
+	char exp[21];
+
+	return json_pack("{s:s, s:I, s:s, s:s?}", "server", info->host, "port", (json_int_t)info->port,
+			 "token", secret_str(s->token),
+			 "expires_at", s->expires_at ? format_iso8601(s->expires_at, exp) : NULL);
+}
+
+static int aos_session_save(const struct target_info *info, const struct auth_session *s, struct secret **ret)
+{
+	json_t *j = session_json(info, s);
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	json_decref(j);
+	if (!text) {
+		return -ENOMEM;
+	}
+	*ret = secret_new_str(text);
+	erase_and_free_str(text);
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int aos_render(const struct target_info *info, const struct auth_session *s, enum auth_file f,
+		      struct auth_blob **ret)
+{
+	_cleanup_secret_ struct secret *text = NULL;
+	int r;
+
+	switch (f) {
+	case AUTH_FILE_TOKEN:
+		*ret = auth_blob_new(s->token->data, s->token->len);
+		return *ret ? 0 : -ENOMEM;
+	case AUTH_FILE_SESSION_JSON:
+		r = aos_session_save(info, s, &text);
+		if (r < 0) {
+			return r;
+		}
+		*ret = auth_blob_new_line(text->data);
+		return *ret ? 0 : -ENOMEM;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* {"server","port","token"} (aos-pyez Session.session); server and port, when
+ * given, must name this target. */
+static int aos_session_load(const struct target_info *info, const char *text, size_t len,
+			    struct auth_session **ret)
+{
+	json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+	json_t *server = json_object_get(j, "server"), *port = json_object_get(j, "port");
+	const char *token = json_string_value(json_object_get(j, "token"));
+	int r = -EINVAL;
+
+	if (!json_is_object(j) || !token || !*token) {
+		goto out;
+	}
+	if (server && (!json_is_string(server) || strcmp(json_string_value(server), info->host) != 0)) {
+		goto out;
+	}
+	if (port && !(json_is_integer(port) && json_integer_value(port) == info->port) &&
+	    !(json_is_string(port) && atol(json_string_value(port)) == (long)info->port)) {
+		goto out;
+	}
+	r = session_from_token(token, ret);
+out:
+	json_decref(j);
+	return r;
+}
+
+const struct auth_provider aos_provider = {
+	.name = "aos",
+	.files = aos_files,
+	.n_files = ELEMENTSOF(aos_files),
+	.default_port = 443,
+	.default_logout_on_exit = false, /* the saved session is resumed after a restart */
+	.needs_user = true,
+	.min_validity = 2,
+	.login = aos_login,
+	.validate = aos_validate,
+	.logout = aos_logout,
+	.render = aos_render,
+	.session_save = aos_session_save,
+	.session_load = aos_session_load,
+};

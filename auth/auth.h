@@ -1,0 +1,103 @@
+/* The auth core as the FUSE layer sees it: targets, their files, metrics.
+ * Nothing here speaks HTTP or FUSE. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "store.h"
+
+enum auth_file {
+	AUTH_FILE_TOKEN,
+	AUTH_FILE_SESSION_JSON,
+	AUTH_FILE_CREDENTIALS,
+	AUTH_FILE_STATUS,
+	AUTH_FILE_SESSIONS_DIR,
+	AUTH_FILE_CREDS_JSON,
+	AUTH_FILE_ENV,
+	AUTH_FILE_MFA,
+	_AUTH_FILE_MAX,
+};
+
+/* What a target directory holds, per provider. */
+struct auth_file_info {
+	const char *name;
+	enum auth_file file;
+	mode_t mode;       /* S_IFREG|0400, S_IFREG|0200, S_IFDIR|0500, ... */
+	bool from_session; /* content derives from the session (cacheable, invalidated on change) */
+};
+
+#define AUTH_WRITE_MAX (64 * 1024)
+
+/* Immutable content handed to readers; lives in the secure heap. */
+struct auth_blob {
+	unsigned refs;
+	uint64_t gen; /* the target's session generation it was rendered from */
+	size_t len;
+	char data[];
+};
+
+struct auth_blob *auth_blob_new(const char *data, size_t len);
+/* text plus a newline. */
+struct auth_blob *auth_blob_new_line(const char *text);
+struct auth_blob *auth_blob_ref(struct auth_blob *b);
+void auth_blob_unref(struct auth_blob *b);
+
+struct auth_core;
+struct auth_target;
+
+int auth_core_new(const struct config *cfg, struct store *store, struct auth_core **ret);
+int auth_core_start(struct auth_core *core); /* background refresh */
+void auth_core_free(struct auth_core *core); /* stops, logs out where asked to */
+
+/* Called after a target's session changed (outside any lock): the FUSE layer
+ * invalidates the kernel's cached pages of that target's files. */
+void auth_core_set_notify(struct auth_core *core, void (*fn)(void *userdata, uint32_t target_id, uint64_t gen),
+			  void *userdata);
+
+size_t auth_provider_count(void);
+const char *auth_provider_name(size_t provider);
+int auth_provider_index(const char *name); /* -ENOENT if unknown */
+const struct auth_file_info *auth_provider_files(size_t provider, size_t *ret_n);
+const struct auth_file_info *auth_provider_file(size_t provider, const char *name);
+
+/* Registry. Returned targets carry a reference; drop it with auth_target_unref(). */
+struct auth_target *auth_target_lookup(struct auth_core *core, size_t provider, const char *name);
+struct auth_target *auth_target_get(struct auth_core *core, uint32_t id);
+/* The provider's target with the smallest id > after, or NULL: a stable readdir cursor. */
+struct auth_target *auth_target_next(struct auth_core *core, size_t provider, uint32_t after);
+void auth_target_unref(struct auth_target *t);
+uint32_t auth_target_id(const struct auth_target *t);
+const char *auth_target_name(const struct auth_target *t);
+size_t auth_target_provider(const struct auth_target *t);
+uint64_t auth_target_generation(struct auth_target *t);
+
+/* mkdir and rmdir. Names: host, host:port or [v6]:port. */
+int auth_target_create(struct auth_core *core, size_t provider, const char *name, struct auth_target **ret);
+int auth_target_destroy(struct auth_core *core, size_t provider, const char *name);
+/* -EINVAL or -ENAMETOOLONG for a name that cannot be a target. */
+int auth_name_valid(const char *name);
+
+/* Files. read may log in (waits at most `timeout`); peek never touches the network
+ * and returns -ENODATA when there is no content yet. */
+int auth_file_read(struct auth_target *t, enum auth_file f, struct auth_blob **ret);
+int auth_file_peek(struct auth_target *t, enum auth_file f, struct auth_blob **ret);
+int auth_file_write(struct auth_target *t, enum auth_file f, const char *data, size_t len);
+int auth_file_unlink(struct auth_target *t, enum auth_file f);
+
+/* Sessions on the server (Redfish sessions/): ids, one entry, delete. Deleting
+ * one that is already gone succeeds. */
+int auth_sessions_list(struct auth_target *t, char ***ret_ids, size_t *ret_n);
+int auth_sessions_read(struct auth_target *t, const char *id, struct auth_blob **ret);
+int auth_sessions_delete(struct auth_target *t, const char *id);
+/* A stable small number for a session id (for inode numbers), and back. */
+int auth_sessions_slot(struct auth_target *t, const char *id);
+char *auth_sessions_id(struct auth_target *t, unsigned slot);
+bool auth_session_id_valid(const char *id);
+void auth_strv_free(char **v, size_t n);
+
+/* Prometheus text exposition of every counter; never touches the network. */
+int auth_core_metrics(struct auth_core *core, struct auth_blob **ret);

@@ -1,0 +1,373 @@
+/* INI parsing is libinih's; this file maps sections and keys onto struct config. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <openssl/crypto.h>
+#include <strings.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+static int kv_add(struct target_config *t, const char *key, const char *value)
+{
+	struct config_kv *kv = realloc(t->kv, (t->n_kv + 1) * sizeof(*kv));
+
+	if (!kv) {
+		return -ENOMEM;
+	}
+	t->kv = kv;
+	kv[t->n_kv].key = strdup(key);
+	kv[t->n_kv].value = strdup(value);
+	if (!kv[t->n_kv].key || !kv[t->n_kv].value) {
+		free(kv[t->n_kv].key);
+		erase_and_free_str(kv[t->n_kv].value);
+		return -ENOMEM;
+	}
+	t->n_kv++;
+	return 0;
+}
+
+static void target_config_done(struct target_config *t)
+{
+	for (size_t i = 0; i < t->n_kv; i++) {
+		free(t->kv[i].key);
+		erase_and_free_str(t->kv[i].value); /* may be a password */
+	}
+	free(t->kv);
+	free(t->provider);
+	free(t->name);
+}
+
+void config_free(struct config *c)
+{
+	if (!c) {
+		return;
+	}
+	for (size_t i = 0; i < c->n_targets; i++) {
+		target_config_done(&c->targets[i]);
+	}
+	for (size_t i = 0; i < c->n_defaults; i++) {
+		target_config_done(&c->defaults[i]);
+	}
+	for (size_t i = 0; i < c->n_access; i++) {
+		free(c->access[i].path);
+	}
+	free(c->targets);
+	free(c->defaults);
+	free(c->access);
+	free(c->state_dir);
+	free(c);
+}
+
+int parse_bool(const char *s, bool *ret)
+{
+	static const char *const yes[] = { "1", "true", "yes", "on" };
+	static const char *const no[] = { "0", "false", "no", "off" };
+
+	for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*ret = true;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*ret = false;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int parse_int(const char *s, long min, long max, long *ret)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != 0 || v < min || v > max) {
+		return -EINVAL;
+	}
+	*ret = v;
+	return 0;
+}
+
+int access_rule_parse(const char *path, const char *value, struct access_rule *ret)
+{
+	struct access_rule a = { 0 };
+	_cleanup_free_ char *copy = strdup(value);
+	char *save = NULL;
+
+	if (!copy) {
+		return -ENOMEM;
+	}
+	for (char *w = strtok_r(copy, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+		long v;
+		if (strncmp(w, "uid:", 4) == 0 && parse_int(w + 4, 0, 0x7fffffff, &v) == 0) {
+			a.uid = (uid_t)v;
+			a.has_uid = true;
+		} else if (strncmp(w, "gid:", 4) == 0 && parse_int(w + 4, 0, 0x7fffffff, &v) == 0) {
+			a.gid = (gid_t)v;
+			a.has_gid = true;
+		} else if (strncmp(w, "mode:", 5) == 0) {
+			char *end;
+			errno = 0;
+			v = strtol(w + 5, &end, 8);
+			if (errno || *end || end == w + 5 || v < 0 || v > 07777) {
+				return -EINVAL;
+			}
+			a.mode = (mode_t)v;
+			a.has_mode = true;
+		} else {
+			return -EINVAL;
+		}
+	}
+	a.path = strdup(path);
+	if (!a.path) {
+		return -ENOMEM;
+	}
+	*ret = a;
+	return 0;
+}
+
+/* Splits a section header: `aos "lab"` → ("aos", "lab"); `aos` → ("aos", NULL). */
+static int split_section(const char *section, char **ret_provider, char **ret_name)
+{
+	const char *q = strchr(section, '"');
+	size_t plen = q ? (size_t)(q - section) : strlen(section);
+	_cleanup_free_ char *provider = NULL, *name = NULL;
+
+	while (plen > 0 && isspace((unsigned char)section[plen - 1])) {
+		plen--;
+	}
+	provider = strndup(section, plen);
+	if (!provider) {
+		return -ENOMEM;
+	}
+	if (q) {
+		const char *end = strchr(q + 1, '"');
+		if (!end || end[1] != 0 || end == q + 1) {
+			return -EINVAL;
+		}
+		name = strndup(q + 1, (size_t)(end - q - 1));
+		if (!name) {
+			return -ENOMEM;
+		}
+	}
+	*ret_provider = TAKE_PTR(provider);
+	*ret_name = TAKE_PTR(name);
+	return 0;
+}
+
+static struct target_config *section_get(struct config *c, const char *section)
+{
+	_cleanup_free_ char *provider = NULL, *name = NULL;
+	struct target_config **list, *t;
+	size_t *n;
+
+	if (split_section(section, &provider, &name) < 0) {
+		return NULL;
+	}
+	list = name ? &c->targets : &c->defaults;
+	n = name ? &c->n_targets : &c->n_defaults;
+	for (size_t i = 0; i < *n; i++) {
+		t = &(*list)[i];
+		if (strcmp(t->provider, provider) == 0 && (!name || strcmp(t->name, name) == 0)) {
+			return t;
+		}
+	}
+	t = realloc(*list, (*n + 1) * sizeof(*t));
+	if (!t) {
+		return NULL;
+	}
+	*list = t;
+	t = &t[(*n)++];
+	*t = (struct target_config){ .provider = TAKE_PTR(provider), .name = TAKE_PTR(name) };
+	return t;
+}
+
+static int global_set(struct config *c, const char *key, const char *value)
+{
+	long v;
+
+	if (strcmp(key, "state_dir") == 0) {
+		free(c->state_dir);
+		c->state_dir = strdup(value);
+		return c->state_dir ? 0 : -ENOMEM;
+	}
+	if (strcmp(key, "timeout") == 0 && parse_int(value, 1, 3600, &v) == 0) {
+		c->timeout = (int)v;
+		return 0;
+	}
+	if (strcmp(key, "refresh_margin") == 0 && parse_int(value, 0, 86400, &v) == 0) {
+		c->refresh_margin = (int)v;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int access_add(struct config *c, const char *path, const char *value)
+{
+	struct access_rule *a = realloc(c->access, (c->n_access + 1) * sizeof(*a));
+
+	if (!a) {
+		return -ENOMEM;
+	}
+	c->access = a;
+	if (access_rule_parse(path, value, &a[c->n_access]) < 0) {
+		return -EINVAL;
+	}
+	c->n_access++;
+	return 0;
+}
+
+/* inih callback: nonzero means success. */
+static int on_line(void *user, const char *section, const char *key, const char *value)
+{
+	struct config *c = user;
+	struct target_config *t;
+
+	if (strcmp(section, "sessionfs") == 0) {
+		return global_set(c, key, value) == 0;
+	}
+	if (strcmp(section, "access") == 0) {
+		return access_add(c, key, value) == 0;
+	}
+	t = section_get(c, section);
+	return t && kv_add(t, key, value) == 0;
+}
+
+static struct config *config_new(void)
+{
+	struct config *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		return NULL;
+	}
+	c->state_dir = strdup(CONFIG_DEFAULT_STATE_DIR);
+	c->timeout = CONFIG_DEFAULT_TIMEOUT;
+	c->refresh_margin = CONFIG_DEFAULT_REFRESH_MARGIN;
+	if (!c->state_dir) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static int config_finish(struct config *c, int line, const char *origin, struct config **ret)
+{
+	if (line != 0) {
+		config_free(c);
+		if (line < 0) {
+			return log_error_errno(-errno ?: -EIO, "Failed to read config %s: %m", origin);
+		}
+		return log_error_errno(-EINVAL, "Invalid config %s, line %d", origin, line);
+	}
+	*ret = c;
+	return 0;
+}
+
+int config_parse_string(const char *text, struct config **ret)
+{
+	struct config *c = config_new();
+
+	if (!c) {
+		return -ENOMEM;
+	}
+	return config_finish(c, ini_parse_string(text, on_line, c), "string", ret);
+}
+
+int config_load(const char *path, struct config **ret)
+{
+	struct config *c = config_new();
+
+	if (!c) {
+		return -ENOMEM;
+	}
+	if (!path) {
+		*ret = c;
+		return 0;
+	}
+	errno = 0;
+	return config_finish(c, ini_parse(path, on_line, c), path, ret);
+}
+
+const char *target_config_get(const struct target_config *t, const char *key)
+{
+	if (!t) {
+		return NULL;
+	}
+	for (size_t i = t->n_kv; i > 0; i--) { /* the last assignment wins */
+		if (strcmp(t->kv[i - 1].key, key) == 0) {
+			return t->kv[i - 1].value;
+		}
+	}
+	return NULL;
+}
+
+const struct target_config *config_find_defaults(const struct config *c, const char *provider)
+{
+	for (size_t i = 0; c && i < c->n_defaults; i++) {
+		if (strcmp(c->defaults[i].provider, provider) == 0) {
+			return &c->defaults[i];
+		}
+	}
+	return NULL;
+}
+
+int read_secret_file(const char *path, struct secret **ret)
+{
+	char buf[4096];
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		return log_error_errno(-errno, "Failed to open secret file %s: %m", path);
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0077)) {
+		close(fd);
+		return log_error_errno(-EPERM, "Refusing secret file %s: not a regular file, or readable by group or others", path);
+	}
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n < 0) {
+		return log_error_errno(-errno, "Failed to read secret file %s: %m", path);
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
+		n--;
+	}
+	*ret = secret_new(buf, (size_t)n);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return *ret ? 0 : -ENOMEM;
+}
+
+/* prefix "password" → password, password_file, password_env. */
+int config_resolve_secret(const struct target_config *t, const char *prefix, struct secret **ret)
+{
+	char key[64];
+	const char *v;
+
+	if ((v = target_config_get(t, prefix))) {
+		*ret = secret_new_str(v);
+		return *ret ? 0 : -ENOMEM;
+	}
+	snprintf(key, sizeof(key), "%s_file", prefix);
+	if ((v = target_config_get(t, key))) {
+		return read_secret_file(v, ret);
+	}
+	snprintf(key, sizeof(key), "%s_env", prefix);
+	if ((v = target_config_get(t, key))) {
+		const char *e = getenv(v);
+		if (!e) {
+			return log_error_errno(-ENOENT, "Environment variable %s named by %s is not set", v, key);
+		}
+		*ret = secret_new_str(e);
+		return *ret ? 0 : -ENOMEM;
+	}
+	return -ENOENT;
+}

@@ -1,0 +1,67 @@
+/* The INI config (DESIGN.md §2), parsed with libinih. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "secret.h"
+
+/* One "key = value" line of a target section, kept for its provider. */
+struct config_kv {
+	char *key;
+	char *value;
+};
+
+/* A [provider "name"] section; a [provider] section without a name holds the
+ * defaults for that provider's targets (mkdir, environment). */
+struct target_config {
+	char *provider;
+	char *name;
+	struct config_kv *kv;
+	size_t n_kv;
+};
+
+/* An [access] line: "aos/lab/token = uid:1001 gid:1001 mode:0440". */
+struct access_rule {
+	char *path;
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+	bool has_uid, has_gid, has_mode;
+};
+
+struct config {
+	char *state_dir;
+	int timeout;        /* seconds a read may wait for the network */
+	int refresh_margin; /* seconds before expiry a session is refreshed */
+	struct target_config *targets;
+	size_t n_targets;
+	struct target_config *defaults; /* the unnamed provider sections */
+	size_t n_defaults;
+	struct access_rule *access;
+	size_t n_access;
+};
+
+#define CONFIG_DEFAULT_STATE_DIR "/var/lib/sessionfs"
+#define CONFIG_DEFAULT_TIMEOUT 30
+#define CONFIG_DEFAULT_REFRESH_MARGIN 300
+
+/* path NULL: built-in defaults only. */
+int config_load(const char *path, struct config **ret);
+int config_parse_string(const char *text, struct config **ret);
+void config_free(struct config *c);
+
+const char *target_config_get(const struct target_config *t, const char *key);
+const struct target_config *config_find_defaults(const struct config *c, const char *provider);
+
+/* Parses "true/false/yes/no/1/0/on/off". -EINVAL otherwise. */
+int parse_bool(const char *s, bool *ret);
+/* Parses a decimal integer in [min, max]. */
+int parse_int(const char *s, long min, long max, long *ret);
+int access_rule_parse(const char *path, const char *value, struct access_rule *ret);
+
+/* Resolves password / password_file / password_env of a section. -ENOENT when none is set. */
+int config_resolve_secret(const struct target_config *t, const char *prefix, struct secret **ret);
+/* Reads a secret file: O_NOFOLLOW, refuses group/world-readable files. */
+int read_secret_file(const char *path, struct secret **ret);

@@ -1,0 +1,632 @@
+/* The target registry: targets from the config, the state dir (mkdir'd ones),
+ * the environment and mkdir; lookups by name and by id; rmdir. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "target.h"
+
+const struct auth_provider *const auth_providers[] = {
+	&aos_provider,
+	&redfish_provider,
+};
+
+size_t auth_provider_count(void)
+{
+	return ELEMENTSOF(auth_providers);
+}
+
+const char *auth_provider_name(size_t provider)
+{
+	return auth_providers[provider]->name;
+}
+
+int auth_provider_index(const char *name)
+{
+	for (size_t i = 0; i < ELEMENTSOF(auth_providers); i++) {
+		if (strcmp(auth_providers[i]->name, name) == 0) {
+			return (int)i;
+		}
+	}
+	return -ENOENT;
+}
+
+const struct auth_file_info *auth_provider_files(size_t provider, size_t *ret_n)
+{
+	*ret_n = auth_providers[provider]->n_files;
+	return auth_providers[provider]->files;
+}
+
+const struct auth_file_info *auth_provider_file(size_t provider, const char *name)
+{
+	const struct auth_provider *p = auth_providers[provider];
+
+	for (size_t i = 0; i < p->n_files; i++) {
+		if (strcmp(p->files[i].name, name) == 0) {
+			return &p->files[i];
+		}
+	}
+	return NULL;
+}
+
+int auth_name_valid(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len > 255) {
+		return -ENAMETOOLONG;
+	}
+	if (len == 0 || name[0] == '.' || strchr(name, '/')) {
+		return -EINVAL;
+	}
+	for (const char *p = name; *p; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == ' ' || *p == '\\') {
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* "host", "host:port", "[v6]" or "[v6]:port" → host and port (0 if none). */
+static int parse_host_port(const char *name, char **ret_host, unsigned *ret_port)
+{
+	const char *host = name, *end, *colon;
+	size_t hlen;
+	long port = 0;
+
+	if (name[0] == '[') {
+		end = strchr(name, ']');
+		if (!end) {
+			return -EINVAL;
+		}
+		host = name + 1;
+		hlen = (size_t)(end - host);
+		colon = end[1] == ':' ? end + 1 : NULL;
+		if (!colon && end[1]) {
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < hlen; i++) {
+			if (!isxdigit((unsigned char)host[i]) && host[i] != ':' && host[i] != '.') {
+				return -EINVAL;
+			}
+		}
+	} else {
+		colon = strchr(name, ':');
+		hlen = colon ? (size_t)(colon - name) : strlen(name);
+		for (size_t i = 0; i < hlen; i++) {
+			if (!isalnum((unsigned char)host[i]) && host[i] != '-' && host[i] != '.' && host[i] != '_') {
+				return -EINVAL;
+			}
+		}
+	}
+	if (hlen == 0 || hlen > 253 || host[0] == '-' || host[0] == '.') {
+		return -EINVAL;
+	}
+	if (colon && parse_int(colon + 1, 1, 65535, &port) < 0) {
+		return -EINVAL;
+	}
+	*ret_host = strndup(host, hlen);
+	*ret_port = (unsigned)port;
+	return *ret_host ? 0 : -ENOMEM;
+}
+
+static void target_free(struct auth_target *t)
+{
+	if (!t) {
+		return;
+	}
+	auth_session_free(t->session);
+	auth_session_free(t->pending);
+	secret_free(t->password);
+	secret_free(t->mfa_code);
+	free(t->user);
+	auth_strv_free(t->slot_ids, t->n_slots);
+	http_client_free(t->http);
+	free(t->info.scheme);
+	free(t->info.host);
+	free(t->info.base_url);
+	free((char *)t->info.tls.ca_path);
+	free(t->name);
+	pthread_mutex_destroy(&t->lock);
+	pthread_cond_destroy(&t->cond);
+	free(t);
+}
+
+struct auth_target *target_ref(struct auth_target *t)
+{
+	__atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+	return t;
+}
+
+void auth_target_unref(struct auth_target *t)
+{
+	if (t && __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		target_free(t);
+	}
+}
+
+uint32_t auth_target_id(const struct auth_target *t)
+{
+	return t->id;
+}
+
+const char *auth_target_name(const struct auth_target *t)
+{
+	return t->name;
+}
+
+size_t auth_target_provider(const struct auth_target *t)
+{
+	return t->provider_idx;
+}
+
+uint64_t auth_target_generation(struct auth_target *t)
+{
+	uint64_t gen;
+
+	pthread_mutex_lock(&t->lock);
+	gen = t->gen;
+	pthread_mutex_unlock(&t->lock);
+	return gen;
+}
+
+void target_notify(struct auth_target *t)
+{
+	if (t->core->notify) {
+		t->core->notify(t->core->notify_userdata, t->id, t->gen);
+	}
+}
+
+void target_set_error(struct auth_target *t, int r, const char *msg)
+{
+	t->last_errno = r;
+	t->last_error_at = now_real();
+	snprintf(t->last_error, sizeof(t->last_error), "%s", msg && *msg ? msg : strerror(-r));
+}
+
+int ctx_init(struct auth_target *t, struct auth_ctx *ctx)
+{
+	*ctx = (struct auth_ctx){ .info = &t->info, .http = t->http };
+	ctx->user = t->user ? strdup(t->user) : NULL;
+	ctx->password = secret_dup(t->password);
+	ctx->mfa_code = secret_dup(t->mfa_code);
+	if ((t->user && !ctx->user) || (t->password && !ctx->password) || (t->mfa_code && !ctx->mfa_code)) {
+		ctx_done(ctx);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void ctx_done(struct auth_ctx *ctx)
+{
+	free((char *)ctx->user);
+	secret_free((struct secret *)ctx->password);
+	secret_free((struct secret *)ctx->mfa_code);
+	ctx->user = NULL;
+	ctx->password = ctx->mfa_code = NULL;
+}
+
+/* Connection facts from the config section (or the name, for mkdir'd targets). */
+static int target_info_init(struct auth_target *t, const struct config *cfg, const struct target_config *section,
+			    const char *host, unsigned port)
+{
+	struct target_info *i = &t->info;
+	const char *v;
+	long n;
+	bool b;
+
+	i->provider = t->provider->name;
+	i->name = t->name;
+	i->section = section;
+	i->defaults = config_find_defaults(cfg, t->provider->name);
+	i->scheme = strdup((v = target_setting(i, "scheme")) ? v : "https");
+	if ((v = target_config_get(section, "server")) || (v = target_config_get(section, "host"))) {
+		host = v;
+	}
+	i->host = strdup(host);
+	if (!i->scheme || !i->host) {
+		return -ENOMEM;
+	}
+	if (strcmp(i->scheme, "https") && strcmp(i->scheme, "http")) {
+		return log_error_errno(-EINVAL, "Target %s/%s: scheme must be https or http", i->provider, t->name);
+	}
+	i->port = port ? port : (strcmp(i->scheme, "http") == 0 ? 80 : t->provider->default_port);
+	if ((v = target_setting(i, "port"))) {
+		if (parse_int(v, 1, 65535, &n) < 0) {
+			return log_error_errno(-EINVAL, "Target %s/%s: invalid port %s", i->provider, t->name, v);
+		}
+		i->port = (unsigned)n;
+	}
+	if (asprintf(&i->base_url, strchr(i->host, ':') ? "%s://[%s]:%u" : "%s://%s:%u", i->scheme, i->host, i->port) < 0) {
+		i->base_url = NULL;
+		return -ENOMEM;
+	}
+	i->tls.validate_certs = true;
+	if ((v = target_setting(i, "validate_certs")) && parse_bool(v, &b) == 0) {
+		i->tls.validate_certs = b;
+	}
+	/* No ca_path: the CA bundle the curl tool and OpenSSL take from the environment. */
+	if (!(v = target_setting(i, "ca_path")) && !(v = getenv("CURL_CA_BUNDLE"))) {
+		v = getenv("SSL_CERT_FILE");
+	}
+	if (v && *v && !(i->tls.ca_path = strdup(v))) {
+		return -ENOMEM;
+	}
+	i->timeout = cfg->timeout;
+	if ((v = target_setting(i, "timeout")) && parse_int(v, 1, 3600, &n) == 0) {
+		i->timeout = (int)n;
+	}
+	i->logout_on_exit = t->provider->default_logout_on_exit;
+	if ((v = target_setting(i, "logout_on_exit")) && parse_bool(v, &b) == 0) {
+		i->logout_on_exit = b;
+	}
+	if (!i->tls.validate_certs && strcmp(i->scheme, "https") == 0) {
+		log_warning("Target %s/%s: TLS certificate validation is OFF (validate_certs = false)", i->provider, t->name);
+	}
+	return 0;
+}
+
+/* Written credentials (in the store) win over configured ones. */
+static int target_load_credentials(struct auth_target *t)
+{
+	_cleanup_secret_ struct secret *saved = NULL;
+	int r;
+
+	if ((t->user = (char *)target_setting(&t->info, "user"))) {
+		t->user = strdup(t->user);
+	}
+	r = config_resolve_secret(t->info.section, "password", &t->password);
+	if (r == -ENOENT) {
+		r = config_resolve_secret(t->info.defaults, "password", &t->password);
+	}
+	if (r < 0 && r != -ENOENT) {
+		return r;
+	}
+	/* The environment variables the provider's own tools read (IDRAC_USERNAME, ...). */
+	if (!t->password && t->provider->env_password && getenv(t->provider->env_password)) {
+		const char *user = t->provider->env_user ? getenv(t->provider->env_user) : NULL;
+		if (user || t->user) {
+			if (user) {
+				free(t->user);
+				t->user = strdup(user);
+			}
+			t->password = secret_new_str(getenv(t->provider->env_password));
+		}
+	}
+	r = store_load(t->core->store, t->provider->name, t->name, "credentials", &saved);
+	if (r == 0) {
+		char *user = NULL;
+		struct secret *password = NULL;
+		if (credentials_parse(saved->data, saved->len, &user, &password) < 0) {
+			return log_error_errno(-EBADMSG, "Saved credentials of %s/%s are corrupt", t->provider->name, t->name);
+		}
+		free(t->user);
+		secret_free(t->password);
+		t->user = user;
+		t->password = password;
+	}
+	return 0;
+}
+
+static int target_new(struct auth_core *core, size_t provider, const char *name,
+		      const struct target_config *section, struct auth_target **ret)
+{
+	struct auth_target *t = calloc(1, sizeof(*t));
+	_cleanup_free_ char *host = NULL;
+	unsigned port = 0;
+	int r;
+
+	if (!t) {
+		return -ENOMEM;
+	}
+	t->core = core;
+	t->refs = 1;
+	t->provider_idx = provider;
+	t->provider = auth_providers[provider];
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	t->name = strdup(name);
+	if (!t->name || http_client_new(&t->http) < 0) {
+		target_free(t);
+		return -ENOMEM;
+	}
+	/* A name that is no host (a config alias) is fine when the section names the host. */
+	if (parse_host_port(name, &host, &port) < 0) {
+		host = strdup(name);
+	}
+	r = target_info_init(t, core->cfg, section, host, port);
+	if (r == 0) {
+		r = target_load_credentials(t);
+	}
+	if (r < 0) {
+		target_free(t);
+		return r;
+	}
+	*ret = t;
+	return 0;
+}
+
+static struct auth_target *lookup_locked(struct auth_core *core, size_t provider, const char *name)
+{
+	for (uint32_t i = 0; i < core->n_targets; i++) {
+		struct auth_target *t = core->targets[i];
+		if (t && t->provider_idx == provider && strcmp(t->name, name) == 0) {
+			return t;
+		}
+	}
+	return NULL;
+}
+
+/* Takes the caller's reference into the registry. -EEXIST if the name is taken. */
+static int registry_add(struct auth_core *core, struct auth_target *t)
+{
+	struct auth_target **n;
+
+	pthread_rwlock_wrlock(&core->registry_lock);
+	if (lookup_locked(core, t->provider_idx, t->name)) {
+		pthread_rwlock_unlock(&core->registry_lock);
+		return -EEXIST;
+	}
+	n = realloc(core->targets, (core->n_targets + 1) * sizeof(*n));
+	if (!n) {
+		pthread_rwlock_unlock(&core->registry_lock);
+		return -ENOMEM;
+	}
+	core->targets = n;
+	t->id = ++core->n_targets;
+	n[t->id - 1] = t;
+	pthread_rwlock_unlock(&core->registry_lock);
+	return 0;
+}
+
+static int add_target(struct auth_core *core, size_t provider, const char *name,
+		      const struct target_config *section, struct auth_target **ret)
+{
+	struct auth_target *t;
+	int r = target_new(core, provider, name, section, &t);
+
+	if (r < 0) {
+		return r;
+	}
+	r = registry_add(core, t);
+	if (r < 0) {
+		target_free(t);
+		return r;
+	}
+	if (ret) {
+		*ret = target_ref(t);
+	}
+	return 0;
+}
+
+struct auth_target *auth_target_lookup(struct auth_core *core, size_t provider, const char *name)
+{
+	struct auth_target *t;
+
+	pthread_rwlock_rdlock(&core->registry_lock);
+	t = lookup_locked(core, provider, name);
+	if (t) {
+		target_ref(t);
+	}
+	pthread_rwlock_unlock(&core->registry_lock);
+	return t;
+}
+
+struct auth_target *auth_target_get(struct auth_core *core, uint32_t id)
+{
+	struct auth_target *t = NULL;
+
+	pthread_rwlock_rdlock(&core->registry_lock);
+	if (id >= 1 && id <= core->n_targets && (t = core->targets[id - 1])) {
+		target_ref(t);
+	}
+	pthread_rwlock_unlock(&core->registry_lock);
+	return t;
+}
+
+struct auth_target *auth_target_next(struct auth_core *core, size_t provider, uint32_t after)
+{
+	struct auth_target *t = NULL;
+
+	pthread_rwlock_rdlock(&core->registry_lock);
+	for (uint32_t i = after; i < core->n_targets; i++) {
+		if (core->targets[i] && core->targets[i]->provider_idx == provider) {
+			t = target_ref(core->targets[i]);
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&core->registry_lock);
+	return t;
+}
+
+int auth_target_create(struct auth_core *core, size_t provider, const char *name, struct auth_target **ret)
+{
+	_cleanup_free_ char *host = NULL, *marker = NULL;
+	unsigned port;
+	int r;
+
+	r = auth_name_valid(name);
+	if (r < 0) {
+		return r;
+	}
+	if (parse_host_port(name, &host, &port) < 0) {
+		return -EINVAL;
+	}
+	r = add_target(core, provider, name, NULL, ret);
+	if (r < 0) {
+		return r;
+	}
+	/* Remember it across restarts. */
+	if (asprintf(&marker, "{\"host\":\"%s\",\"port\":%u}", host, port) < 0) {
+		marker = NULL;
+	}
+	if (marker) {
+		store_save(core->store, auth_providers[provider]->name, name, "target", marker, strlen(marker));
+	}
+	log_info("Added target %s/%s", auth_providers[provider]->name, name);
+	return 0;
+}
+
+int auth_target_destroy(struct auth_core *core, size_t provider, const char *name)
+{
+	struct auth_target *t;
+
+	pthread_rwlock_wrlock(&core->registry_lock);
+	t = lookup_locked(core, provider, name);
+	if (t) {
+		core->targets[t->id - 1] = NULL;
+	}
+	pthread_rwlock_unlock(&core->registry_lock);
+	if (!t) {
+		return -ENOENT;
+	}
+	pthread_mutex_lock(&t->lock);
+	t->removed = true;
+	pthread_cond_broadcast(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	session_logout(t);
+	store_remove_target(core->store, t->provider->name, t->name);
+	log_info("Removed target %s/%s", t->provider->name, t->name);
+	target_notify(t);
+	auth_target_unref(t);
+	return 0;
+}
+
+struct store_scan {
+	struct auth_core *core;
+	size_t provider;
+};
+
+static void add_stored_target(const char *name, void *userdata)
+{
+	struct store_scan *s = userdata;
+
+	if (auth_name_valid(name) == 0) {
+		add_target(s->core, s->provider, name, NULL, NULL); /* EEXIST: also configured */
+	}
+}
+
+/* The environment variables the AOS tools (aos-pyez) read. */
+static int add_env_targets(struct auth_core *core)
+{
+	const char *server = getenv("AOS_SERVER"), *v;
+	struct auth_target *t;
+	int r;
+
+	if (!server || auth_name_valid(server) < 0) {
+		return 0;
+	}
+	r = add_target(core, (size_t)auth_provider_index("aos"), server, NULL, &t);
+	if (r == -EEXIST) {
+		return 0;
+	}
+	if (r < 0) {
+		return log_error_errno(r, "Failed to add AOS_SERVER target %s: %m", server);
+	}
+	pthread_mutex_lock(&t->lock);
+	if ((v = getenv("AOS_SERVER_PORT")) && parse_int(v, 1, 65535, &(long){ 0 }) == 0) {
+		t->info.port = (unsigned)atoi(v);
+		free(t->info.base_url);
+		if (asprintf(&t->info.base_url, "%s://%s:%u", t->info.scheme, t->info.host, t->info.port) < 0) {
+			t->info.base_url = NULL;
+		}
+	}
+	if (!t->password && (v = getenv("AOS_USER")) && getenv("AOS_PASSWD")) {
+		free(t->user);
+		t->user = strdup(v);
+		t->password = secret_new_str(getenv("AOS_PASSWD"));
+	}
+	if ((v = getenv("AOS_SESSION_TOKEN"))) {
+		/* Validated with GET /api/user before first use, like a session.json write. */
+		json_t *j = json_pack("{s:s}", "token", v);
+		char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		json_decref(j);
+		if (text && aos_provider.session_load(&t->info, text, strlen(text), &t->pending) == 0) {
+			t->pending_loaded = true;
+		}
+		erase_and_free_str(text);
+	}
+	pthread_mutex_unlock(&t->lock);
+	auth_target_unref(t);
+	return 0;
+}
+
+int auth_core_new(const struct config *cfg, struct store *store, struct auth_core **ret)
+{
+	struct auth_core *core = calloc(1, sizeof(*core));
+	int r = 0;
+
+	if (!core) {
+		return -ENOMEM;
+	}
+	core->cfg = cfg;
+	core->store = store;
+	pthread_rwlock_init(&core->registry_lock, NULL);
+	pthread_mutex_init(&core->sched_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&core->sched_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	for (size_t i = 0; i < cfg->n_targets && r == 0; i++) {
+		const struct target_config *tc = &cfg->targets[i];
+		int p = auth_provider_index(tc->provider);
+		if (p < 0) {
+			r = log_error_errno(-EINVAL, "Unknown provider [%s \"%s\"] in config", tc->provider, tc->name);
+		} else if ((r = auth_name_valid(tc->name)) < 0) {
+			log_error_errno(r, "Invalid target name \"%s\" in config", tc->name);
+		} else {
+			r = add_target(core, (size_t)p, tc->name, tc, NULL);
+		}
+	}
+	for (size_t p = 0; p < ELEMENTSOF(auth_providers) && r == 0; p++) {
+		r = store_list(store, auth_providers[p]->name, "target", add_stored_target,
+			       &(struct store_scan){ core, p });
+	}
+	if (r == 0) {
+		r = add_env_targets(core);
+	}
+	if (r < 0) {
+		auth_core_free(core);
+		return r;
+	}
+	*ret = core;
+	return 0;
+}
+
+void auth_core_set_notify(struct auth_core *core, void (*fn)(void *userdata, uint32_t target_id, uint64_t gen),
+			  void *userdata)
+{
+	core->notify = fn;
+	core->notify_userdata = userdata;
+}
+
+int auth_core_start(struct auth_core *core)
+{
+	return scheduler_start(core);
+}
+
+void auth_core_free(struct auth_core *core)
+{
+	if (!core) {
+		return;
+	}
+	scheduler_stop(core);
+	for (uint32_t i = 0; i < core->n_targets; i++) {
+		struct auth_target *t = core->targets[i];
+		if (t && t->info.logout_on_exit) {
+			session_logout(t);
+		}
+		auth_target_unref(t);
+	}
+	free(core->targets);
+	pthread_rwlock_destroy(&core->registry_lock);
+	pthread_mutex_destroy(&core->sched_lock);
+	pthread_cond_destroy(&core->sched_cond);
+	free(core);
+}

@@ -1,0 +1,70 @@
+/* Parsing what is written to a `credentials` file. */
+#include <errno.h>
+#include <jansson.h>
+
+#include "provider.h"
+
+static bool printable(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static int parse_json(const char *data, size_t len, char **ret_user, struct secret **ret_password)
+{
+	json_t *o = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
+	const char *user, *password;
+	int r = -EINVAL;
+
+	user = json_string_value(json_object_get(o, "username"));
+	password = json_string_value(json_object_get(o, "password"));
+	if (json_is_object(o) && user && password && *user && *password &&
+	    printable(user, strlen(user))) {
+		*ret_user = strdup(user);
+		*ret_password = secret_new_str(password);
+		r = *ret_user && *ret_password ? 0 : -ENOMEM;
+		if (r < 0) {
+			free(*ret_user);
+			secret_free(*ret_password);
+		}
+	}
+	json_decref(o);
+	return r;
+}
+
+int credentials_parse(const char *data, size_t len, char **ret_user, struct secret **ret_password)
+{
+	const char *colon;
+	char *user;
+
+	/* One trailing newline, as echo writes it. */
+	if (len > 0 && data[len - 1] == '\n') {
+		len--;
+	}
+	if (len > 0 && data[len - 1] == '\r') {
+		len--;
+	}
+	if (len > 0 && data[0] == '{') {
+		return parse_json(data, len, ret_user, ret_password);
+	}
+	/* user:password; the password may itself contain ':'. */
+	colon = memchr(data, ':', len);
+	if (!colon || colon == data || colon == data + len - 1 || !printable(data, len)) {
+		return -EINVAL;
+	}
+	user = strndup(data, (size_t)(colon - data));
+	if (!user) {
+		return -ENOMEM;
+	}
+	*ret_password = secret_new(colon + 1, (size_t)(data + len - colon - 1));
+	if (!*ret_password) {
+		free(user);
+		return -ENOMEM;
+	}
+	*ret_user = user;
+	return 0;
+}

@@ -1,0 +1,176 @@
+/* What reading, writing and removing each file of a target does. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "target.h"
+
+static const char *state_name(const struct auth_target *t)
+{
+	time_t now = now_real();
+
+	if (t->flight) {
+		return "logging_in";
+	}
+	if (t->session && (t->session->expires_at == 0 || t->session->expires_at > now)) {
+		return "valid";
+	}
+	if (t->rejected) {
+		return "rejected";
+	}
+	if (t->last_errno == -ENOKEY) {
+		return "no_credentials";
+	}
+	if (t->last_errno < 0) {
+		return "error";
+	}
+	return t->session ? "expired" : "logged_out";
+}
+
+/* status: JSON from memory only (lock held). */
+static int render_status(struct auth_target *t, struct auth_blob **ret)
+{
+	char exp[21], login[21], err_at[21];
+	json_t *j;
+	char *text;
+
+	j = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:{s:I, s:I, s:I, s:I}}",
+		      "target", t->name, "provider", t->provider->name, "server", t->info.base_url,
+		      "state", state_name(t),
+		      "expires_at", t->session && t->session->expires_at ? format_iso8601(t->session->expires_at, exp) : NULL,
+		      "last_login", t->last_login ? format_iso8601(t->last_login, login) : NULL,
+		      "last_error", t->last_errno < 0 ? t->last_error : NULL,
+		      "last_error_at", t->last_errno < 0 ? format_iso8601(t->last_error_at, err_at) : NULL,
+		      "errno", t->last_errno < 0 ? strerrorname_np(-t->last_errno) : NULL,
+		      "tls_verify", t->info.tls.validate_certs,
+		      "counters", "logins", (json_int_t)t->counters.logins, "failures", (json_int_t)t->counters.failures,
+		      "refreshes", (json_int_t)t->counters.refreshes, "reads", (json_int_t)t->counters.reads);
+	text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+	json_decref(j);
+	if (!text) {
+		return -ENOMEM;
+	}
+	*ret = auth_blob_new_line(text);
+	free(text);
+	return *ret ? 0 : -ENOMEM;
+}
+
+static bool from_session(const struct auth_target *t, enum auth_file f)
+{
+	for (size_t i = 0; i < t->provider->n_files; i++) {
+		if (t->provider->files[i].file == f) {
+			return t->provider->files[i].from_session;
+		}
+	}
+	return false;
+}
+
+static int render_locked(struct auth_target *t, enum auth_file f, struct auth_blob **ret)
+{
+	int r = t->provider->render(&t->info, t->session, f, ret);
+
+	if (r == 0) {
+		(*ret)->gen = t->gen;
+	}
+	return r;
+}
+
+int auth_file_read(struct auth_target *t, enum auth_file f, struct auth_blob **ret)
+{
+	int r;
+
+	if (f == AUTH_FILE_STATUS) {
+		return auth_file_peek(t, f, ret);
+	}
+	if (!from_session(t, f)) {
+		return -EACCES; /* credentials and mfa are write-only */
+	}
+	r = session_acquire(t);
+	if (r < 0) {
+		return r;
+	}
+	r = render_locked(t, f, ret);
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+int auth_file_peek(struct auth_target *t, enum auth_file f, struct auth_blob **ret)
+{
+	int r = -ENODATA;
+
+	pthread_mutex_lock(&t->lock);
+	if (f == AUTH_FILE_STATUS) {
+		r = render_status(t, ret);
+	} else if (from_session(t, f) && t->session &&
+		   (t->session->expires_at == 0 || t->session->expires_at - now_real() > t->provider->min_validity)) {
+		r = render_locked(t, f, ret);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+static int write_credentials(struct auth_target *t, const char *data, size_t len)
+{
+	_cleanup_secret_ struct secret *password = NULL, *text = NULL;
+	_cleanup_free_ char *user = NULL;
+	json_t *j;
+	char *dump;
+	int r;
+
+	r = credentials_parse(data, len, &user, &password);
+	if (r < 0) {
+		return log_info_errno(r, "%s/%s: refused a malformed credentials write (expected user:password or {\"username\",\"password\"})",
+				      t->provider->name, t->name);
+	}
+	/* Saved normalized, so the store never holds a half-parsed value. */
+	j = json_pack("{s:s, s:s}", "username", user, "password", secret_str(password));
+	dump = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	text = secret_new_str(dump);
+	erase_and_free_str(dump);
+	if (!text) {
+		return -ENOMEM;
+	}
+	r = store_save(t->core->store, t->provider->name, t->name, "credentials", text->data, text->len);
+	if (r < 0) {
+		return r;
+	}
+	pthread_mutex_lock(&t->lock);
+	free(t->user);
+	secret_free(t->password);
+	t->user = TAKE_PTR(user);
+	t->password = TAKE_PTR(password);
+	t->rejected = false;
+	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED) {
+		t->last_errno = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	log_info("%s/%s: saved new credentials for user %s", t->provider->name, t->name, t->user);
+	return 0;
+}
+
+int auth_file_write(struct auth_target *t, enum auth_file f, const char *data, size_t len)
+{
+	if (len > AUTH_WRITE_MAX) {
+		return -EFBIG;
+	}
+	switch (f) {
+	case AUTH_FILE_CREDENTIALS:
+		return write_credentials(t, data, len);
+	case AUTH_FILE_SESSION_JSON:
+		return session_resume(t, data, len);
+	default:
+		return -EACCES;
+	}
+}
+
+int auth_file_unlink(struct auth_target *t, enum auth_file f)
+{
+	switch (f) {
+	case AUTH_FILE_TOKEN:
+	case AUTH_FILE_CREDS_JSON:
+		return session_logout(t);
+	default:
+		return -EPERM;
+	}
+}

@@ -1,0 +1,57 @@
+/* The only libcurl user. One client per target keeps its connection and TLS
+ * session alive across logins and refreshes. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "secret.h"
+
+struct http_tls {
+	const char *ca_path;  /* NULL: the system's CA bundle */
+	bool validate_certs;  /* false only when the config says so */
+};
+
+struct http_request {
+	const char *method;   /* "GET", "POST", "DELETE" */
+	const char *url;
+	const char *body;     /* NULL: no body */
+	size_t body_len;
+	const char *content_type;
+	/* Extra headers ("Name: value"); those in secret_headers are wiped after use. */
+	const char *const *headers;
+	const struct secret *const *secret_headers;
+	int timeout;          /* seconds, for the whole request */
+	const struct http_tls *tls;
+	const char *aws_sigv4;          /* CURLOPT_AWS_SIGV4 provider string, or NULL */
+	const struct secret *userpwd;   /* "key:secret" for SigV4 */
+};
+
+struct http_response {
+	long status;
+	char *body;           /* NUL-terminated, wiped on free */
+	size_t len;
+	char *headers;        /* raw header block of the final response, wiped on free */
+	char error[256];      /* transport error in words (curl's message) */
+};
+
+struct http_client;
+
+int http_global_init(void);
+void http_global_cleanup(void);
+
+int http_client_new(struct http_client **ret);
+void http_client_free(struct http_client *c);
+
+/* 0 when a response arrived (any status), -errno for transport failures
+ * (ECONNREFUSED, EHOSTUNREACH, ETIMEDOUT, EPROTO, EIO), with resp->error set. */
+int http_perform(struct http_client *c, const struct http_request *req, struct http_response *resp);
+void http_response_done(struct http_response *resp);
+
+/* The value of header name (case-insensitive) in resp, copied; NULL if absent. */
+char *http_response_header(const struct http_response *resp, const char *name);
+
+/* Maps a curl result code (and the socket errno behind it) to -errno. */
+int http_curl_errno(int curl_code, long os_errno);
+/* Connections opened so far by this client (for tests of connection reuse). */
+long http_client_connects(const struct http_client *c);

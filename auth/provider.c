@@ -1,0 +1,168 @@
+/* Helpers every provider shares: sessions, blobs, error mapping. */
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "provider.h"
+
+struct auth_session *auth_session_new(void)
+{
+	struct auth_session *s = calloc(1, sizeof(*s));
+
+	if (s) {
+		s->obtained_at = now_real();
+	}
+	return s;
+}
+
+void auth_session_free(struct auth_session *s)
+{
+	if (!s) {
+		return;
+	}
+	secret_free(s->token);
+	secret_free(s->extra);
+	free(s->id);
+	free(s->location);
+	free(s);
+}
+
+struct auth_session *auth_session_dup(const struct auth_session *s)
+{
+	struct auth_session *d = auth_session_new();
+
+	if (!d) {
+		return NULL;
+	}
+	d->token = secret_dup(s->token);
+	d->extra = secret_dup(s->extra);
+	d->id = s->id ? strdup(s->id) : NULL;
+	d->location = s->location ? strdup(s->location) : NULL;
+	d->expires_at = s->expires_at;
+	d->obtained_at = s->obtained_at;
+	if ((s->token && !d->token) || (s->extra && !d->extra) || (s->id && !d->id) || (s->location && !d->location)) {
+		auth_session_free(d);
+		return NULL;
+	}
+	return d;
+}
+
+int auth_call(struct auth_ctx *ctx, const struct auth_call *call, struct http_response *resp)
+{
+	const struct secret *secret_headers[] = { call->auth_header, NULL };
+	_cleanup_free_ char *url = NULL;
+	int r;
+
+	if (strncmp(call->path, "http://", 7) == 0 || strncmp(call->path, "https://", 8) == 0) {
+		url = strdup(call->path);
+	} else if (asprintf(&url, "%s%s", ctx->info->base_url, call->path) < 0) {
+		url = NULL;
+	}
+	if (!url) {
+		return -ENOMEM;
+	}
+	r = http_perform(ctx->http, &(struct http_request){
+		.method = call->method, .url = url, .body = call->body, .body_len = call->body_len,
+		.content_type = call->content_type, .headers = call->headers, .secret_headers = secret_headers,
+		.timeout = ctx->info->timeout, .tls = &ctx->info->tls,
+	}, resp);
+	if (r < 0) {
+		return auth_ctx_transport_fail(ctx, r, resp);
+	}
+	return 0;
+}
+
+struct auth_blob *auth_blob_new(const char *data, size_t len)
+{
+	struct auth_blob *b = CRYPTO_secure_malloc(sizeof(*b) + len + 1, __FILE__, __LINE__);
+
+	if (!b) {
+		return NULL;
+	}
+	b->refs = 1;
+	b->gen = 0;
+	b->len = len;
+	memcpy(b->data, data, len);
+	b->data[len] = 0;
+	return b;
+}
+
+struct auth_blob *auth_blob_new_line(const char *text)
+{
+	size_t len = strlen(text);
+	struct auth_blob *b = auth_blob_new(text, len + 1);
+
+	if (b) {
+		b->data[len] = '\n';
+	}
+	return b;
+}
+
+struct auth_blob *auth_blob_ref(struct auth_blob *b)
+{
+	if (b) {
+		__atomic_add_fetch(&b->refs, 1, __ATOMIC_RELAXED);
+	}
+	return b;
+}
+
+void auth_blob_unref(struct auth_blob *b)
+{
+	if (b && __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		CRYPTO_secure_clear_free(b, sizeof(*b) + b->len + 1, __FILE__, __LINE__);
+	}
+}
+
+int auth_ctx_fail(struct auth_ctx *ctx, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(ctx->error, sizeof(ctx->error), fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int auth_ctx_transport_fail(struct auth_ctx *ctx, int r, const struct http_response *resp)
+{
+	return auth_ctx_fail(ctx, r, "%s: %s", ctx->info->base_url, resp->error[0] ? resp->error : strerror(-r));
+}
+
+const char *target_setting(const struct target_info *info, const char *key)
+{
+	const char *v = target_config_get(info->section, key);
+
+	return v ? v : target_config_get(info->defaults, key);
+}
+
+int auth_http_status_errno(long status)
+{
+	if (status >= 200 && status < 300) {
+		return 0;
+	}
+	if (status == 401 || status == 403) {
+		return -EKEYREJECTED;
+	}
+	if (status == 404 || status == 410) {
+		return -ENOENT;
+	}
+	if (status == 429) {
+		return -EAGAIN;
+	}
+	return -EIO;
+}
+
+int auth_parse_json(struct auth_ctx *ctx, const struct http_response *resp, json_t **ret)
+{
+	json_error_t err;
+	json_t *j = json_loadb(resp->body, resp->len, 0, &err);
+
+	if (!j) {
+		return auth_ctx_fail(ctx, -EBADMSG, "%s answered HTTP %ld with malformed JSON: %s",
+				     ctx->info->base_url, resp->status, err.text);
+	}
+	*ret = j;
+	return 0;
+}

@@ -1,0 +1,577 @@
+/* Redfish BMCs (iDRAC, iLO, OpenBMC): one daemon session per BMC, created by
+ * POST to the Sessions collection, kept alive while it is read, deleted on
+ * logout (DSP0266; DESIGN.md §3). */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "provider.h"
+
+#define DEFAULT_SESSION_TIMEOUT 1800 /* DSP0266's usual default, when the BMC won't say */
+#define KEEPALIVE_MAX 60             /* notice a session deleted elsewhere within a minute */
+
+static const struct auth_file_info redfish_files[] = {
+	{ "token", AUTH_FILE_TOKEN, S_IFREG | 0400, true },
+	{ "session.json", AUTH_FILE_SESSION_JSON, S_IFREG | 0400, true },
+	{ "credentials", AUTH_FILE_CREDENTIALS, S_IFREG | 0200, false },
+	{ "status", AUTH_FILE_STATUS, S_IFREG | 0400, false },
+	{ "sessions", AUTH_FILE_SESSIONS_DIR, S_IFDIR | 0700, false },
+};
+
+static const char *const fallback_uris[] = {
+	"/redfish/v1/SessionService/Sessions",
+	"/redfish/v1/Sessions", /* old iDRAC firmware */
+};
+
+/* The provider's details kept with a session (its extra secret). */
+struct details {
+	const char *sessions_uri;
+	json_int_t timeout;
+	json_t *data;
+};
+
+static json_t *details_load(const struct auth_session *s, struct details *ret)
+{
+	json_t *j = s->extra ? json_loads(s->extra->data, 0, NULL) : NULL;
+
+	ret->sessions_uri = json_string_value(json_object_get(j, "sessions_uri"));
+	ret->timeout = json_integer_value(json_object_get(j, "session_timeout"));
+	ret->data = json_object_get(j, "session_data");
+	if (ret->timeout <= 0) {
+		ret->timeout = DEFAULT_SESSION_TIMEOUT;
+	}
+	return j;
+}
+
+/* The BMC's own words: error.@Message.ExtendedInfo[].Message, else error.message. */
+static void bmc_message(const struct http_response *resp, char *buf, size_t size, bool *ret_limit)
+{
+	json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
+	json_t *err = json_object_get(j, "error"), *info = json_object_get(err, "@Message.ExtendedInfo"), *e;
+	size_t i, used = 0;
+
+	buf[0] = 0;
+	*ret_limit = strstr(resp->body, "SessionLimitExceeded") || strstr(resp->body, "RAC0218");
+	json_array_foreach(info, i, e) {
+		const char *m = json_string_value(json_object_get(e, "Message"));
+		const char *id = json_string_value(json_object_get(e, "MessageId"));
+		if (m && used < size) {
+			used += (size_t)snprintf(buf + used, size - used, "%s%s%s%s%s", used ? "; " : "", m,
+						 id ? " (" : "", id ? id : "", id ? ")" : "");
+		}
+	}
+	if (!buf[0] && json_is_string(json_object_get(err, "message"))) {
+		snprintf(buf, size, "%s", json_string_value(json_object_get(err, "message")));
+	}
+	if (!buf[0] && resp->len > 0 && !j) {
+		snprintf(buf, size, "%.*s", (int)(resp->len < 160 ? resp->len : 160), resp->body);
+	}
+	for (char *p = buf; *p; p++) {
+		if ((unsigned char)*p < 0x20) {
+			*p = ' ';
+		}
+	}
+	json_decref(j);
+}
+
+static int fail_status(struct auth_ctx *ctx, const char *what, const struct http_response *resp)
+{
+	char msg[384];
+	bool limit;
+
+	bmc_message(resp, msg, sizeof(msg), &limit);
+	if (limit || resp->status == 503) {
+		return auth_ctx_fail(ctx, -EUSERS,
+				     "%s: too many sessions on the BMC (HTTP %ld: %s); remove stale ones with rm %s/%s/sessions/<id>",
+				     ctx->info->base_url, resp->status, msg[0] ? msg : "no message", ctx->info->provider, ctx->info->name);
+	}
+	if (resp->status == 401 || resp->status == 403) {
+		return auth_ctx_fail(ctx, -EKEYREJECTED, "%s rejected the %s (HTTP %ld): %s", ctx->info->base_url, what,
+				     resp->status, msg[0] ? msg : "the BMC sent an empty body; the user name or password is wrong");
+	}
+	return auth_ctx_fail(ctx, auth_http_status_errno(resp->status) == -EAGAIN ? -EAGAIN : -EIO,
+			     "%s failed the %s with HTTP %ld: %s", ctx->info->base_url, what, resp->status, msg);
+}
+
+/* X-Auth-Token of s, or Basic auth with the credentials when s is NULL. */
+static struct secret *auth_header(const struct auth_ctx *ctx, const struct auth_session *s)
+{
+	_cleanup_secret_ struct secret *pair = NULL;
+	_cleanup_erase_ char *b64 = NULL;
+
+	if (s) {
+		return secret_printf("X-Auth-Token: %s", secret_str(s->token));
+	}
+	if (!ctx->user || !ctx->password) {
+		return NULL;
+	}
+	pair = secret_printf("%s:%s", ctx->user, secret_str(ctx->password));
+	b64 = pair ? malloc(4 * ((pair->len + 2) / 3) + 1) : NULL;
+	if (!b64) {
+		return NULL;
+	}
+	EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)pair->data, (int)pair->len);
+	return secret_printf("Authorization: Basic %s", b64);
+}
+
+static int request(struct auth_ctx *ctx, const char *method, const char *path, const struct secret *hdr,
+		   const char *body, struct http_response *resp)
+{
+	static const char *const headers[] = { "OData-Version: 4.0", "Accept: application/json", NULL };
+
+	return auth_call(ctx, &(struct auth_call){
+		.method = method, .path = path, .auth_header = hdr, .headers = headers,
+		.body = body, .body_len = body ? strlen(body) : 0,
+		.content_type = body ? "application/json" : NULL,
+	}, resp);
+}
+
+/* A Location header may be absolute: keep its path, exactly as given. */
+static char *uri_path(const char *uri)
+{
+	const char *p = strstr(uri, "://");
+
+	if (p) {
+		p = strchr(p + 3, '/');
+		return strdup(p ? p : "/");
+	}
+	return strdup(uri);
+}
+
+static const char *last_segment(const char *uri)
+{
+	const char *slash = strrchr(uri, '/');
+
+	return slash ? slash + 1 : uri;
+}
+
+/* Links.Sessions of the service root, or NULL to try the usual places. */
+static int discover(struct auth_ctx *ctx, char **ret)
+{
+	struct http_response resp = { 0 };
+	json_t *root = NULL;
+	const char *uri;
+	int r;
+
+	*ret = NULL;
+	r = request(ctx, "GET", "/redfish/v1/", NULL, NULL, &resp);
+	if (r == 0 && resp.status >= 200 && resp.status < 300 && (root = json_loadb(resp.body, resp.len, 0, NULL))) {
+		uri = json_string_value(json_object_get(json_object_get(json_object_get(root, "Links"), "Sessions"), "@odata.id"));
+		if (uri && *uri == '/' && !(*ret = strdup(uri))) {
+			r = -ENOMEM;
+		}
+	}
+	json_decref(root);
+	http_response_done(&resp);
+	return r;
+}
+
+static json_int_t session_timeout(struct auth_ctx *ctx, const struct secret *hdr)
+{
+	struct http_response resp = { 0 };
+	json_int_t timeout = DEFAULT_SESSION_TIMEOUT;
+	json_t *j;
+
+	if (request(ctx, "GET", "/redfish/v1/SessionService", hdr, NULL, &resp) == 0 && resp.status == 200 &&
+	    (j = json_loadb(resp.body, resp.len, 0, NULL))) {
+		json_int_t v = json_integer_value(json_object_get(j, "SessionTimeout"));
+		timeout = v > 0 ? v : timeout;
+		json_decref(j);
+	}
+	http_response_done(&resp);
+	return timeout;
+}
+
+/* session_data: the session resource without its @odata annotations. */
+static json_t *session_data(const struct http_response *resp)
+{
+	json_t *j = json_loadb(resp->body, resp->len, 0, NULL), *data = json_object();
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(j, key, v) {
+		if (strncmp(key, "@odata.", 7) != 0) {
+			json_object_set(data, key, v);
+		}
+	}
+	json_decref(j);
+	return data;
+}
+
+static int make_session(struct auth_ctx *ctx, const char *sessions_uri, const struct http_response *resp,
+			struct auth_session **ret)
+{
+	_cleanup_session_ struct auth_session *s = auth_session_new();
+	_cleanup_free_ char *token = http_response_header(resp, "X-Auth-Token");
+	_cleanup_free_ char *location = http_response_header(resp, "Location");
+	_cleanup_secret_ struct secret *hdr = NULL;
+	json_t *body = json_loadb(resp->body, resp->len, 0, NULL), *details;
+	const char *id = json_string_value(json_object_get(body, "Id"));
+	char *extra;
+
+	if (!location && json_is_string(json_object_get(body, "@odata.id"))) {
+		location = strdup(json_string_value(json_object_get(body, "@odata.id")));
+	}
+	if (!s || !token || !*token || !location) {
+		json_decref(body);
+		erase_and_free_str(TAKE_PTR(token));
+		return auth_ctx_fail(ctx, -EBADMSG, "%s created a session without %s", ctx->info->base_url,
+				     !token || !*token ? "an X-Auth-Token header" : "a Location or @odata.id");
+	}
+	s->token = secret_new_str(token);
+	erase_and_free_str(TAKE_PTR(token));
+	s->location = uri_path(location);
+	s->id = strdup(id ? id : last_segment(s->location));
+	json_decref(body);
+	hdr = s->token ? secret_printf("X-Auth-Token: %s", secret_str(s->token)) : NULL;
+	if (!s->token || !s->location || !s->id || !hdr) {
+		return -ENOMEM;
+	}
+	details = json_pack("{s:s, s:I, s:o}", "sessions_uri", sessions_uri, "session_timeout",
+			    session_timeout(ctx, hdr), "session_data", session_data(resp));
+	extra = details ? json_dumps(details, JSON_COMPACT) : NULL;
+	s->expires_at = now_real() + json_integer_value(json_object_get(details, "session_timeout"));
+	json_decref(details);
+	s->extra = secret_new_str(extra);
+	erase_and_free_str(extra);
+	if (!s->extra) {
+		return -ENOMEM;
+	}
+	*ret = TAKE_PTR(s);
+	return 0;
+}
+
+static int post_session(struct auth_ctx *ctx, const char *uri, const char *body, struct auth_session **ret)
+{
+	struct http_response resp = { 0 };
+	int r = request(ctx, "POST", uri, NULL, body, &resp);
+
+	if (r == 0 && (resp.status == 404 || resp.status == 405)) {
+		r = -ENOENT; /* not here: try the next place */
+	} else if (r == 0 && (resp.status < 200 || resp.status >= 300)) {
+		r = fail_status(ctx, "login", &resp);
+	} else if (r == 0) {
+		r = make_session(ctx, uri, &resp, ret);
+	}
+	http_response_done(&resp);
+	return r;
+}
+
+static int redfish_login(struct auth_ctx *ctx, struct auth_session **ret)
+{
+	_cleanup_free_ char *linked = NULL;
+	_cleanup_erase_ char *body = NULL;
+	json_t *j;
+	int r;
+
+	r = discover(ctx, &linked);
+	if (r < 0) {
+		return r;
+	}
+	j = json_pack("{s:s, s:s}", "UserName", ctx->user, "Password", secret_str(ctx->password));
+	body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!body) {
+		return -ENOMEM;
+	}
+	if (linked) {
+		return post_session(ctx, linked, body, ret);
+	}
+	r = -ENOENT;
+	for (size_t i = 0; i < ELEMENTSOF(fallback_uris) && r == -ENOENT; i++) {
+		r = post_session(ctx, fallback_uris[i], body, ret);
+	}
+	if (r == -ENOENT) {
+		r = auth_ctx_fail(ctx, -EIO, "%s has no Redfish Sessions collection", ctx->info->base_url);
+	}
+	return r;
+}
+
+/* GET on the session itself: proves it alive and resets the BMC's idle timer. */
+static int redfish_validate(struct auth_ctx *ctx, const struct auth_session *s, time_t *ret_expires_at)
+{
+	_cleanup_secret_ struct secret *hdr = secret_printf("X-Auth-Token: %s", secret_str(s->token));
+	struct http_response resp = { 0 };
+	struct details d;
+	json_t *j = details_load(s, &d);
+	int r;
+
+	r = hdr ? request(ctx, "GET", s->location, hdr, NULL, &resp) : -ENOMEM;
+	if (r == 0 && (resp.status == 401 || resp.status == 404)) {
+		r = auth_ctx_fail(ctx, -ESTALE, "%s no longer knows session %s", ctx->info->base_url, s->id);
+	} else if (r == 0 && (resp.status < 200 || resp.status >= 300)) {
+		r = fail_status(ctx, "session check", &resp);
+	}
+	*ret_expires_at = r == 0 ? now_real() + (time_t)d.timeout : 0;
+	json_decref(j);
+	http_response_done(&resp);
+	return r;
+}
+
+static int redfish_logout(struct auth_ctx *ctx, const struct auth_session *s)
+{
+	_cleanup_secret_ struct secret *hdr = secret_printf("X-Auth-Token: %s", secret_str(s->token));
+	struct http_response resp = { 0 };
+	int r = hdr ? request(ctx, "DELETE", s->location, hdr, NULL, &resp) : -ENOMEM;
+
+	/* 401/404: already gone, which is what we wanted. */
+	if (r == 0 && (resp.status < 200 || resp.status >= 300) && resp.status != 401 && resp.status != 404) {
+		r = fail_status(ctx, "logout", &resp);
+	}
+	http_response_done(&resp);
+	return r;
+}
+
+static time_t redfish_refresh_at(const struct target_info *info, const struct auth_session *s, int margin)
+{
+	time_t lifetime = s->expires_at - now_real(), ahead = lifetime / 2;
+
+	(void)info;
+	if (ahead > margin) {
+		ahead = margin;
+	}
+	/* At least every KEEPALIVE_MAX seconds, to notice deletion elsewhere. */
+	if (lifetime - ahead > KEEPALIVE_MAX) {
+		return now_real() + KEEPALIVE_MAX;
+	}
+	return s->expires_at - ahead;
+}
+
+static json_t *session_json(const struct auth_session *s, bool for_store)
+{
+	struct details d;
+	json_t *details = details_load(s, &d), *j;
+
+	j = json_pack("{s:s, s:s, s:s, s:O?}", "id", s->id, "location", s->location, "x_auth_token",
+		      secret_str(s->token), "session_data", d.data);
+	if (j && for_store) {
+		json_object_set_new(j, "sessions_uri", json_string(d.sessions_uri ? d.sessions_uri : fallback_uris[0]));
+		json_object_set_new(j, "session_timeout", json_integer(d.timeout));
+	}
+	json_decref(details);
+	return j;
+}
+
+static int dump_secret(json_t *j, size_t flags, struct secret **ret)
+{
+	char *text = j ? json_dumps(j, flags) : NULL;
+
+	json_decref(j);
+	if (!text) {
+		return -ENOMEM;
+	}
+	*ret = secret_new_str(text);
+	erase_and_free_str(text);
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int redfish_session_save(const struct target_info *info, const struct auth_session *s, struct secret **ret)
+{
+	(void)info;
+	return dump_secret(session_json(s, true), JSON_COMPACT, ret);
+}
+
+static int redfish_render(const struct target_info *info, const struct auth_session *s, enum auth_file f,
+			  struct auth_blob **ret)
+{
+	_cleanup_secret_ struct secret *text = NULL;
+	int r;
+
+	(void)info;
+	if (f == AUTH_FILE_TOKEN) {
+		*ret = auth_blob_new(s->token->data, s->token->len);
+		return *ret ? 0 : -ENOMEM;
+	}
+	if (f != AUTH_FILE_SESSION_JSON) {
+		return -EINVAL;
+	}
+	r = dump_secret(session_json(s, false), JSON_INDENT(2), &text);
+	if (r < 0) {
+		return r;
+	}
+	*ret = auth_blob_new_line(text->data);
+	return *ret ? 0 : -ENOMEM;
+}
+
+/* A saved session, as written by redfish_session_save(). Its expiry is unknown
+ * after a restart: it is validated before first use. */
+static int redfish_session_load(const struct target_info *info, const char *text, size_t len,
+				struct auth_session **ret)
+{
+	_cleanup_session_ struct auth_session *s = auth_session_new();
+	json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL), *details;
+	const char *id = json_string_value(json_object_get(j, "id"));
+	const char *location = json_string_value(json_object_get(j, "location"));
+	const char *token = json_string_value(json_object_get(j, "x_auth_token"));
+	const char *uri = json_string_value(json_object_get(j, "sessions_uri"));
+	char *extra;
+	int r = -EINVAL;
+
+	(void)info;
+	if (!s || !id || !location || location[0] != '/' || !token || !*token || !uri) {
+		goto out;
+	}
+	details = json_pack("{s:s, s:O, s:O?}", "sessions_uri", uri, "session_timeout",
+			    json_object_get(j, "session_timeout") ?: json_integer(0), "session_data",
+			    json_object_get(j, "session_data"));
+	extra = details ? json_dumps(details, JSON_COMPACT) : NULL;
+	json_decref(details);
+	s->token = secret_new_str(token);
+	s->extra = secret_new_str(extra);
+	erase_and_free_str(extra);
+	s->id = strdup(id);
+	s->location = strdup(location);
+	s->expires_at = now_real() + 60; /* provisional; validation sets the real one */
+	r = s->token && s->extra && s->id && s->location ? 0 : -ENOMEM;
+	if (r == 0) {
+		*ret = TAKE_PTR(s);
+	}
+out:
+	json_decref(j);
+	return r;
+}
+
+/* The collection URI: from the session's details, or discovered again. */
+static int sessions_uri(struct auth_ctx *ctx, const struct auth_session *s, char **ret)
+{
+	struct details d;
+	json_t *j;
+	int r;
+
+	if (s) {
+		j = details_load(s, &d);
+		*ret = d.sessions_uri ? strdup(d.sessions_uri) : NULL;
+		json_decref(j);
+		if (*ret) {
+			return 0;
+		}
+	}
+	r = discover(ctx, ret);
+	if (r == 0 && !*ret) {
+		*ret = strdup(fallback_uris[0]);
+	}
+	return r < 0 ? r : *ret ? 0 : -ENOMEM;
+}
+
+/* One authenticated call on the collection or a member of it. */
+static int member_call(struct auth_ctx *ctx, const struct auth_session *s, const char *method, const char *id,
+		       struct http_response *resp)
+{
+	_cleanup_secret_ struct secret *hdr = auth_header(ctx, s);
+	_cleanup_free_ char *uri = NULL, *path = NULL;
+	int r;
+
+	if (!hdr) {
+		return auth_ctx_fail(ctx, -ENOKEY, "no session and no credentials to list sessions with");
+	}
+	r = sessions_uri(ctx, s, &uri);
+	if (r < 0) {
+		return r;
+	}
+	if (id && asprintf(&path, "%s/%s", uri, id) < 0) {
+		return -ENOMEM;
+	}
+	r = request(ctx, method, id ? path : uri, hdr, NULL, resp);
+	if (r == 0 && resp->status == 401 && s) {
+		r = -ESTALE; /* our session died: renew and retry */
+	}
+	return r;
+}
+
+static int redfish_sessions_list(struct auth_ctx *ctx, const struct auth_session *s, char ***ret_ids, size_t *ret_n)
+{
+	struct http_response resp = { 0 };
+	json_t *j = NULL, *m;
+	char **ids = NULL;
+	size_t i, n = 0;
+	int r = member_call(ctx, s, "GET", NULL, &resp);
+
+	if (r == 0 && (resp.status < 200 || resp.status >= 300)) {
+		r = fail_status(ctx, "session listing", &resp);
+	}
+	if (r == 0) {
+		r = auth_parse_json(ctx, &resp, &j);
+	}
+	if (r == 0) {
+		json_t *members = json_object_get(j, "Members");
+		ids = calloc(json_array_size(members) + 1, sizeof(*ids));
+		r = ids ? 0 : -ENOMEM;
+		json_array_foreach(members, i, m) {
+			const char *uri = json_string_value(json_object_get(m, "@odata.id"));
+			if (r == 0 && uri && auth_session_id_valid(last_segment(uri))) {
+				ids[n++] = strdup(last_segment(uri));
+			}
+		}
+	}
+	json_decref(j);
+	http_response_done(&resp);
+	if (r < 0) {
+		auth_strv_free(ids, n);
+		return r;
+	}
+	*ret_ids = ids;
+	*ret_n = n;
+	return 0;
+}
+
+static int redfish_sessions_get(struct auth_ctx *ctx, const struct auth_session *s, const char *id,
+				struct auth_blob **ret)
+{
+	struct http_response resp = { 0 };
+	json_t *j = NULL;
+	char *text;
+	int r = member_call(ctx, s, "GET", id, &resp);
+
+	if (r == 0 && resp.status == 404) {
+		r = -ENOENT;
+	} else if (r == 0 && (resp.status < 200 || resp.status >= 300)) {
+		r = fail_status(ctx, "session read", &resp);
+	} else if (r == 0 && (r = auth_parse_json(ctx, &resp, &j)) == 0) {
+		text = json_dumps(j, JSON_INDENT(2));
+		*ret = text ? auth_blob_new_line(text) : NULL;
+		r = *ret ? 0 : -ENOMEM;
+		free(text);
+	}
+	json_decref(j);
+	http_response_done(&resp);
+	return r;
+}
+
+static int redfish_sessions_delete(struct auth_ctx *ctx, const struct auth_session *s, const char *id)
+{
+	struct http_response resp = { 0 };
+	int r = member_call(ctx, s, "DELETE", id, &resp);
+
+	/* 404: already gone, which is what was asked for. */
+	if (r == 0 && (resp.status < 200 || resp.status >= 300) && resp.status != 404) {
+		r = fail_status(ctx, "session delete", &resp);
+	}
+	http_response_done(&resp);
+	return r;
+}
+
+const struct auth_provider redfish_provider = {
+	.name = "idrac",
+	.files = redfish_files,
+	.n_files = ELEMENTSOF(redfish_files),
+	.default_port = 443,
+	.default_logout_on_exit = true,
+	.needs_user = true,
+	.min_validity = 0,
+	.login = redfish_login,
+	.validate = redfish_validate,
+	.logout = redfish_logout,
+	.refresh = redfish_validate,
+	.refresh_at = redfish_refresh_at,
+	.logout_replaced = true,
+	.env_user = "IDRAC_USERNAME",
+	.env_password = "IDRAC_PASSWORD",
+	.render = redfish_render,
+	.session_save = redfish_session_save,
+	.session_load = redfish_session_load,
+	.sessions_list = redfish_sessions_list,
+	.sessions_get = redfish_sessions_get,
+	.sessions_delete = redfish_sessions_delete,
+};

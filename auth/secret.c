@@ -1,0 +1,98 @@
+/* Secrets live in OpenSSL's secure heap: it mlock()s its arena and marks it
+ * MADV_DONTDUMP, and CRYPTO_secure_clear_free() wipes before freeing. */
+#include <openssl/crypto.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "secret.h"
+
+int secret_init(size_t heap_size)
+{
+	int r = CRYPTO_secure_malloc_init(heap_size, 16);
+
+	if (r == 0) {
+		return log_warning_errno(-ENOMEM, "Failed to set up the locked secret heap; secrets use the normal heap");
+	}
+	if (r == 2) {
+		log_warning("Secret heap could not be locked in memory (RLIMIT_MEMLOCK?)");
+	}
+	return 0;
+}
+
+struct secret *secret_new(const char *s, size_t len)
+{
+	struct secret *sec;
+
+	/* Falls back to the normal heap when the secure heap is full or absent. */
+	sec = CRYPTO_secure_malloc(sizeof(*sec) + len + 1, __FILE__, __LINE__);
+	if (!sec) {
+		return NULL;
+	}
+	sec->len = len;
+	if (len > 0) {
+		memcpy(sec->data, s, len);
+	}
+	sec->data[len] = 0;
+	return sec;
+}
+
+struct secret *secret_new_str(const char *s)
+{
+	return s ? secret_new(s, strlen(s)) : NULL;
+}
+
+struct secret *secret_dup(const struct secret *s)
+{
+	return s ? secret_new(s->data, s->len) : NULL;
+}
+
+void secret_free(struct secret *s)
+{
+	if (s) {
+		CRYPTO_secure_clear_free(s, sizeof(*s) + s->len + 1, __FILE__, __LINE__);
+	}
+}
+
+bool secret_equal(const struct secret *a, const struct secret *b)
+{
+	if (!a || !b) {
+		return a == b;
+	}
+	return a->len == b->len && CRYPTO_memcmp(a->data, b->data, a->len) == 0;
+}
+
+void erase_and_free(void *p, size_t len)
+{
+	if (p) {
+		OPENSSL_cleanse(p, len);
+		free(p);
+	}
+}
+
+void erase_and_free_str(char *s)
+{
+	if (s) {
+		erase_and_free(s, strlen(s));
+	}
+}
+
+struct secret *secret_printf(const char *fmt, ...)
+{
+	struct secret *s;
+	char *tmp = NULL;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&tmp, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		return NULL;
+	}
+	s = secret_new(tmp, (size_t)n);
+	erase_and_free(tmp, (size_t)n);
+	return s;
+}

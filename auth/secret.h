@@ -1,0 +1,47 @@
+/* The one type for passwords, tokens and keys: kept in OpenSSL's secure heap
+ * (locked, excluded from core dumps), wiped before it is freed. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "util.h"
+
+struct secret {
+	size_t len;
+	char data[]; /* NUL-terminated */
+};
+
+/* Sets up the locked heap; call once before any secret_new(). */
+int secret_init(size_t heap_size);
+
+/* A copy of s[0..len). NULL on allocation failure. */
+struct secret *secret_new(const char *s, size_t len);
+struct secret *secret_new_str(const char *s);
+struct secret *secret_dup(const struct secret *s);
+void secret_free(struct secret *s);
+bool secret_equal(const struct secret *a, const struct secret *b);
+
+static inline const char *secret_str(const struct secret *s)
+{
+	return s ? s->data : NULL;
+}
+
+/* Wipe and free plain heap memory that held a secret. */
+void erase_and_free(void *p, size_t len);
+void erase_and_free_str(char *s);
+
+static inline void secret_freep(struct secret **s)
+{
+	secret_free(*s);
+}
+#define _cleanup_secret_ _cleanup_(secret_freep)
+
+static inline void erase_and_free_strp(char **s)
+{
+	erase_and_free_str(*s);
+}
+#define _cleanup_erase_ _cleanup_(erase_and_free_strp)
+
+/* A formatted secret; the temporary buffer is wiped. */
+struct secret *secret_printf(const char *fmt, ...) _printf_(1, 2);

@@ -1,0 +1,488 @@
+/* The session cache: single-flight login, resume of saved sessions, logout,
+ * and the background refresh that keeps hot sessions valid. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "log.h"
+#include "target.h"
+
+#define REFRESH_WORKERS 4
+#define BACKOFF_BASE 5   /* seconds; doubled per failure in a row */
+#define BACKOFF_MAX 120
+
+static bool usable(const struct auth_target *t, const struct auth_session *s, time_t now)
+{
+	return s && (s->expires_at == 0 || s->expires_at - now > t->provider->min_validity);
+}
+
+static void deadline_after(struct timespec *ts, int seconds)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += seconds;
+}
+
+void session_schedule(struct auth_target *t)
+{
+	const struct auth_session *s = t->session;
+	int margin = t->core->cfg->refresh_margin;
+	time_t due = 0;
+
+	if (s && t->provider->refresh_at) {
+		due = t->provider->refresh_at(&t->info, s, margin);
+	} else if (s && s->expires_at) {
+		time_t lifetime = s->expires_at - s->obtained_at;
+		/* Short-lived tokens: refresh halfway rather than immediately. */
+		due = s->expires_at - (lifetime / 2 < margin ? lifetime / 2 : margin);
+	}
+	__atomic_store_n(&t->refresh_due, due, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&t->core->sched_lock);
+	t->core->sched_epoch++;
+	pthread_cond_broadcast(&t->core->sched_cond);
+	pthread_mutex_unlock(&t->core->sched_lock);
+}
+
+static void save_session(struct auth_target *t)
+{
+	_cleanup_secret_ struct secret *text = NULL;
+
+	if (t->provider->session_save(&t->info, t->session, &text) == 0) {
+		store_save(t->core->store, t->provider->name, t->name, "session", text->data, text->len);
+	}
+}
+
+/* Installs s as the current session (lock held); returns the old one. */
+static struct auth_session *adopt(struct auth_target *t, struct auth_session *s, bool fresh_login)
+{
+	struct auth_session *old = t->session;
+
+	t->session = s;
+	t->gen++;
+	if (fresh_login) {
+		t->last_login = now_real();
+		t->counters.logins++;
+	}
+	t->rejected = false;
+	t->dormant = false;
+	t->last_renew = now_real();
+	t->failures_in_row = 0;
+	t->retry_at = 0;
+	t->last_errno = 0;
+	t->last_error[0] = 0;
+	save_session(t);
+	session_schedule(t);
+	target_notify(t);
+	return old;
+}
+
+static void record_failure(struct auth_target *t, int r, const char *msg)
+{
+	unsigned shift = t->failures_in_row < 5 ? t->failures_in_row : 5;
+	time_t backoff = BACKOFF_BASE << shift;
+
+	if (backoff > BACKOFF_MAX) {
+		backoff = BACKOFF_MAX;
+	}
+	t->counters.failures++;
+	t->failures_in_row++;
+	/* Jitter: somewhere in [backoff/2, backoff], so a fleet does not retry in step. */
+	t->retry_at = now_real() + backoff / 2 + (time_t)arc4random_uniform((uint32_t)(backoff / 2 + 1));
+	if (r == -EKEYREJECTED) {
+		t->rejected = true; /* accounts lock after repeated failures: never retry by ourselves */
+	}
+	target_set_error(t, r, msg);
+	log_warning("%s/%s: %s", t->provider->name, t->name, t->last_error);
+}
+
+/* Validate a saved session (or one from the environment), else log in. Runs
+ * without the lock; *ret_fresh tells whether a new login happened. */
+static int obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_session **pending,
+		  struct auth_session **ret, bool *ret_fresh)
+{
+	int r;
+
+	if (*pending && usable(t, *pending, now_real())) {
+		time_t exp = 0;
+		r = t->provider->validate(ctx, *pending, &exp);
+		if (r == 0) {
+			log_info("%s/%s: resumed the saved session", t->provider->name, t->name);
+			if (exp) {
+				(*pending)->expires_at = exp;
+			}
+			*ret = TAKE_PTR(*pending);
+			*ret_fresh = false;
+			return 0;
+		}
+		if (r != -ESTALE) {
+			return r; /* can't tell: keep it for the next try */
+		}
+		log_info("%s/%s: saved session is no longer valid; logging in", t->provider->name, t->name);
+	}
+	auth_session_free(TAKE_PTR(*pending));
+	if (t->provider->needs_user && (!ctx->user || !ctx->password)) {
+		return auth_ctx_fail(ctx, -ENOKEY,
+				     "no credentials: write user:password to %s/%s/credentials, or set user and password (or password_file, password_env) in the config",
+				     t->provider->name, t->name);
+	}
+	log_debug("%s/%s: logging in as %s", t->provider->name, t->name, ctx->user ? ctx->user : "(key)");
+	*ret_fresh = true;
+	return t->provider->login(ctx, ret);
+}
+
+static void load_pending(struct auth_target *t)
+{
+	_cleanup_secret_ struct secret *saved = NULL;
+
+	if (t->pending_loaded) {
+		return;
+	}
+	t->pending_loaded = true;
+	if (store_load(t->core->store, t->provider->name, t->name, "session", &saved) == 0 &&
+	    t->provider->session_load(&t->info, saved->data, saved->len, &t->pending) < 0) {
+		log_warning("%s/%s: ignoring a corrupt saved session", t->provider->name, t->name);
+	}
+}
+
+/* Renew the current session in place where the provider can (a copy of it,
+ * so nothing shared is used unlocked); else, or when it is gone, log in. */
+static int renew_or_obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_session *current,
+			   struct auth_session **pending, struct auth_session **ret_fresh, bool *ret_login,
+			   time_t *ret_expires_at)
+{
+	int r = -ESTALE;
+
+	if (current && t->provider->refresh) {
+		r = t->provider->refresh(ctx, current, ret_expires_at);
+		if (r != -ESTALE) {
+			return r;
+		}
+		log_info("%s/%s: the session is gone on the server; logging in again", t->provider->name, t->name);
+		if (t->provider->logout_replaced) {
+			t->provider->logout(ctx, current); /* best effort: never leave it behind */
+		}
+	}
+	return obtain(t, ctx, pending, ret_fresh, ret_login);
+}
+
+/* Runs one login or refresh as the single flight; called and returns with the lock held. */
+static int lead(struct auth_target *t, bool background)
+{
+	struct auth_session *pending, *current = NULL, *fresh = NULL, *old = NULL;
+	struct auth_ctx ctx;
+	bool is_login = false;
+	time_t exp = 0;
+	int r;
+
+	load_pending(t);
+	r = ctx_init(t, &ctx);
+	if (r == 0 && t->session && !(current = auth_session_dup(t->session))) {
+		ctx_done(&ctx);
+		r = -ENOMEM;
+	}
+	if (r < 0) {
+		return r;
+	}
+	pending = TAKE_PTR(t->pending);
+	t->flight = true;
+	pthread_mutex_unlock(&t->lock);
+
+	r = renew_or_obtain(t, &ctx, current, &pending, &fresh, &is_login, &exp);
+
+	pthread_mutex_lock(&t->lock);
+	t->flight = false;
+	t->flight_seq++;
+	t->flight_result = r;
+	pthread_cond_broadcast(&t->cond);
+	if (pending && !t->pending) {
+		t->pending = TAKE_PTR(pending);
+	}
+	if (r < 0) {
+		record_failure(t, r, ctx.error);
+	} else if (fresh) {
+		old = adopt(t, fresh, is_login);
+	} else if (t->session) {
+		/* Renewed in place: same token, later expiry. */
+		if (exp) {
+			t->session->expires_at = exp;
+		}
+		t->last_renew = now_real();
+		t->failures_in_row = 0;
+		t->retry_at = 0;
+		session_schedule(t);
+	}
+	if (r == 0 && background) {
+		t->counters.refreshes++;
+	}
+	ctx_done(&ctx);
+	auth_session_free(pending);
+	auth_session_free(current);
+	auth_session_free(old); /* AOS tokens expire by themselves; readers may still use the old one */
+	return r;
+}
+
+int session_acquire(struct auth_target *t)
+{
+	struct timespec deadline;
+	int r = 0;
+
+	deadline_after(&deadline, t->info.timeout);
+	pthread_mutex_lock(&t->lock);
+	t->counters.reads++;
+	for (;;) {
+		if (t->removed) {
+			r = -ENOENT;
+			break;
+		}
+		if (usable(t, t->session, now_real())) {
+			t->last_read = now_real();
+			if (t->dormant) {
+				t->dormant = false; /* hot again: resume background refresh */
+				session_schedule(t);
+			}
+			return 0;
+		}
+		if (t->rejected) {
+			r = t->last_errno < 0 ? t->last_errno : -EKEYREJECTED;
+			break;
+		}
+		if (t->flight) {
+			uint64_t seq = t->flight_seq;
+			while (t->flight && t->flight_seq == seq && r == 0) {
+				r = -pthread_cond_timedwait(&t->cond, &t->lock, &deadline);
+			}
+			if (r == -ETIMEDOUT) {
+				break;
+			}
+			r = 0;
+			if (t->flight_result < 0 && !usable(t, t->session, now_real())) {
+				r = t->flight_result; /* share the leader's failure: one attempt for all */
+				break;
+			}
+			continue;
+		}
+		r = lead(t, false);
+		if (r < 0) {
+			break;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+/* Waits for a running flight to end (lock held). */
+static void wait_flight(struct auth_target *t)
+{
+	struct timespec deadline;
+
+	deadline_after(&deadline, t->info.timeout + 1);
+	while (t->flight) {
+		if (pthread_cond_timedwait(&t->cond, &t->lock, &deadline) == ETIMEDOUT) {
+			break;
+		}
+	}
+}
+
+int session_resume(struct auth_target *t, const char *text, size_t len)
+{
+	struct auth_session *s = NULL, *old = NULL;
+	struct auth_ctx ctx;
+	int r;
+
+	r = t->provider->session_load(&t->info, text, len, &s);
+	if (r < 0) {
+		return r;
+	}
+	pthread_mutex_lock(&t->lock);
+	wait_flight(t);
+	r = t->flight ? -EBUSY : ctx_init(t, &ctx);
+	if (r < 0) {
+		pthread_mutex_unlock(&t->lock);
+		auth_session_free(s);
+		return r;
+	}
+	t->flight = true;
+	pthread_mutex_unlock(&t->lock);
+
+	time_t exp = 0;
+	r = t->provider->validate(&ctx, s, &exp);
+	if (r == 0 && exp) {
+		s->expires_at = exp;
+	}
+	if (r == -ESTALE) {
+		r = -EKEYREJECTED; /* the server does not accept the written session */
+	}
+
+	pthread_mutex_lock(&t->lock);
+	t->flight = false;
+	t->flight_seq++;
+	t->flight_result = r;
+	pthread_cond_broadcast(&t->cond);
+	if (r == 0) {
+		auth_session_free(TAKE_PTR(t->pending));
+		t->pending_loaded = true;
+		old = adopt(t, TAKE_PTR(s), false);
+		log_info("%s/%s: resumed the session written to session.json", t->provider->name, t->name);
+	} else {
+		target_set_error(t, r, ctx.error);
+	}
+	pthread_mutex_unlock(&t->lock);
+	ctx_done(&ctx);
+	auth_session_free(s);
+	auth_session_free(old);
+	return r;
+}
+
+int session_logout(struct auth_target *t)
+{
+	struct auth_session *s;
+	struct auth_ctx ctx;
+	int r;
+
+	pthread_mutex_lock(&t->lock);
+	wait_flight(t);
+	s = TAKE_PTR(t->session);
+	auth_session_free(TAKE_PTR(t->pending));
+	t->pending_loaded = true;
+	t->rejected = false; /* an explicit user action: the next read may try again */
+	t->gen++;
+	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
+	store_remove(t->core->store, t->provider->name, t->name, "session");
+	r = s ? ctx_init(t, &ctx) : 0;
+	target_notify(t);
+	pthread_mutex_unlock(&t->lock);
+	if (!s || r < 0) {
+		auth_session_free(s);
+		return r;
+	}
+	r = t->provider->logout(&ctx, s);
+	if (r < 0) {
+		pthread_mutex_lock(&t->lock);
+		target_set_error(t, r, ctx.error);
+		pthread_mutex_unlock(&t->lock);
+		log_warning("%s/%s: logout failed: %s", t->provider->name, t->name, ctx.error);
+	} else {
+		log_info("%s/%s: logged out", t->provider->name, t->name);
+	}
+	ctx_done(&ctx);
+	auth_session_free(s);
+	return r;
+}
+
+static void refresh_one(struct auth_target *t)
+{
+	pthread_mutex_lock(&t->lock);
+	if (t->removed || t->rejected || !t->session) {
+		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
+	} else if (t->last_read < t->last_renew) {
+		/* Not read since the last renewal: let it lapse (frees a BMC slot);
+		 * the next read renews it or logs in. */
+		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
+		t->dormant = true;
+	} else if (t->flight) {
+		t->retry_at = now_real() + 1; /* a reader is logging in already */
+	} else {
+		log_debug("%s/%s: refreshing ahead of expiry", t->provider->name, t->name);
+		lead(t, true);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* The target due first, or NULL with *ret_due the next time one is due. */
+static struct auth_target *next_due(struct auth_core *core, time_t *ret_due)
+{
+	struct auth_target *best = NULL;
+	time_t best_due = 0;
+
+	pthread_rwlock_rdlock(&core->registry_lock);
+	for (uint32_t i = 0; i < core->n_targets; i++) {
+		struct auth_target *t = core->targets[i];
+		time_t due, retry;
+		if (!t || __atomic_load_n(&t->refreshing, __ATOMIC_RELAXED)) {
+			continue;
+		}
+		due = __atomic_load_n(&t->refresh_due, __ATOMIC_RELAXED);
+		retry = __atomic_load_n(&t->retry_at, __ATOMIC_RELAXED);
+		if (due == 0) {
+			continue;
+		}
+		due = retry > due ? retry : due;
+		if (!best || due < best_due) {
+			best = t;
+			best_due = due;
+		}
+	}
+	/* Claim it; another worker may have been faster. */
+	if (best && best_due <= now_real() && !__atomic_exchange_n(&best->refreshing, true, __ATOMIC_ACQ_REL)) {
+		target_ref(best);
+	} else {
+		best = NULL;
+	}
+	pthread_rwlock_unlock(&core->registry_lock);
+	*ret_due = best_due;
+	return best;
+}
+
+static void *refresh_worker(void *userdata)
+{
+	struct auth_core *core = userdata;
+
+	for (;;) {
+		struct timespec ts;
+		uint64_t epoch;
+		time_t due = 0, wait;
+		struct auth_target *t;
+
+		pthread_mutex_lock(&core->sched_lock);
+		epoch = core->sched_epoch;
+		if (core->stopping) {
+			pthread_mutex_unlock(&core->sched_lock);
+			return NULL;
+		}
+		pthread_mutex_unlock(&core->sched_lock);
+
+		t = next_due(core, &due);
+		if (t) {
+			refresh_one(t);
+			__atomic_store_n(&t->refreshing, false, __ATOMIC_RELEASE);
+			auth_target_unref(t);
+			continue;
+		}
+		wait = due ? due - now_real() : 60;
+		deadline_after(&ts, (int)(wait < 1 ? 1 : wait > 60 ? 60 : wait));
+		pthread_mutex_lock(&core->sched_lock);
+		/* Sleep only if no schedule changed since the scan. */
+		if (!core->stopping && epoch == core->sched_epoch) {
+			pthread_cond_timedwait(&core->sched_cond, &core->sched_lock, &ts);
+		}
+		pthread_mutex_unlock(&core->sched_lock);
+	}
+}
+
+int scheduler_start(struct auth_core *core)
+{
+	core->workers = calloc(REFRESH_WORKERS, sizeof(pthread_t));
+	if (!core->workers) {
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < REFRESH_WORKERS; i++) {
+		int r = pthread_create(&core->workers[i], NULL, refresh_worker, core);
+		if (r != 0) {
+			return log_error_errno(-r, "Failed to start refresh worker: %m");
+		}
+		core->n_workers++;
+	}
+	return 0;
+}
+
+void scheduler_stop(struct auth_core *core)
+{
+	pthread_mutex_lock(&core->sched_lock);
+	core->stopping = true;
+	pthread_cond_broadcast(&core->sched_cond);
+	pthread_mutex_unlock(&core->sched_lock);
+	for (size_t i = 0; i < core->n_workers; i++) {
+		pthread_join(core->workers[i], NULL);
+	}
+	free(core->workers);
+	core->workers = NULL;
+	core->n_workers = 0;
+}

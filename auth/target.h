@@ -1,0 +1,95 @@
+/* Internal to the auth core: a target and the core that owns it. */
+#pragma once
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "provider.h"
+
+struct target_counters {
+	uint64_t logins;
+	uint64_t failures;
+	uint64_t refreshes;
+	uint64_t reads;
+};
+
+struct auth_target {
+	struct auth_core *core;
+	unsigned refs;
+	uint32_t id;
+	size_t provider_idx;
+	const struct auth_provider *provider;
+	char *name;
+	struct target_info info;  /* immutable */
+	struct http_client *http; /* thread-safe */
+
+	pthread_mutex_t lock;     /* guards everything below */
+	pthread_cond_t cond;      /* a login finished */
+	bool removed;
+	char *user;
+	struct secret *password;
+	struct secret *mfa_code;
+	struct auth_session *session;
+	struct auth_session *pending; /* to validate before first use (saved, or from the environment) */
+	bool pending_loaded;          /* the store was checked for a saved session */
+	uint64_t gen;                 /* bumped whenever the session changes */
+	bool flight;                  /* a login or refresh is running */
+	uint64_t flight_seq;
+	int flight_result;
+	bool rejected;                /* credentials refused: no automatic retry */
+	int last_errno;
+	char last_error[512];
+	time_t last_error_at;
+	time_t last_login;
+	time_t last_read;             /* last time a reader was handed the session */
+	time_t last_renew;            /* last login or in-place renewal */
+	bool dormant;                 /* background refresh paused until the next read */
+	time_t refresh_due;           /* 0: nothing scheduled */
+	time_t retry_at;              /* background retries wait until then */
+	unsigned failures_in_row;
+	bool refreshing;              /* claimed by a refresh worker (atomic) */
+	struct target_counters counters;
+	char **slot_ids;              /* sessions/ entries by slot */
+	size_t n_slots;
+};
+
+struct auth_core {
+	const struct config *cfg;
+	struct store *store;
+	pthread_rwlock_t registry_lock;
+	struct auth_target **targets; /* indexed by id - 1; NULL once removed */
+	uint32_t n_targets;
+	void (*notify)(void *userdata, uint32_t target_id, uint64_t gen);
+	void *notify_userdata;
+
+	pthread_mutex_t sched_lock;
+	pthread_cond_t sched_cond;
+	uint64_t sched_epoch;         /* bumped whenever a schedule changes */
+	bool stopping;
+	pthread_t *workers;
+	size_t n_workers;
+};
+
+extern const struct auth_provider *const auth_providers[];
+
+/* session.c */
+int session_acquire(struct auth_target *t); /* returns with t->lock held on success */
+int session_resume(struct auth_target *t, const char *text, size_t len);
+int session_logout(struct auth_target *t);
+/* A copy of the current session (logging in if needed) and a context, for a call
+ * made without the lock. */
+int session_borrow(struct auth_target *t, struct auth_session **ret, struct auth_ctx *ctx);
+/* The server refused the session with this id: renew it at next use. */
+void session_mark_stale(struct auth_target *t, const char *token_id);
+void session_schedule(struct auth_target *t); /* call with t->lock held */
+int scheduler_start(struct auth_core *core);
+void scheduler_stop(struct auth_core *core);
+
+/* core.c */
+void target_notify(struct auth_target *t);
+struct auth_target *target_ref(struct auth_target *t);
+/* A context for one operation; ctx_done() wipes the credential copies. */
+int ctx_init(struct auth_target *t, struct auth_ctx *ctx); /* call with t->lock held */
+void ctx_done(struct auth_ctx *ctx);
+void target_set_error(struct auth_target *t, int r, const char *msg); /* with t->lock held */

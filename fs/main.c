@@ -1,0 +1,200 @@
+/* sessionfs: options, config, mount, the multithreaded loop, clean exit. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <malloc.h>
+#include <openssl/crypto.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "../auth/http.h"
+#include "../auth/log.h"
+#include "fs.h"
+
+#ifndef SESSIONFS_VERSION
+#define SESSIONFS_VERSION "unknown"
+#endif
+
+#define SECRET_HEAP_SIZE (8u << 20)
+
+struct options {
+	char *config;
+};
+
+static const struct fuse_opt option_spec[] = {
+	{ "config=%s", offsetof(struct options, config), 0 },
+	FUSE_OPT_END,
+};
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] MOUNTPOINT\n\n"
+	       "Authentication sessions as files: cat MOUNTPOINT/aos/NAME/token.\n\n"
+	       "sessionfs options:\n"
+	       "    -o config=FILE         config file (default /etc/sessionfs.conf if present)\n"
+	       "    -o allow_other         let other users in, as [access] in the config allows\n\n",
+	       prog);
+}
+
+/* jansson's buffers may hold tokens: wipe them before they go back to malloc. */
+static void json_free_wiped(void *p)
+{
+	if (p) {
+		OPENSSL_cleanse(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
+static char *default_state_dir(void)
+{
+	const char *home = getenv("HOME"), *xdg = getenv("XDG_STATE_HOME");
+	char *dir = NULL;
+
+	if (getuid() == 0) {
+		return strdup(CONFIG_DEFAULT_STATE_DIR);
+	}
+	if (xdg && *xdg && asprintf(&dir, "%s/sessionfs", xdg) >= 0) {
+		return dir;
+	}
+	if (home && asprintf(&dir, "%s/.local/state/sessionfs", home) >= 0) {
+		return dir;
+	}
+	return strdup(CONFIG_DEFAULT_STATE_DIR);
+}
+
+static int load_config(const char *path, struct config **ret)
+{
+	char *abs = NULL;
+	int r;
+
+	if (!path && access("/etc/sessionfs.conf", F_OK) == 0) {
+		path = "/etc/sessionfs.conf";
+	}
+	r = config_load(path, ret);
+	if (r < 0) {
+		return r;
+	}
+	/* Before fuse_daemonize() moves us to /. */
+	if (!path || strcmp((*ret)->state_dir, CONFIG_DEFAULT_STATE_DIR) == 0) {
+		char *dir = default_state_dir();
+		if (dir) {
+			free((*ret)->state_dir);
+			(*ret)->state_dir = dir;
+		}
+	}
+	if ((*ret)->state_dir[0] != '/' && (abs = realpath((*ret)->state_dir, NULL))) {
+		free((*ret)->state_dir);
+		(*ret)->state_dir = abs;
+	}
+	return 0;
+}
+
+static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *opts)
+{
+	struct fuse_loop_config *loop;
+	int r;
+
+	fs->se = fuse_session_new(args, &fs_ops, sizeof(fs_ops), fs);
+	if (!fs->se) {
+		return -EINVAL;
+	}
+	if (fuse_set_signal_handlers(fs->se) != 0) {
+		fuse_session_destroy(fs->se);
+		return -EIO;
+	}
+	if (fuse_session_mount(fs->se, opts->mountpoint) != 0) {
+		r = log_error_errno(-EIO, "Failed to mount %s", opts->mountpoint);
+		goto out;
+	}
+	fuse_daemonize(opts->foreground);
+	r = cache_start(fs);
+	if (r == 0) {
+		r = auth_core_start(fs->core);
+	}
+	if (r == 0) {
+		log_info("Mounted on %s", opts->mountpoint);
+		loop = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(loop, opts->clone_fd);
+		fuse_loop_cfg_set_max_threads(loop, 64); /* readers may wait on a login */
+		if (opts->max_idle_threads != UINT_MAX) {
+			fuse_loop_cfg_set_idle_threads(loop, opts->max_idle_threads);
+		}
+		r = fuse_session_loop_mt(fs->se, loop);
+		/* A positive result is the signal that ended the loop: a clean exit. */
+		r = r >= 0 ? 0 : log_error_errno(r, "FUSE loop failed: %m");
+		fuse_loop_cfg_destroy(loop);
+	}
+	fuse_session_unmount(fs->se);
+	log_info("Unmounted %s", opts->mountpoint);
+out:
+	fuse_remove_signal_handlers(fs->se);
+	cache_stop(fs);
+	return r;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts opts = { 0 };
+	struct options options = { 0 };
+	struct config *cfg = NULL;
+	struct store *store = NULL;
+	struct fs fs = { .uid = getuid(), .gid = getgid(), .started = time(NULL) };
+	int r = 1;
+
+	/* No core dumps or ptrace peeks at a process full of tokens. */
+	prctl(PR_SET_DUMPABLE, 0);
+	if (fuse_opt_parse(&args, &options, option_spec, NULL) != 0 || fuse_parse_cmdline(&args, &opts) != 0) {
+		return 1;
+	}
+	if (opts.show_help) {
+		usage(argv[0]);
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		r = 0;
+		goto out;
+	}
+	if (opts.show_version) {
+		printf("sessionfs %s\n", SESSIONFS_VERSION);
+		fuse_lowlevel_version();
+		r = 0;
+		goto out;
+	}
+	if (!opts.mountpoint) {
+		fprintf(stderr, "%s: no mountpoint given (see --help)\n", argv[0]);
+		goto out;
+	}
+	log_set_level(opts.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
+	json_set_alloc_funcs(malloc, json_free_wiped);
+	secret_init(SECRET_HEAP_SIZE);
+	if (http_global_init() < 0 || load_config(options.config, &cfg) < 0 ||
+	    store_open(cfg->state_dir, &store) < 0 || auth_core_new(cfg, store, &fs.core) < 0) {
+		goto out;
+	}
+	fs.cfg = cfg;
+	pthread_mutex_init(&fs.view_lock, NULL);
+	pthread_mutex_init(&fs.inval_lock, NULL);
+	pthread_cond_init(&fs.inval_cond, NULL);
+	auth_core_set_notify(fs.core, cache_on_change, &fs);
+	/* The kernel checks modes; sessionfs decides owners and modes. */
+	fuse_opt_add_arg(&args, "-odefault_permissions");
+	fuse_opt_add_arg(&args, "-ofsname=sessionfs,subtype=sessionfs");
+	r = run(&fs, &args, &opts) < 0;
+	auth_core_set_notify(fs.core, NULL, NULL);
+out:
+	auth_core_free(fs.core); /* logs out where logout_on_exit says so */
+	if (fs.se) {
+		fuse_session_destroy(fs.se);
+	}
+	free(fs.views);
+	store_free(store);
+	config_free(cfg);
+	http_global_cleanup();
+	free(opts.mountpoint);
+	free(options.config);
+	fuse_opt_free_args(&args);
+	return r;
+}

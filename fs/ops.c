@@ -1,0 +1,499 @@
+/* fuse_lowlevel_ops: every request gets exactly one reply. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../auth/log.h"
+#include "fs.h"
+
+#define FS(req) ((struct fs *)fuse_req_userdata(req))
+
+/* An open file: the content it reads, rendered once at open. */
+struct handle {
+	struct auth_blob *blob; /* NULL for write handles */
+	uint32_t target_id;
+	bool kept;              /* the kernel may keep its pages */
+};
+
+static void reply_entry(fuse_req_t req, const struct node *n)
+{
+	struct fuse_entry_param e = { 0 };
+	double timeout;
+	int r = tree_stat(FS(req), n, &e.attr, &timeout);
+
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	e.ino = e.attr.st_ino;
+	e.generation = 1;
+	e.attr_timeout = timeout;
+	e.entry_timeout = n->kind == NODE_SESSION_ENTRY ? 0 : 86400.0;
+	fuse_reply_entry(req, &e);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct node n;
+	int r = tree_lookup(FS(req), parent, name, &n);
+
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	reply_entry(req, &n);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct stat st;
+	struct node n;
+	double timeout;
+	int r;
+
+	(void)fi;
+	r = tree_decode(ino, &n);
+	if (r == 0) {
+		r = tree_stat(FS(req), &n, &st, &timeout);
+	}
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fuse_reply_attr(req, &st, timeout);
+}
+
+/* Only truncation to 0 of a writable file (as `echo >` does) is accepted. */
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
+{
+	const struct auth_file_info *info;
+	struct node n;
+
+	if (tree_decode(ino, &n) < 0 || n.kind != NODE_TARGET_FILE) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+		       FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		struct auth_target *t = auth_target_get(FS(req)->core, n.target_id);
+		n.provider = t ? auth_target_provider(t) : 0;
+		auth_target_unref(t);
+		info = t ? tree_file_info(&n) : NULL;
+		if (!info || attr->st_size != 0 || !(info->mode & 0200)) {
+			fuse_reply_err(req, t ? EPERM : ENOENT);
+			return;
+		}
+	}
+	op_getattr(req, ino, fi);
+}
+
+struct dirbuf {
+	char *data;
+	size_t size, used;
+	fuse_req_t req;
+};
+
+/* Adds one entry; false when the reply buffer is full. */
+static bool dir_add(struct dirbuf *b, const char *name, fuse_ino_t ino, mode_t mode, off_t next)
+{
+	struct stat st = { .st_ino = ino, .st_mode = mode };
+	size_t need = fuse_add_direntry(b->req, NULL, 0, name, NULL, 0);
+
+	if (b->used + need > b->size) {
+		return false;
+	}
+	fuse_add_direntry(b->req, b->data + b->used, b->size - b->used, name, &st, next);
+	b->used += need;
+	return true;
+}
+
+static void readdir_root(struct dirbuf *b, off_t off)
+{
+	size_t np = auth_provider_count();
+
+	for (size_t i = (size_t)off; i < np + 1; i++) {
+		if (i < np) {
+			if (!dir_add(b, auth_provider_name(i), INO_PROVIDER_BASE + i, S_IFDIR, (off_t)i + 1)) {
+				return;
+			}
+		} else if (!dir_add(b, ".metrics", INO_METRICS, S_IFREG, (off_t)i + 1)) {
+			return;
+		}
+	}
+}
+
+/* Offsets are target ids, so entries added or removed meanwhile don't shift others. */
+static void readdir_provider(struct fs *fs, struct dirbuf *b, size_t provider, off_t off)
+{
+	for (uint32_t after = (uint32_t)off;;) {
+		struct auth_target *t = auth_target_next(fs->core, provider, after);
+		bool added;
+		if (!t) {
+			return;
+		}
+		after = auth_target_id(t);
+		added = dir_add(b, auth_target_name(t), (fuse_ino_t)after << INO_TARGET_SHIFT, S_IFDIR, (off_t)after);
+		auth_target_unref(t);
+		if (!added) {
+			return;
+		}
+	}
+}
+
+static void readdir_target(struct fs *fs, struct dirbuf *b, const struct node *dir, off_t off)
+{
+	struct auth_target *t = auth_target_get(fs->core, dir->target_id);
+	const struct auth_file_info *files;
+	size_t n;
+
+	if (!t) {
+		return;
+	}
+	files = auth_provider_files(auth_target_provider(t), &n);
+	for (size_t i = (size_t)off; i < n; i++) {
+		struct node f = { .kind = NODE_TARGET_FILE, .target_id = dir->target_id, .file = files[i].file };
+		if (!dir_add(b, files[i].name, tree_ino(&f), files[i].mode, (off_t)i + 1)) {
+			break;
+		}
+	}
+	auth_target_unref(t);
+}
+
+/* sessions/ is listed once per opendir (one GET), then served from that. */
+struct listing {
+	uint32_t target_id;
+	char **ids;
+	size_t n;
+};
+
+static bool is_sessions_dir(const struct node *n)
+{
+	return n->kind == NODE_TARGET_FILE && n->file == AUTH_FILE_SESSIONS_DIR;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct auth_target *t;
+	struct listing *l;
+	struct node n;
+	int r;
+
+	fi->fh = 0;
+	if (tree_decode(ino, &n) < 0 || !is_sessions_dir(&n)) {
+		fuse_reply_open(req, fi);
+		return;
+	}
+	t = auth_target_get(FS(req)->core, n.target_id);
+	l = calloc(1, sizeof(*l));
+	r = !t ? -ENOENT : !l ? -ENOMEM : auth_sessions_list(t, &l->ids, &l->n);
+	auth_target_unref(t);
+	if (r < 0) {
+		free(l);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	l->target_id = n.target_id;
+	fi->fh = (uint64_t)(uintptr_t)l;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		auth_strv_free(l->ids, l->n);
+		free(l);
+	}
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct listing *l = (struct listing *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (l) {
+		auth_strv_free(l->ids, l->n);
+		free(l);
+	}
+	fuse_reply_err(req, 0);
+}
+
+static void readdir_sessions(struct fs *fs, struct dirbuf *b, const struct listing *l, off_t off)
+{
+	struct auth_target *t = auth_target_get(fs->core, l->target_id);
+
+	for (size_t i = (size_t)off; t && i < l->n; i++) {
+		int slot = auth_sessions_slot(t, l->ids[i]);
+		struct node e = { .kind = NODE_SESSION_ENTRY, .target_id = l->target_id, .slot = (unsigned)slot };
+		if (slot >= 0 && !dir_add(b, l->ids[i], tree_ino(&e), S_IFREG, (off_t)i + 1)) {
+			break;
+		}
+	}
+	auth_target_unref(t);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct dirbuf b = { .size = size, .req = req };
+	struct node n;
+
+	if (tree_decode(ino, &n) < 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	b.data = malloc(size);
+	if (!b.data) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	switch (n.kind) {
+	case NODE_ROOT:
+		readdir_root(&b, off);
+		break;
+	case NODE_PROVIDER_DIR:
+		readdir_provider(FS(req), &b, n.provider, off);
+		break;
+	case NODE_TARGET_DIR:
+		readdir_target(FS(req), &b, &n, off);
+		break;
+	case NODE_TARGET_FILE:
+		if (fi->fh) {
+			readdir_sessions(FS(req), &b, (struct listing *)(uintptr_t)fi->fh, off);
+			break;
+		}
+		/* fall through */
+	default:
+		free(b.data);
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	fuse_reply_buf(req, b.data, b.used);
+	free(b.data);
+}
+
+static int open_read(struct fs *fs, const struct node *n, struct handle *h, struct fuse_file_info *fi)
+{
+	struct auth_target *t;
+	const struct auth_file_info *info;
+	struct node full = *n;
+	int r;
+
+	if (n->kind == NODE_METRICS) {
+		fi->direct_io = 1;
+		return auth_core_metrics(fs->core, &h->blob);
+	}
+	t = auth_target_get(fs->core, n->target_id);
+	if (!t) {
+		return -ENOENT;
+	}
+	if (n->kind == NODE_SESSION_ENTRY) {
+		_cleanup_free_ char *id = auth_sessions_id(t, n->slot);
+		r = id ? auth_sessions_read(t, id, &h->blob) : -ENOENT;
+		auth_target_unref(t);
+		fi->direct_io = 1;
+		return r;
+	}
+	full.provider = auth_target_provider(t);
+	info = tree_file_info(&full);
+	r = info ? auth_file_read(t, n->file, &h->blob) : -ENOENT;
+	auth_target_unref(t);
+	if (r < 0) {
+		return r;
+	}
+	h->kept = info->from_session && cache_may_keep(fs, n->target_id, h->blob->gen);
+	fi->keep_cache = h->kept;
+	fi->direct_io = !h->kept;
+	return 0;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h;
+	struct node n;
+	int r;
+
+	if (tree_decode(ino, &n) < 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (n.kind == NODE_ROOT || n.kind == NODE_PROVIDER_DIR || n.kind == NODE_TARGET_DIR || is_sessions_dir(&n)) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	h->target_id = n.target_id;
+	if ((fi->flags & O_ACCMODE) == O_RDONLY) {
+		r = open_read(FS(req), &n, h, fi);
+	} else {
+		/* Writes go straight to the core; nothing of them is cached. */
+		fi->direct_io = 1;
+		r = n.kind == NODE_TARGET_FILE ? 0 : -EACCES;
+	}
+	if (r < 0) {
+		free(h);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_open(req, fi) == -ENOENT) { /* the opener was interrupted */
+		auth_blob_unref(h->blob);
+		free(h);
+	}
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct auth_blob *b = h->blob;
+
+	(void)ino;
+	if (!b) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	if ((size_t)off >= b->len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	fuse_reply_buf(req, b->data + off, b->len - (size_t)off < size ? b->len - (size_t)off : size);
+}
+
+/* Each write carries the whole value (echo, printf and cat of a small file do). */
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct auth_target *t;
+	struct node n;
+	int r;
+
+	(void)fi;
+	if (tree_decode(ino, &n) < 0 || n.kind != NODE_TARGET_FILE) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	if ((size_t)off + size > AUTH_WRITE_MAX) {
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
+	if (off != 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	t = auth_target_get(FS(req)->core, n.target_id);
+	if (!t) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	r = auth_file_write(t, n.file, buf, size);
+	auth_target_unref(t);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fuse_reply_write(req, size);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (h) {
+		auth_blob_unref(h->blob);
+		free(h);
+	}
+	fuse_reply_err(req, 0);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct auth_target *t;
+	struct node n;
+	int r = tree_lookup(FS(req), parent, name, &n);
+
+	if (r < 0 || (n.kind != NODE_TARGET_FILE && n.kind != NODE_SESSION_ENTRY)) {
+		fuse_reply_err(req, r < 0 ? -r : EPERM);
+		return;
+	}
+	t = auth_target_get(FS(req)->core, n.target_id);
+	if (!t) {
+		r = -ENOENT;
+	} else if (n.kind == NODE_SESSION_ENTRY) {
+		r = auth_sessions_delete(t, name);
+	} else {
+		r = auth_file_unlink(t, n.file);
+	}
+	auth_target_unref(t);
+	fuse_reply_err(req, -r);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct auth_target *t;
+	struct node dir, n;
+	int r;
+
+	(void)mode;
+	if (tree_decode(parent, &dir) < 0 || dir.kind != NODE_PROVIDER_DIR) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	r = auth_target_create(FS(req)->core, dir.provider, name, &t);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	n = (struct node){ .kind = NODE_TARGET_DIR, .provider = dir.provider, .target_id = auth_target_id(t) };
+	auth_target_unref(t);
+	reply_entry(req, &n);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct node dir;
+
+	if (tree_decode(parent, &dir) < 0 || dir.kind != NODE_PROVIDER_DIR) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	fuse_reply_err(req, -auth_target_destroy(FS(req)->core, dir.provider, name));
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* O_TRUNC comes with open(), so `echo >` needs no setattr round trip. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) {
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	}
+	/* Pages are invalidated explicitly on every session change. */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs st = { .f_bsize = 4096, .f_frsize = 4096, .f_namemax = 255 };
+
+	(void)ino;
+	fuse_reply_statfs(req, &st);
+}
+
+const struct fuse_lowlevel_ops fs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.release = op_release,
+	.unlink = op_unlink,
+	.mkdir = op_mkdir,
+	.rmdir = op_rmdir,
+	.statfs = op_statfs,
+};

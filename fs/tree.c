@@ -1,0 +1,242 @@
+/* The path scheme: root → provider dirs → target dirs → files, plus .metrics. */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fs.h"
+
+#define TIMEOUT_STATIC 86400.0 /* the tree's shape changes only through us */
+
+fuse_ino_t tree_ino(const struct node *n)
+{
+	switch (n->kind) {
+	case NODE_ROOT:
+		return INO_ROOT;
+	case NODE_PROVIDER_DIR:
+		return INO_PROVIDER_BASE + n->provider;
+	case NODE_METRICS:
+		return INO_METRICS;
+	case NODE_TARGET_DIR:
+		return (fuse_ino_t)n->target_id << INO_TARGET_SHIFT | SLOT_DIR;
+	case NODE_TARGET_FILE:
+		return (fuse_ino_t)n->target_id << INO_TARGET_SHIFT | (SLOT_FILE_BASE + n->file);
+	case NODE_SESSION_ENTRY:
+		return (fuse_ino_t)n->target_id << INO_TARGET_SHIFT | (SLOT_SESSION_BASE + n->slot);
+	}
+	return 0;
+}
+
+int tree_decode(fuse_ino_t ino, struct node *ret)
+{
+	unsigned slot;
+
+	*ret = (struct node){ 0 };
+	if (ino == INO_ROOT) {
+		ret->kind = NODE_ROOT;
+		return 0;
+	}
+	if (ino == INO_METRICS) {
+		ret->kind = NODE_METRICS;
+		return 0;
+	}
+	if (ino >= INO_PROVIDER_BASE && ino < INO_PROVIDER_BASE + auth_provider_count()) {
+		ret->kind = NODE_PROVIDER_DIR;
+		ret->provider = ino - INO_PROVIDER_BASE;
+		return 0;
+	}
+	if (ino >> INO_TARGET_SHIFT == 0 || ino >> INO_TARGET_SHIFT > UINT32_MAX) {
+		return -ENOENT;
+	}
+	ret->target_id = (uint32_t)(ino >> INO_TARGET_SHIFT);
+	slot = ino & ((1u << INO_TARGET_SHIFT) - 1);
+	if (slot == SLOT_DIR) {
+		ret->kind = NODE_TARGET_DIR;
+	} else if (slot < SLOT_FILE_BASE + _AUTH_FILE_MAX) {
+		ret->kind = NODE_TARGET_FILE;
+		ret->file = (enum auth_file)(slot - SLOT_FILE_BASE);
+	} else if (slot >= SLOT_SESSION_BASE) {
+		ret->kind = NODE_SESSION_ENTRY;
+		ret->slot = slot - SLOT_SESSION_BASE;
+	} else {
+		return -ENOENT;
+	}
+	return 0;
+}
+
+const struct auth_file_info *tree_file_info(const struct node *n)
+{
+	size_t count;
+	const struct auth_file_info *files = auth_provider_files(n->provider, &count);
+
+	for (size_t i = 0; i < count; i++) {
+		if (files[i].file == n->file) {
+			return &files[i];
+		}
+	}
+	return NULL;
+}
+
+static int lookup_in_target(struct fs *fs, const struct node *dir, const char *name, struct node *ret)
+{
+	struct auth_target *t = auth_target_get(fs->core, dir->target_id);
+	const struct auth_file_info *fi;
+
+	if (!t) {
+		return -ENOENT;
+	}
+	fi = auth_provider_file(auth_target_provider(t), name);
+	*ret = (struct node){ .kind = NODE_TARGET_FILE, .provider = auth_target_provider(t),
+			      .target_id = dir->target_id, .file = fi ? fi->file : 0 };
+	auth_target_unref(t);
+	return fi ? 0 : -ENOENT;
+}
+
+/* Any well-formed id resolves, listed or not, so that rm of a session that is
+ * already gone can succeed; reading one that is gone fails with ENOENT. */
+static int lookup_in_sessions(struct fs *fs, const struct node *dir, const char *name, struct node *ret)
+{
+	struct auth_target *t;
+	int slot;
+
+	if (!auth_session_id_valid(name)) {
+		return -ENOENT;
+	}
+	t = auth_target_get(fs->core, dir->target_id);
+	if (!t) {
+		return -ENOENT;
+	}
+	slot = auth_sessions_slot(t, name);
+	*ret = (struct node){ .kind = NODE_SESSION_ENTRY, .provider = auth_target_provider(t),
+			      .target_id = dir->target_id, .slot = (unsigned)slot };
+	auth_target_unref(t);
+	return slot < 0 ? slot : 0;
+}
+
+int tree_lookup(struct fs *fs, fuse_ino_t parent, const char *name, struct node *ret)
+{
+	struct node dir;
+	struct auth_target *t;
+	int p, r;
+
+	r = tree_decode(parent, &dir);
+	if (r < 0) {
+		return r;
+	}
+	switch (dir.kind) {
+	case NODE_ROOT:
+		if (strcmp(name, ".metrics") == 0) {
+			*ret = (struct node){ .kind = NODE_METRICS };
+			return 0;
+		}
+		p = auth_provider_index(name);
+		if (p < 0) {
+			return -ENOENT;
+		}
+		*ret = (struct node){ .kind = NODE_PROVIDER_DIR, .provider = (size_t)p };
+		return 0;
+	case NODE_PROVIDER_DIR:
+		t = auth_target_lookup(fs->core, dir.provider, name);
+		if (!t) {
+			return -ENOENT;
+		}
+		*ret = (struct node){ .kind = NODE_TARGET_DIR, .provider = dir.provider, .target_id = auth_target_id(t) };
+		auth_target_unref(t);
+		return 0;
+	case NODE_TARGET_DIR:
+		return lookup_in_target(fs, &dir, name, ret);
+	case NODE_TARGET_FILE:
+		if (dir.file == AUTH_FILE_SESSIONS_DIR) {
+			return lookup_in_sessions(fs, &dir, name, ret);
+		}
+		return -ENOTDIR;
+	default:
+		return -ENOTDIR;
+	}
+}
+
+/* Fills node's provider from its target, and checks the target still exists. */
+static int resolve_target(struct fs *fs, struct node *n)
+{
+	struct auth_target *t = auth_target_get(fs->core, n->target_id);
+
+	if (!t) {
+		return -ENOENT;
+	}
+	n->provider = auth_target_provider(t);
+	auth_target_unref(t);
+	return 0;
+}
+
+static void stat_session_file(struct fs *fs, const struct node *n, struct stat *st)
+{
+	struct auth_target *t = auth_target_get(fs->core, n->target_id);
+	struct auth_blob *b = NULL;
+	uint64_t gen;
+
+	if (!t) {
+		return;
+	}
+	/* The size the kernel will trust; never touches the network. */
+	gen = auth_target_generation(t);
+	if (auth_file_peek(t, n->file, &b) == 0) {
+		st->st_size = (off_t)b->len;
+		gen = b->gen;
+		auth_blob_unref(b);
+	}
+	cache_attr_given(fs, n->target_id, gen);
+	auth_target_unref(t);
+}
+
+int tree_stat(struct fs *fs, const struct node *n_in, struct stat *st, double *ret_timeout)
+{
+	const struct auth_file_info *fi;
+	struct node n = *n_in;
+	int r;
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = tree_ino(&n);
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_nlink = 1;
+	st->st_atime = st->st_mtime = st->st_ctime = fs->started;
+	*ret_timeout = TIMEOUT_STATIC;
+	switch (n.kind) {
+	case NODE_ROOT:
+	case NODE_PROVIDER_DIR:
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		return 0;
+	case NODE_METRICS:
+		st->st_mode = S_IFREG | 0444;
+		*ret_timeout = 0; /* dynamic: served with direct_io */
+		return 0;
+	case NODE_TARGET_DIR:
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		return resolve_target(fs, &n);
+	case NODE_TARGET_FILE:
+		r = resolve_target(fs, &n);
+		if (r < 0) {
+			return r;
+		}
+		fi = tree_file_info(&n);
+		if (!fi) {
+			return -ENOENT;
+		}
+		st->st_mode = fi->mode;
+		if (S_ISDIR(fi->mode)) {
+			st->st_nlink = 2;
+		}
+		if (fi->from_session) {
+			stat_session_file(fs, &n, st);
+		} else {
+			*ret_timeout = 0;
+		}
+		return 0;
+	case NODE_SESSION_ENTRY:
+		st->st_mode = S_IFREG | 0600;
+		*ret_timeout = 0;
+		return resolve_target(fs, &n);
+	}
+	return -ENOENT;
+}

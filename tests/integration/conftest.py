@@ -1,0 +1,83 @@
+"""Fixtures: test CAs, mock servers, and the real daemon on a real mount.
+
+Every test that starts a daemon gets its log checked for secrets afterwards
+(log_secrets); a leak fails the test at teardown.
+"""
+
+import pytest
+
+from tests.integration.harness import (Daemon, SecretGuard, aos_section, ini_section,
+                                       missing_prerequisite, new_password)
+from tests.mocks.aos import AosMock
+from tests.mocks.common import make_ca
+
+
+@pytest.fixture(scope="session")
+def ca(tmp_path_factory):
+    """The test CA the mocks' server certificates are signed by."""
+    return make_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="session")
+def other_ca(tmp_path_factory):
+    """An unrelated CA: trusting it must not validate the mocks."""
+    return make_ca(tmp_path_factory.mktemp("other-ca"), name="unrelated CA")
+
+
+@pytest.fixture
+def log_secrets():
+    """SecretGuard for this test; checked once the daemons have stopped.
+
+    Add every secret a test makes up itself (e.g. a wrong password) with
+    log_secrets.add(); the mocks' passwords and tokens are added for you.
+    """
+    guard = SecretGuard()
+    yield guard
+    guard.check()
+
+
+@pytest.fixture
+def aos_mock(ca, log_secrets):
+    """An HTTPS AOS mock; user admin with a fresh random password."""
+    mock = AosMock(ca, {"admin": new_password()})
+    log_secrets.add_source(mock.secrets)
+    with mock:
+        yield mock
+
+
+@pytest.fixture
+def make_daemon(tmp_path, log_secrets):
+    """Factory: make_daemon(*sections, timeout=5, refresh_margin=300,
+    debug=False, env=None, start=True) -> a started Daemon.
+
+    sections: INI section texts (see harness.aos_section); [sessionfs] is
+    written for you. Skips the test if the daemon cannot run here. Every
+    daemon is stopped and unmounted at teardown, before the secret check.
+    """
+    reason = missing_prerequisite()
+    if reason:
+        pytest.skip(reason)
+    daemons = []
+
+    def factory(*sections, timeout=5, refresh_margin=300, debug=False, env=None,
+                start=True):
+        workdir = tmp_path / f"sessionfs{len(daemons)}"
+        workdir.mkdir()
+        config = ini_section("sessionfs", {"state_dir": workdir / "state",
+                                           "timeout": timeout,
+                                           "refresh_margin": refresh_margin})
+        config += "".join("\n" + s for s in sections)
+        d = Daemon(workdir, config, debug=debug, env=env)
+        daemons.append(d)
+        log_secrets.watch(d.log_path)
+        return d.start() if start else d
+
+    yield factory
+    for d in daemons:
+        d.stop()
+
+
+@pytest.fixture
+def aos_daemon(aos_mock, make_daemon):
+    """A daemon with one target, "lab", on aos_mock with valid credentials."""
+    return make_daemon(aos_section(aos_mock, "lab"))

@@ -1,0 +1,299 @@
+"""Run the real sessionfs daemon on a temporary mount point, as a user would.
+
+No pytest here: conftest.py turns these into fixtures.
+"""
+
+import errno
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("SESSIONFS_BIN", REPO / "build" / "sessionfs"))
+MOUNT_WAIT = 10  # seconds the daemon gets to mount
+STOP_WAIT = 10   # seconds it gets to exit after SIGTERM
+
+# Inherited variables that would change what the daemon under test does:
+# targets or AWS profiles of the developer's own, proxies, extra trusted CAs.
+_STRIPPED_ENV_PREFIXES = ("AOS_", "IDRAC_", "AWS_")
+_STRIPPED_ENV = {"http_proxy", "https_proxy", "all_proxy", "no_proxy",
+                 "ssl_cert_file", "ssl_cert_dir", "curl_ca_bundle"}
+
+
+def missing_prerequisite():
+    """Why the daemon cannot run here, or None."""
+    if not os.access(BINARY, os.X_OK):
+        return f"sessionfs binary not built: {BINARY} (run meson/ninja, or set SESSIONFS_BIN)"
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        return "/dev/fuse is not usable"
+    if shutil.which("fusermount3") is None:
+        return "fusermount3 not installed"
+    return None
+
+
+# --- config -----------------------------------------------------------------
+
+def ini_section(header, values):
+    """An INI section; keys whose value is None are left out."""
+    lines = [f"[{header}]"]
+    for key, value in values.items():
+        if value is not None:
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def aos_section(mock, name="lab", **overrides):
+    """The [aos "name"] section for an AosMock, with the credentials of its
+    admin user. Override any key; None removes it, e.g. password=None for a
+    target without credentials."""
+    values = {"server": mock.host, "port": mock.port, "scheme": mock.scheme,
+              "user": "admin", "password": mock.password("admin"),
+              "ca_path": mock.ca.ca if mock.ca else None,
+              "validate_certs": True}
+    values.update(overrides)
+    return ini_section(f'aos "{name}"', values)
+
+
+def new_password():
+    """A password distinctive enough to search a log for."""
+    return "pw-" + secrets.token_urlsafe(18)
+
+
+# --- mounts -----------------------------------------------------------------
+
+def is_mounted(path):
+    """Whether path is a mount point, even of a dead FUSE daemon (where
+    os.path.ismount() says False because stat() fails with ENOTCONN)."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mount_point = line.split()[4]
+            # mountinfo escapes space, tab, newline and backslash as \ooo.
+            mount_point = mount_point.encode().decode("unicode_escape")
+            if mount_point == target:
+                return True
+    return False
+
+
+def force_unmount(path):
+    for cmd in (["fusermount3", "-u", "-z", str(path)], ["umount", "-l", str(path)]):
+        if not is_mounted(path):
+            return
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# --- the daemon -------------------------------------------------------------
+
+class DaemonDied(Exception):
+    pass
+
+
+class Daemon:
+    """One sessionfs process with its own config, state dir, mount and log.
+
+    The log file collects stdout and stderr of every run (restarts append),
+    so the secret check after the test sees all of it.
+    """
+
+    def __init__(self, workdir, config, debug=False, env=None, binary=BINARY):
+        self.workdir = Path(workdir)
+        self.mnt = self.workdir / "mnt"
+        self.state_dir = self.workdir / "state"
+        self.config_path = self.workdir / "sessionfs.conf"
+        self.log_path = self.workdir / "sessionfs.log"
+        self.debug = debug
+        self.binary = binary
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(_STRIPPED_ENV_PREFIXES)
+                    and k.lower() not in _STRIPPED_ENV}
+        # No ~/.aws or other per-user files of whoever runs the tests.
+        self.env["HOME"] = str(self.workdir)
+        self.env.update(env or {})
+        self.proc = None
+        self.clean_stop = None  # did the last stop() find the mount gone?
+        for d in (self.mnt, self.state_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)
+        self.config_path.write_text(config)
+
+    def __repr__(self):
+        return f"<Daemon {self.mnt} pid={self.proc.pid if self.proc else None}>"
+
+    # -- lifecycle
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self):
+        argv = [str(self.binary), "-f"] + (["-d"] if self.debug else []) + \
+               ["-o", f"config={self.config_path}", str(self.mnt)]
+        with open(self.log_path, "ab") as log:
+            log.write(f"=== {' '.join(argv)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, env=self.env,
+                                         start_new_session=True)
+        deadline = time.monotonic() + MOUNT_WAIT
+        while not is_mounted(self.mnt):
+            if self.proc.poll() is not None:
+                raise DaemonDied(f"sessionfs exited with {self.proc.returncode} "
+                                 f"before mounting; log:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.kill9()
+                raise DaemonDied(f"sessionfs did not mount {self.mnt} within "
+                                 f"{MOUNT_WAIT} s; log:\n{self.log()}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self):
+        """SIGTERM, wait, and make sure the mount is gone. Returns the exit
+        status; clean_stop tells whether the daemon had unmounted by itself."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.clean_stop = not is_mounted(self.mnt)
+        force_unmount(self.mnt)
+        return self.proc.returncode
+
+    def kill9(self):
+        """Die without cleanup, as on a crash; the dead mount is removed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        force_unmount(self.mnt)
+
+    def restart(self):
+        """Stop (if running) and start again with the same config and state."""
+        if self.running:
+            self.stop()
+        return self.start()
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    # -- acting as a user
+
+    def path(self, rel=""):
+        return str(self.mnt / rel)
+
+    def read(self, rel):
+        """Open, read to EOF, close, as cat does. Raises OSError."""
+        fd = os.open(self.path(rel), os.O_RDONLY)
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode()
+
+    def read_err(self, rel):
+        """The errno of a failed open or read of rel, or 0 if it worked."""
+        try:
+            self.read(rel)
+        except OSError as e:
+            return e.errno
+        return 0
+
+    def write(self, rel, data):
+        """Write data as `echo > file` does (O_TRUNC, then close). Errors
+        from write() or close() (where a daemon reports a rejected write
+        it checks at flush) raise OSError."""
+        if isinstance(data, str):
+            data = data.encode()
+        fd = os.open(self.path(rel), os.O_WRONLY | os.O_TRUNC)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+    def write_err(self, rel, data):
+        """The errno of a failed write of rel, or 0 if it worked."""
+        try:
+            self.write(rel, data)
+        except OSError as e:
+            return e.errno
+        return 0
+
+    def unlink(self, rel):
+        os.unlink(self.path(rel))
+
+    def listdir(self, rel=""):
+        return sorted(os.listdir(self.path(rel)))
+
+
+def strerror(err):
+    """errno -> 'EKEYREJECTED (Key was rejected by service)', for messages."""
+    return f"{errno.errorcode.get(err, err)} ({os.strerror(err)})" if err else "success"
+
+
+# --- secrets in logs --------------------------------------------------------
+
+class SecretGuard:
+    """Checks that no secret shows up in any watched log.
+
+    Secrets come from add() and from sources (callables returning strings,
+    such as a mock's secrets()) asked only at check time, so tokens issued
+    late in a test are covered too.
+    """
+
+    MIN_LEN = 8  # shorter "secrets" would match ordinary log text
+
+    def __init__(self):
+        self._secrets = set()
+        self._sources = []
+        self._logs = []
+
+    def add(self, secret):
+        if len(secret) < self.MIN_LEN:
+            raise ValueError(f"test secret too short to search logs for: {len(secret)} chars")
+        self._secrets.add(secret)
+        return secret
+
+    def add_source(self, source):
+        self._sources.append(source)
+
+    def watch(self, log_path):
+        self._logs.append(Path(log_path))
+
+    def _all(self):
+        found = set(self._secrets)
+        for source in self._sources:
+            found.update(source())
+        # A JWT's signature alone is enough to be worth flagging, e.g. in a
+        # log line that cut the token short.
+        found.update(s.rsplit(".", 1)[1] for s in list(found) if s.count(".") == 2)
+        return sorted(s for s in found if len(s) >= self.MIN_LEN)
+
+    def check(self):
+        """Raise AssertionError naming each log line that holds a secret."""
+        all_secrets = self._all()
+        problems = []
+        for log_path in self._logs:
+            if not log_path.exists():
+                continue
+            for n, line in enumerate(log_path.read_text(errors="replace").splitlines(), 1):
+                leaked = [s for s in all_secrets if s in line]
+                for s in leaked:
+                    line = line.replace(s, "<SECRET>")
+                if leaked:
+                    problems.append(f"{log_path}:{n}: {line}")
+        if problems:
+            raise AssertionError("secret(s) in the daemon's log:\n" + "\n".join(problems))
