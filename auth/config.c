@@ -224,6 +224,32 @@ static int access_add(struct config *c, const char *path, const char *value)
 	return 0;
 }
 
+/* inih splits a line at its first '=' or ':', so "aos/h:8443/token = uid:1"
+ * arrives as key "aos/h" and value "8443/token = uid:1": rejoin it. */
+static int access_add_line(struct config *c, const char *key, const char *value)
+{
+	_cleanup_free_ char *path = NULL;
+	const char *eq = strchr(value, '=');
+	size_t n;
+
+	if (!eq) {
+		return access_add(c, key, value);
+	}
+	n = (size_t)(eq - value);
+	while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t')) {
+		n--;
+	}
+	if (asprintf(&path, "%s:%.*s", key, (int)n, value) < 0) {
+		path = NULL;
+		return -ENOMEM;
+	}
+	eq++;
+	while (*eq == ' ' || *eq == '\t') {
+		eq++;
+	}
+	return access_add(c, path, eq);
+}
+
 /* inih callback: nonzero means success. */
 static int on_line(void *user, const char *section, const char *key, const char *value)
 {
@@ -234,7 +260,10 @@ static int on_line(void *user, const char *section, const char *key, const char 
 		return global_set(c, key, value) == 0;
 	}
 	if (strcmp(section, "access") == 0) {
-		return access_add(c, key, value) == 0;
+		return access_add_line(c, key, value) == 0;
+	}
+	if (!*section) {
+		return 0; /* a key before any section */
 	}
 	t = section_get(c, section);
 	return t && kv_add(t, key, value) == 0;
@@ -320,7 +349,7 @@ const struct target_config *config_find_defaults(const struct config *c, const c
 
 int read_secret_file(const char *path, struct secret **ret)
 {
-	char buf[4096];
+	char buf[65536];
 	struct stat st;
 	ssize_t n;
 	int fd;
@@ -337,6 +366,10 @@ int read_secret_file(const char *path, struct secret **ret)
 	close(fd);
 	if (n < 0) {
 		return log_error_errno(-errno, "Failed to read secret file %s: %m", path);
+	}
+	if ((size_t)n == sizeof(buf)) {
+		OPENSSL_cleanse(buf, sizeof(buf));
+		return log_error_errno(-EFBIG, "Secret file %s is larger than %zu bytes", path, sizeof(buf) - 1);
 	}
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
 		n--;
@@ -357,14 +390,16 @@ int config_resolve_secret(const struct target_config *t, const char *prefix, str
 		return *ret ? 0 : -ENOMEM;
 	}
 	snprintf(key, sizeof(key), "%s_file", prefix);
+	/* A named file or variable that is not there is an error, not "unset". */
 	if ((v = target_config_get(t, key))) {
-		return read_secret_file(v, ret);
+		int r = read_secret_file(v, ret);
+		return r == -ENOENT ? -EINVAL : r;
 	}
 	snprintf(key, sizeof(key), "%s_env", prefix);
 	if ((v = target_config_get(t, key))) {
 		const char *e = getenv(v);
 		if (!e) {
-			return log_error_errno(-ENOENT, "Environment variable %s named by %s is not set", v, key);
+			return log_error_errno(-EINVAL, "Environment variable %s named by %s is not set", v, key);
 		}
 		*ret = secret_new_str(e);
 		return *ret ? 0 : -ENOMEM;

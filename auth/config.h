@@ -61,7 +61,8 @@ int parse_bool(const char *s, bool *ret);
 int parse_int(const char *s, long min, long max, long *ret);
 int access_rule_parse(const char *path, const char *value, struct access_rule *ret);
 
-/* Resolves password / password_file / password_env of a section. -ENOENT when none is set. */
+/* Resolves password / password_file / password_env of a section. -ENOENT when
+ * none is set; -EINVAL when the named file or variable is missing. */
 int config_resolve_secret(const struct target_config *t, const char *prefix, struct secret **ret);
 /* Reads a secret file: O_NOFOLLOW, refuses group/world-readable files. */
 int read_secret_file(const char *path, struct secret **ret);

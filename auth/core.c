@@ -10,6 +10,7 @@
 const struct auth_provider *const auth_providers[] = {
 	&aos_provider,
 	&redfish_provider,
+	&sts_provider,
 };
 
 size_t auth_provider_count(void)
@@ -215,6 +216,7 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 	const char *v;
 	long n;
 	bool b;
+	int r;
 
 	i->provider = t->provider->name;
 	i->name = t->name;
@@ -261,6 +263,9 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 	if ((v = target_setting(i, "logout_on_exit")) && parse_bool(v, &b) == 0) {
 		i->logout_on_exit = b;
 	}
+	if (t->provider->init_info && (r = t->provider->init_info(i)) < 0) {
+		return log_error_errno(r, "Target %s/%s: invalid settings", i->provider, t->name);
+	}
 	if (!i->tls.validate_certs && strcmp(i->scheme, "https") == 0) {
 		log_warning("Target %s/%s: TLS certificate validation is OFF (validate_certs = false)", i->provider, t->name);
 	}
@@ -281,7 +286,9 @@ static int target_load_credentials(struct auth_target *t)
 		r = config_resolve_secret(t->info.defaults, "password", &t->password);
 	}
 	if (r < 0 && r != -ENOENT) {
-		return r;
+		/* The target stays, without credentials; status says why. */
+		target_set_error(t, -ENOKEY, "the configured password_file or password_env cannot be read (see the log)");
+		return 0;
 	}
 	/* The environment variables the provider's own tools read (IDRAC_USERNAME, ...). */
 	if (!t->password && t->provider->env_password && getenv(t->provider->env_password)) {
@@ -292,6 +299,12 @@ static int target_load_credentials(struct auth_target *t)
 				t->user = strdup(user);
 			}
 			t->password = secret_new_str(getenv(t->provider->env_password));
+		}
+	}
+	if (!t->password && t->provider->default_credentials) {
+		r = t->provider->default_credentials(&t->info, &t->user, &t->password);
+		if (r < 0 && r != -ENOENT) {
+			return r;
 		}
 	}
 	r = store_load(t->core->store, t->provider->name, t->name, "credentials", &saved);
@@ -511,6 +524,31 @@ static void add_stored_target(const char *name, void *userdata)
 	}
 }
 
+/* Targets a provider finds by itself, e.g. every profile of the AWS files. */
+static int add_discovered_targets(struct auth_core *core, size_t provider)
+{
+	const struct auth_provider *p = auth_providers[provider];
+	char **names = NULL;
+	size_t n = 0;
+	int r;
+
+	if (!p->discover_targets) {
+		return 0;
+	}
+	r = p->discover_targets(&names, &n);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		r = add_target(core, provider, names[i], NULL, NULL);
+		if (r == -EEXIST) {
+			r = 0; /* configured as well */
+		} else if (r < 0) {
+			log_warning("Skipping %s target %s: %s", p->name, names[i], strerror(-r));
+			r = 0;
+		}
+	}
+	auth_strv_free(names, n);
+	return r;
+}
+
 /* The environment variables the AOS tools (aos-pyez) read. */
 static int add_env_targets(struct auth_core *core)
 {
@@ -573,6 +611,11 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&core->sched_cond, &ca);
 	pthread_condattr_destroy(&ca);
+	for (size_t i = 0; i < cfg->n_defaults && r == 0; i++) {
+		if (auth_provider_index(cfg->defaults[i].provider) < 0) {
+			r = log_error_errno(-EINVAL, "Unknown section [%s] in config", cfg->defaults[i].provider);
+		}
+	}
 	for (size_t i = 0; i < cfg->n_targets && r == 0; i++) {
 		const struct target_config *tc = &cfg->targets[i];
 		int p = auth_provider_index(tc->provider);
@@ -587,6 +630,9 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 	for (size_t p = 0; p < ELEMENTSOF(auth_providers) && r == 0; p++) {
 		r = store_list(store, auth_providers[p]->name, "target", add_stored_target,
 			       &(struct store_scan){ core, p });
+		if (r == 0) {
+			r = add_discovered_targets(core, p);
+		}
 	}
 	if (r == 0) {
 		r = add_env_targets(core);

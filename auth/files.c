@@ -117,10 +117,9 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 	char *dump;
 	int r;
 
-	r = credentials_parse(data, len, &user, &password);
+	r = (t->provider->parse_credentials ?: credentials_parse)(data, len, &user, &password);
 	if (r < 0) {
-		return log_info_errno(r, "%s/%s: refused a malformed credentials write (expected user:password or {\"username\",\"password\"})",
-				      t->provider->name, t->name);
+		return log_info_errno(r, "%s/%s: refused a malformed credentials write", t->provider->name, t->name);
 	}
 	/* Saved normalized, so the store never holds a half-parsed value. */
 	j = json_pack("{s:s, s:s}", "username", user, "password", secret_str(password));
@@ -149,6 +148,32 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 	return 0;
 }
 
+/* A one-time code: exactly six digits (and the newline echo adds). */
+static int write_mfa(struct auth_target *t, const char *data, size_t len)
+{
+	struct secret *code;
+
+	if (len == 7 && data[6] == '\n') {
+		len--;
+	}
+	if (len != 6 || strspn(data, "0123456789") < 6) {
+		return log_info_errno(-EINVAL, "%s/%s: refused an MFA code that is not six digits", t->provider->name, t->name);
+	}
+	code = secret_new(data, len);
+	if (!code) {
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&t->lock);
+	secret_free(t->mfa_code);
+	t->mfa_code = code;
+	t->rejected = false; /* a new code is a new user action */
+	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED) {
+		t->last_errno = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
 int auth_file_write(struct auth_target *t, enum auth_file f, const char *data, size_t len)
 {
 	if (len > AUTH_WRITE_MAX) {
@@ -159,6 +184,8 @@ int auth_file_write(struct auth_target *t, enum auth_file f, const char *data, s
 		return write_credentials(t, data, len);
 	case AUTH_FILE_SESSION_JSON:
 		return session_resume(t, data, len);
+	case AUTH_FILE_MFA:
+		return write_mfa(t, data, len);
 	default:
 		return -EACCES;
 	}

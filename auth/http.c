@@ -166,10 +166,13 @@ static struct curl_slist *build_headers(const struct http_request *req, bool *ok
 		*ok = *ok && n;
 		l = n ?: l;
 	}
-	/* No "Expect: 100-continue" round trip for small bodies. */
-	n = curl_slist_append(l, "Expect:");
-	*ok = *ok && n;
-	l = n ?: l;
+	/* No "Expect: 100-continue" round trip. Not with SigV4: curl would sign
+	 * the removed header without sending it. */
+	if (!req->aws_sigv4) {
+		n = curl_slist_append(l, "Expect:");
+		*ok = *ok && n;
+		l = n ?: l;
+	}
 	for (size_t i = 0; req->headers && req->headers[i]; i++) {
 		n = curl_slist_append(l, req->headers[i]);
 		*ok = *ok && n;
@@ -297,4 +300,16 @@ char *http_response_header(const struct http_response *resp, const char *name)
 		l = end ? end + 2 : l + llen;
 	}
 	return NULL;
+}
+
+char *http_escape(const char *s)
+{
+	char *e = curl_easy_escape(NULL, s, 0), *copy;
+
+	if (!e) {
+		return NULL;
+	}
+	copy = strdup(e);
+	curl_free(e);
+	return copy;
 }

@@ -53,5 +53,7 @@ char *http_response_header(const struct http_response *resp, const char *name);
 
 /* Maps a curl result code (and the socket errno behind it) to -errno. */
 int http_curl_errno(int curl_code, long os_errno);
+/* Percent-encodes s for a form body (newly allocated). */
+char *http_escape(const char *s);
 /* Connections opened so far by this client (for tests of connection reuse). */
 long http_client_connects(const struct http_client *c);

@@ -70,8 +70,8 @@ int jwt_expiry(const char *token, time_t *ret)
 		r = -ENODATA;
 	} else if (json_is_integer(exp) && json_integer_value(exp) > 0) {
 		*ret = (time_t)json_integer_value(exp);
-	} else if (json_is_real(exp) && json_real_value(exp) > 0) {
-		*ret = (time_t)json_real_value(exp);
+	} else if (json_is_real(exp) && json_real_value(exp) >= 1 && json_real_value(exp) < 1e15) {
+		*ret = (time_t)json_real_value(exp); /* in range: the conversion is defined */
 	} else {
 		r = -EBADMSG;
 	}

@@ -68,7 +68,6 @@ struct auth_provider {
 	size_t n_files;
 	unsigned default_port;
 	bool default_logout_on_exit;
-	bool needs_user;         /* login needs user + password (STS uses keys) */
 	int min_validity;        /* never hand out a session with this little left (s) */
 
 	/* Obtain a new session. -EKEYREJECTED when credentials are refused. */
@@ -96,6 +95,18 @@ struct auth_provider {
 	const char *env_password;
 	/* Optional: when to refresh s; NULL means margin before expiry. */
 	time_t (*refresh_at)(const struct target_info *info, const struct auth_session *s, int margin);
+	/* Optional: fix up a new target's facts (STS: base_url is the endpoint). */
+	int (*init_info)(struct target_info *info);
+	/* Optional: credentials when the config has none (STS: the AWS shared files). */
+	int (*default_credentials)(const struct target_info *info, char **ret_user, struct secret **ret_password);
+	/* Optional: parse a write to credentials; NULL means credentials_parse(). */
+	int (*parse_credentials)(const char *data, size_t len, char **ret_user, struct secret **ret_password);
+	/* Optional: targets that exist without a config section (STS: AWS profiles). */
+	int (*discover_targets)(char ***ret_names, size_t *ret_n);
+	/* Optional: does the next login need a one-time code written to `mfa`? */
+	bool (*needs_mfa)(const struct target_info *info);
+	/* How to provide credentials, for the ENOKEY message. */
+	const char *credentials_hint;
 	/* Optional: the sessions/ directory, using session s to authenticate.
 	 * -ESTALE when s itself is no longer accepted. */
 	int (*sessions_list)(struct auth_ctx *ctx, const struct auth_session *s, char ***ret_ids, size_t *ret_n);
@@ -105,6 +116,7 @@ struct auth_provider {
 
 extern const struct auth_provider aos_provider;
 extern const struct auth_provider redfish_provider;
+extern const struct auth_provider sts_provider;
 
 struct auth_session *auth_session_dup(const struct auth_session *s);
 
@@ -133,5 +145,6 @@ int jwt_expiry(const char *token, time_t *ret);
 /* base64url (no padding needed) → bytes, NUL-terminated. */
 int base64url_decode(const char *in, size_t len, char **ret, size_t *ret_len);
 
-/* A credentials write: "user:password" or {"username","password"}; -EINVAL otherwise. */
+/* A credentials write: "user:password" or {"username","password"}; -EINVAL otherwise.
+ * Also the format credentials are saved in. */
 int credentials_parse(const char *data, size_t len, char **ret_user, struct secret **ret_password);

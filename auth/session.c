@@ -89,6 +89,11 @@ static void record_failure(struct auth_target *t, int r, const char *msg)
 	if (r == -EKEYREJECTED) {
 		t->rejected = true; /* accounts lock after repeated failures: never retry by ourselves */
 	}
+	if (r == -ENOKEY || r == -EKEYREJECTED) {
+		/* Nothing to retry in the background until the user acts. */
+		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
+		t->dormant = true;
+	}
 	target_set_error(t, r, msg);
 	log_warning("%s/%s: %s", t->provider->name, t->name, t->last_error);
 }
@@ -118,9 +123,12 @@ static int obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_sessi
 		log_info("%s/%s: saved session is no longer valid; logging in", t->provider->name, t->name);
 	}
 	auth_session_free(TAKE_PTR(*pending));
-	if (t->provider->needs_user && (!ctx->user || !ctx->password)) {
-		return auth_ctx_fail(ctx, -ENOKEY,
-				     "no credentials: write user:password to %s/%s/credentials, or set user and password (or password_file, password_env) in the config",
+	if (!ctx->user || !ctx->password) {
+		return auth_ctx_fail(ctx, -ENOKEY, "no credentials: %s (%s/%s/credentials)",
+				     t->provider->credentials_hint, t->provider->name, t->name);
+	}
+	if (t->provider->needs_mfa && t->provider->needs_mfa(&t->info) && !ctx->mfa_code) {
+		return auth_ctx_fail(ctx, -ENOKEY, "MFA required: write the current code to %s/%s/mfa",
 				     t->provider->name, t->name);
 	}
 	log_debug("%s/%s: logging in as %s", t->provider->name, t->name, ctx->user ? ctx->user : "(key)");
@@ -194,6 +202,9 @@ static int lead(struct auth_target *t, bool background)
 	pthread_cond_broadcast(&t->cond);
 	if (pending && !t->pending) {
 		t->pending = TAKE_PTR(pending);
+	}
+	if (is_login && ctx.mfa_code && secret_equal(ctx.mfa_code, t->mfa_code)) {
+		secret_free(TAKE_PTR(t->mfa_code)); /* a one-time code is used once */
 	}
 	if (r < 0) {
 		record_failure(t, r, ctx.error);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <libxml/xmlmemory.h>
 #include <limits.h>
 #include <malloc.h>
 #include <openssl/crypto.h>
@@ -39,8 +40,9 @@ static void usage(const char *prog)
 	       prog);
 }
 
-/* jansson's buffers may hold tokens: wipe them before they go back to malloc. */
-static void json_free_wiped(void *p)
+/* jansson's and libxml2's buffers may hold tokens: wipe them before they go
+ * back to malloc. */
+static void free_wiped(void *p)
 {
 	if (p) {
 		OPENSSL_cleanse(p, malloc_usable_size(p));
@@ -168,7 +170,8 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	log_set_level(opts.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
-	json_set_alloc_funcs(malloc, json_free_wiped);
+	json_set_alloc_funcs(malloc, free_wiped);
+	xmlMemSetup(free_wiped, malloc, realloc, strdup);
 	secret_init(SECRET_HEAP_SIZE);
 	if (http_global_init() < 0 || load_config(options.config, &cfg) < 0 ||
 	    store_open(cfg->state_dir, &store) < 0 || auth_core_new(cfg, store, &fs.core) < 0) {

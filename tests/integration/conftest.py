@@ -81,3 +81,20 @@ def make_daemon(tmp_path, log_secrets):
 def aos_daemon(aos_mock, make_daemon):
     """A daemon with one target, "lab", on aos_mock with valid credentials."""
     return make_daemon(aos_section(aos_mock, "lab"))
+
+
+# --- Redfish ----------------------------------------------------------------
+
+from tests.mocks.redfish import RedfishMock  # noqa: E402
+
+
+@pytest.fixture
+def redfish_mock(ca, log_secrets):
+    """An HTTPS Redfish mock (iDRAC-like defaults); user root with a fresh
+    random password. Its options (session_timeout, session_limit, location,
+    layout, auth_error, ...) are attributes a test may change before use.
+    Its passwords and tokens are added to the log secret check."""
+    mock = RedfishMock(ca, {"root": new_password()})
+    log_secrets.add_source(mock.secrets)
+    with mock:
+        yield mock

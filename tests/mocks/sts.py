@@ -603,7 +603,9 @@ class StsMock(MockServer):
                                for v, f, c in problems))
 
         with self._state:
-            key = self._keys[caller.access_key_id]  # the current MFA code
+            key = self._keys.get(caller.access_key_id)  # the current MFA code
+            if key is None:  # removed since the signature was checked
+                raise StsError(403, "InvalidClientTokenId", MSG_INVALID_TOKEN)
             if (serial is None) != (code is None):
                 raise StsError(403, "AccessDenied", MSG_MFA_BOTH)
             if serial is not None:

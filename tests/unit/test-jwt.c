@@ -203,11 +203,9 @@ static void test_claims(void)
 	check_exp("{\"exp\":1732377600} trailing", -EBADMSG, 0, "payload with trailing garbage");
 
 	/* A real exp beyond time_t's range must not turn into a bogus time. */
-	todo_start("jwt.c converts a real exp to time_t without a range check");
 	check_exp("{\"exp\":1e300}", -EBADMSG, 0, "exp 1e300");
 	check_exp("{\"exp\":1e19}", -EBADMSG, 0, "exp 1e19 (beyond INT64_MAX)");
 	check_exp("{\"exp\":0.5}", -EBADMSG, 0, "exp 0.5 (truncates to 0, which means 'no expiry')");
-	todo_end();
 }
 
 static void test_malformed(void)
