@@ -9,6 +9,8 @@ enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARNING, LOG_LEVEL_INFO, LOG_LEVEL_D
 
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
+/* From now on, log to syslog (the daemon has no terminal any more). */
+void log_to_syslog(void);
 
 /* Logs and returns r (a -errno); %m in fmt prints strerror(-r). */
 int log_full_errno(enum log_level level, int r, const char *func, const char *fmt, ...) _printf_(4, 5);

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <unistd.h>
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "../auth/http.h"
 #include "../auth/log.h"
@@ -23,12 +26,32 @@
 
 struct options {
 	char *config;
+	char *nonopt[2]; /* [source] mountpoint */
+	int n_nonopt;
 };
 
 static const struct fuse_opt option_spec[] = {
 	{ "config=%s", offsetof(struct options, config), 0 },
 	FUSE_OPT_END,
 };
+
+/* mount.fuse3 runs "sessionfs SOURCE MOUNTPOINT -o ...": keep the last
+ * non-option argument as the mountpoint, ignore a source before it. */
+static int on_option(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct options *o = data;
+
+	(void)outargs;
+	if (key != FUSE_OPT_KEY_NONOPT) {
+		return 1;
+	}
+	if (o->n_nonopt == 2) {
+		fprintf(stderr, "sessionfs: too many arguments: %s\n", arg);
+		return -1;
+	}
+	o->nonopt[o->n_nonopt] = strdup(arg);
+	return o->nonopt[o->n_nonopt++] ? 0 : -1;
+}
 
 static void usage(const char *prog)
 {
@@ -48,6 +71,14 @@ static void free_wiped(void *p)
 		OPENSSL_cleanse(p, malloc_usable_size(p));
 		free(p);
 	}
+}
+
+/* Tells systemd (Type=notify) that the mount is up. */
+static void notify_ready(void)
+{
+#ifdef HAVE_LIBSYSTEMD
+	sd_notify(0, "READY=1");
+#endif
 }
 
 static char *default_state_dir(void)
@@ -111,6 +142,9 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 		r = log_error_errno(-EIO, "Failed to mount %s", opts->mountpoint);
 		goto out;
 	}
+	if (!opts->foreground) {
+		log_to_syslog(); /* stderr goes to /dev/null from here on */
+	}
 	fuse_daemonize(opts->foreground);
 	r = cache_start(fs);
 	if (r == 0) {
@@ -118,6 +152,7 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 	}
 	if (r == 0) {
 		log_info("Mounted on %s", opts->mountpoint);
+		notify_ready();
 		loop = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(loop, opts->clone_fd);
 		fuse_loop_cfg_set_max_threads(loop, 64); /* readers may wait on a login */
@@ -149,7 +184,9 @@ int main(int argc, char *argv[])
 
 	/* No core dumps or ptrace peeks at a process full of tokens. */
 	prctl(PR_SET_DUMPABLE, 0);
-	if (fuse_opt_parse(&args, &options, option_spec, NULL) != 0 || fuse_parse_cmdline(&args, &opts) != 0) {
+	if (fuse_opt_parse(&args, &options, option_spec, on_option) != 0 ||
+	    (options.n_nonopt > 0 && fuse_opt_add_arg(&args, options.nonopt[options.n_nonopt - 1]) != 0) ||
+	    fuse_parse_cmdline(&args, &opts) != 0) {
 		return 1;
 	}
 	if (opts.show_help) {
@@ -198,6 +235,8 @@ out:
 	http_global_cleanup();
 	free(opts.mountpoint);
 	free(options.config);
+	free(options.nonopt[0]);
+	free(options.nonopt[1]);
 	fuse_opt_free_args(&args);
 	return r;
 }

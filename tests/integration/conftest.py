@@ -98,3 +98,20 @@ def redfish_mock(ca, log_secrets):
     log_secrets.add_source(mock.secrets)
     with mock:
         yield mock
+
+
+# --- STS --------------------------------------------------------------------
+
+from tests.mocks.sts import StsMock  # noqa: E402
+
+
+@pytest.fixture
+def sts_mock(ca, log_secrets):
+    """An HTTPS STS mock with no keys yet: add them with new_key() / add_key().
+    Its options (lifetime, expiration_ms, region, inject(), ...) may be
+    changed at any time. Every key secret, temporary secret and session
+    token it knows or issues is added to the log secret check."""
+    mock = StsMock(ca)
+    log_secrets.add_source(mock.secrets)
+    with mock:
+        yield mock
