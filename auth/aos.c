@@ -241,6 +241,7 @@ const struct auth_provider aos_provider = {
 	.min_validity = 2,
 	.login = aos_login,
 	.validate = aos_validate,
+	.refresh = aos_validate, /* a 401 for a live token (server restart): log in again */
 	.logout = aos_logout,
 	.render = aos_render,
 	.session_save = aos_session_save,

@@ -99,5 +99,13 @@ char *auth_sessions_id(struct auth_target *t, unsigned slot);
 bool auth_session_id_valid(const char *id);
 void auth_strv_free(char **v, size_t n);
 
+/* Owner and mode of a target's files (f) or its directory (f = _AUTH_FILE_MAX):
+ * from chown/chmod (saved in the state dir), else the config's [access]
+ * section. Fields not set there are left as they are. */
+#define AUTH_TARGET_DIR _AUTH_FILE_MAX
+int auth_file_access(struct auth_target *t, int f, uid_t *uid, gid_t *gid, mode_t *mode);
+/* chown/chmod: (uid_t)-1, (gid_t)-1, (mode_t)-1 leave a field unchanged. */
+int auth_file_set_access(struct auth_target *t, int f, uid_t uid, gid_t gid, mode_t mode);
+
 /* Prometheus text exposition of every counter; never touches the network. */
 int auth_core_metrics(struct auth_core *core, struct auth_blob **ret);

@@ -206,6 +206,10 @@ static int global_set(struct config *c, const char *key, const char *value)
 		c->refresh_margin = (int)v;
 		return 0;
 	}
+	if (strcmp(key, "check_interval") == 0 && parse_int(value, 1, 86400, &v) == 0) {
+		c->check_interval = (int)v;
+		return 0;
+	}
 	return -EINVAL;
 }
 
@@ -279,6 +283,7 @@ static struct config *config_new(void)
 	c->state_dir = strdup(CONFIG_DEFAULT_STATE_DIR);
 	c->timeout = CONFIG_DEFAULT_TIMEOUT;
 	c->refresh_margin = CONFIG_DEFAULT_REFRESH_MARGIN;
+	c->check_interval = CONFIG_DEFAULT_CHECK_INTERVAL;
 	if (!c->state_dir) {
 		free(c);
 		return NULL;

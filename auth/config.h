@@ -35,6 +35,7 @@ struct config {
 	char *state_dir;
 	int timeout;        /* seconds a read may wait for the network */
 	int refresh_margin; /* seconds before expiry a session is refreshed */
+	int check_interval; /* seconds between checks that a hot session is still accepted */
 	struct target_config *targets;
 	size_t n_targets;
 	struct target_config *defaults; /* the unnamed provider sections */
@@ -46,6 +47,7 @@ struct config {
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/sessionfs"
 #define CONFIG_DEFAULT_TIMEOUT 30
 #define CONFIG_DEFAULT_REFRESH_MARGIN 300
+#define CONFIG_DEFAULT_CHECK_INTERVAL 60
 
 /* path NULL: built-in defaults only. */
 int config_load(const char *path, struct config **ret);

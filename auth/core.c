@@ -356,6 +356,9 @@ static int target_new(struct auth_core *core, size_t provider, const char *name,
 	if (r == 0) {
 		r = target_load_credentials(t);
 	}
+	if (r == 0) {
+		r = target_load_access(t);
+	}
 	if (r < 0) {
 		target_free(t);
 		return r;

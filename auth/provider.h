@@ -85,9 +85,12 @@ struct auth_provider {
 	/* Parses a saved session or a write to session.json; -EINVAL when malformed. */
 	int (*session_load)(const struct target_info *info, const char *text, size_t len,
 			    struct auth_session **ret);
-	/* Optional: keep s alive without a new login (Redfish), as validate();
-	 * NULL means refresh by logging in again. */
+	/* Optional: check s with the server every check_interval while it is read,
+	 * as validate(); -ESTALE makes the daemon log in again. */
 	int (*refresh)(struct auth_ctx *ctx, const struct auth_session *s, time_t *ret_expires_at);
+	/* refresh() also extends s (Redfish: resets the idle timer); otherwise a
+	 * session due for renewal gets a new login. */
+	bool renews_in_place;
 	/* Delete a stale session before replacing it (Redfish: never leak a slot). */
 	bool logout_replaced;
 	/* Environment variables with default credentials for every target. */

@@ -10,7 +10,6 @@
 #include "provider.h"
 
 #define DEFAULT_SESSION_TIMEOUT 1800 /* DSP0266's usual default, when the BMC won't say */
-#define KEEPALIVE_MAX 60             /* notice a session deleted elsewhere within a minute */
 
 static const struct auth_file_info redfish_files[] = {
 	{ "token", AUTH_FILE_TOKEN, S_IFREG | 0400, true },
@@ -324,18 +323,15 @@ static int redfish_logout(struct auth_ctx *ctx, const struct auth_session *s)
 	return r;
 }
 
+/* Before the idle timeout runs out: margin ahead, or halfway for short timeouts. */
 static time_t redfish_refresh_at(const struct target_info *info, const struct auth_session *s, int margin)
 {
-	time_t lifetime = s->expires_at - now_real(), ahead = lifetime / 2;
+	struct details d;
+	json_t *j = details_load(s, &d);
+	time_t ahead = d.timeout / 2 < margin ? (time_t)d.timeout / 2 : margin;
 
 	(void)info;
-	if (ahead > margin) {
-		ahead = margin;
-	}
-	/* At least every KEEPALIVE_MAX seconds, to notice deletion elsewhere. */
-	if (lifetime - ahead > KEEPALIVE_MAX) {
-		return now_real() + KEEPALIVE_MAX;
-	}
+	json_decref(j);
 	return s->expires_at - ahead;
 }
 
@@ -564,6 +560,7 @@ const struct auth_provider redfish_provider = {
 	.validate = redfish_validate,
 	.logout = redfish_logout,
 	.refresh = redfish_validate,
+	.renews_in_place = true,
 	.refresh_at = redfish_refresh_at,
 	.logout_replaced = true,
 	.env_user = "IDRAC_USERNAME",

@@ -34,6 +34,15 @@ void session_schedule(struct auth_target *t)
 		/* Short-lived tokens: refresh halfway rather than immediately. */
 		due = s->expires_at - (lifetime / 2 < margin ? lifetime / 2 : margin);
 	}
+	t->expiry_due = due;
+	/* Providers that can check a session: do so regularly, to notice one the
+	 * server dropped (restart, deleted elsewhere) before readers do. */
+	if (s && t->provider->refresh) {
+		time_t check = (t->last_renew > 0 ? t->last_renew : now_real()) + t->core->cfg->check_interval;
+		if (!due || check < due) {
+			due = check;
+		}
+	}
 	__atomic_store_n(&t->refresh_due, due, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&t->core->sched_lock);
 	t->core->sched_epoch++;
@@ -150,15 +159,17 @@ static void load_pending(struct auth_target *t)
 	}
 }
 
-/* Renew the current session in place where the provider can (a copy of it,
- * so nothing shared is used unlocked); else, or when it is gone, log in. */
+/* Check the current session (a copy of it, so nothing shared is used
+ * unlocked) and renew it in place where the provider can; else, when it is
+ * due for renewal or gone, log in. */
 static int renew_or_obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_session *current,
 			   struct auth_session **pending, struct auth_session **ret_fresh, bool *ret_login,
 			   time_t *ret_expires_at)
 {
 	int r = -ESTALE;
+	bool renewal_due = t->expiry_due && now_real() >= t->expiry_due;
 
-	if (current && t->provider->refresh) {
+	if (current && t->provider->refresh && (t->provider->renews_in_place || !renewal_due)) {
 		r = t->provider->refresh(ctx, current, ret_expires_at);
 		if (r != -ESTALE) {
 			return r;

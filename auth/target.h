@@ -14,6 +14,14 @@ struct target_counters {
 	uint64_t reads;
 };
 
+/* An owner or mode override of one file; unset fields keep the default. */
+struct file_access {
+	bool has_uid, has_gid, has_mode;
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+};
+
 struct auth_target {
 	struct auth_core *core;
 	unsigned refs;
@@ -46,10 +54,13 @@ struct auth_target {
 	time_t last_renew;            /* last login or in-place renewal */
 	bool dormant;                 /* background refresh paused until the next read */
 	time_t refresh_due;           /* 0: nothing scheduled */
+	time_t expiry_due;            /* when the session itself needs renewing */
 	time_t retry_at;              /* background retries wait until then */
 	unsigned failures_in_row;
 	bool refreshing;              /* claimed by a refresh worker (atomic) */
 	struct target_counters counters;
+	struct file_access access[_AUTH_FILE_MAX + 1]; /* in effect: files, then the dir */
+	struct file_access access_saved[_AUTH_FILE_MAX + 1]; /* chown/chmod, on top of [access] */
 	char **slot_ids;              /* sessions/ entries by slot */
 	size_t n_slots;
 };
@@ -85,6 +96,9 @@ void session_mark_stale(struct auth_target *t, const char *token_id);
 void session_schedule(struct auth_target *t); /* call with t->lock held */
 int scheduler_start(struct auth_core *core);
 void scheduler_stop(struct auth_core *core);
+
+/* access.c */
+int target_load_access(struct auth_target *t);
 
 /* core.c */
 void target_notify(struct auth_target *t);

@@ -64,30 +64,52 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_attr(req, &st, timeout);
 }
 
-/* Only truncation to 0 of a writable file (as `echo >` does) is accepted. */
+/* chown and chmod of a target's files and directory (the kernel has checked
+ * who may: default_permissions), saved; truncation to 0 of a writable file (as
+ * `echo >` does) is accepted and means nothing. */
+static int setattr_target(struct fs *fs, struct node *n, const struct stat *attr, int to_set)
+{
+	struct auth_target *t = auth_target_get(fs->core, n->target_id);
+	const struct auth_file_info *info = NULL;
+	int f = n->kind == NODE_TARGET_DIR ? AUTH_TARGET_DIR : (int)n->file;
+	int r = 0;
+
+	if (!t) {
+		return -ENOENT;
+	}
+	n->provider = auth_target_provider(t);
+	if (n->kind == NODE_TARGET_FILE) {
+		info = tree_file_info(n);
+	}
+	if ((to_set & FUSE_SET_ATTR_SIZE) && (!info || attr->st_size != 0 || !(info->mode & 0200))) {
+		r = -EPERM;
+	}
+	/* Write-only files can never be made readable. */
+	if (r == 0 && (to_set & FUSE_SET_ATTR_MODE) && info && !(info->mode & 0444) && (attr->st_mode & 0444)) {
+		r = -EPERM;
+	}
+	if (r == 0 && (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+		r = auth_file_set_access(t, f, to_set & FUSE_SET_ATTR_UID ? attr->st_uid : (uid_t)-1,
+					 to_set & FUSE_SET_ATTR_GID ? attr->st_gid : (gid_t)-1,
+					 to_set & FUSE_SET_ATTR_MODE ? attr->st_mode & 07777 : (mode_t)-1);
+	}
+	auth_target_unref(t);
+	return r;
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
 {
-	const struct auth_file_info *info;
 	struct node n;
+	int r;
 
-	if (tree_decode(ino, &n) < 0 || n.kind != NODE_TARGET_FILE) {
+	if (tree_decode(ino, &n) < 0 || (n.kind != NODE_TARGET_FILE && n.kind != NODE_TARGET_DIR)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	if (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
-		       FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) {
-		fuse_reply_err(req, EPERM);
+	r = setattr_target(FS(req), &n, attr, to_set);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
 		return;
-	}
-	if (to_set & FUSE_SET_ATTR_SIZE) {
-		struct auth_target *t = auth_target_get(FS(req)->core, n.target_id);
-		n.provider = t ? auth_target_provider(t) : 0;
-		auth_target_unref(t);
-		info = t ? tree_file_info(&n) : NULL;
-		if (!info || attr->st_size != 0 || !(info->mode & 0200)) {
-			fuse_reply_err(req, t ? EPERM : ENOENT);
-			return;
-		}
 	}
 	op_getattr(req, ino, fi);
 }

@@ -154,15 +154,28 @@ int tree_lookup(struct fs *fs, fuse_ino_t parent, const char *name, struct node 
 	}
 }
 
-/* Fills node's provider from its target, and checks the target still exists. */
-static int resolve_target(struct fs *fs, struct node *n)
+/* Fills node's provider from its target, checks the target still exists, and
+ * applies the owner and mode set for the node (config [access], chown, chmod)
+ * to st, if given. */
+static int resolve_target(struct fs *fs, struct node *n, struct stat *st)
 {
 	struct auth_target *t = auth_target_get(fs->core, n->target_id);
+	mode_t perm;
 
 	if (!t) {
 		return -ENOENT;
 	}
 	n->provider = auth_target_provider(t);
+	if (!st) {
+		auth_target_unref(t);
+		return 0;
+	}
+	perm = st->st_mode & 07777;
+	if (n->kind == NODE_TARGET_DIR || n->kind == NODE_TARGET_FILE) {
+		auth_file_access(t, n->kind == NODE_TARGET_DIR ? AUTH_TARGET_DIR : (int)n->file, &st->st_uid,
+				 &st->st_gid, &perm);
+	}
+	st->st_mode = (st->st_mode & S_IFMT) | perm;
 	auth_target_unref(t);
 	return 0;
 }
@@ -213,9 +226,9 @@ int tree_stat(struct fs *fs, const struct node *n_in, struct stat *st, double *r
 	case NODE_TARGET_DIR:
 		st->st_mode = S_IFDIR | 0755;
 		st->st_nlink = 2;
-		return resolve_target(fs, &n);
+		return resolve_target(fs, &n, st);
 	case NODE_TARGET_FILE:
-		r = resolve_target(fs, &n);
+		r = resolve_target(fs, &n, NULL);
 		if (r < 0) {
 			return r;
 		}
@@ -224,6 +237,13 @@ int tree_stat(struct fs *fs, const struct node *n_in, struct stat *st, double *r
 			return -ENOENT;
 		}
 		st->st_mode = fi->mode;
+		r = resolve_target(fs, &n, st);
+		if (r < 0) {
+			return r;
+		}
+		if (!(fi->mode & 0444)) {
+			st->st_mode &= ~0444; /* write-only files stay unreadable, whatever the config */
+		}
 		if (S_ISDIR(fi->mode)) {
 			st->st_nlink = 2;
 		}
@@ -236,7 +256,7 @@ int tree_stat(struct fs *fs, const struct node *n_in, struct stat *st, double *r
 	case NODE_SESSION_ENTRY:
 		st->st_mode = S_IFREG | 0600;
 		*ret_timeout = 0;
-		return resolve_target(fs, &n);
+		return resolve_target(fs, &n, st);
 	}
 	return -ENOENT;
 }

@@ -200,7 +200,6 @@ def test_hundred_reads_over_refresh_and_expiry_cycles(redfish_mock, make_daemon)
     distinct = len(dict.fromkeys(tokens))
     assert 1 + certain <= mock.logins <= 1 + len(long_gaps), \
         f"{mock.logins} logins for {len(long_gaps)} idle gaps ({distinct} tokens)"
-    print("\nLOGINS", mock.logins, "expired", mock.expired, "deletes", mock.deletes, "gets", len([r for r in mock.requests if r.method == "GET" and r.path.startswith(SESSIONS + "/")]))
     assert distinct == mock.logins
     # Nothing left behind: every earlier daemon session is gone on the BMC.
     assert len(daemon_sessions(mock, foreign)) <= 1
