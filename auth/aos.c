@@ -93,12 +93,35 @@ static int session_from_token(const char *token, struct auth_session **ret)
 	return 0;
 }
 
+/* 2xx with {"token","id"}: a session; else the server's error in words. */
+int aos_login_reply(struct auth_ctx *ctx, const struct http_response *resp, struct auth_session **ret)
+{
+	json_t *reply = NULL;
+	const char *token;
+	int r;
+
+	if (resp->status < 200 || resp->status >= 300) {
+		return fail_status(ctx, "login", resp);
+	}
+	r = auth_parse_json(ctx, resp, &reply);
+	if (r < 0) {
+		return r;
+	}
+	token = json_string_value(json_object_get(reply, "token"));
+	if (!token || !*token) {
+		r = auth_ctx_fail(ctx, -EBADMSG, "%s answered the login without a token", ctx->info->base_url);
+	} else {
+		r = session_from_token(token, ret);
+	}
+	json_decref(reply);
+	return r;
+}
+
 static int aos_login(struct auth_ctx *ctx, struct auth_session **ret)
 {
 	struct http_response resp = { 0 };
 	_cleanup_erase_ char *body = NULL;
-	json_t *req, *reply = NULL;
-	const char *token;
+	json_t *req;
 	int r;
 
 	req = json_pack("{s:s, s:s}", "username", ctx->user, "password", secret_str(ctx->password));
@@ -108,25 +131,9 @@ static int aos_login(struct auth_ctx *ctx, struct auth_session **ret)
 		return -ENOMEM;
 	}
 	r = request(ctx, "POST", "/api/user/login", NULL, body, strlen(body), &resp);
-	if (r < 0) {
-		goto out;
+	if (r == 0) {
+		r = aos_login_reply(ctx, &resp, ret);
 	}
-	if (resp.status < 200 || resp.status >= 300) {
-		r = fail_status(ctx, "login", &resp);
-		goto out;
-	}
-	r = auth_parse_json(ctx, &resp, &reply);
-	if (r < 0) {
-		goto out;
-	}
-	token = json_string_value(json_object_get(reply, "token"));
-	if (!token || !*token) {
-		r = auth_ctx_fail(ctx, -EBADMSG, "%s answered the login without a token", ctx->info->base_url);
-		goto out;
-	}
-	r = session_from_token(token, ret);
-out:
-	json_decref(reply);
 	http_response_done(&resp);
 	return r;
 }

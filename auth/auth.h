@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "config.h"
 #include "store.h"
@@ -36,6 +37,7 @@ struct auth_file_info {
 struct auth_blob {
 	unsigned refs;
 	uint64_t gen; /* the target's session generation it was rendered from */
+	time_t valid_until; /* session files: last moment it may be served (0: no limit) */
 	size_t len;
 	char data[];
 };
@@ -68,6 +70,7 @@ const struct auth_file_info *auth_provider_file(size_t provider, const char *nam
 struct auth_target *auth_target_lookup(struct auth_core *core, size_t provider, const char *name);
 struct auth_target *auth_target_get(struct auth_core *core, uint32_t id);
 /* The provider's target with the smallest id > after, or NULL: a stable readdir cursor. */
+#define AUTH_ANY_PROVIDER SIZE_MAX
 struct auth_target *auth_target_next(struct auth_core *core, size_t provider, uint32_t after);
 void auth_target_unref(struct auth_target *t);
 uint32_t auth_target_id(const struct auth_target *t);
@@ -82,7 +85,8 @@ int auth_target_destroy(struct auth_core *core, size_t provider, const char *nam
 int auth_name_valid(const char *name);
 
 /* Files. read may log in (waits at most `timeout`); peek never touches the network
- * and returns -ENODATA when there is no content yet. */
+ * and returns -ENODATA when there is no session, -EAGAIN when the session is due
+ * for renewal. */
 int auth_file_read(struct auth_target *t, enum auth_file f, struct auth_blob **ret);
 int auth_file_peek(struct auth_target *t, enum auth_file f, struct auth_blob **ret);
 int auth_file_write(struct auth_target *t, enum auth_file f, const char *data, size_t len);

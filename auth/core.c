@@ -93,12 +93,24 @@ static int parse_host_port(const char *name, char **ret_host, unsigned *ret_port
 			}
 		}
 	} else {
+		size_t label = 0;
 		colon = strchr(name, ':');
 		hlen = colon ? (size_t)(colon - name) : strlen(name);
+		/* DNS labels: 1..63 characters, none empty ("a..b", "x."). */
 		for (size_t i = 0; i < hlen; i++) {
-			if (!isalnum((unsigned char)host[i]) && host[i] != '-' && host[i] != '.' && host[i] != '_') {
+			if (host[i] == '.') {
+				if (label == 0) {
+					return -EINVAL;
+				}
+				label = 0;
+			} else if ((isalnum((unsigned char)host[i]) || host[i] == '-' || host[i] == '_') && ++label <= 63) {
+				continue;
+			} else {
 				return -EINVAL;
 			}
+		}
+		if (label == 0) {
+			return -EINVAL;
 		}
 	}
 	if (hlen == 0 || hlen > 253 || host[0] == '-' || host[0] == '.') {
@@ -451,7 +463,7 @@ struct auth_target *auth_target_next(struct auth_core *core, size_t provider, ui
 
 	pthread_rwlock_rdlock(&core->registry_lock);
 	for (uint32_t i = after; i < core->n_targets; i++) {
-		if (core->targets[i] && core->targets[i]->provider_idx == provider) {
+		if (core->targets[i] && (provider == AUTH_ANY_PROVIDER || core->targets[i]->provider_idx == provider)) {
 			t = target_ref(core->targets[i]);
 			break;
 		}

@@ -71,6 +71,9 @@ static int render_locked(struct auth_target *t, enum auth_file f, struct auth_bl
 
 	if (r == 0) {
 		(*ret)->gen = t->gen;
+		if (t->session->expires_at) {
+			(*ret)->valid_until = t->session->expires_at - t->provider->min_validity;
+		}
 	}
 	return r;
 }
@@ -101,9 +104,12 @@ int auth_file_peek(struct auth_target *t, enum auth_file f, struct auth_blob **r
 	pthread_mutex_lock(&t->lock);
 	if (f == AUTH_FILE_STATUS) {
 		r = render_status(t, ret);
-	} else if (from_session(t, f) && t->session &&
-		   (t->session->expires_at == 0 || t->session->expires_at - now_real() > t->provider->min_validity)) {
-		r = render_locked(t, f, ret);
+	} else if (from_session(t, f) && t->session) {
+		if (t->session->expires_at == 0 || t->session->expires_at - now_real() > t->provider->min_validity) {
+			r = render_locked(t, f, ret);
+		} else {
+			r = -EAGAIN; /* there is one, due for renewal */
+		}
 	}
 	pthread_mutex_unlock(&t->lock);
 	return r;
@@ -140,6 +146,7 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 	t->user = TAKE_PTR(user);
 	t->password = TAKE_PTR(password);
 	t->rejected = false;
+	t->failed_at = 0;
 	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED) {
 		t->last_errno = 0;
 	}
@@ -167,6 +174,7 @@ static int write_mfa(struct auth_target *t, const char *data, size_t len)
 	secret_free(t->mfa_code);
 	t->mfa_code = code;
 	t->rejected = false; /* a new code is a new user action */
+	t->failed_at = 0;
 	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED) {
 		t->last_errno = 0;
 	}

@@ -83,6 +83,7 @@ struct auth_blob *auth_blob_new(const char *data, size_t len)
 	}
 	b->refs = 1;
 	b->gen = 0;
+	b->valid_until = 0;
 	b->len = len;
 	memcpy(b->data, data, len);
 	b->data[len] = 0;

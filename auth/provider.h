@@ -143,6 +143,14 @@ int auth_parse_json(struct auth_ctx *ctx, const struct http_response *resp, json
 /* The transport failure of an http_perform() call, in words. */
 int auth_ctx_transport_fail(struct auth_ctx *ctx, int r, const struct http_response *resp);
 
+/* The providers' response parsers, exposed for the unit tests and fuzzers. */
+int aos_login_reply(struct auth_ctx *ctx, const struct http_response *resp, struct auth_session **ret);
+int redfish_session_reply(struct auth_ctx *ctx, const char *sessions_uri, json_int_t timeout,
+			  const struct http_response *resp, struct auth_session **ret);
+int redfish_members_reply(struct auth_ctx *ctx, const struct http_response *resp, char ***ret_ids, size_t *ret_n);
+int redfish_error_reply(struct auth_ctx *ctx, const char *what, const struct http_response *resp);
+int sts_login_reply(struct auth_ctx *ctx, const struct http_response *resp, struct auth_session **ret);
+
 /* JWT: the exp claim of token. -ENODATA if it has none, -EBADMSG if malformed. */
 int jwt_expiry(const char *token, time_t *ret);
 /* base64url (no padding needed) → bytes, NUL-terminated. */

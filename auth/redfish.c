@@ -75,7 +75,7 @@ static void bmc_message(const struct http_response *resp, char *buf, size_t size
 	json_decref(j);
 }
 
-static int fail_status(struct auth_ctx *ctx, const char *what, const struct http_response *resp)
+int redfish_error_reply(struct auth_ctx *ctx, const char *what, const struct http_response *resp)
 {
 	char msg[384];
 	bool limit;
@@ -199,13 +199,14 @@ static json_t *session_data(const struct http_response *resp)
 	return data;
 }
 
-static int make_session(struct auth_ctx *ctx, const char *sessions_uri, const struct http_response *resp,
-			struct auth_session **ret)
+/* 201 from a POST to the Sessions collection: X-Auth-Token, Location (or the
+ * body's @odata.id) and the session resource. */
+int redfish_session_reply(struct auth_ctx *ctx, const char *sessions_uri, json_int_t timeout,
+			  const struct http_response *resp, struct auth_session **ret)
 {
 	_cleanup_session_ struct auth_session *s = auth_session_new();
 	_cleanup_free_ char *token = http_response_header(resp, "X-Auth-Token");
 	_cleanup_free_ char *location = http_response_header(resp, "Location");
-	_cleanup_secret_ struct secret *hdr = NULL;
 	json_t *body = json_loadb(resp->body, resp->len, 0, NULL), *details;
 	const char *id = json_string_value(json_object_get(body, "Id"));
 	char *extra;
@@ -224,12 +225,11 @@ static int make_session(struct auth_ctx *ctx, const char *sessions_uri, const st
 	s->location = uri_path(location);
 	s->id = strdup(id ? id : last_segment(s->location));
 	json_decref(body);
-	hdr = s->token ? secret_printf("X-Auth-Token: %s", secret_str(s->token)) : NULL;
-	if (!s->token || !s->location || !s->id || !hdr) {
+	if (!s->token || !s->location || !s->id) {
 		return -ENOMEM;
 	}
-	details = json_pack("{s:s, s:I, s:o}", "sessions_uri", sessions_uri, "session_timeout",
-			    session_timeout(ctx, hdr), "session_data", session_data(resp));
+	details = json_pack("{s:s, s:I, s:o}", "sessions_uri", sessions_uri, "session_timeout", timeout,
+			    "session_data", session_data(resp));
 	extra = details ? json_dumps(details, JSON_COMPACT) : NULL;
 	s->expires_at = now_real() + json_integer_value(json_object_get(details, "session_timeout"));
 	json_decref(details);
@@ -250,9 +250,13 @@ static int post_session(struct auth_ctx *ctx, const char *uri, const char *body,
 	if (r == 0 && (resp.status == 404 || resp.status == 405)) {
 		r = -ENOENT; /* not here: try the next place */
 	} else if (r == 0 && (resp.status < 200 || resp.status >= 300)) {
-		r = fail_status(ctx, "login", &resp);
+		r = redfish_error_reply(ctx, "login", &resp);
 	} else if (r == 0) {
-		r = make_session(ctx, uri, &resp, ret);
+		/* The idle timeout is the SessionService's, asked with the new session. */
+		_cleanup_free_ char *token = http_response_header(&resp, "X-Auth-Token");
+		_cleanup_secret_ struct secret *hdr = token ? secret_printf("X-Auth-Token: %s", token) : NULL;
+		erase_and_free_str(TAKE_PTR(token));
+		r = redfish_session_reply(ctx, uri, hdr ? session_timeout(ctx, hdr) : DEFAULT_SESSION_TIMEOUT, &resp, ret);
 	}
 	http_response_done(&resp);
 	return r;
@@ -301,7 +305,7 @@ static int redfish_validate(struct auth_ctx *ctx, const struct auth_session *s, 
 	if (r == 0 && (resp.status == 401 || resp.status == 404)) {
 		r = auth_ctx_fail(ctx, -ESTALE, "%s no longer knows session %s", ctx->info->base_url, s->id);
 	} else if (r == 0 && (resp.status < 200 || resp.status >= 300)) {
-		r = fail_status(ctx, "session check", &resp);
+		r = redfish_error_reply(ctx, "session check", &resp);
 	}
 	*ret_expires_at = r == 0 ? now_real() + (time_t)d.timeout : 0;
 	json_decref(j);
@@ -317,7 +321,7 @@ static int redfish_logout(struct auth_ctx *ctx, const struct auth_session *s)
 
 	/* 401/404: already gone, which is what we wanted. */
 	if (r == 0 && (resp.status < 200 || resp.status >= 300) && resp.status != 401 && resp.status != 404) {
-		r = fail_status(ctx, "logout", &resp);
+		r = redfish_error_reply(ctx, "logout", &resp);
 	}
 	http_response_done(&resp);
 	return r;
@@ -476,40 +480,48 @@ static int member_call(struct auth_ctx *ctx, const struct auth_session *s, const
 	return r;
 }
 
-static int redfish_sessions_list(struct auth_ctx *ctx, const struct auth_session *s, char ***ret_ids, size_t *ret_n)
+/* The Sessions collection: the Id (last path segment) of every member. */
+int redfish_members_reply(struct auth_ctx *ctx, const struct http_response *resp, char ***ret_ids, size_t *ret_n)
 {
-	struct http_response resp = { 0 };
-	json_t *j = NULL, *m;
-	char **ids = NULL;
+	json_t *j = NULL, *members, *m;
+	char **ids;
 	size_t i, n = 0;
-	int r = member_call(ctx, s, "GET", NULL, &resp);
+	int r;
 
-	if (r == 0 && (resp.status < 200 || resp.status >= 300)) {
-		r = fail_status(ctx, "session listing", &resp);
+	if (resp->status < 200 || resp->status >= 300) {
+		return redfish_error_reply(ctx, "session listing", resp);
 	}
-	if (r == 0) {
-		r = auth_parse_json(ctx, &resp, &j);
+	r = auth_parse_json(ctx, resp, &j);
+	if (r < 0) {
+		return r;
 	}
-	if (r == 0) {
-		json_t *members = json_object_get(j, "Members");
-		ids = calloc(json_array_size(members) + 1, sizeof(*ids));
-		r = ids ? 0 : -ENOMEM;
-		json_array_foreach(members, i, m) {
-			const char *uri = json_string_value(json_object_get(m, "@odata.id"));
-			if (r == 0 && uri && auth_session_id_valid(last_segment(uri))) {
-				ids[n++] = strdup(last_segment(uri));
-			}
+	members = json_object_get(j, "Members");
+	ids = calloc(json_array_size(members) + 1, sizeof(*ids));
+	json_array_foreach(members, i, m) {
+		const char *uri = json_string_value(json_object_get(m, "@odata.id"));
+		if (ids && uri && auth_session_id_valid(last_segment(uri)) && (ids[n] = strdup(last_segment(uri)))) {
+			n++;
 		}
 	}
 	json_decref(j);
-	http_response_done(&resp);
-	if (r < 0) {
-		auth_strv_free(ids, n);
-		return r;
+	if (!ids) {
+		return -ENOMEM;
 	}
 	*ret_ids = ids;
 	*ret_n = n;
 	return 0;
+}
+
+static int redfish_sessions_list(struct auth_ctx *ctx, const struct auth_session *s, char ***ret_ids, size_t *ret_n)
+{
+	struct http_response resp = { 0 };
+	int r = member_call(ctx, s, "GET", NULL, &resp);
+
+	if (r == 0) {
+		r = redfish_members_reply(ctx, &resp, ret_ids, ret_n);
+	}
+	http_response_done(&resp);
+	return r;
 }
 
 static int redfish_sessions_get(struct auth_ctx *ctx, const struct auth_session *s, const char *id,
@@ -523,7 +535,7 @@ static int redfish_sessions_get(struct auth_ctx *ctx, const struct auth_session 
 	if (r == 0 && resp.status == 404) {
 		r = -ENOENT;
 	} else if (r == 0 && (resp.status < 200 || resp.status >= 300)) {
-		r = fail_status(ctx, "session read", &resp);
+		r = redfish_error_reply(ctx, "session read", &resp);
 	} else if (r == 0 && (r = auth_parse_json(ctx, &resp, &j)) == 0) {
 		text = json_dumps(j, JSON_INDENT(2));
 		*ret = text ? auth_blob_new_line(text) : NULL;
@@ -542,7 +554,7 @@ static int redfish_sessions_delete(struct auth_ctx *ctx, const struct auth_sessi
 
 	/* 404: already gone, which is what was asked for. */
 	if (r == 0 && (resp.status < 200 || resp.status >= 300) && resp.status != 404) {
-		r = fail_status(ctx, "session delete", &resp);
+		r = redfish_error_reply(ctx, "session delete", &resp);
 	}
 	http_response_done(&resp);
 	return r;

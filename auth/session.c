@@ -9,6 +9,7 @@
 #define REFRESH_WORKERS 4
 #define BACKOFF_BASE 5   /* seconds; doubled per failure in a row */
 #define BACKOFF_MAX 120
+#define RECENT_FAILURE 1.0 /* seconds */
 
 static bool usable(const struct auth_target *t, const struct auth_session *s, time_t now)
 {
@@ -59,8 +60,11 @@ static void save_session(struct auth_target *t)
 	}
 }
 
-/* Installs s as the current session (lock held); returns the old one. */
-static struct auth_session *adopt(struct auth_target *t, struct auth_session *s, bool fresh_login)
+/* Installs s as the current session (lock held); returns the old one.
+ * invalidate: tell the FUSE layer to drop what the kernel cached. Not needed
+ * when a reader renews an unusable session: the kernel's copies of it timed
+ * out with it, and the reader's getattr shows the change. */
+static struct auth_session *adopt(struct auth_target *t, struct auth_session *s, bool fresh_login, bool invalidate)
 {
 	struct auth_session *old = t->session;
 
@@ -79,7 +83,9 @@ static struct auth_session *adopt(struct auth_target *t, struct auth_session *s,
 	t->last_error[0] = 0;
 	save_session(t);
 	session_schedule(t);
-	target_notify(t);
+	if (invalidate) {
+		target_notify(t);
+	}
 	return old;
 }
 
@@ -93,6 +99,7 @@ static void record_failure(struct auth_target *t, int r, const char *msg)
 	}
 	t->counters.failures++;
 	t->failures_in_row++;
+	t->failed_at = now_mono();
 	/* Jitter: somewhere in [backoff/2, backoff], so a fleet does not retry in step. */
 	t->retry_at = now_real() + backoff / 2 + (time_t)arc4random_uniform((uint32_t)(backoff / 2 + 1));
 	if (r == -EKEYREJECTED) {
@@ -220,7 +227,7 @@ static int lead(struct auth_target *t, bool background)
 	if (r < 0) {
 		record_failure(t, r, ctx.error);
 	} else if (fresh) {
-		old = adopt(t, fresh, is_login);
+		old = adopt(t, fresh, is_login, background);
 	} else if (t->session) {
 		/* Renewed in place: same token, later expiry. */
 		if (exp) {
@@ -264,6 +271,12 @@ int session_acquire(struct auth_target *t)
 		}
 		if (t->rejected) {
 			r = t->last_errno < 0 ? t->last_errno : -EKEYREJECTED;
+			break;
+		}
+		/* A read right after a failure (the kernel's getattr, then its read)
+		 * gets that failure instead of a second wait for the network. */
+		if (t->last_errno < 0 && now_mono() - t->failed_at < RECENT_FAILURE) {
+			r = t->last_errno;
 			break;
 		}
 		if (t->flight) {
@@ -341,7 +354,7 @@ int session_resume(struct auth_target *t, const char *text, size_t len)
 	if (r == 0) {
 		auth_session_free(TAKE_PTR(t->pending));
 		t->pending_loaded = true;
-		old = adopt(t, TAKE_PTR(s), false);
+		old = adopt(t, TAKE_PTR(s), false, true);
 		log_info("%s/%s: resumed the session written to session.json", t->provider->name, t->name);
 	} else {
 		target_set_error(t, r, ctx.error);
@@ -365,6 +378,7 @@ int session_logout(struct auth_target *t)
 	auth_session_free(TAKE_PTR(t->pending));
 	t->pending_loaded = true;
 	t->rejected = false; /* an explicit user action: the next read may try again */
+	t->failed_at = 0;
 	t->gen++;
 	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
 	store_remove(t->core->store, t->provider->name, t->name, "session");

@@ -171,6 +171,9 @@ int auth_sessions_delete(struct auth_target *t, const char *id)
 	r = with_session(t, op_delete, (void *)id);
 	if (r == 0) {
 		log_info("%s/%s: deleted session %s on the server", t->provider->name, t->name, id);
+		pthread_mutex_lock(&t->lock);
+		t->failed_at = 0; /* a slot was freed: the next read may try again */
+		pthread_mutex_unlock(&t->lock);
 	}
 	return r;
 }

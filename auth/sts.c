@@ -304,6 +304,31 @@ static int request_body(struct auth_ctx *ctx, char **ret)
 	return 0;
 }
 
+/* GetSessionTokenResponse: a session; ErrorResponse: errno and STS's words. */
+int sts_login_reply(struct auth_ctx *ctx, const struct http_response *resp, struct auth_session **ret)
+{
+	xmlDoc *doc;
+	xmlNode *root;
+	int r;
+
+	if (resp->len > INT32_MAX) {
+		return -EBADMSG;
+	}
+	doc = xmlReadMemory(resp->body, (int)resp->len, "sts.xml", NULL,
+			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	root = doc ? xmlDocGetRootElement(doc) : NULL;
+	if (!root) {
+		r = auth_ctx_fail(ctx, resp->status >= 500 ? -EIO : -EBADMSG, "%s answered HTTP %ld with malformed XML",
+				  ctx->info->base_url, resp->status);
+	} else if (resp->status < 200 || resp->status >= 300) {
+		r = sts_error(ctx, resp->status, root);
+	} else {
+		r = session_from_xml(ctx, root, ret);
+	}
+	xmlFreeDoc(doc);
+	return r;
+}
+
 static int sts_login(struct auth_ctx *ctx, struct auth_session **ret)
 {
 	_cleanup_free_ char *region = setting(ctx->info, "region", "region", "AWS_REGION");
@@ -311,8 +336,6 @@ static int sts_login(struct auth_ctx *ctx, struct auth_session **ret)
 	_cleanup_erase_ char *body = NULL;
 	struct http_response resp = { 0 };
 	char sigv4[128], url[1024];
-	xmlDoc *doc = NULL;
-	xmlNode *root;
 	int r;
 
 	r = request_body(ctx, &body);
@@ -332,20 +355,9 @@ static int sts_login(struct auth_ctx *ctx, struct auth_session **ret)
 	}, &resp);
 	if (r < 0) {
 		r = auth_ctx_transport_fail(ctx, r, &resp);
-		goto out;
-	}
-	doc = xmlReadMemory(resp.body, (int)resp.len, "sts.xml", NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-	root = doc ? xmlDocGetRootElement(doc) : NULL;
-	if (!root) {
-		r = auth_ctx_fail(ctx, resp.status >= 500 ? -EIO : -EBADMSG, "%s answered HTTP %ld with malformed XML",
-				  ctx->info->base_url, resp.status);
-	} else if (resp.status < 200 || resp.status >= 300) {
-		r = sts_error(ctx, resp.status, root);
 	} else {
-		r = session_from_xml(ctx, root, ret);
+		r = sts_login_reply(ctx, &resp, ret);
 	}
-out:
-	xmlFreeDoc(doc);
 	http_response_done(&resp);
 	return r;
 }

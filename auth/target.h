@@ -46,6 +46,7 @@ struct auth_target {
 	uint64_t flight_seq;
 	int flight_result;
 	bool rejected;                /* credentials refused: no automatic retry */
+	double failed_at;             /* monotonic time of the last failed flight */
 	int last_errno;
 	char last_error[512];
 	time_t last_error_at;

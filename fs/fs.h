@@ -37,10 +37,9 @@ struct node {
 	unsigned slot;
 };
 
-/* What the kernel may have cached of one target's session files. */
-struct kernel_view {
-	uint64_t attr_gen;  /* generation whose sizes the kernel was last given */
-	uint64_t inval_gen; /* generation up to which its pages were invalidated */
+struct snapshot {
+	fuse_ino_t ino;
+	struct auth_blob *blob;
 };
 
 struct fs {
@@ -51,9 +50,12 @@ struct fs {
 	gid_t gid;
 	time_t started; /* the times every node shows */
 
-	pthread_mutex_t view_lock;
-	struct kernel_view *views; /* indexed by target id */
-	size_t n_views;
+	bool no_open;     /* the kernel keeps files open and cached without asking us */
+	uint64_t dynamic_version; /* bumped per getattr of a dynamic file (atomic) */
+
+	pthread_mutex_t snapshot_lock;
+	struct snapshot *snapshots;
+	size_t snapshot_next;
 
 	/* Invalidation queue, served by one thread so that no request handler
 	 * ever blocks on the kernel. */
@@ -69,17 +71,28 @@ struct fs {
 fuse_ino_t tree_ino(const struct node *n);
 int tree_decode(fuse_ino_t ino, struct node *ret);
 int tree_lookup(struct fs *fs, fuse_ino_t parent, const char *name, struct node *ret);
-int tree_stat(struct fs *fs, const struct node *n, struct stat *st, double *ret_timeout);
+/* Attributes. Touches the network only for a sessions/ entry, or to renew a
+ * session due for renewal on behalf of a caller who may read it. */
+int tree_stat(struct fs *fs, const struct node *n, const struct fuse_ctx *caller, struct stat *st,
+	      double *ret_timeout);
 const struct auth_file_info *tree_file_info(const struct node *n);
+/* A readable node's content, rendered now (a session file may log in). */
+int tree_render(struct fs *fs, const struct node *n, struct auth_blob **ret);
+/* Content that changes on its own (status, .metrics, sessions/ entries). */
+bool tree_is_dynamic(const struct node *n);
 
 /* cache.c */
 int cache_start(struct fs *fs);
 void cache_stop(struct fs *fs);
 void cache_on_change(void *userdata, uint32_t target_id, uint64_t gen);
-void cache_attr_given(struct fs *fs, uint32_t target_id, uint64_t gen);
-/* May the kernel keep pages of a blob of generation gen? */
-bool cache_may_keep(struct fs *fs, uint32_t target_id, uint64_t gen);
-void cache_invalidate(struct fs *fs, uint32_t target_id, uint64_t gen);
+void cache_invalidate_ino(struct fs *fs, fuse_ino_t ino);
+/* Drops a target's session files (but skip) from the kernel's cache, now.
+ * Not from a request that holds one of their pages (a read of it). */
+void cache_drop_target(struct fs *fs, uint32_t target_id, fuse_ino_t skip);
+/* Drops every session file from the kernel's cache, now. */
+void cache_drop_all(struct fs *fs);
+void cache_snapshot_put(struct fs *fs, fuse_ino_t ino, struct auth_blob *b);
+struct auth_blob *cache_snapshot_get(struct fs *fs, fuse_ino_t ino);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fs_ops;

@@ -164,6 +164,9 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 		r = r >= 0 ? 0 : log_error_errno(r, "FUSE loop failed: %m");
 		fuse_loop_cfg_destroy(loop);
 	}
+	/* Views of the mount that outlive it (bind mounts in containers) must not
+	 * keep serving tokens from the page cache. */
+	cache_drop_all(fs);
 	fuse_session_unmount(fs->se);
 	log_info("Unmounted %s", opts->mountpoint);
 out:
@@ -215,7 +218,7 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	fs.cfg = cfg;
-	pthread_mutex_init(&fs.view_lock, NULL);
+	pthread_mutex_init(&fs.snapshot_lock, NULL);
 	pthread_mutex_init(&fs.inval_lock, NULL);
 	pthread_cond_init(&fs.inval_cond, NULL);
 	auth_core_set_notify(fs.core, cache_on_change, &fs);
@@ -229,7 +232,6 @@ out:
 	if (fs.se) {
 		fuse_session_destroy(fs.se);
 	}
-	free(fs.views);
 	store_free(store);
 	config_free(cfg);
 	http_global_cleanup();

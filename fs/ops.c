@@ -9,18 +9,17 @@
 
 #define FS(req) ((struct fs *)fuse_req_userdata(req))
 
-/* An open file: the content it reads, rendered once at open. */
+/* An open file, on kernels without no-open support: the content it reads,
+ * rendered once at open. */
 struct handle {
 	struct auth_blob *blob; /* NULL for write handles */
-	uint32_t target_id;
-	bool kept;              /* the kernel may keep its pages */
 };
 
 static void reply_entry(fuse_req_t req, const struct node *n)
 {
 	struct fuse_entry_param e = { 0 };
 	double timeout;
-	int r = tree_stat(FS(req), n, &e.attr, &timeout);
+	int r = tree_stat(FS(req), n, fuse_req_ctx(req), &e.attr, &timeout);
 
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -45,23 +44,28 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	reply_entry(req, &n);
 }
 
-static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void reply_attr(fuse_req_t req, fuse_ino_t ino)
 {
 	struct stat st;
 	struct node n;
 	double timeout;
 	int r;
 
-	(void)fi;
 	r = tree_decode(ino, &n);
 	if (r == 0) {
-		r = tree_stat(FS(req), &n, &st, &timeout);
+		r = tree_stat(FS(req), &n, fuse_req_ctx(req), &st, &timeout);
 	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
 	fuse_reply_attr(req, &st, timeout);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	reply_attr(req, ino);
 }
 
 /* chown and chmod of a target's files and directory (the kernel has checked
@@ -106,12 +110,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		fuse_reply_err(req, EPERM);
 		return;
 	}
+	(void)fi;
 	r = setattr_target(FS(req), &n, attr, to_set);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
-	op_getattr(req, ino, fi);
+	reply_attr(req, ino);
 }
 
 struct dirbuf {
@@ -292,47 +297,19 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 	free(b.data);
 }
 
-static int open_read(struct fs *fs, const struct node *n, struct handle *h, struct fuse_file_info *fi)
-{
-	struct auth_target *t;
-	const struct auth_file_info *info;
-	struct node full = *n;
-	int r;
-
-	if (n->kind == NODE_METRICS) {
-		fi->direct_io = 1;
-		return auth_core_metrics(fs->core, &h->blob);
-	}
-	t = auth_target_get(fs->core, n->target_id);
-	if (!t) {
-		return -ENOENT;
-	}
-	if (n->kind == NODE_SESSION_ENTRY) {
-		_cleanup_free_ char *id = auth_sessions_id(t, n->slot);
-		r = id ? auth_sessions_read(t, id, &h->blob) : -ENOENT;
-		auth_target_unref(t);
-		fi->direct_io = 1;
-		return r;
-	}
-	full.provider = auth_target_provider(t);
-	info = tree_file_info(&full);
-	r = info ? auth_file_read(t, n->file, &h->blob) : -ENOENT;
-	auth_target_unref(t);
-	if (r < 0) {
-		return r;
-	}
-	h->kept = info->from_session && cache_may_keep(fs, n->target_id, h->blob->gen);
-	fi->keep_cache = h->kept;
-	fi->direct_io = !h->kept;
-	return 0;
-}
-
+/* With no-open support (the normal case) open never reaches us: the kernel
+ * keeps every file cached and reads of a hot token cost what a tmpfs read
+ * costs. Kernels without it get a handle with the content rendered at open. */
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h;
 	struct node n;
 	int r;
 
+	if (FS(req)->no_open) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	if (tree_decode(ino, &n) < 0) {
 		fuse_reply_err(req, ENOENT);
 		return;
@@ -346,14 +323,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	h->target_id = n.target_id;
-	if ((fi->flags & O_ACCMODE) == O_RDONLY) {
-		r = open_read(FS(req), &n, h, fi);
-	} else {
-		/* Writes go straight to the core; nothing of them is cached. */
-		fi->direct_io = 1;
-		r = n.kind == NODE_TARGET_FILE ? 0 : -EACCES;
-	}
+	fi->direct_io = 1;
+	r = (fi->flags & O_ACCMODE) == O_RDONLY ? tree_render(FS(req), &n, &h->blob) : 0;
 	if (r < 0) {
 		free(h);
 		fuse_reply_err(req, -r);
@@ -366,21 +337,44 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 }
 
-static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+static void reply_slice(fuse_req_t req, const struct auth_blob *b, size_t size, off_t off)
 {
-	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	struct auth_blob *b = h->blob;
-
-	(void)ino;
-	if (!b) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
 	if ((size_t)off >= b->len) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
 	fuse_reply_buf(req, b->data + off, b->len - (size_t)off < size ? b->len - (size_t)off : size);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct auth_blob *b = NULL;
+	struct node n;
+	int r;
+
+	if (h) {
+		if (!h->blob) {
+			fuse_reply_err(req, EBADF);
+			return;
+		}
+		reply_slice(req, h->blob, size, off);
+		return;
+	}
+	/* Dynamic files: what the getattr before this read rendered (and sized). */
+	r = tree_decode(ino, &n);
+	if (r == 0 && tree_is_dynamic(&n)) {
+		b = cache_snapshot_get(FS(req), ino);
+	}
+	if (r == 0 && !b) {
+		r = tree_render(FS(req), &n, &b);
+	}
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	reply_slice(req, b, size, off);
+	auth_blob_unref(b);
 }
 
 /* Each write carries the whole value (echo, printf and cat of a small file do). */
@@ -410,6 +404,13 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	}
 	r = auth_file_write(t, n.file, buf, size);
 	auth_target_unref(t);
+	/* A resumed session: the next read must not get the old one from the
+	 * kernel's cache. This file itself is locked by this write: later. */
+	if (r == 0 && n.file == AUTH_FILE_SESSION_JSON) {
+		cache_drop_target(FS(req), n.target_id, ino);
+	}
+	/* What was written may be a secret: don't leave it in the page cache. */
+	cache_invalidate_ino(FS(req), ino);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -446,6 +447,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = auth_sessions_delete(t, name);
 	} else {
 		r = auth_file_unlink(t, n.file);
+		/* Before rm returns, so no reader gets the logged-out token. */
+		cache_drop_target(FS(req), n.target_id, 0);
 	}
 	auth_target_unref(t);
 	fuse_reply_err(req, -r);
@@ -485,13 +488,16 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
-	/* O_TRUNC comes with open(), so `echo >` needs no setattr round trip. */
-	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) {
-		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	struct fs *fs = userdata;
+
+	fs->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
+	/* Files are small. Without readahead a failed read is not tried again
+	 * synchronously by the kernel: one login attempt, one timeout. */
+	conn->max_readahead = 0;
+	/* A changed mtime or size drops cached pages: how dynamic files stay fresh. */
+	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) {
+		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
 	}
-	/* Pages are invalidated explicitly on every session change. */
-	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)

@@ -6,6 +6,14 @@
 #include "fs.h"
 
 #define TIMEOUT_STATIC 86400.0 /* the tree's shape changes only through us */
+/* Sizes are exact where there is content: the kernel reads a file only up to
+ * its size. Where there is none yet (no session, a write-only file, a
+ * sessions/ entry that is gone), a page, so that a read reaches us. */
+#define SIZE_UNKNOWN 4096
+#define COLD_ATTR_TIMEOUT 1.0
+/* How long the kernel may serve a session file without asking: short, so that
+ * a mount whose daemon died stops serving tokens within a second. */
+#define SESSION_ATTR_TIMEOUT 1.0
 
 fuse_ino_t tree_ino(const struct node *n)
 {
@@ -180,27 +188,113 @@ static int resolve_target(struct fs *fs, struct node *n, struct stat *st)
 	return 0;
 }
 
-static void stat_session_file(struct fs *fs, const struct node *n, struct stat *st)
+int tree_render(struct fs *fs, const struct node *n, struct auth_blob **ret)
+{
+	struct auth_target *t;
+	int r;
+
+	if (n->kind == NODE_METRICS) {
+		return auth_core_metrics(fs->core, ret);
+	}
+	if (n->kind != NODE_TARGET_FILE && n->kind != NODE_SESSION_ENTRY) {
+		return -EISDIR;
+	}
+	t = auth_target_get(fs->core, n->target_id);
+	if (!t) {
+		return -ENOENT;
+	}
+	if (n->kind == NODE_SESSION_ENTRY) {
+		_cleanup_free_ char *id = auth_sessions_id(t, n->slot);
+		r = id ? auth_sessions_read(t, id, ret) : -ENOENT;
+	} else {
+		r = auth_file_read(t, n->file, ret);
+	}
+	auth_target_unref(t);
+	return r;
+}
+
+bool tree_is_dynamic(const struct node *n)
+{
+	return n->kind == NODE_METRICS || n->kind == NODE_SESSION_ENTRY ||
+	       (n->kind == NODE_TARGET_FILE && n->file == AUTH_FILE_STATUS);
+}
+
+/* May the caller read a file with these attributes (the kernel's own rule,
+ * for deciding whether a getattr may renew a session on its behalf)? */
+static bool may_read(const struct fuse_ctx *caller, const struct stat *st)
+{
+	if (!caller) {
+		return false;
+	}
+	if (caller->uid == 0) {
+		return true;
+	}
+	if (caller->uid == st->st_uid) {
+		return st->st_mode & S_IRUSR;
+	}
+	return caller->gid == st->st_gid ? st->st_mode & S_IRGRP : st->st_mode & S_IROTH;
+}
+
+/* Session files: sized by the current session's content. A stat never logs
+ * in (nor does a user the kernel then refuses): with no session the size is a
+ * page, the read that follows logs in, and its shorter reply tells the kernel
+ * the real size; that size is kept a second so that other readers' getattrs
+ * don't overwrite it meanwhile. A session due for renewal is renewed here
+ * for a caller who may read it, so the size given is the new content's. The
+ * kernel keeps a file while its session is usable: the attributes time out
+ * with the session, and the next read asks again. */
+static int stat_session_file(struct fs *fs, const struct node *n, const struct fuse_ctx *caller, struct stat *st,
+			     double *ret_timeout)
 {
 	struct auth_target *t = auth_target_get(fs->core, n->target_id);
 	struct auth_blob *b = NULL;
-	uint64_t gen;
+	int r = t ? auth_file_peek(t, n->file, &b) : -ENOENT;
 
-	if (!t) {
-		return;
-	}
-	/* The size the kernel will trust; never touches the network. */
-	gen = auth_target_generation(t);
-	if (auth_file_peek(t, n->file, &b) == 0) {
-		st->st_size = (off_t)b->len;
-		gen = b->gen;
-		auth_blob_unref(b);
-	}
-	cache_attr_given(fs, n->target_id, gen);
 	auth_target_unref(t);
+	if (r == -EAGAIN && may_read(caller, st)) {
+		r = tree_render(fs, n, &b);
+	}
+	if (r < 0 && r != -ENOENT) {
+		st->st_size = SIZE_UNKNOWN;
+		*ret_timeout = COLD_ATTR_TIMEOUT;
+		return 0; /* the read reports why, if there is a reason */
+	}
+	if (r < 0) {
+		return r;
+	}
+	st->st_size = (off_t)b->len;
+	st->st_mtim.tv_nsec = (long)(b->gen % 1000000000);
+	*ret_timeout = SESSION_ATTR_TIMEOUT;
+	if (b->valid_until) {
+		double left = difftime(b->valid_until, now_real());
+		*ret_timeout = left < 0 ? 0 : left < *ret_timeout ? left : *ret_timeout;
+	}
+	auth_blob_unref(b);
+	return 0;
 }
 
-int tree_stat(struct fs *fs, const struct node *n_in, struct stat *st, double *ret_timeout)
+/* Status, .metrics, sessions/ entries: rendered here, kept for the read that
+ * follows (so size and content agree), and a new mtime on every getattr, so
+ * the kernel drops their pages and every read gets fresh content. */
+static void stat_dynamic(struct fs *fs, const struct node *n, struct stat *st, double *ret_timeout)
+{
+	uint64_t v = __atomic_add_fetch(&fs->dynamic_version, 1, __ATOMIC_RELAXED);
+	struct auth_blob *b = NULL;
+
+	st->st_mtim.tv_sec = fs->started + (time_t)(v / 1000000000);
+	st->st_mtim.tv_nsec = (long)(v % 1000000000);
+	*ret_timeout = 0;
+	if (tree_render(fs, n, &b) == 0) {
+		st->st_size = (off_t)b->len;
+	} else {
+		st->st_size = SIZE_UNKNOWN; /* the read reports the error */
+	}
+	cache_snapshot_put(fs, st->st_ino, b);
+	auth_blob_unref(b);
+}
+
+int tree_stat(struct fs *fs, const struct node *n_in, const struct fuse_ctx *caller, struct stat *st,
+	      double *ret_timeout)
 {
 	const struct auth_file_info *fi;
 	struct node n = *n_in;
@@ -221,7 +315,7 @@ int tree_stat(struct fs *fs, const struct node *n_in, struct stat *st, double *r
 		return 0;
 	case NODE_METRICS:
 		st->st_mode = S_IFREG | 0444;
-		*ret_timeout = 0; /* dynamic: served with direct_io */
+		stat_dynamic(fs, &n, st, ret_timeout);
 		return 0;
 	case NODE_TARGET_DIR:
 		st->st_mode = S_IFDIR | 0755;
@@ -248,14 +342,19 @@ int tree_stat(struct fs *fs, const struct node *n_in, struct stat *st, double *r
 			st->st_nlink = 2;
 		}
 		if (fi->from_session) {
-			stat_session_file(fs, &n, st);
-		} else {
+			return stat_session_file(fs, &n, caller, st, ret_timeout);
+		} else if (fi->file == AUTH_FILE_STATUS) {
+			stat_dynamic(fs, &n, st, ret_timeout);
+		} else if (S_ISREG(fi->mode)) {
+			/* Write-only: not empty, so that a read reaches us and gets EACCES
+			 * even for root, whom the kernel lets open it. */
+			st->st_size = SIZE_UNKNOWN;
 			*ret_timeout = 0;
 		}
 		return 0;
 	case NODE_SESSION_ENTRY:
 		st->st_mode = S_IFREG | 0600;
-		*ret_timeout = 0;
+		stat_dynamic(fs, &n, st, ret_timeout);
 		return resolve_target(fs, &n, st);
 	}
 	return -ENOENT;

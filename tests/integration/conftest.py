@@ -115,3 +115,53 @@ def sts_mock(ca, log_secrets):
     log_secrets.add_source(mock.secrets)
     with mock:
         yield mock
+
+
+# --- mount options and extra [sessionfs] settings ----------------------------
+
+import os  # noqa: E402
+import shlex  # noqa: E402
+import tempfile  # noqa: E402
+
+from tests.integration.harness import force_unmount  # noqa: E402
+
+
+@pytest.fixture
+def make_mount(make_daemon):
+    """Factory like make_daemon, plus:
+
+    options:  extra mount options, e.g. ("allow_other",), passed as -o
+    settings: extra [sessionfs] keys, e.g. {"check_interval": 1}
+    public:   mount on a directory every user can reach (the test tmp dirs
+              are private to root), as tests acting as another uid need
+
+    Returns a Daemon (started unless start=False); make_daemon's teardown
+    and secret check apply as usual.
+    """
+    mountpoints = []
+
+    def factory(*sections, options=(), settings=None, public=False, start=True, **kwargs):
+        if settings:
+            sections = (ini_section("sessionfs", settings),) + sections
+        d = make_daemon(*sections, start=False, **kwargs)
+        if options:
+            # Daemon builds argv itself: a wrapper adds the options.
+            wrapper = d.workdir / "sessionfs-with-options"
+            wrapper.write_text("#!/bin/sh\nexec %s -o %s \"$@\"\n"
+                               % (shlex.quote(str(d.binary)), shlex.quote(",".join(options))))
+            wrapper.chmod(0o755)
+            d.binary = wrapper
+        if public:
+            d.mnt = type(d.mnt)(tempfile.mkdtemp(prefix="sessionfs-mnt-", dir="/tmp"))
+            d.mnt.chmod(0o755)
+            mountpoints.append(d)
+        return d.start() if start else d
+
+    yield factory
+    for d in mountpoints:
+        d.stop()
+        force_unmount(d.mnt)
+        try:
+            os.rmdir(d.mnt)
+        except OSError:
+            pass

@@ -304,8 +304,13 @@ def test_session_limit(redfish_mock, make_daemon, limit_status, message_ids):
     # ... and what to do about it.
     assert "sessions/" in last_error and "rm" in last_error, last_error
 
-    # sessions/ still works without a session of the daemon's own.
+    # sessions/ still works without a session of the daemon's own (HTTP
+    # Basic with the configured credentials).
+    listed = time.time()
     assert set(d.listdir(SESSIONS_DIR)) == set(stale)
+    assert any(r.headers.get("authorization", "").lower().startswith("basic ")
+               and "x-auth-token" not in r.headers
+               for r in calls(mock, "GET", SESSIONS, after=listed))
     assert json.loads(d.read(f"{SESSIONS_DIR}/{stale[0]}"))["Id"] == stale[0]
     d.unlink(f"{SESSIONS_DIR}/{stale[0]}")
     assert mock.session(stale[0]) is None

@@ -13,7 +13,6 @@ DESIGN.md §1, §3 and §4 for sts/<profile>/:
 
 import errno
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -498,13 +497,17 @@ def test_rm_restart_and_kill9(sts_mock, make_daemon):
     env = d.read("sts/p/env")
 
     d.restart()
-    assert read_creds(d) == c2
+    c3 = read_creds(d)
+    assert c3["AccessKeyId"] == c2["AccessKeyId"], "a restart dropped the saved credentials"
+    assert c3 == c2
     assert d.read("sts/p/env") == env
     assert len(sts_mock.calls) == 2, "a restart asked STS again"
 
     d.kill9()
     d.start()
-    assert read_creds(d) == c2
+    c4 = read_creds(d)
+    assert c4["AccessKeyId"] == c2["AccessKeyId"], "kill -9 lost the saved credentials"
+    assert c4 == c2
     assert len(sts_mock.calls) == 2, "a restart after kill -9 asked STS again"
 
 
