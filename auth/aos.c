@@ -178,16 +178,7 @@ static json_t *session_json(const struct target_info *info, const struct auth_se
 
 static int aos_session_save(const struct target_info *info, const struct auth_session *s, struct secret **ret)
 {
-	json_t *j = session_json(info, s);
-	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-
-	json_decref(j);
-	if (!text) {
-		return -ENOMEM;
-	}
-	*ret = secret_new_str(text);
-	erase_and_free_str(text);
-	return *ret ? 0 : -ENOMEM;
+	return auth_json_secret(session_json(info, s), JSON_COMPACT, ret);
 }
 
 static int aos_render(const struct target_info *info, const struct auth_session *s, enum auth_file f,

@@ -354,12 +354,19 @@ const struct target_config *config_find_defaults(const struct config *c, const c
 
 int read_secret_file(const char *path, struct secret **ret)
 {
+	_cleanup_free_ char *real = NULL;
 	char buf[65536];
 	struct stat st;
 	ssize_t n;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* The admin's path may go through symlinks (Kubernetes Secret volumes
+	 * are made of them); the file it ends at is opened without following. */
+	real = realpath(path, NULL);
+	if (!real) {
+		return log_error_errno(-errno, "Failed to open secret file %s: %m", path);
+	}
+	fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		return log_error_errno(-errno, "Failed to open secret file %s: %m", path);
 	}

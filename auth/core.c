@@ -135,7 +135,6 @@ static void target_free(struct auth_target *t)
 	secret_free(t->mfa_code);
 	free(t->user);
 	auth_strv_free(t->slot_ids, t->n_slots);
-	http_client_free(t->http);
 	free(t->info.scheme);
 	free(t->info.host);
 	free(t->info.base_url);
@@ -200,7 +199,7 @@ void target_set_error(struct auth_target *t, int r, const char *msg)
 
 int ctx_init(struct auth_target *t, struct auth_ctx *ctx)
 {
-	*ctx = (struct auth_ctx){ .info = &t->info, .http = t->http };
+	*ctx = (struct auth_ctx){ .info = &t->info };
 	ctx->user = t->user ? strdup(t->user) : NULL;
 	ctx->password = secret_dup(t->password);
 	ctx->mfa_code = secret_dup(t->mfa_code);
@@ -356,7 +355,7 @@ static int target_new(struct auth_core *core, size_t provider, const char *name,
 	pthread_cond_init(&t->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	t->name = strdup(name);
-	if (!t->name || http_client_new(&t->http) < 0) {
+	if (!t->name) {
 		target_free(t);
 		return -ENOMEM;
 	}

@@ -24,12 +24,15 @@ static int parse_json(const char *data, size_t len, char **ret_user, struct secr
 	password = json_string_value(json_object_get(o, "password"));
 	if (json_is_object(o) && user && password && *user && *password &&
 	    printable(user, strlen(user))) {
-		*ret_user = strdup(user);
-		*ret_password = secret_new_str(password);
-		r = *ret_user && *ret_password ? 0 : -ENOMEM;
-		if (r < 0) {
-			free(*ret_user);
-			secret_free(*ret_password);
+		char *u = strdup(user);
+		struct secret *p = secret_new_str(password);
+		r = u && p ? 0 : -ENOMEM;
+		if (r == 0) {
+			*ret_user = u;
+			*ret_password = p;
+		} else {
+			free(u);
+			secret_free(p);
 		}
 	}
 	json_decref(o);

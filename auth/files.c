@@ -119,8 +119,6 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 {
 	_cleanup_secret_ struct secret *password = NULL, *text = NULL;
 	_cleanup_free_ char *user = NULL;
-	json_t *j;
-	char *dump;
 	int r;
 
 	r = (t->provider->parse_credentials ?: credentials_parse)(data, len, &user, &password);
@@ -128,13 +126,10 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 		return log_info_errno(r, "%s/%s: refused a malformed credentials write", t->provider->name, t->name);
 	}
 	/* Saved normalized, so the store never holds a half-parsed value. */
-	j = json_pack("{s:s, s:s}", "username", user, "password", secret_str(password));
-	dump = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	text = secret_new_str(dump);
-	erase_and_free_str(dump);
-	if (!text) {
-		return -ENOMEM;
+	r = auth_json_secret(json_pack("{s:s, s:s}", "username", user, "password", secret_str(password)),
+			     JSON_COMPACT, &text);
+	if (r < 0) {
+		return r;
 	}
 	r = store_save(t->core->store, t->provider->name, t->name, "credentials", text->data, text->len);
 	if (r < 0) {

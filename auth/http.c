@@ -6,17 +6,21 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <strings.h>
+#include <time.h>
 
 #include "http.h"
 #include "log.h"
 
 #define HTTP_MAX_BODY (1024 * 1024)
 
-struct http_client {
-	pthread_mutex_t lock; /* one request at a time per handle */
-	CURL *easy;
-	long connects;
-};
+static struct {
+	CURLSH *share;
+	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+	pthread_mutex_t lock; /* guards the pool */
+	pthread_cond_t freed;
+	CURL *idle[HTTP_MAX_IN_FLIGHT];
+	size_t n_idle, n_made;
+} pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER };
 
 struct buffer {
 	char *data;
@@ -24,46 +28,82 @@ struct buffer {
 	bool too_big;
 };
 
+static void share_lock(CURL *e, curl_lock_data data, curl_lock_access access, void *userdata)
+{
+	(void)e;
+	(void)access;
+	(void)userdata;
+	pthread_mutex_lock(&pool.share_locks[data]);
+}
+
+static void share_unlock(CURL *e, curl_lock_data data, void *userdata)
+{
+	(void)e;
+	(void)userdata;
+	pthread_mutex_unlock(&pool.share_locks[data]);
+}
+
 int http_global_init(void)
 {
-	return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		return -EIO;
+	}
+	for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++) {
+		pthread_mutex_init(&pool.share_locks[i], NULL);
+	}
+	pool.share = curl_share_init();
+	if (!pool.share) {
+		return -ENOMEM;
+	}
+	curl_share_setopt(pool.share, CURLSHOPT_LOCKFUNC, share_lock);
+	curl_share_setopt(pool.share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+	curl_share_setopt(pool.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	curl_share_setopt(pool.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	curl_share_setopt(pool.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	return 0;
 }
 
 void http_global_cleanup(void)
 {
+	for (size_t i = 0; i < pool.n_idle; i++) {
+		curl_easy_cleanup(pool.idle[i]);
+	}
+	pool.n_idle = pool.n_made = 0;
+	if (pool.share) {
+		curl_share_cleanup(pool.share);
+		pool.share = NULL;
+	}
 	curl_global_cleanup();
 }
 
-int http_client_new(struct http_client **ret)
+/* A handle from the pool, waiting at most until deadline for one to be free. */
+static CURL *take_handle(const struct timespec *deadline)
 {
-	struct http_client *c = calloc(1, sizeof(*c));
+	CURL *e = NULL;
 
-	if (!c) {
-		return -ENOMEM;
+	pthread_mutex_lock(&pool.lock);
+	while (!e) {
+		if (pool.n_idle > 0) {
+			e = pool.idle[--pool.n_idle];
+		} else if (pool.n_made < HTTP_MAX_IN_FLIGHT) {
+			if ((e = curl_easy_init())) {
+				pool.n_made++;
+			}
+			break;
+		} else if (pthread_cond_timedwait(&pool.freed, &pool.lock, deadline) == ETIMEDOUT) {
+			break;
+		}
 	}
-	c->easy = curl_easy_init();
-	if (!c->easy) {
-		free(c);
-		return -ENOMEM;
-	}
-	pthread_mutex_init(&c->lock, NULL);
-	*ret = c;
-	return 0;
+	pthread_mutex_unlock(&pool.lock);
+	return e;
 }
 
-void http_client_free(struct http_client *c)
+static void give_back(CURL *e)
 {
-	if (!c) {
-		return;
-	}
-	curl_easy_cleanup(c->easy);
-	pthread_mutex_destroy(&c->lock);
-	free(c);
-}
-
-long http_client_connects(const struct http_client *c)
-{
-	return c ? c->connects : 0;
+	pthread_mutex_lock(&pool.lock);
+	pool.idle[pool.n_idle++] = e;
+	pthread_cond_signal(&pool.freed);
+	pthread_mutex_unlock(&pool.lock);
 }
 
 /* Bodies may carry tokens: grow by copying into fresh memory and wipe the old. */
@@ -190,6 +230,8 @@ static void setup(CURL *e, const struct http_request *req, struct curl_slist *he
 		  struct buffer *body, struct buffer *hdrs, char *errbuf)
 {
 	curl_easy_reset(e);
+	curl_easy_setopt(e, CURLOPT_SHARE, pool.share);
+	curl_easy_setopt(e, CURLOPT_MAXCONNECTS, (long)HTTP_MAX_CONNECTIONS);
 	curl_easy_setopt(e, CURLOPT_URL, req->url);
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -222,33 +264,40 @@ static void setup(CURL *e, const struct http_request *req, struct curl_slist *he
 	}
 }
 
-int http_perform(struct http_client *c, const struct http_request *req, struct http_response *resp)
+int http_perform(const struct http_request *req, struct http_response *resp)
 {
 	struct buffer body = { 0 }, hdrs = { 0 };
 	char errbuf[CURL_ERROR_SIZE] = "";
 	struct curl_slist *headers;
-	long os_errno = 0, connects = 0;
+	struct timespec deadline;
+	long os_errno = 0;
 	CURLcode cc;
 	bool ok;
+	CURL *e;
 	int r;
 
 	*resp = (struct http_response){ 0 };
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += req->timeout > 0 ? req->timeout : 30;
+	e = take_handle(&deadline);
+	if (!e) {
+		snprintf(resp->error, sizeof(resp->error), "all %d connections busy", HTTP_MAX_IN_FLIGHT);
+		return -ETIMEDOUT;
+	}
 	headers = build_headers(req, &ok);
 	if (!ok) {
 		slist_wipe_free(headers);
+		give_back(e);
 		return -ENOMEM;
 	}
-	pthread_mutex_lock(&c->lock);
-	setup(c->easy, req, headers, &body, &hdrs, errbuf);
-	cc = curl_easy_perform(c->easy);
-	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &resp->status);
-	curl_easy_getinfo(c->easy, CURLINFO_OS_ERRNO, &os_errno);
-	curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects);
-	c->connects += connects;
-	/* Drop references to our stack buffers before unlocking. */
-	curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
-	curl_easy_setopt(c->easy, CURLOPT_USERPWD, NULL);
-	pthread_mutex_unlock(&c->lock);
+	setup(e, req, headers, &body, &hdrs, errbuf);
+	cc = curl_easy_perform(e);
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &resp->status);
+	curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno);
+	/* Drop references to our stack buffers before the handle goes back. */
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(e, CURLOPT_USERPWD, NULL);
+	give_back(e);
 	slist_wipe_free(headers);
 
 	r = http_curl_errno(cc, os_errno);

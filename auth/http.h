@@ -1,5 +1,7 @@
-/* The only libcurl user. One client per target keeps its connection and TLS
- * session alive across logins and refreshes. */
+/* The only libcurl user. A small pool of handles shares one connection cache,
+ * TLS session cache and DNS cache, so logins and refreshes reuse connections
+ * and TLS sessions whatever target they are for, and the number of requests in
+ * flight (and of open connections) stays bounded however many targets there are. */
 #pragma once
 
 #include <stdbool.h>
@@ -35,17 +37,15 @@ struct http_response {
 	char error[256];      /* transport error in words (curl's message) */
 };
 
-struct http_client;
+#define HTTP_MAX_IN_FLIGHT 32 /* requests at once; more wait for a free handle */
+#define HTTP_MAX_CONNECTIONS 64 /* idle connections kept for reuse */
 
 int http_global_init(void);
 void http_global_cleanup(void);
 
-int http_client_new(struct http_client **ret);
-void http_client_free(struct http_client *c);
-
 /* 0 when a response arrived (any status), -errno for transport failures
  * (ECONNREFUSED, EHOSTUNREACH, ETIMEDOUT, EPROTO, EIO), with resp->error set. */
-int http_perform(struct http_client *c, const struct http_request *req, struct http_response *resp);
+int http_perform(const struct http_request *req, struct http_response *resp);
 void http_response_done(struct http_response *resp);
 
 /* The value of header name (case-insensitive) in resp, copied; NULL if absent. */
@@ -55,5 +55,3 @@ char *http_response_header(const struct http_response *resp, const char *name);
 int http_curl_errno(int curl_code, long os_errno);
 /* Percent-encodes s for a form body (newly allocated). */
 char *http_escape(const char *s);
-/* Connections opened so far by this client (for tests of connection reuse). */
-long http_client_connects(const struct http_client *c);

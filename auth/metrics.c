@@ -14,7 +14,7 @@ static const struct metric metrics[] = {
 	{ "sessionfs_logins_total", "counter", "Logins that succeeded." },
 	{ "sessionfs_failures_total", "counter", "Logins and refreshes that failed." },
 	{ "sessionfs_refreshes_total", "counter", "Background refreshes that succeeded." },
-	{ "sessionfs_reads_total", "counter", "Reads of session files." },
+	{ "sessionfs_reads_total", "counter", "Reads of session files that reached the daemon (page-cache hits are not seen)." },
 	{ "sessionfs_session_expiry_seconds", "gauge", "Seconds until the session expires (absent: no session or no expiry)." },
 };
 
@@ -42,30 +42,19 @@ static void put_sample(FILE *f, const char *metric, const struct auth_target *t,
 
 static void put_target(FILE *f, size_t m, struct auth_target *t)
 {
-	struct target_counters c;
+	long long values[ELEMENTSOF(metrics)];
 	time_t exp;
 
 	pthread_mutex_lock(&t->lock);
-	c = t->counters;
+	values[0] = (long long)t->counters.logins;
+	values[1] = (long long)t->counters.failures;
+	values[2] = (long long)t->counters.refreshes;
+	values[3] = (long long)t->counters.reads;
 	exp = t->session ? t->session->expires_at : 0;
 	pthread_mutex_unlock(&t->lock);
-	switch (m) {
-	case 0:
-		put_sample(f, metrics[m].name, t, (long long)c.logins);
-		break;
-	case 1:
-		put_sample(f, metrics[m].name, t, (long long)c.failures);
-		break;
-	case 2:
-		put_sample(f, metrics[m].name, t, (long long)c.refreshes);
-		break;
-	case 3:
-		put_sample(f, metrics[m].name, t, (long long)c.reads);
-		break;
-	default:
-		if (exp) {
-			put_sample(f, metrics[m].name, t, (long long)(exp - now_real()));
-		}
+	values[4] = (long long)(exp - now_real());
+	if (m < 4 || exp) { /* no expiry, no sample */
+		put_sample(f, metrics[m].name, t, values[m]);
 	}
 }
 

@@ -63,7 +63,7 @@ int auth_call(struct auth_ctx *ctx, const struct auth_call *call, struct http_re
 	if (!url) {
 		return -ENOMEM;
 	}
-	r = http_perform(ctx->http, &(struct http_request){
+	r = http_perform(&(struct http_request){
 		.method = call->method, .url = url, .body = call->body, .body_len = call->body_len,
 		.content_type = call->content_type, .headers = call->headers, .secret_headers = secret_headers,
 		.timeout = ctx->info->timeout, .tls = &ctx->info->tls,
@@ -76,7 +76,7 @@ int auth_call(struct auth_ctx *ctx, const struct auth_call *call, struct http_re
 
 struct auth_blob *auth_blob_new(const char *data, size_t len)
 {
-	struct auth_blob *b = CRYPTO_secure_malloc(sizeof(*b) + len + 1, __FILE__, __LINE__);
+	struct auth_blob *b = secret_alloc(sizeof(*b) + len + 1);
 
 	if (!b) {
 		return NULL;
@@ -114,6 +114,19 @@ void auth_blob_unref(struct auth_blob *b)
 	if (b && __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0) {
 		CRYPTO_secure_clear_free(b, sizeof(*b) + b->len + 1, __FILE__, __LINE__);
 	}
+}
+
+int auth_json_secret(json_t *j, size_t flags, struct secret **ret)
+{
+	char *text = j ? json_dumps(j, flags) : NULL;
+
+	json_decref(j);
+	if (!text) {
+		return -ENOMEM;
+	}
+	*ret = secret_new_str(text);
+	erase_and_free_str(text); /* jansson's buffer: wiped */
+	return *ret ? 0 : -ENOMEM;
 }
 
 int auth_ctx_fail(struct auth_ctx *ctx, int r, const char *fmt, ...)

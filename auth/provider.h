@@ -52,7 +52,6 @@ struct auth_ctx {
 	const char *user;              /* NULL when none configured */
 	const struct secret *password; /* NULL when none configured */
 	const struct secret *mfa_code; /* STS: the one-time code, if written */
-	struct http_client *http;
 	char error[512];
 };
 
@@ -138,6 +137,8 @@ int auth_call(struct auth_ctx *ctx, const struct auth_call *call, struct http_re
 
 /* Maps an HTTP status to -errno (401/403 → EKEYREJECTED, 5xx → EIO, ...). */
 int auth_http_status_errno(long status);
+/* j (a reference taken over, may be NULL) as JSON text in a secret. */
+int auth_json_secret(json_t *j, size_t flags, struct secret **ret);
 /* JSON parse of a response body (borrowed text); -EBADMSG with a message on failure. */
 int auth_parse_json(struct auth_ctx *ctx, const struct http_response *resp, json_t **ret);
 /* The transport failure of an http_perform() call, in words. */

@@ -24,6 +24,13 @@ static const char *const fallback_uris[] = {
 	"/redfish/v1/Sessions", /* old iDRAC firmware */
 };
 
+/* SessionService.SessionTimeout is 30..86400 s (DSP0266); anything else from a
+ * BMC (or a corrupt saved session) is not trusted. */
+static json_int_t clamp_timeout(json_int_t t)
+{
+	return t >= 1 && t <= 86400 ? t : DEFAULT_SESSION_TIMEOUT;
+}
+
 /* The provider's details kept with a session (its extra secret). */
 struct details {
 	const char *sessions_uri;
@@ -36,11 +43,8 @@ static json_t *details_load(const struct auth_session *s, struct details *ret)
 	json_t *j = s->extra ? json_loads(s->extra->data, 0, NULL) : NULL;
 
 	ret->sessions_uri = json_string_value(json_object_get(j, "sessions_uri"));
-	ret->timeout = json_integer_value(json_object_get(j, "session_timeout"));
+	ret->timeout = clamp_timeout(json_integer_value(json_object_get(j, "session_timeout")));
 	ret->data = json_object_get(j, "session_data");
-	if (ret->timeout <= 0) {
-		ret->timeout = DEFAULT_SESSION_TIMEOUT;
-	}
 	return j;
 }
 
@@ -175,8 +179,7 @@ static json_int_t session_timeout(struct auth_ctx *ctx, const struct secret *hdr
 
 	if (request(ctx, "GET", "/redfish/v1/SessionService", hdr, NULL, &resp) == 0 && resp.status == 200 &&
 	    (j = json_loadb(resp.body, resp.len, 0, NULL))) {
-		json_int_t v = json_integer_value(json_object_get(j, "SessionTimeout"));
-		timeout = v > 0 ? v : timeout;
+		timeout = clamp_timeout(json_integer_value(json_object_get(j, "SessionTimeout")));
 		json_decref(j);
 	}
 	http_response_done(&resp);
@@ -223,11 +226,17 @@ int redfish_session_reply(struct auth_ctx *ctx, const char *sessions_uri, json_i
 	s->token = secret_new_str(token);
 	erase_and_free_str(TAKE_PTR(token));
 	s->location = uri_path(location);
+	if (s->location && s->location[0] != '/') {
+		json_decref(body);
+		return auth_ctx_fail(ctx, -EBADMSG, "%s created a session at \"%s\", which is not a path",
+				     ctx->info->base_url, s->location);
+	}
 	s->id = strdup(id ? id : last_segment(s->location));
 	json_decref(body);
 	if (!s->token || !s->location || !s->id) {
 		return -ENOMEM;
 	}
+	timeout = clamp_timeout(timeout);
 	details = json_pack("{s:s, s:I, s:o}", "sessions_uri", sessions_uri, "session_timeout", timeout,
 			    "session_data", session_data(resp));
 	extra = details ? json_dumps(details, JSON_COMPACT) : NULL;
@@ -354,23 +363,10 @@ static json_t *session_json(const struct auth_session *s, bool for_store)
 	return j;
 }
 
-static int dump_secret(json_t *j, size_t flags, struct secret **ret)
-{
-	char *text = j ? json_dumps(j, flags) : NULL;
-
-	json_decref(j);
-	if (!text) {
-		return -ENOMEM;
-	}
-	*ret = secret_new_str(text);
-	erase_and_free_str(text);
-	return *ret ? 0 : -ENOMEM;
-}
-
 static int redfish_session_save(const struct target_info *info, const struct auth_session *s, struct secret **ret)
 {
 	(void)info;
-	return dump_secret(session_json(s, true), JSON_COMPACT, ret);
+	return auth_json_secret(session_json(s, true), JSON_COMPACT, ret);
 }
 
 static int redfish_render(const struct target_info *info, const struct auth_session *s, enum auth_file f,
@@ -387,7 +383,7 @@ static int redfish_render(const struct target_info *info, const struct auth_sess
 	if (f != AUTH_FILE_SESSION_JSON) {
 		return -EINVAL;
 	}
-	r = dump_secret(session_json(s, false), JSON_INDENT(2), &text);
+	r = auth_json_secret(session_json(s, false), JSON_INDENT(2), &text);
 	if (r < 0) {
 		return r;
 	}
@@ -413,8 +409,8 @@ static int redfish_session_load(const struct target_info *info, const char *text
 	if (!s || !id || !location || location[0] != '/' || !token || !*token || !uri) {
 		goto out;
 	}
-	details = json_pack("{s:s, s:O, s:O?}", "sessions_uri", uri, "session_timeout",
-			    json_object_get(j, "session_timeout") ?: json_integer(0), "session_data",
+	details = json_pack("{s:s, s:I, s:O?}", "sessions_uri", uri, "session_timeout",
+			    clamp_timeout(json_integer_value(json_object_get(j, "session_timeout"))), "session_data",
 			    json_object_get(j, "session_data"));
 	extra = details ? json_dumps(details, JSON_COMPACT) : NULL;
 	json_decref(details);

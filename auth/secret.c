@@ -22,12 +22,23 @@ int secret_init(size_t heap_size)
 	return 0;
 }
 
+void *secret_alloc(size_t size)
+{
+	static bool warned;
+	void *p = CRYPTO_secure_malloc(size, __FILE__, __LINE__);
+
+	/* A full secure heap (tens of thousands of sessions): the normal heap,
+	 * still wiped on free (CRYPTO_secure_clear_free() handles both). */
+	if (!p && (p = OPENSSL_malloc(size)) && !__atomic_exchange_n(&warned, true, __ATOMIC_RELAXED)) {
+		log_warning("The locked secret heap is full; further secrets use the normal heap");
+	}
+	return p;
+}
+
 struct secret *secret_new(const char *s, size_t len)
 {
-	struct secret *sec;
+	struct secret *sec = secret_alloc(sizeof(*sec) + len + 1);
 
-	/* Falls back to the normal heap when the secure heap is full or absent. */
-	sec = CRYPTO_secure_malloc(sizeof(*sec) + len + 1, __FILE__, __LINE__);
 	if (!sec) {
 		return NULL;
 	}

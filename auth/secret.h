@@ -15,6 +15,10 @@ struct secret {
 /* Sets up the locked heap; call once before any secret_new(). */
 int secret_init(size_t heap_size);
 
+/* Memory for a secret: the locked heap, else the normal one. Free with
+ * CRYPTO_secure_clear_free(). */
+void *secret_alloc(size_t size);
+
 /* A copy of s[0..len). NULL on allocation failure. */
 struct secret *secret_new(const char *s, size_t len);
 struct secret *secret_new_str(const char *s);

@@ -44,6 +44,12 @@ void session_schedule(struct auth_target *t)
 			due = check;
 		}
 	}
+	/* Jitter (earlier, by up to a tenth of the wait, at most the margin), so
+	 * that targets logged in together don't all refresh together. */
+	if (due > now_real() + 10) {
+		time_t span = (due - now_real()) / 10;
+		due -= (time_t)arc4random_uniform((uint32_t)(span < margin ? span : margin) + 1);
+	}
 	__atomic_store_n(&t->refresh_due, due, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&t->core->sched_lock);
 	t->core->sched_epoch++;

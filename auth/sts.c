@@ -348,7 +348,7 @@ static int sts_login(struct auth_ctx *ctx, struct auth_session **ret)
 	}
 	snprintf(sigv4, sizeof(sigv4), "aws:amz:%s:sts", region ? region : "us-east-1");
 	snprintf(url, sizeof(url), "%s/", ctx->info->base_url);
-	r = http_perform(ctx->http, &(struct http_request){
+	r = http_perform(&(struct http_request){
 		.method = "POST", .url = url, .body = body, .body_len = strlen(body),
 		.content_type = "application/x-www-form-urlencoded; charset=utf-8",
 		.timeout = ctx->info->timeout, .tls = &ctx->info->tls, .aws_sigv4 = sigv4, .userpwd = userpwd,

@@ -30,7 +30,6 @@ struct auth_target {
 	const struct auth_provider *provider;
 	char *name;
 	struct target_info info;  /* immutable */
-	struct http_client *http; /* thread-safe */
 
 	pthread_mutex_t lock;     /* guards everything below */
 	pthread_cond_t cond;      /* a login finished */

@@ -201,6 +201,7 @@ int main(int argc, char *argv[])
 	}
 	if (opts.show_version) {
 		printf("sessionfs %s\n", SESSIONFS_VERSION);
+		fflush(stdout); /* before libfuse's own line, which goes to stdout unbuffered */
 		fuse_lowlevel_version();
 		r = 0;
 		goto out;

@@ -246,6 +246,10 @@ def strerror(err):
 
 # --- secrets in logs --------------------------------------------------------
 
+# What AddressSanitizer, LeakSanitizer and UBSan print when they find something.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
 class SecretGuard:
     """Checks that no secret shows up in any watched log.
 
@@ -283,17 +287,22 @@ class SecretGuard:
         return sorted(s for s in found if len(s) >= self.MIN_LEN)
 
     def check(self):
-        """Raise AssertionError naming each log line that holds a secret."""
+        """Raise AssertionError naming each log line that holds a secret, or
+        a sanitizer report (a daemon built with ASan/UBSan writes them there)."""
         all_secrets = self._all()
-        problems = []
+        problems, reports = [], []
         for log_path in self._logs:
             if not log_path.exists():
                 continue
             for n, line in enumerate(log_path.read_text(errors="replace").splitlines(), 1):
+                if any(m in line for m in SANITIZER_MARKS):
+                    reports.append(f"{log_path}:{n}: {line}")
                 leaked = [s for s in all_secrets if s in line]
                 for s in leaked:
                     line = line.replace(s, "<SECRET>")
                 if leaked:
                     problems.append(f"{log_path}:{n}: {line}")
+        if reports:
+            raise AssertionError("sanitizer report(s) in the daemon's log:\n" + "\n".join(reports))
         if problems:
             raise AssertionError("secret(s) in the daemon's log:\n" + "\n".join(problems))

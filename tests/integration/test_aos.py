@@ -128,6 +128,47 @@ def test_refresh_before_expiry(aos_mock, make_daemon):
             f"refreshed {new.issued_at - old.exp:+.1f} s from the old token's exp"
 
 
+def test_refreshes_reuse_the_connection(aos_mock, make_daemon):
+    """Logins and refreshes share libcurl's connection cache: many refreshes,
+    one TCP connection (and so one TLS handshake)."""
+    aos_mock.ttl = 4
+    d = make_daemon(aos_section(aos_mock), refresh_margin=2, timeout=5)
+    end = time.time() + 9
+    while time.time() < end:
+        read_token(d)
+        time.sleep(0.2)
+    assert aos_mock.logins >= 4, "expected several refreshes"
+    assert aos_mock.connections == 1, \
+        f"{aos_mock.logins} logins over {aos_mock.connections} connections"
+
+
+def test_herd_of_256_cold_readers_makes_one_login(aos_mock, aos_daemon):
+    """The kernel lets one read of a cold token through; the other 255 wait
+    for its page and get the same token."""
+    barrier = threading.Barrier(256)
+
+    def read():
+        barrier.wait()
+        return read_token(aos_daemon)
+
+    with ThreadPoolExecutor(256) as pool:
+        tokens = list(pool.map(lambda _: read(), range(256)))
+    assert len(set(tokens)) == 1 and aos_mock.is_live(tokens[0])
+    assert aos_mock.logins == 1
+
+
+def test_refresh_invalidates_the_kernels_copy(aos_mock, make_daemon):
+    """After a background refresh, reads (served by the page cache until then)
+    get the new token, never the old one, within the invalidation's delay."""
+    aos_mock.ttl = 6
+    d = make_daemon(aos_section(aos_mock), refresh_margin=3, timeout=5)
+    first = read_token(d)
+    assert wait_until(lambda: aos_mock.logins == 2, 6), "no background refresh"
+    time.sleep(0.2)  # the invalidation is queued right after the new session
+    second = read_token(d)
+    assert second != first and second == aos_mock.tokens[-1].token
+
+
 def test_rm_token_logs_out_and_next_read_logs_in(aos_mock, aos_daemon):
     t1 = read_token(aos_daemon)
     aos_daemon.unlink(TOKEN)

@@ -1,0 +1,259 @@
+"""sessionfs benchmark: each figure a ratio against a reference measured in the
+same run (these machines are noisy). Run by tests/bench/run.
+
+  1. cached read   open+read+close of a valid token, in a loop, vs the same
+                   loop on a copy of the file in tmpfs (/dev/shm), same depth
+  2. cold herd     256 concurrent readers of a cold target vs one reader
+  3. login cost    first read of a freshly mounted target vs a curl command
+                   doing the same login to the same mock over TLS
+  4. scale         10,000 targets with live sessions: RSS, `ls aos/`, refreshes
+                   in flight, threads
+"""
+
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.mocks.aos import AosMock  # noqa: E402
+from tests.mocks.common import make_ca  # noqa: E402
+
+BINARY = os.environ.get("SESSIONFS_BIN", str(ROOT / "build" / "sessionfs"))
+TOOLS = Path(os.environ["BENCH_TOOLS"])
+SCALE_TARGETS = int(os.environ.get("BENCH_TARGETS", "10000"))
+
+
+class CountingAos(AosMock):
+    """The AOS mock, also counting requests in flight at once."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self._lk = threading.Lock()
+        self.in_flight = self.max_in_flight = 0
+
+    def _serve(self, handler, req):
+        with self._lk:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return super()._serve(handler, req)
+        finally:
+            with self._lk:
+                self.in_flight -= 1
+
+
+class Mount:
+    def __init__(self, work, config, name="mnt"):
+        self.mnt = work / name
+        self.mnt.mkdir(parents=True, exist_ok=True)
+        self.conf = work / f"{name}.conf"
+        self.conf.write_text(config)
+        self.log = open(work / f"{name}.log", "w")
+        self.proc = subprocess.Popen([BINARY, "-f", "-o", f"config={self.conf}", str(self.mnt)],
+                                     stdout=self.log, stderr=self.log)
+        for _ in range(600):
+            if os.path.ismount(self.mnt):
+                return
+            if self.proc.poll() is not None:
+                sys.exit(f"sessionfs exited: see {self.log.name}")
+            time.sleep(0.05)
+        sys.exit("sessionfs did not mount")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(60)
+        self.log.close()
+
+
+def config(work, mock, ca, names, **glob):
+    lines = ["[sessionfs]", f"state_dir = {work / 'state'}", "timeout = 30"]
+    lines += [f"{k} = {v}" for k, v in glob.items()]
+    lines += ["[aos]", f"port = {mock.port}", "user = admin",
+              f"password = {mock.password()}", f"ca_path = {ca.ca}"]
+    lines += [f'[aos "{n}"]\nserver = 127.0.0.1' for n in names]
+    return "\n".join(lines) + "\n"
+
+
+def run(*argv):
+    return subprocess.run([str(a) for a in argv], check=True, capture_output=True, text=True).stdout
+
+
+def timed(argv):
+    t = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def cached_read(work, mock, ca):
+    m = Mount(work, config(work, mock, ca, ["lab"]))
+    try:
+        token = m.mnt / "aos/lab/token"
+        content = token.read_bytes()
+        # The same path depth below a directory of the same depth, on tmpfs.
+        shm = Path(tempfile.mkdtemp(prefix="sessionfs-bench-", dir="/dev/shm"))
+        copy = shm / "mnt/aos/lab/token"
+        copy.parent.mkdir(parents=True)
+        copy.write_bytes(content)
+        ours, ref, ratios = [], [], []
+        for _ in range(15):  # interleaved, so drift hits both alike
+            ours.append(int(run(TOOLS / "readloop", token, 100000)))
+            ref.append(int(run(TOOLS / "readloop", copy, 100000)))
+            ratios.append(ours[-1] / ref[-1])
+        shutil.rmtree(shm)
+    finally:
+        m.stop()
+    return statistics.median(ours), statistics.median(ref), statistics.median(ratios), "ns per open+read+close"
+
+
+def herd_read(work, mock, ca, name, readers):
+    """A fresh mount (no connection, no TLS session yet), and readers of a
+    cold target at once. Returns the wall time in ms."""
+    m = Mount(work, config(work, mock, ca, [name]), name)
+    try:
+        before = mock.logins
+        ns, distinct, failed = map(int, run(TOOLS / "herd", m.mnt / f"aos/{name}/token", readers).split())
+        if mock.logins - before != 1 or distinct != 1 or failed:
+            sys.exit(f"{name}: {mock.logins - before} logins, {distinct} tokens, {failed} failed")
+    finally:
+        m.stop()
+    return ns / 1e6
+
+
+def cold_herd(work, mock, ca):
+    herd = [herd_read(work, mock, ca, f"herd{i}", 256) for i in range(5)]
+    one = [herd_read(work, mock, ca, f"one{i}", 1) for i in range(5)]
+    return statistics.median(herd), statistics.median(one), None, "ms, 256 readers vs 1, each a first login"
+
+
+def warm_herd(work, mock, ca):
+    """The same on a warm connection: what remains is the cost of 256 threads."""
+    names = [f"warm{i}" for i in range(10)] + ["warmup"]
+    m = Mount(work, config(work, mock, ca, names), "warm")
+    herd, one = [], []
+    try:
+        m.mnt.joinpath("aos/warmup/token").read_bytes()
+        for i in range(5):
+            herd.append(int(run(TOOLS / "herd", m.mnt / f"aos/warm{i}/token", 256).split()[0]) / 1e6)
+            one.append(int(run(TOOLS / "herd", m.mnt / f"aos/warm{i + 5}/token", 1).split()[0]) / 1e6)
+    finally:
+        m.stop()
+    return statistics.median(herd), statistics.median(one), None, "ms, same on a warm connection (info)"
+
+
+def login_cost(work, mock, ca):
+    curl = ["curl", "-sf", "--cacert", str(ca.ca), "-o", "/dev/null", "-H", "Content-Type: application/json",
+            "-d", f'{{"username":"admin","password":"{mock.password()}"}}', f"{mock.url}/api/user/login"]
+    ours, ref = [], []
+    for i in range(5):
+        m = Mount(work, config(work, mock, ca, [f"cost{i}"]), f"cost{i}")
+        try:
+            ours.append(timed(["cat", str(m.mnt / f"aos/cost{i}/token")]))
+        finally:
+            m.stop()
+        ref.append(timed(curl))
+    return statistics.median(ours) * 1e3, statistics.median(ref) * 1e3, None, "ms, first cat of a new mount vs curl"
+
+
+def rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def threads(pid):
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def scale(work, mock, ca):
+    names = [f"t{i:05d}" for i in range(SCALE_TARGETS)]
+    mock.ttl = 150
+    m = Mount(work, config(work, mock, ca, names, refresh_margin=60), "scale")
+    try:
+        t = time.perf_counter()
+        errors = []
+
+        def read_all(part):
+            for n in part:
+                try:
+                    (m.mnt / f"aos/{n}/token").read_bytes()
+                except OSError as e:
+                    errors.append(f"{n}: {e}")
+        workers = [threading.Thread(target=read_all, args=(names[i::8],)) for i in range(8)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        login_s = time.perf_counter() - t
+        if errors:
+            sys.exit(f"{len(errors)} reads failed, e.g. {errors[:3]}")
+        ls = statistics.median(timed(["ls", str(m.mnt / "aos")]) for _ in range(5))
+        listed = len(os.listdir(m.mnt / "aos"))
+        rss, nthreads = rss_kib(m.proc.pid), threads(m.proc.pid)
+        # Keep a tenth of the sessions hot and wait for their refresh wave
+        # (ttl 150 s, margin 60 s: due 90 s after login, jittered).
+        hot = names[::10]
+        mock.max_in_flight = 0
+        before, wave_start = len(mock.tokens), time.time()
+        deadline = time.monotonic() + 170
+        while time.monotonic() < deadline and len(mock.tokens) - before < len(hot):
+            for n in hot:
+                (m.mnt / f"aos/{n}/token").read_bytes()
+            time.sleep(1)
+        issued = [t.issued_at for t in mock.tokens[before:]]
+        refreshed = len(issued)
+        spread = (max(issued) - min(issued)) if issued else 0
+        rss_after = rss_kib(m.proc.pid)
+    finally:
+        m.stop()
+    return {"targets": listed, "login_s": login_s, "ls_ms": ls * 1e3, "rss_mib": max(rss, rss_after) / 1024,
+            "threads": nthreads, "refreshed": refreshed, "hot": len(hot), "spread": spread,
+            "max_in_flight": mock.max_in_flight}
+
+
+def main():
+    with tempfile.TemporaryDirectory(prefix="sessionfs-bench-") as tmp:
+        work = Path(tmp)
+        ca = make_ca(work / "ca")
+        mock = CountingAos(ca, {"admin": secrets.token_urlsafe(12)}, ttl=3600)
+        with mock:
+            rows = []
+            for name, fn, target in (("cached read", cached_read, 1.5), ("cold herd", cold_herd, 1.5),
+                                     ("cold herd, warm", warm_herd, None), ("login cost", login_cost, 1.0)):
+                ours, ref, ratio, unit = fn(work, mock, ca)
+                ratio = ratio or ours / ref
+                rows.append((name, ours, ref, ratio, target, unit))
+                print(f"  {name}: {ours:.1f} vs {ref:.1f} ({unit}) = {ratio:.2f}x", flush=True)
+            s = scale(work, mock, ca)
+    print()
+    print(f"sessionfs benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, kernel {os.uname().release}")
+    print("| figure | sessionfs | reference | ratio | target |")
+    print("| --- | --- | --- | --- | --- |")
+    ok = True
+    for name, ours, ref, ratio, target, unit in rows:
+        ok &= target is None or ratio <= target
+        print(f"| {name} ({unit}) | {ours:.1f} | {ref:.1f} | {ratio:.2f}x | {f'<= {target}x' if target else 'info'} |")
+    checks = [("RSS, MiB", s["rss_mib"], 64), ("ls aos/, ms", s["ls_ms"], 200),
+              ("requests in flight at once during the refresh wave (max)", s["max_in_flight"], 32)]
+    for name, value, limit in checks:
+        ok &= value <= limit
+        print(f"| {s['targets']} targets: {name} | {value:.1f} | limit {limit} | {value / limit:.2f} | <= 1.0 |")
+    print(f"| {s['targets']} targets: daemon threads | {s['threads']} | | | no thread per target |")
+    print(f"| {s['targets']} targets: hot sessions refreshed in the wave | {s['refreshed']} | of {s['hot']} | | |")
+    print(f"| {s['targets']} targets: those refreshes spread over, s | {s['spread']:.1f} | | | jitter |")
+    print(f"| {s['targets']} targets: first read of every target, s | {s['login_s']:.1f} | | | |")
+    print("\nall targets met" if ok else "\nSOME TARGETS MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
