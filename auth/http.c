@@ -1,26 +1,41 @@
-/* libcurl wrapper: one easy handle per target, reused so that keep-alive
- * connections and TLS sessions survive between requests. */
+/* libcurl wrapper. Every request runs in one multi handle, driven by one
+ * thread: libcurl's connection cache there keeps connections alive between
+ * logins and refreshes of any target, at most HTTP_MAX_IN_FLIGHT transfers
+ * run at once (the others wait in libcurl's queue, their timeout running),
+ * and TLS sessions are shared so that a new connection resumes one. Callers
+ * block until their transfer is done: threads wait, but no thread per target
+ * and no thread per request. */
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <strings.h>
-#include <time.h>
 
 #include "http.h"
 #include "log.h"
 
 #define HTTP_MAX_BODY (1024 * 1024)
 
+/* One request, owned by the caller's stack while it waits. */
+struct transfer {
+	CURL *easy;
+	CURLcode result;
+	bool done;
+	struct transfer *next;
+};
+
 static struct {
-	CURLSH *share;
+	CURLM *multi;
+	CURLSH *share; /* TLS sessions and DNS, used by every easy handle */
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
-	pthread_mutex_t lock; /* guards the pool */
-	pthread_cond_t freed;
-	CURL *idle[HTTP_MAX_IN_FLIGHT];
-	size_t n_idle, n_made;
-} pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .freed = PTHREAD_COND_INITIALIZER };
+	pthread_t thread;
+	bool running;
+	pthread_mutex_t lock; /* guards queue, stop and every transfer's done */
+	pthread_cond_t done;
+	struct transfer *queue; /* to be added to the multi handle */
+	bool stop;
+} loop = { .lock = PTHREAD_MUTEX_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
 
 struct buffer {
 	char *data;
@@ -33,14 +48,61 @@ static void share_lock(CURL *e, curl_lock_data data, curl_lock_access access, vo
 	(void)e;
 	(void)access;
 	(void)userdata;
-	pthread_mutex_lock(&pool.share_locks[data]);
+	pthread_mutex_lock(&loop.share_locks[data]);
 }
 
 static void share_unlock(CURL *e, curl_lock_data data, void *userdata)
 {
 	(void)e;
 	(void)userdata;
-	pthread_mutex_unlock(&pool.share_locks[data]);
+	pthread_mutex_unlock(&loop.share_locks[data]);
+}
+
+/* Adds queued transfers, then reports finished ones to their callers. */
+static void run_once(void)
+{
+	struct transfer *t;
+	CURLMsg *msg;
+	int running, left;
+
+	pthread_mutex_lock(&loop.lock);
+	while ((t = loop.queue)) {
+		loop.queue = t->next;
+		if (curl_multi_add_handle(loop.multi, t->easy) != CURLM_OK) {
+			t->result = CURLE_OUT_OF_MEMORY;
+			t->done = true;
+		}
+	}
+	pthread_cond_broadcast(&loop.done);
+	pthread_mutex_unlock(&loop.lock);
+	curl_multi_perform(loop.multi, &running);
+	while ((msg = curl_multi_info_read(loop.multi, &left))) {
+		if (msg->msg != CURLMSG_DONE) {
+			continue;
+		}
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+		curl_multi_remove_handle(loop.multi, msg->easy_handle);
+		pthread_mutex_lock(&loop.lock);
+		t->result = msg->data.result;
+		t->done = true;
+		pthread_cond_broadcast(&loop.done);
+		pthread_mutex_unlock(&loop.lock);
+	}
+}
+
+static void *loop_thread(void *userdata)
+{
+	(void)userdata;
+	for (;;) {
+		pthread_mutex_lock(&loop.lock);
+		if (loop.stop) {
+			pthread_mutex_unlock(&loop.lock);
+			return NULL;
+		}
+		pthread_mutex_unlock(&loop.lock);
+		run_once();
+		curl_multi_poll(loop.multi, NULL, 0, 1000, NULL); /* curl_multi_wakeup() ends it early */
+	}
 }
 
 int http_global_init(void)
@@ -49,61 +111,67 @@ int http_global_init(void)
 		return -EIO;
 	}
 	for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++) {
-		pthread_mutex_init(&pool.share_locks[i], NULL);
+		pthread_mutex_init(&loop.share_locks[i], NULL);
 	}
-	pool.share = curl_share_init();
-	if (!pool.share) {
+	loop.share = curl_share_init();
+	loop.multi = curl_multi_init();
+	if (!loop.share || !loop.multi) {
 		return -ENOMEM;
 	}
-	curl_share_setopt(pool.share, CURLSHOPT_LOCKFUNC, share_lock);
-	curl_share_setopt(pool.share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-	curl_share_setopt(pool.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
-	curl_share_setopt(pool.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-	curl_share_setopt(pool.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	curl_share_setopt(loop.share, CURLSHOPT_LOCKFUNC, share_lock);
+	curl_share_setopt(loop.share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+	curl_share_setopt(loop.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	curl_share_setopt(loop.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	curl_multi_setopt(loop.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)HTTP_MAX_IN_FLIGHT);
+	curl_multi_setopt(loop.multi, CURLMOPT_MAXCONNECTS, (long)HTTP_MAX_CONNECTIONS);
+	return 0;
+}
+
+int http_start(void)
+{
+	int r = -pthread_create(&loop.thread, NULL, loop_thread, NULL);
+
+	if (r < 0) {
+		return log_error_errno(r, "Failed to start the HTTP thread: %m");
+	}
+	loop.running = true;
 	return 0;
 }
 
 void http_global_cleanup(void)
 {
-	for (size_t i = 0; i < pool.n_idle; i++) {
-		curl_easy_cleanup(pool.idle[i]);
+	if (loop.running) {
+		pthread_mutex_lock(&loop.lock);
+		loop.stop = true;
+		pthread_mutex_unlock(&loop.lock);
+		curl_multi_wakeup(loop.multi);
+		pthread_join(loop.thread, NULL);
+		loop.running = false;
 	}
-	pool.n_idle = pool.n_made = 0;
-	if (pool.share) {
-		curl_share_cleanup(pool.share);
-		pool.share = NULL;
+	if (loop.multi) {
+		curl_multi_cleanup(loop.multi);
+		loop.multi = NULL;
+	}
+	if (loop.share) {
+		curl_share_cleanup(loop.share);
+		loop.share = NULL;
 	}
 	curl_global_cleanup();
 }
 
-/* A handle from the pool, waiting at most until deadline for one to be free. */
-static CURL *take_handle(const struct timespec *deadline)
+/* Hands t to the loop thread and waits until it is done. */
+static void run_transfer(struct transfer *t)
 {
-	CURL *e = NULL;
-
-	pthread_mutex_lock(&pool.lock);
-	while (!e) {
-		if (pool.n_idle > 0) {
-			e = pool.idle[--pool.n_idle];
-		} else if (pool.n_made < HTTP_MAX_IN_FLIGHT) {
-			if ((e = curl_easy_init())) {
-				pool.n_made++;
-			}
-			break;
-		} else if (pthread_cond_timedwait(&pool.freed, &pool.lock, deadline) == ETIMEDOUT) {
-			break;
-		}
+	pthread_mutex_lock(&loop.lock);
+	t->next = loop.queue;
+	loop.queue = t;
+	pthread_mutex_unlock(&loop.lock);
+	curl_multi_wakeup(loop.multi);
+	pthread_mutex_lock(&loop.lock);
+	while (!t->done) {
+		pthread_cond_wait(&loop.done, &loop.lock);
 	}
-	pthread_mutex_unlock(&pool.lock);
-	return e;
-}
-
-static void give_back(CURL *e)
-{
-	pthread_mutex_lock(&pool.lock);
-	pool.idle[pool.n_idle++] = e;
-	pthread_cond_signal(&pool.freed);
-	pthread_mutex_unlock(&pool.lock);
+	pthread_mutex_unlock(&loop.lock);
 }
 
 /* Bodies may carry tokens: grow by copying into fresh memory and wipe the old. */
@@ -229,9 +297,7 @@ static struct curl_slist *build_headers(const struct http_request *req, bool *ok
 static void setup(CURL *e, const struct http_request *req, struct curl_slist *headers,
 		  struct buffer *body, struct buffer *hdrs, char *errbuf)
 {
-	curl_easy_reset(e);
-	curl_easy_setopt(e, CURLOPT_SHARE, pool.share);
-	curl_easy_setopt(e, CURLOPT_MAXCONNECTS, (long)HTTP_MAX_CONNECTIONS);
+	curl_easy_setopt(e, CURLOPT_SHARE, loop.share);
 	curl_easy_setopt(e, CURLOPT_URL, req->url);
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -268,44 +334,37 @@ int http_perform(const struct http_request *req, struct http_response *resp)
 {
 	struct buffer body = { 0 }, hdrs = { 0 };
 	char errbuf[CURL_ERROR_SIZE] = "";
+	struct transfer t = { 0 };
 	struct curl_slist *headers;
-	struct timespec deadline;
 	long os_errno = 0;
-	CURLcode cc;
 	bool ok;
-	CURL *e;
 	int r;
 
 	*resp = (struct http_response){ 0 };
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += req->timeout > 0 ? req->timeout : 30;
-	e = take_handle(&deadline);
-	if (!e) {
-		snprintf(resp->error, sizeof(resp->error), "all %d connections busy", HTTP_MAX_IN_FLIGHT);
-		return -ETIMEDOUT;
+	if (!loop.running) {
+		return -ENOTCONN;
 	}
+	t.easy = curl_easy_init();
 	headers = build_headers(req, &ok);
-	if (!ok) {
+	if (!t.easy || !ok) {
 		slist_wipe_free(headers);
-		give_back(e);
+		curl_easy_cleanup(t.easy);
 		return -ENOMEM;
 	}
-	setup(e, req, headers, &body, &hdrs, errbuf);
-	cc = curl_easy_perform(e);
-	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &resp->status);
-	curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno);
-	/* Drop references to our stack buffers before the handle goes back. */
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
-	curl_easy_setopt(e, CURLOPT_USERPWD, NULL);
-	give_back(e);
+	setup(t.easy, req, headers, &body, &hdrs, errbuf);
+	curl_easy_setopt(t.easy, CURLOPT_PRIVATE, (char *)&t);
+	run_transfer(&t);
+	curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &resp->status);
+	curl_easy_getinfo(t.easy, CURLINFO_OS_ERRNO, &os_errno);
+	curl_easy_cleanup(t.easy); /* its connection stays in the multi handle's cache */
 	slist_wipe_free(headers);
 
-	r = http_curl_errno(cc, os_errno);
+	r = http_curl_errno(t.result, os_errno);
 	if (r == -EFBIG && body.too_big) {
 		snprintf(resp->error, sizeof(resp->error), "response body larger than %d bytes", HTTP_MAX_BODY);
 		r = -EBADMSG;
 	} else if (r < 0) {
-		snprintf(resp->error, sizeof(resp->error), "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
+		snprintf(resp->error, sizeof(resp->error), "%s", errbuf[0] ? errbuf : curl_easy_strerror(t.result));
 		/* curl's messages end with a newline sometimes. */
 		resp->error[strcspn(resp->error, "\n")] = 0;
 	}

@@ -1,7 +1,7 @@
-/* The only libcurl user. A small pool of handles shares one connection cache,
- * TLS session cache and DNS cache, so logins and refreshes reuse connections
- * and TLS sessions whatever target they are for, and the number of requests in
- * flight (and of open connections) stays bounded however many targets there are. */
+/* The only libcurl user. Requests run in one multi handle (one thread), whose
+ * connection cache and shared TLS session cache let logins and refreshes
+ * reuse connections and TLS sessions whatever target they are for, and which
+ * bounds the requests in flight however many targets there are. */
 #pragma once
 
 #include <stdbool.h>
@@ -37,10 +37,12 @@ struct http_response {
 	char error[256];      /* transport error in words (curl's message) */
 };
 
-#define HTTP_MAX_IN_FLIGHT 32 /* requests at once; more wait for a free handle */
+#define HTTP_MAX_IN_FLIGHT 32 /* connections at once; more requests wait in libcurl's queue */
 #define HTTP_MAX_CONNECTIONS 64 /* idle connections kept for reuse */
 
 int http_global_init(void);
+/* Starts the thread that runs the requests; after any fork (daemonizing). */
+int http_start(void);
 void http_global_cleanup(void);
 
 /* 0 when a response arrived (any status), -errno for transport failures

@@ -148,6 +148,9 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 	fuse_daemonize(opts->foreground);
 	r = cache_start(fs);
 	if (r == 0) {
+		r = http_start();
+	}
+	if (r == 0) {
 		r = auth_core_start(fs->core);
 	}
 	if (r == 0) {

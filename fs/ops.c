@@ -19,7 +19,7 @@ static void reply_entry(fuse_req_t req, const struct node *n)
 {
 	struct fuse_entry_param e = { 0 };
 	double timeout;
-	int r = tree_stat(FS(req), n, fuse_req_ctx(req), &e.attr, &timeout);
+	int r = tree_stat(FS(req), n, fuse_req_ctx(req), false, &e.attr, &timeout);
 
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -44,7 +44,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	reply_entry(req, &n);
 }
 
-static void reply_attr(fuse_req_t req, fuse_ino_t ino)
+static void reply_attr(fuse_req_t req, fuse_ino_t ino, bool reader)
 {
 	struct stat st;
 	struct node n;
@@ -53,7 +53,7 @@ static void reply_attr(fuse_req_t req, fuse_ino_t ino)
 
 	r = tree_decode(ino, &n);
 	if (r == 0) {
-		r = tree_stat(FS(req), &n, fuse_req_ctx(req), &st, &timeout);
+		r = tree_stat(FS(req), &n, fuse_req_ctx(req), reader, &st, &timeout);
 	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -62,10 +62,11 @@ static void reply_attr(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_attr(req, &st, timeout);
 }
 
+/* fi is set when the kernel asks for an open file's attributes: before a
+ * read (auto_inval_data), or fstat(). */
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)fi;
-	reply_attr(req, ino);
+	reply_attr(req, ino, fi != NULL);
 }
 
 /* chown and chmod of a target's files and directory (the kernel has checked
@@ -116,7 +117,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		fuse_reply_err(req, -r);
 		return;
 	}
-	reply_attr(req, ino);
+	reply_attr(req, ino, false);
 }
 
 struct dirbuf {

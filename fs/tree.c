@@ -7,10 +7,9 @@
 
 #define TIMEOUT_STATIC 86400.0 /* the tree's shape changes only through us */
 /* Sizes are exact where there is content: the kernel reads a file only up to
- * its size. Where there is none yet (no session, a write-only file, a
- * sessions/ entry that is gone), a page, so that a read reaches us. */
+ * its size. Where there is none (a write-only file, a sessions/ entry that is
+ * gone), a page, so that a read reaches us and gets the error. */
 #define SIZE_UNKNOWN 4096
-#define COLD_ATTR_TIMEOUT 1.0
 /* How long the kernel may serve a session file without asking: short, so that
  * a mount whose daemon died stops serving tokens within a second. */
 #define SESSION_ATTR_TIMEOUT 1.0
@@ -235,32 +234,38 @@ static bool may_read(const struct fuse_ctx *caller, const struct stat *st)
 	return caller->gid == st->st_gid ? st->st_mode & S_IRGRP : st->st_mode & S_IROTH;
 }
 
-/* Session files: sized by the current session's content. A stat never logs
- * in (nor does a user the kernel then refuses): with no session the size is a
- * page, the read that follows logs in, and its shorter reply tells the kernel
- * the real size; that size is kept a second so that other readers' getattrs
- * don't overwrite it meanwhile. A session due for renewal is renewed here
- * for a caller who may read it, so the size given is the new content's. The
- * kernel keeps a file while its session is usable: the attributes time out
- * with the session, and the next read asks again. */
-static int stat_session_file(struct fs *fs, const struct node *n, const struct fuse_ctx *caller, struct stat *st,
-			     double *ret_timeout)
+/* Session files: sized exactly by the session's content, which a caller who
+ * may read the file gets here, logging in or renewing if needed (one login
+ * for any number of callers): the kernel trusts the size, so it must never
+ * be a guess. session.json, which may be written to resume a session, and
+ * callers the kernel will refuse never cause a login. Where there is no
+ * content the size is 0 with attributes that are stale at once, so a read
+ * asks again; a reader's getattr (with its open file, fi) then returns why
+ * there is none, and so does read(). The kernel keeps a file while its
+ * session is usable: the attributes time out with the session (and after a
+ * second), and the next read asks again. */
+static int stat_session_file(struct fs *fs, const struct node *n, const struct fuse_ctx *caller, bool reader,
+			     struct stat *st, double *ret_timeout)
 {
+	const struct auth_file_info *fi = tree_file_info(n);
 	struct auth_target *t = auth_target_get(fs->core, n->target_id);
 	struct auth_blob *b = NULL;
 	int r = t ? auth_file_peek(t, n->file, &b) : -ENOENT;
 
 	auth_target_unref(t);
-	if (r == -EAGAIN && may_read(caller, st)) {
+	if ((r == -ENODATA || r == -EAGAIN) && (reader || (!(fi->mode & 0222) && may_read(caller, st)))) {
 		r = tree_render(fs, n, &b);
+		if (r < 0 && reader) {
+			return r;
+		}
 	}
-	if (r < 0 && r != -ENOENT) {
-		st->st_size = SIZE_UNKNOWN;
-		*ret_timeout = COLD_ATTR_TIMEOUT;
-		return 0; /* the read reports why, if there is a reason */
+	if (r == -ENOENT) {
+		return r;
 	}
 	if (r < 0) {
-		return r;
+		st->st_size = 0;
+		*ret_timeout = 0; /* 0 s: stale at once, the next read asks again */
+		return 0;
 	}
 	st->st_size = (off_t)b->len;
 	st->st_mtim.tv_nsec = (long)(b->gen % 1000000000);
@@ -293,8 +298,8 @@ static void stat_dynamic(struct fs *fs, const struct node *n, struct stat *st, d
 	auth_blob_unref(b);
 }
 
-int tree_stat(struct fs *fs, const struct node *n_in, const struct fuse_ctx *caller, struct stat *st,
-	      double *ret_timeout)
+int tree_stat(struct fs *fs, const struct node *n_in, const struct fuse_ctx *caller, bool reader,
+	      struct stat *st, double *ret_timeout)
 {
 	const struct auth_file_info *fi;
 	struct node n = *n_in;
@@ -342,7 +347,7 @@ int tree_stat(struct fs *fs, const struct node *n_in, const struct fuse_ctx *cal
 			st->st_nlink = 2;
 		}
 		if (fi->from_session) {
-			return stat_session_file(fs, &n, caller, st, ret_timeout);
+			return stat_session_file(fs, &n, caller, reader, st, ret_timeout);
 		} else if (fi->file == AUTH_FILE_STATUS) {
 			stat_dynamic(fs, &n, st, ret_timeout);
 		} else if (S_ISREG(fi->mode)) {
