@@ -244,6 +244,21 @@ def strerror(err):
     return f"{errno.errorcode.get(err, err)} ({os.strerror(err)})" if err else "success"
 
 
+def timed_err(d, rel):
+    """The errno of reading rel (0 if it worked), and how long that took."""
+    start = time.monotonic()
+    err = d.read_err(rel)
+    return err, time.monotonic() - start
+
+
+def assert_errno(err, expected, what=""):
+    """err must be expected, or one of expected (a tuple)."""
+    if isinstance(expected, int):
+        expected = (expected,)
+    assert err in expected, (f"{what + ': ' if what else ''}got {strerror(err)}, expected "
+                             + " or ".join(strerror(e) for e in expected))
+
+
 # --- secrets in logs --------------------------------------------------------
 
 # What AddressSanitizer, LeakSanitizer and UBSan print when they find something.

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.integration.harness import aos_section, new_password, strerror
+from tests.integration.harness import aos_section, assert_errno, new_password, strerror, timed_err
 from tests.mocks.common import wait_until
 
 TOKEN = "aos/lab/token"
@@ -34,16 +34,6 @@ def read_token(d, name="lab"):
 
 def status(d, name="lab"):
     return json.loads(d.read(f"aos/{name}/status"))
-
-
-def timed_err(d, rel):
-    start = time.monotonic()
-    err = d.read_err(rel)
-    return err, time.monotonic() - start
-
-
-def assert_errno(err, expected):
-    assert err == expected, f"got {strerror(err)}, expected {strerror(expected)}"
 
 
 def as_unix(value):

@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from tests.integration.harness import aos_section, new_password, strerror
+from tests.integration.harness import aos_section, assert_errno, new_password, strerror, timed_err
 from tests.integration.test_redfish import idrac_section
 from tests.integration.test_sts import sts_section
 from tests.mocks.common import wait_until
@@ -55,19 +55,6 @@ def read_token(d, rel=TOKEN):
 
 def status(d, rel=STATUS):
     return json.loads(no_padding(d.read(rel), rel))
-
-
-def timed_err(d, rel):
-    start = time.monotonic()
-    err = d.read_err(rel)
-    return err, time.monotonic() - start
-
-
-def assert_errno(err, expected, what=""):
-    if isinstance(expected, int):
-        expected = (expected,)
-    assert err in expected, (f"{what}: got {strerror(err)}, expected "
-                             + " or ".join(strerror(e) for e in expected))
 
 
 def metric(d, name, target):

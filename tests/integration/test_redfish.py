@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.integration.harness import ini_section, new_password, strerror
+from tests.integration.harness import assert_errno, ini_section, new_password, strerror, timed_err
 from tests.mocks.common import wait_until
 from tests.mocks.redfish import (OLD_SESSIONS, OTHER_CLIENT_IP, SESSION_LIMIT_MESSAGE,
                                  SESSIONS, RedfishMock)
@@ -53,16 +53,6 @@ def read_token(d, rel=TOKEN):
 
 def status(d, rel=STATUS):
     return json.loads(d.read(rel))
-
-
-def timed_err(d, rel):
-    start = time.monotonic()
-    err = d.read_err(rel)
-    return err, time.monotonic() - start
-
-
-def assert_errno(err, expected):
-    assert err == expected, f"got {strerror(err)}, expected {strerror(expected)}"
 
 
 def session_of(mock, token):

@@ -20,7 +20,7 @@ import re
 
 import pytest
 
-from tests.integration.harness import aos_section, new_password, strerror
+from tests.integration.harness import aos_section, assert_errno, new_password, strerror
 from tests.integration.test_redfish import idrac_section
 from tests.integration.test_sts import MFA_SERIAL, ini_keys, sts_section
 from tests.mocks.sts import new_secret_access_key
@@ -45,10 +45,6 @@ def read_token(d, rel):
 
 def read_json(d, rel):
     return json.loads(no_padding(d.read(rel), rel))
-
-
-def assert_errno(err, expected, what=""):
-    assert err == expected, f"{what}: got {strerror(err)}, expected {strerror(expected)}"
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.integration.harness import ini_section, strerror
+from tests.integration.harness import assert_errno, ini_section, strerror, timed_err
 from tests.mocks.sts import new_secret_access_key
 
 AWS = "/usr/bin/aws"
@@ -90,16 +90,6 @@ def status_errno(st):
     """status.errno as an errno number (it may be given by name or number)."""
     value = st["errno"]
     return getattr(errno, value) if isinstance(value, str) else value
-
-
-def assert_errno(err, expected):
-    assert err == expected, f"got {strerror(err)}, expected {strerror(expected)}"
-
-
-def timed_err(d, rel):
-    start = time.monotonic()
-    err = d.read_err(rel)
-    return err, time.monotonic() - start
 
 
 def caller_identity_calls(mock):
