@@ -30,12 +30,7 @@ static void server_message(const struct http_response *resp, char *buf, size_t s
 		snprintf(buf, size, "%s", dump ? dump : "");
 		free(dump);
 	} else {
-		snprintf(buf, size, "%.*s", (int)(resp->len < 160 ? resp->len : 160), resp->body);
-	}
-	for (char *p = buf; *p; p++) {
-		if ((unsigned char)*p < 0x20) {
-			*p = ' ';
-		}
+		auth_body_excerpt(resp, buf, size);
 	}
 	json_decref(j);
 }

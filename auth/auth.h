@@ -76,7 +76,6 @@ void auth_target_unref(struct auth_target *t);
 uint32_t auth_target_id(const struct auth_target *t);
 const char *auth_target_name(const struct auth_target *t);
 size_t auth_target_provider(const struct auth_target *t);
-uint64_t auth_target_generation(struct auth_target *t);
 
 /* mkdir and rmdir. Names: host, host:port or [v6]:port. */
 int auth_target_create(struct auth_core *core, size_t provider, const char *name, struct auth_target **ret);

@@ -173,16 +173,6 @@ size_t auth_target_provider(const struct auth_target *t)
 	return t->provider_idx;
 }
 
-uint64_t auth_target_generation(struct auth_target *t)
-{
-	uint64_t gen;
-
-	pthread_mutex_lock(&t->lock);
-	gen = t->gen;
-	pthread_mutex_unlock(&t->lock);
-	return gen;
-}
-
 void target_notify(struct auth_target *t)
 {
 	if (t->core->notify) {
@@ -219,9 +209,10 @@ void ctx_done(struct auth_ctx *ctx)
 	ctx->password = ctx->mfa_code = NULL;
 }
 
-/* Connection facts from the config section (or the name, for mkdir'd targets). */
+/* Connection facts from the config section (or the name, for mkdir'd targets).
+ * A port_override (from the environment) beats both. */
 static int target_info_init(struct auth_target *t, const struct config *cfg, const struct target_config *section,
-			    const char *host, unsigned port)
+			    const char *host, unsigned port, unsigned port_override)
 {
 	struct target_info *i = &t->info;
 	const char *v;
@@ -250,6 +241,9 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 			return log_error_errno(-EINVAL, "Target %s/%s: invalid port %s", i->provider, t->name, v);
 		}
 		i->port = (unsigned)n;
+	}
+	if (port_override) {
+		i->port = port_override;
 	}
 	if (asprintf(&i->base_url, strchr(i->host, ':') ? "%s://[%s]:%u" : "%s://%s:%u", i->scheme, i->host, i->port) < 0) {
 		i->base_url = NULL;
@@ -281,6 +275,17 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 		log_warning("Target %s/%s: TLS certificate validation is OFF (validate_certs = false)", i->provider, t->name);
 	}
 	return 0;
+}
+
+/* Waits on it take CLOCK_MONOTONIC deadlines. */
+static void cond_init_monotonic(pthread_cond_t *c)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(c, &ca);
+	pthread_condattr_destroy(&ca);
 }
 
 /* Written credentials (in the store) win over configured ones. */
@@ -334,7 +339,7 @@ static int target_load_credentials(struct auth_target *t)
 }
 
 static int target_new(struct auth_core *core, size_t provider, const char *name,
-		      const struct target_config *section, struct auth_target **ret)
+		      const struct target_config *section, unsigned port_override, struct auth_target **ret)
 {
 	struct auth_target *t = calloc(1, sizeof(*t));
 	_cleanup_free_ char *host = NULL;
@@ -349,11 +354,7 @@ static int target_new(struct auth_core *core, size_t provider, const char *name,
 	t->provider_idx = provider;
 	t->provider = auth_providers[provider];
 	pthread_mutex_init(&t->lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&t->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&t->cond);
 	t->name = strdup(name);
 	if (!t->name) {
 		target_free(t);
@@ -363,7 +364,7 @@ static int target_new(struct auth_core *core, size_t provider, const char *name,
 	if (parse_host_port(name, &host, &port) < 0) {
 		host = strdup(name);
 	}
-	r = target_info_init(t, core->cfg, section, host, port);
+	r = target_info_init(t, core->cfg, section, host, port, port_override);
 	if (r == 0) {
 		r = target_load_credentials(t);
 	}
@@ -412,10 +413,10 @@ static int registry_add(struct auth_core *core, struct auth_target *t)
 }
 
 static int add_target(struct auth_core *core, size_t provider, const char *name,
-		      const struct target_config *section, struct auth_target **ret)
+		      const struct target_config *section, unsigned port_override, struct auth_target **ret)
 {
 	struct auth_target *t;
-	int r = target_new(core, provider, name, section, &t);
+	int r = target_new(core, provider, name, section, port_override, &t);
 
 	if (r < 0) {
 		return r;
@@ -484,7 +485,7 @@ int auth_target_create(struct auth_core *core, size_t provider, const char *name
 	if (parse_host_port(name, &host, &port) < 0) {
 		return -EINVAL;
 	}
-	r = add_target(core, provider, name, NULL, ret);
+	r = add_target(core, provider, name, NULL, 0, ret);
 	if (r < 0) {
 		return r;
 	}
@@ -534,7 +535,7 @@ static void add_stored_target(const char *name, void *userdata)
 	struct store_scan *s = userdata;
 
 	if (auth_name_valid(name) == 0) {
-		add_target(s->core, s->provider, name, NULL, NULL); /* EEXIST: also configured */
+		add_target(s->core, s->provider, name, NULL, 0, NULL); /* EEXIST: also configured */
 	}
 }
 
@@ -551,7 +552,7 @@ static int add_discovered_targets(struct auth_core *core, size_t provider)
 	}
 	r = p->discover_targets(&names, &n);
 	for (size_t i = 0; r == 0 && i < n; i++) {
-		r = add_target(core, provider, names[i], NULL, NULL);
+		r = add_target(core, provider, names[i], NULL, 0, NULL);
 		if (r == -EEXIST) {
 			r = 0; /* configured as well */
 		} else if (r < 0) {
@@ -568,12 +569,16 @@ static int add_env_targets(struct auth_core *core)
 {
 	const char *server = getenv("AOS_SERVER"), *v;
 	struct auth_target *t;
+	long port = 0;
 	int r;
 
 	if (!server || auth_name_valid(server) < 0) {
 		return 0;
 	}
-	r = add_target(core, (size_t)auth_provider_index("aos"), server, NULL, &t);
+	if ((v = getenv("AOS_SERVER_PORT")) && parse_int(v, 1, 65535, &port) < 0) {
+		port = 0;
+	}
+	r = add_target(core, (size_t)auth_provider_index("aos"), server, NULL, (unsigned)port, &t);
 	if (r == -EEXIST) {
 		return 0;
 	}
@@ -581,13 +586,6 @@ static int add_env_targets(struct auth_core *core)
 		return log_error_errno(r, "Failed to add AOS_SERVER target %s: %m", server);
 	}
 	pthread_mutex_lock(&t->lock);
-	if ((v = getenv("AOS_SERVER_PORT")) && parse_int(v, 1, 65535, &(long){ 0 }) == 0) {
-		t->info.port = (unsigned)atoi(v);
-		free(t->info.base_url);
-		if (asprintf(&t->info.base_url, "%s://%s:%u", t->info.scheme, t->info.host, t->info.port) < 0) {
-			t->info.base_url = NULL;
-		}
-	}
 	if (!t->password && (v = getenv("AOS_USER")) && getenv("AOS_PASSWD")) {
 		free(t->user);
 		t->user = strdup(v);
@@ -620,11 +618,7 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 	core->store = store;
 	pthread_rwlock_init(&core->registry_lock, NULL);
 	pthread_mutex_init(&core->sched_lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&core->sched_cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&core->sched_cond);
 	for (size_t i = 0; i < cfg->n_defaults && r == 0; i++) {
 		if (auth_provider_index(cfg->defaults[i].provider) < 0) {
 			r = log_error_errno(-EINVAL, "Unknown section [%s] in config", cfg->defaults[i].provider);
@@ -638,7 +632,7 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 		} else if ((r = auth_name_valid(tc->name)) < 0) {
 			log_error_errno(r, "Invalid target name \"%s\" in config", tc->name);
 		} else {
-			r = add_target(core, (size_t)p, tc->name, tc, NULL);
+			r = add_target(core, (size_t)p, tc->name, tc, 0, NULL);
 		}
 	}
 	for (size_t p = 0; p < ELEMENTSOF(auth_providers) && r == 0; p++) {

@@ -136,7 +136,18 @@ int auth_ctx_fail(struct auth_ctx *ctx, int r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(ctx->error, sizeof(ctx->error), fmt, ap);
 	va_end(ap);
+	/* Servers' words end up in status and the log: one line, no controls. */
+	for (char *p = ctx->error; *p; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			*p = ' ';
+		}
+	}
 	return r;
+}
+
+void auth_body_excerpt(const struct http_response *resp, char *buf, size_t size)
+{
+	snprintf(buf, size, "%.*s", (int)(resp->len < 160 ? resp->len : 160), resp->body);
 }
 
 int auth_ctx_transport_fail(struct auth_ctx *ctx, int r, const struct http_response *resp)

@@ -55,8 +55,11 @@ struct auth_ctx {
 	char error[512];
 };
 
-/* Records a message for status.last_error and returns r. */
+/* Records a message for status.last_error (control characters made spaces)
+ * and returns r. */
 int auth_ctx_fail(struct auth_ctx *ctx, int r, const char *fmt, ...) _printf_(3, 4);
+/* The start of a response body, for an error message when it is no JSON. */
+void auth_body_excerpt(const struct http_response *resp, char *buf, size_t size);
 
 /* Setting key of a target, falling back to its provider's defaults section. */
 const char *target_setting(const struct target_info *info, const char *key);

@@ -68,13 +68,8 @@ static void bmc_message(const struct http_response *resp, char *buf, size_t size
 	if (!buf[0] && json_is_string(json_object_get(err, "message"))) {
 		snprintf(buf, size, "%s", json_string_value(json_object_get(err, "message")));
 	}
-	if (!buf[0] && resp->len > 0 && !j) {
-		snprintf(buf, size, "%.*s", (int)(resp->len < 160 ? resp->len : 160), resp->body);
-	}
-	for (char *p = buf; *p; p++) {
-		if ((unsigned char)*p < 0x20) {
-			*p = ' ';
-		}
+	if (!buf[0] && !j) {
+		auth_body_excerpt(resp, buf, size);
 	}
 	json_decref(j);
 }

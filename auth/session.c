@@ -120,6 +120,15 @@ static void record_failure(struct auth_target *t, int r, const char *msg)
 	log_warning("%s/%s: %s", t->provider->name, t->name, t->last_error);
 }
 
+/* Ends the single flight (lock held): its waiters wake and share its result. */
+static void flight_end(struct auth_target *t, int r)
+{
+	t->flight = false;
+	t->flight_seq++;
+	t->flight_result = r;
+	pthread_cond_broadcast(&t->cond);
+}
+
 /* Validate a saved session (or one from the environment), else log in. Runs
  * without the lock; *ret_fresh tells whether a new login happened. */
 static int obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_session **pending,
@@ -220,10 +229,7 @@ static int lead(struct auth_target *t, bool background)
 	r = renew_or_obtain(t, &ctx, current, &pending, &fresh, &is_login, &exp);
 
 	pthread_mutex_lock(&t->lock);
-	t->flight = false;
-	t->flight_seq++;
-	t->flight_result = r;
-	pthread_cond_broadcast(&t->cond);
+	flight_end(t, r);
 	if (pending && !t->pending) {
 		t->pending = TAKE_PTR(pending);
 	}
@@ -353,10 +359,7 @@ int session_resume(struct auth_target *t, const char *text, size_t len)
 	}
 
 	pthread_mutex_lock(&t->lock);
-	t->flight = false;
-	t->flight_seq++;
-	t->flight_result = r;
-	pthread_cond_broadcast(&t->cond);
+	flight_end(t, r);
 	if (r == 0) {
 		auth_session_free(TAKE_PTR(t->pending));
 		t->pending_loaded = true;

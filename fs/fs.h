@@ -44,7 +44,6 @@ struct snapshot {
 
 struct fs {
 	struct auth_core *core;
-	const struct config *cfg;
 	struct fuse_session *se;
 	uid_t uid;
 	gid_t gid;

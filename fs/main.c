@@ -221,7 +221,6 @@ int main(int argc, char *argv[])
 	    store_open(cfg->state_dir, &store) < 0 || auth_core_new(cfg, store, &fs.core) < 0) {
 		goto out;
 	}
-	fs.cfg = cfg;
 	pthread_mutex_init(&fs.snapshot_lock, NULL);
 	pthread_mutex_init(&fs.inval_lock, NULL);
 	pthread_cond_init(&fs.inval_cond, NULL);

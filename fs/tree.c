@@ -161,26 +161,30 @@ int tree_lookup(struct fs *fs, fuse_ino_t parent, const char *name, struct node 
 	}
 }
 
-/* Fills node's provider from its target, checks the target still exists, and
- * applies the owner and mode set for the node (config [access], chown, chmod)
- * to st, if given. */
-static int resolve_target(struct fs *fs, struct node *n, struct stat *st)
+/* A node inside a target: checks the target still exists, fills the node's
+ * provider, and gives st the node's type and default mode with the owner and
+ * mode set for it (config [access], chown, chmod) applied. */
+static int stat_in_target(struct fs *fs, struct node *n, struct stat *st)
 {
 	struct auth_target *t = auth_target_get(fs->core, n->target_id);
+	const struct auth_file_info *fi = NULL;
 	mode_t perm;
 
 	if (!t) {
 		return -ENOENT;
 	}
 	n->provider = auth_target_provider(t);
-	if (!st) {
+	if (n->kind == NODE_TARGET_FILE && !(fi = tree_file_info(n))) {
 		auth_target_unref(t);
-		return 0;
+		return -ENOENT;
 	}
+	st->st_mode = n->kind == NODE_TARGET_DIR ? S_IFDIR | 0755 : fi ? fi->mode : S_IFREG | 0600;
 	perm = st->st_mode & 07777;
-	if (n->kind == NODE_TARGET_DIR || n->kind == NODE_TARGET_FILE) {
-		auth_file_access(t, n->kind == NODE_TARGET_DIR ? AUTH_TARGET_DIR : (int)n->file, &st->st_uid,
-				 &st->st_gid, &perm);
+	if (n->kind != NODE_SESSION_ENTRY) {
+		auth_file_access(t, fi ? (int)n->file : AUTH_TARGET_DIR, &st->st_uid, &st->st_gid, &perm);
+	}
+	if (fi && !(fi->mode & 0444)) {
+		perm &= ~0444; /* write-only files stay unreadable, whatever the config */
 	}
 	st->st_mode = (st->st_mode & S_IFMT) | perm;
 	auth_target_unref(t);
@@ -218,8 +222,9 @@ bool tree_is_dynamic(const struct node *n)
 	       (n->kind == NODE_TARGET_FILE && n->file == AUTH_FILE_STATUS);
 }
 
-/* May the caller read a file with these attributes (the kernel's own rule,
- * for deciding whether a getattr may renew a session on its behalf)? */
+/* May the caller read a file with these attributes? The kernel's rule with
+ * the caller's primary group only: a member through a supplementary group is
+ * refused here (no login on stat) but not at read, whose getattr logs in. */
 static bool may_read(const struct fuse_ctx *caller, const struct stat *st)
 {
 	if (!caller) {
@@ -323,26 +328,14 @@ int tree_stat(struct fs *fs, const struct node *n_in, const struct fuse_ctx *cal
 		stat_dynamic(fs, &n, st, ret_timeout);
 		return 0;
 	case NODE_TARGET_DIR:
-		st->st_mode = S_IFDIR | 0755;
 		st->st_nlink = 2;
-		return resolve_target(fs, &n, st);
+		return stat_in_target(fs, &n, st);
 	case NODE_TARGET_FILE:
-		r = resolve_target(fs, &n, NULL);
+		r = stat_in_target(fs, &n, st);
 		if (r < 0) {
 			return r;
 		}
 		fi = tree_file_info(&n);
-		if (!fi) {
-			return -ENOENT;
-		}
-		st->st_mode = fi->mode;
-		r = resolve_target(fs, &n, st);
-		if (r < 0) {
-			return r;
-		}
-		if (!(fi->mode & 0444)) {
-			st->st_mode &= ~0444; /* write-only files stay unreadable, whatever the config */
-		}
 		if (S_ISDIR(fi->mode)) {
 			st->st_nlink = 2;
 		}
@@ -358,9 +351,11 @@ int tree_stat(struct fs *fs, const struct node *n_in, const struct fuse_ctx *cal
 		}
 		return 0;
 	case NODE_SESSION_ENTRY:
-		st->st_mode = S_IFREG | 0600;
-		stat_dynamic(fs, &n, st, ret_timeout);
-		return resolve_target(fs, &n, st);
+		r = stat_in_target(fs, &n, st);
+		if (r == 0) {
+			stat_dynamic(fs, &n, st, ret_timeout);
+		}
+		return r;
 	}
 	return -ENOENT;
 }
