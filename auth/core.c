@@ -135,6 +135,7 @@ static void target_free(struct auth_target *t)
 	secret_free(t->mfa_code);
 	free(t->user);
 	auth_strv_free(t->slot_ids, t->n_slots);
+	free(t->slot_used);
 	free(t->info.scheme);
 	free(t->info.host);
 	free(t->info.base_url);
@@ -472,9 +473,24 @@ struct auth_target *auth_target_next(struct auth_core *core, size_t provider, ui
 	return t;
 }
 
+/* Drops t from the registry; false if it was not there. */
+static bool registry_remove(struct auth_core *core, struct auth_target *t)
+{
+	bool found;
+
+	pthread_rwlock_wrlock(&core->registry_lock);
+	found = core->targets[t->id - 1] == t;
+	if (found) {
+		core->targets[t->id - 1] = NULL;
+	}
+	pthread_rwlock_unlock(&core->registry_lock);
+	return found;
+}
+
 int auth_target_create(struct auth_core *core, size_t provider, const char *name, struct auth_target **ret)
 {
 	_cleanup_free_ char *host = NULL, *marker = NULL;
+	struct auth_target *t;
 	unsigned port;
 	int r;
 
@@ -485,24 +501,43 @@ int auth_target_create(struct auth_core *core, size_t provider, const char *name
 	if (parse_host_port(name, &host, &port) < 0) {
 		return -EINVAL;
 	}
-	r = add_target(core, provider, name, NULL, 0, ret);
+	/* Remembered across restarts: a target that can't be saved is not made. */
+	if (asprintf(&marker, "{\"host\":\"%s\",\"port\":%u}", host, port) < 0) {
+		marker = NULL;
+		return -ENOMEM;
+	}
+	r = add_target(core, provider, name, NULL, 0, &t);
 	if (r < 0) {
 		return r;
 	}
-	/* Remember it across restarts. */
-	if (asprintf(&marker, "{\"host\":\"%s\",\"port\":%u}", host, port) < 0) {
-		marker = NULL;
-	}
-	if (marker) {
-		store_save(core->store, auth_providers[provider]->name, name, "target", marker, strlen(marker));
+	r = store_save(core->store, auth_providers[provider]->name, name, "target", marker, strlen(marker));
+	if (r < 0) {
+		log_error_errno(r, "Failed to save target %s/%s in the state dir: %m", auth_providers[provider]->name, name);
+		if (registry_remove(core, t)) {
+			auth_target_unref(t); /* the registry's reference */
+		}
+		auth_target_unref(t);
+		return r;
 	}
 	log_info("Added target %s/%s", auth_providers[provider]->name, name);
+	*ret = t;
 	return 0;
+}
+
+/* Marks t removed (a flight still running ends its own session) and logs out. */
+static void target_retire(struct auth_target *t, double deadline)
+{
+	pthread_mutex_lock(&t->lock);
+	t->removed = true;
+	pthread_cond_broadcast(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	session_logout(t, deadline);
 }
 
 int auth_target_destroy(struct auth_core *core, size_t provider, const char *name)
 {
 	struct auth_target *t;
+	int r;
 
 	pthread_rwlock_wrlock(&core->registry_lock);
 	t = lookup_locked(core, provider, name);
@@ -513,16 +548,16 @@ int auth_target_destroy(struct auth_core *core, size_t provider, const char *nam
 	if (!t) {
 		return -ENOENT;
 	}
-	pthread_mutex_lock(&t->lock);
-	t->removed = true;
-	pthread_cond_broadcast(&t->cond);
-	pthread_mutex_unlock(&t->lock);
-	session_logout(t);
-	store_remove_target(core->store, t->provider->name, t->name);
-	log_info("Removed target %s/%s", t->provider->name, t->name);
+	target_retire(t, now_mono() + t->info.timeout);
+	r = store_remove_target(core->store, t->provider->name, t->name);
+	if (r < 0) {
+		log_error_errno(r, "Failed to remove %s/%s from the state dir: %m", t->provider->name, t->name);
+	} else {
+		log_info("Removed target %s/%s", t->provider->name, t->name);
+	}
 	target_notify(t);
 	auth_target_unref(t);
-	return 0;
+	return r;
 }
 
 struct store_scan {
@@ -665,18 +700,72 @@ int auth_core_start(struct auth_core *core)
 	return scheduler_start(core);
 }
 
+void auth_core_stop(struct auth_core *core)
+{
+	if (core) {
+		scheduler_stop(core);
+	}
+}
+
+#define EXIT_LOGOUT_THREADS 16
+
+struct exit_logouts {
+	struct auth_target **targets;
+	size_t n;
+	size_t next; /* atomic */
+	double deadline;
+};
+
+static void *exit_logout_worker(void *userdata)
+{
+	struct exit_logouts *x = userdata;
+
+	for (size_t i; (i = __atomic_fetch_add(&x->next, 1, __ATOMIC_RELAXED)) < x->n;) {
+		session_logout(x->targets[i], x->deadline);
+	}
+	return NULL;
+}
+
+/* The logouts logout_on_exit asks for, in parallel: all of them together take
+ * at most one timeout, however many servers hang. */
+static void exit_logouts(struct auth_core *core)
+{
+	struct exit_logouts x = { .deadline = now_mono() + core->cfg->timeout };
+	pthread_t threads[EXIT_LOGOUT_THREADS];
+	size_t n_threads = 0;
+
+	x.targets = calloc(core->n_targets ?: 1, sizeof(*x.targets));
+	if (!x.targets) {
+		return;
+	}
+	for (uint32_t i = 0; i < core->n_targets; i++) {
+		struct auth_target *t = core->targets[i];
+		if (t && t->info.logout_on_exit) {
+			x.targets[x.n++] = t;
+		}
+	}
+	while (n_threads < EXIT_LOGOUT_THREADS && n_threads < x.n &&
+	       pthread_create(&threads[n_threads], NULL, exit_logout_worker, &x) == 0) {
+		n_threads++;
+	}
+	if (n_threads == 0) {
+		exit_logout_worker(&x);
+	}
+	for (size_t i = 0; i < n_threads; i++) {
+		pthread_join(threads[i], NULL);
+	}
+	free(x.targets);
+}
+
 void auth_core_free(struct auth_core *core)
 {
 	if (!core) {
 		return;
 	}
 	scheduler_stop(core);
+	exit_logouts(core);
 	for (uint32_t i = 0; i < core->n_targets; i++) {
-		struct auth_target *t = core->targets[i];
-		if (t && t->info.logout_on_exit) {
-			session_logout(t);
-		}
-		auth_target_unref(t);
+		auth_target_unref(core->targets[i]);
 	}
 	free(core->targets);
 	pthread_rwlock_destroy(&core->registry_lock);

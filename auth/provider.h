@@ -52,8 +52,13 @@ struct auth_ctx {
 	const char *user;              /* NULL when none configured */
 	const struct secret *password; /* NULL when none configured */
 	const struct secret *mfa_code; /* STS: the one-time code, if written */
+	double deadline;               /* now_mono() by which every request must end; 0: none */
 	char error[512];
 };
+
+/* What is left of ctx's deadline for one request, in ms (at least 1); without
+ * a deadline, the target's timeout. */
+long auth_ctx_timeout_ms(const struct auth_ctx *ctx);
 
 /* Records a message for status.last_error (control characters made spaces)
  * and returns r. */

@@ -85,9 +85,15 @@ int redfish_error_reply(struct auth_ctx *ctx, const char *what, const struct htt
 				     "%s: too many sessions on the BMC (HTTP %ld: %s); remove stale ones with rm %s/%s/sessions/<id>",
 				     ctx->info->base_url, resp->status, msg[0] ? msg : "no message", ctx->info->provider, ctx->info->name);
 	}
-	if (resp->status == 401 || resp->status == 403) {
+	/* Only a refused login is about the credentials; a 403 on anything else
+	 * means this user may not do that. */
+	if (resp->status == 401 || (resp->status == 403 && strcmp(what, "login") == 0)) {
 		return auth_ctx_fail(ctx, -EKEYREJECTED, "%s rejected the %s (HTTP %ld): %s", ctx->info->base_url, what,
 				     resp->status, msg[0] ? msg : "the BMC sent an empty body; the user name or password is wrong");
+	}
+	if (resp->status == 403) {
+		return auth_ctx_fail(ctx, -EACCES, "%s refused the %s: the user may not do this (HTTP 403): %s",
+				     ctx->info->base_url, what, msg[0] ? msg : "no message");
 	}
 	return auth_ctx_fail(ctx, auth_http_status_errno(resp->status) == -EAGAIN ? -EAGAIN : -EIO,
 			     "%s failed the %s with HTTP %ld: %s", ctx->info->base_url, what, resp->status, msg);

@@ -5,6 +5,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <stdint.h>
 
 #include "log.h"
 #include "secret.h"
@@ -18,6 +20,36 @@ int secret_init(size_t heap_size)
 	}
 	if (r == 2) {
 		log_warning("Secret heap could not be locked in memory (RLIMIT_MEMLOCK?)");
+	}
+	return 0;
+}
+
+int secret_relock(void)
+{
+	void *p = CRYPTO_secure_malloc(1, __FILE__, __LINE__);
+	uintptr_t addr = (uintptr_t)p;
+	char line[512];
+	FILE *f;
+	int r = -ENOENT;
+
+	if (!p || !CRYPTO_secure_allocated(p)) {
+		OPENSSL_free(p);
+		return -ENOMEM; /* no secure heap to lock */
+	}
+	f = fopen("/proc/self/maps", "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && addr >= lo && addr < hi) {
+			r = mlock((void *)lo, hi - lo) < 0 ? -errno : 0;
+			break;
+		}
+	}
+	if (f) {
+		fclose(f);
+	}
+	CRYPTO_secure_clear_free(p, 1, __FILE__, __LINE__);
+	if (r < 0) {
+		return log_warning_errno(r, "Failed to lock the secret heap in memory again: %m");
 	}
 	return 0;
 }

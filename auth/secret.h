@@ -15,6 +15,9 @@ struct secret {
 /* Sets up the locked heap; call once before any secret_new(). */
 int secret_init(size_t heap_size);
 
+/* Locks the heap's arena again: mlock() does not survive fork() (daemonizing). */
+int secret_relock(void);
+
 /* Memory for a secret: the locked heap, else the normal one. Free with
  * CRYPTO_secure_clear_free(). */
 void *secret_alloc(size_t size);

@@ -166,7 +166,7 @@ int auth_sessions_delete(struct auth_target *t, const char *id)
 	own = t->session && streq_ptr(t->session->id, id);
 	pthread_mutex_unlock(&t->lock);
 	if (own) {
-		return session_logout(t); /* the daemon's own: forget it too */
+		return session_logout(t, now_mono() + t->info.timeout); /* the daemon's own: forget it too */
 	}
 	r = with_session(t, op_delete, (void *)id);
 	if (r == 0) {
@@ -178,26 +178,47 @@ int auth_sessions_delete(struct auth_target *t, const char *id)
 	return r;
 }
 
+/* A slot per id seen (listed or looked up); when all are taken, the one used
+ * longest ago is given to the new id, so made-up names can't fill the table. */
 int auth_sessions_slot(struct auth_target *t, const char *id)
 {
-	int slot = -ENOSPC;
+	size_t victim = 0;
+	char *copy;
+	int slot = -ENOMEM;
 
 	pthread_mutex_lock(&t->lock);
 	for (size_t i = 0; i < t->n_slots; i++) {
 		if (strcmp(t->slot_ids[i], id) == 0) {
+			t->slot_used[i] = ++t->slot_clock;
 			slot = (int)i;
 			goto out;
 		}
-	}
-	if (t->n_slots < MAX_SLOTS) {
-		char **n = realloc(t->slot_ids, (t->n_slots + 1) * sizeof(*n));
-		if (n && (n[t->n_slots] = strdup(id))) {
-			t->slot_ids = n;
-			slot = (int)t->n_slots++;
-		} else if (n) {
-			t->slot_ids = n;
+		if (t->slot_used[i] < t->slot_used[victim]) {
+			victim = i;
 		}
 	}
+	copy = strdup(id);
+	if (!copy) {
+		goto out;
+	}
+	if (t->n_slots < MAX_SLOTS) {
+		char **ids = realloc(t->slot_ids, (t->n_slots + 1) * sizeof(*ids));
+		uint64_t *used = ids ? realloc(t->slot_used, (t->n_slots + 1) * sizeof(*used)) : NULL;
+		if (ids) {
+			t->slot_ids = ids;
+		}
+		if (!used) {
+			free(copy);
+			goto out;
+		}
+		t->slot_used = used;
+		victim = t->n_slots++;
+	} else {
+		free(t->slot_ids[victim]);
+	}
+	t->slot_ids[victim] = copy;
+	t->slot_used[victim] = ++t->slot_clock;
+	slot = (int)victim;
 out:
 	pthread_mutex_unlock(&t->lock);
 	return slot;

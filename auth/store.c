@@ -207,8 +207,8 @@ int store_remove(struct store *s, const char *provider, const char *name, const 
 int store_remove_target(struct store *s, const char *provider, const char *name)
 {
 	int dfd = target_dir(s, provider, name, 0);
+	int pfd, r = 0;
 	DIR *d;
-	int pfd;
 
 	if (dfd < 0) {
 		return dfd == -ENOENT ? 0 : dfd;
@@ -219,18 +219,24 @@ int store_remove_target(struct store *s, const char *provider, const char *name)
 		return -errno;
 	}
 	for (struct dirent *de; (de = readdir(d));) {
-		if (de->d_name[0] != '.' || (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))) {
-			unlinkat(dirfd(d), de->d_name, 0);
+		if ((de->d_name[0] != '.' || (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))) &&
+		    unlinkat(dirfd(d), de->d_name, 0) < 0 && r == 0) {
+			r = -errno;
 		}
 	}
 	closedir(d);
 	pfd = openat(s->dir_fd, provider, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	if (pfd >= 0) {
-		unlinkat(pfd, name, AT_REMOVEDIR);
-		fsync(pfd);
-		close(pfd);
+	if (pfd < 0) {
+		return r ?: -errno;
 	}
-	return 0;
+	if (unlinkat(pfd, name, AT_REMOVEDIR) < 0 && r == 0) {
+		r = -errno;
+	}
+	if (fsync(pfd) < 0 && r == 0) {
+		r = -errno;
+	}
+	close(pfd);
+	return r;
 }
 
 int store_list(struct store *s, const char *provider, const char *item,

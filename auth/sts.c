@@ -222,7 +222,7 @@ static int parse_expiration(const char *s, time_t *ret)
 static int sts_error(struct auth_ctx *ctx, long status, xmlNode *root)
 {
 	_cleanup_free_ char *code = text_of(root, "Code"), *message = text_of(root, "Message");
-	int r = status >= 500 ? -EIO : -EIO;
+	int r = -EIO; /* a Code we don't know: the server failed us */
 
 	if (!code) {
 		return auth_ctx_fail(ctx, status >= 500 ? -EIO : -EBADMSG, "%s answered HTTP %ld without an STS error",
@@ -351,7 +351,7 @@ static int sts_login(struct auth_ctx *ctx, struct auth_session **ret)
 	r = http_perform(&(struct http_request){
 		.method = "POST", .url = url, .body = body, .body_len = strlen(body),
 		.content_type = "application/x-www-form-urlencoded; charset=utf-8",
-		.timeout = ctx->info->timeout, .tls = &ctx->info->tls, .aws_sigv4 = sigv4, .userpwd = userpwd,
+		.timeout_ms = auth_ctx_timeout_ms(ctx), .tls = &ctx->info->tls, .aws_sigv4 = sigv4, .userpwd = userpwd,
 	}, &resp);
 	if (r < 0) {
 		r = auth_ctx_transport_fail(ctx, r, &resp);

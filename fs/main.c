@@ -146,6 +146,9 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 		log_to_syslog(); /* stderr goes to /dev/null from here on */
 	}
 	fuse_daemonize(opts->foreground);
+	if (!opts->foreground) {
+		secret_relock();
+	}
 	r = cache_start(fs);
 	if (r == 0) {
 		r = http_start();
@@ -167,9 +170,14 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 		r = r >= 0 ? 0 : log_error_errno(r, "FUSE loop failed: %m");
 		fuse_loop_cfg_destroy(loop);
 	}
-	/* Views of the mount that outlive it (bind mounts in containers) must not
-	 * keep serving tokens from the page cache. */
+	/* Stop what uses the mount before it goes: refresh workers (they notify),
+	 * then the invalidation thread (it writes to /dev/fuse). Views of the
+	 * mount that outlive it (bind mounts in containers) must not keep
+	 * serving tokens from the page cache. */
+	auth_core_stop(fs->core);
+	auth_core_set_notify(fs->core, NULL, NULL);
 	cache_drop_all(fs);
+	cache_stop(fs);
 	fuse_session_unmount(fs->se);
 	log_info("Unmounted %s", opts->mountpoint);
 out:
@@ -221,7 +229,6 @@ int main(int argc, char *argv[])
 	    store_open(cfg->state_dir, &store) < 0 || auth_core_new(cfg, store, &fs.core) < 0) {
 		goto out;
 	}
-	pthread_mutex_init(&fs.snapshot_lock, NULL);
 	pthread_mutex_init(&fs.inval_lock, NULL);
 	pthread_cond_init(&fs.inval_cond, NULL);
 	auth_core_set_notify(fs.core, cache_on_change, &fs);
@@ -229,7 +236,6 @@ int main(int argc, char *argv[])
 	fuse_opt_add_arg(&args, "-odefault_permissions");
 	fuse_opt_add_arg(&args, "-ofsname=sessionfs,subtype=sessionfs");
 	r = run(&fs, &args, &opts) < 0;
-	auth_core_set_notify(fs.core, NULL, NULL);
 out:
 	auth_core_free(fs.core); /* logs out where logout_on_exit says so */
 	if (fs.se) {

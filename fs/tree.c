@@ -283,9 +283,8 @@ static int stat_session_file(struct fs *fs, const struct node *n, const struct f
 	return 0;
 }
 
-/* Status, .metrics, sessions/ entries: rendered here, kept for the read that
- * follows (so size and content agree), and a new mtime on every getattr, so
- * the kernel drops their pages and every read gets fresh content. */
+/* Status, .metrics, sessions/ entries: sized by a rendering now, and a new
+ * mtime on every getattr. */
 static void stat_dynamic(struct fs *fs, const struct node *n, struct stat *st, double *ret_timeout)
 {
 	uint64_t v = __atomic_add_fetch(&fs->dynamic_version, 1, __ATOMIC_RELAXED);
@@ -299,7 +298,6 @@ static void stat_dynamic(struct fs *fs, const struct node *n, struct stat *st, d
 	} else {
 		st->st_size = SIZE_UNKNOWN; /* the read reports the error */
 	}
-	cache_snapshot_put(fs, st->st_ino, b);
 	auth_blob_unref(b);
 }
 
