@@ -128,6 +128,9 @@ bool validate_uri_path(const char *s)
 	if (s[len - 1] == '/') {
 		len--; /* iLO's Location ends in a slash */
 	}
+	if (len < 2) {
+		return false; /* "//": no segment */
+	}
 	for (const char *p = s + 1, *end = s + len; p < end;) {
 		const char *slash = memchr(p, '/', (size_t)(end - p));
 		size_t n = slash ? (size_t)(slash - p) : (size_t)(end - p);

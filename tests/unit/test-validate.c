@@ -83,6 +83,8 @@ static void test_redfish(void)
 	ok(!validate_uri_path("/redfish/v1/a b?c#d"), "space, query, fragment");
 	ok(!validate_uri_path("/redfish/v1/../Systems"), "a .. segment");
 	ok(!validate_uri_path("/redfish//v1"), "an empty segment");
+	ok(!validate_uri_path("//"), "\"//\" (found by fuzz-validate)");
+	ok(!validate_uri_path("/"), "\"/\" alone");
 	ok(!validate_uri_path("redfish/v1"), "relative");
 	ok(!validate_uri_path("/redfish/v1/%2e%2e"), "percent-encoding");
 
