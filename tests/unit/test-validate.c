@@ -170,6 +170,15 @@ static void test_json_int(void)
 	json_decref(j);
 }
 
+static void test_jwt_exp_range(void)
+{
+	time_t exp = 0;
+
+	/* {"exp":99999999999999} and {"exp":253402300799}, base64url. */
+	is_int(jwt_expiry("e30.eyJleHAiOjk5OTk5OTk5OTk5OTk5fQ.c2ln", &exp), -EBADMSG, "JWT exp past year 9999 → EBADMSG");
+	is_int(jwt_expiry("e30.eyJleHAiOjI1MzQwMjMwMDc5OX0.c2ln", &exp), 0, "JWT exp at 9999-12-31 is taken");
+}
+
 static struct http_response response(long status, const char *headers, const char *body)
 {
 	return (struct http_response){ .status = status, .body = (char *)body, .len = strlen(body),
@@ -345,6 +354,7 @@ int main(void)
 	test_redfish();
 	test_shell_quote();
 	test_json_int();
+	test_jwt_exp_range();
 	test_aos_reply();
 	test_redfish_reply();
 	test_sts_reply();
