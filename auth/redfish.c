@@ -213,7 +213,7 @@ int redfish_session_reply(struct auth_ctx *ctx, const char *sessions_uri, json_i
 	_cleanup_free_ char *location = http_response_header(resp, "Location");
 	json_t *body = json_loadb(resp->body, resp->len, 0, NULL), *details;
 	const char *id = json_string_value(json_object_get(body, "Id"));
-	const char *bad = NULL;
+	const char *bad = NULL, *last;
 	char *extra;
 	int r;
 
@@ -241,7 +241,8 @@ int redfish_session_reply(struct auth_ctx *ctx, const char *sessions_uri, json_i
 	}
 	s->token = secret_new_str(token);
 	erase_and_free_str(TAKE_PTR(token));
-	s->id = id ? strdup(id) : strndup(last_segment_of_path(s->location), strcspn(last_segment_of_path(s->location), "/"));
+	last = last_segment_of_path(s->location);
+	s->id = id ? strdup(id) : strndup(last, strcspn(last, "/"));
 	json_decref(body);
 	if (!s->token || !s->id) {
 		return -ENOMEM;
