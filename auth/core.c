@@ -210,6 +210,21 @@ void ctx_done(struct auth_ctx *ctx)
 	ctx->password = ctx->mfa_code = NULL;
 }
 
+/* A target without a section of its own (mkdir) that inherits plain http or
+ * validate_certs = false from the defaults: said in the log and in status. */
+static void warn_inherited(struct auth_target *t)
+{
+	const struct target_info *i = &t->info;
+	bool http = strcmp(i->scheme, "http") == 0, no_verify = !i->tls.validate_certs && !http;
+
+	if (i->section || !i->defaults || (!http && !no_verify)) {
+		return;
+	}
+	snprintf(t->warning, sizeof(t->warning), "inherits %s from the [%s] defaults: a spoofed server gets the credentials",
+		 http ? "scheme = http" : "validate_certs = false", i->provider);
+	log_warning("Target %s/%s %s", i->provider, t->name, t->warning);
+}
+
 /* Connection facts from the config section (or the name, for mkdir'd targets).
  * A port_override (from the environment) beats both. */
 static int target_info_init(struct auth_target *t, const struct config *cfg, const struct target_config *section,
@@ -237,7 +252,8 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 		return log_error_errno(-EINVAL, "Target %s/%s: scheme must be https or http", i->provider, t->name);
 	}
 	i->port = port ? port : (strcmp(i->scheme, "http") == 0 ? 80 : t->provider->default_port);
-	if ((v = target_setting(i, "port"))) {
+	/* The section's port, else the one in the name, else the defaults'. */
+	if ((v = target_config_get(section, "port")) || (!port && (v = target_config_get(i->defaults, "port")))) {
 		if (parse_int(v, 1, 65535, &n) < 0) {
 			return log_error_errno(-EINVAL, "Target %s/%s: invalid port %s", i->provider, t->name, v);
 		}
@@ -275,6 +291,7 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 	if (!i->tls.validate_certs && strcmp(i->scheme, "https") == 0) {
 		log_warning("Target %s/%s: TLS certificate validation is OFF (validate_certs = false)", i->provider, t->name);
 	}
+	warn_inherited(t);
 	return 0;
 }
 
@@ -289,17 +306,27 @@ static void cond_init_monotonic(pthread_cond_t *c)
 	pthread_condattr_destroy(&ca);
 }
 
-/* Written credentials (in the store) win over configured ones. */
+static bool has_default_credentials(const struct auth_target *t)
+{
+	const struct target_config *d = t->info.defaults;
+
+	return target_config_get(d, "password") || target_config_get(d, "password_file") ||
+	       target_config_get(d, "password_env") || (t->provider->env_password && getenv(t->provider->env_password));
+}
+
+/* Written credentials (in the store) win over configured ones; default
+ * credentials go only where target_defaults_allowed() says. */
 static int target_load_credentials(struct auth_target *t)
 {
 	_cleanup_secret_ struct secret *saved = NULL;
+	bool defaults = target_defaults_allowed(&t->info);
 	int r;
 
-	if ((t->user = (char *)target_setting(&t->info, "user"))) {
+	if ((t->user = (char *)(defaults ? target_setting(&t->info, "user") : target_config_get(t->info.section, "user")))) {
 		t->user = strdup(t->user);
 	}
 	r = config_resolve_secret(t->info.section, "password", &t->password);
-	if (r == -ENOENT) {
+	if (r == -ENOENT && defaults) {
 		r = config_resolve_secret(t->info.defaults, "password", &t->password);
 	}
 	if (r < 0 && r != -ENOENT) {
@@ -308,7 +335,12 @@ static int target_load_credentials(struct auth_target *t)
 		return 0;
 	}
 	/* The environment variables the provider's own tools read (IDRAC_USERNAME, ...). */
-	if (!t->password && t->provider->env_password && getenv(t->provider->env_password)) {
+	if (!defaults && has_default_credentials(t)) {
+		snprintf(t->warning, sizeof(t->warning), "default credentials withheld: %s matches no [%s] hosts pattern; "
+			 "write this target's own credentials", t->info.host, t->provider->name);
+		log_warning("Target %s/%s: %s", t->provider->name, t->name, t->warning);
+	}
+	if (defaults && !t->password && t->provider->env_password && getenv(t->provider->env_password)) {
 		const char *user = t->provider->env_user ? getenv(t->provider->env_user) : NULL;
 		if (user || t->user) {
 			if (user) {

@@ -35,7 +35,7 @@ static int render_status(struct auth_target *t, struct auth_blob **ret)
 	json_t *j;
 	char *text;
 
-	j = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:{s:I, s:I, s:I, s:I, s:I}}",
+	j = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:s?, s:{s:I, s:I, s:I, s:I, s:I}}",
 		      "target", t->name, "provider", t->provider->name, "server", t->info.base_url,
 		      "state", state_name(t),
 		      "expires_at", t->session && t->session->expires_at ? format_iso8601(t->session->expires_at, exp) : NULL,
@@ -43,7 +43,7 @@ static int render_status(struct auth_target *t, struct auth_blob **ret)
 		      "last_error", t->last_errno < 0 ? t->last_error : NULL,
 		      "last_error_at", t->last_errno < 0 ? format_iso8601(t->last_error_at, err_at) : NULL,
 		      "errno", t->last_errno < 0 ? strerrorname_np(-t->last_errno) : NULL,
-		      "tls_verify", t->info.tls.validate_certs,
+		      "tls_verify", t->info.tls.validate_certs, "warning", t->warning[0] ? t->warning : NULL,
 		      "counters", "logins", (json_int_t)t->counters.logins, "failures", (json_int_t)t->counters.failures,
 		      "refreshes", (json_int_t)t->counters.refreshes, "reads", (json_int_t)t->counters.reads,
 		      "reader_waits", (json_int_t)t->counters.reader_waits);

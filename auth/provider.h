@@ -68,6 +68,10 @@ void auth_body_excerpt(const struct http_response *resp, char *buf, size_t size)
 
 /* Setting key of a target, falling back to its provider's defaults section. */
 const char *target_setting(const struct target_info *info, const char *key);
+/* May the target get its provider's default credentials (defaults section,
+ * environment)? Configured targets: yes; others only when their host matches
+ * the defaults' `hosts` shell patterns (hosts.c). */
+bool target_defaults_allowed(const struct target_info *info);
 
 struct auth_provider {
 	const char *name;

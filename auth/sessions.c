@@ -3,26 +3,18 @@
  * none can be had (the BMC is full), the provider falls back to the
  * credentials themselves, so stale sessions can still be removed. */
 #include <errno.h>
-#include <ctype.h>
 
 #include "log.h"
 #include "target.h"
+#include "validate.h"
 
 #define MAX_SLOTS 4000 /* inode slots per target (fs: 12 bits less the files) */
 
+/* Ids that stay inside the Sessions collection: "..", "%2e%2e", '?', '#' and
+ * '/' are refused before any request. */
 bool auth_session_id_valid(const char *id)
 {
-	size_t len = strlen(id);
-
-	if (len == 0 || len > 128 || id[0] == '.') {
-		return false;
-	}
-	for (const char *p = id; *p; p++) {
-		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.') {
-			return false;
-		}
-	}
-	return true;
+	return validate_redfish_id(id);
 }
 
 void auth_strv_free(char **v, size_t n)
@@ -139,8 +131,11 @@ int auth_sessions_read(struct auth_target *t, const char *id, struct auth_blob *
 	struct get_arg a = { .id = id };
 	int r;
 
-	if (!t->provider->sessions_get || !auth_session_id_valid(id)) {
+	if (!t->provider->sessions_get) {
 		return -ENOENT;
+	}
+	if (!auth_session_id_valid(id)) {
+		return -EINVAL;
 	}
 	r = with_session(t, op_get, &a);
 	if (r == 0) {
@@ -159,8 +154,11 @@ int auth_sessions_delete(struct auth_target *t, const char *id)
 	bool own;
 	int r;
 
-	if (!t->provider->sessions_delete || !auth_session_id_valid(id)) {
+	if (!t->provider->sessions_delete) {
 		return -ENOENT;
+	}
+	if (!auth_session_id_valid(id)) {
+		return -EINVAL;
 	}
 	pthread_mutex_lock(&t->lock);
 	own = t->session && streq_ptr(t->session->id, id);

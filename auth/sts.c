@@ -11,6 +11,7 @@
 #include "awsfiles.h"
 #include "log.h"
 #include "provider.h"
+#include "validate.h"
 
 #define BOTOCORE_REFRESH_WINDOW 900 /* 15 min: the CLI refreshes on every call below it */
 #define MIN_REFRESH_INTERVAL 10
@@ -244,18 +245,42 @@ static int sts_error(struct auth_ctx *ctx, long status, xmlNode *root)
 			     code, message ? message : "");
 }
 
+/* The first field of temporary credentials that breaks its grammar, or NULL. */
+static const char *sts_credentials_invalid(const char *id, const char *secret, const char *token,
+					   const char *expiration)
+{
+	if (!validate_aws_key_id(id)) {
+		return "AccessKeyId";
+	}
+	if (!validate_base64(secret)) {
+		return "SecretAccessKey";
+	}
+	if (!validate_base64(token)) {
+		return "SessionToken";
+	}
+	if (!validate_rfc3339(expiration)) {
+		return "Expiration";
+	}
+	return NULL;
+}
+
 static int session_from_xml(struct auth_ctx *ctx, xmlNode *root, struct auth_session **ret)
 {
 	_cleanup_session_ struct auth_session *s = auth_session_new();
 	_cleanup_free_ char *id = text_of(root, "AccessKeyId"), *expiration = text_of(root, "Expiration");
 	_cleanup_erase_ char *secret = text_of(root, "SecretAccessKey"), *token = text_of(root, "SessionToken");
+	const char *bad = sts_credentials_invalid(id, secret, token, expiration);
 	char exp_iso[21];
 	json_t *j;
 	char *text;
 
-	if (!s || !id || !secret || !token || parse_expiration(expiration, &s->expires_at) < 0) {
+	if (!s || !id || !secret || !token || !expiration) {
 		return auth_ctx_fail(ctx, -EBADMSG, "%s answered GetSessionToken without complete credentials",
 				     ctx->info->base_url);
+	}
+	if (bad || parse_expiration(expiration, &s->expires_at) < 0) {
+		return auth_ctx_fail(ctx, -EBADMSG, "%s answered GetSessionToken with a malformed %s",
+				     ctx->info->base_url, bad ? bad : "Expiration");
 	}
 	j = json_pack("{s:i, s:s, s:s, s:s, s:s}", "Version", 1, "AccessKeyId", id, "SecretAccessKey", secret,
 		      "SessionToken", token, "Expiration", format_iso8601(s->expires_at, exp_iso));
@@ -311,12 +336,21 @@ int sts_login_reply(struct auth_ctx *ctx, const struct http_response *resp, stru
 	xmlNode *root;
 	int r;
 
-	if (resp->len > INT32_MAX) {
-		return -EBADMSG;
+	if (resp->status >= 300 && resp->status < 400) {
+		return auth_ctx_fail(ctx, -EIO, "%s answered HTTP %ld (a redirect, not followed)", ctx->info->base_url,
+				     resp->status);
 	}
+	/* STS never sends a DTD: refusing one up front means no entity is ever
+	 * declared, so none can expand (billion laughs) or be fetched (XXE). */
+	if (resp->len > INT32_MAX || memmem(resp->body, resp->len, "<!DOCTYPE", 9) ||
+	    memmem(resp->body, resp->len, "<!ENTITY", 8)) {
+		return auth_ctx_fail(ctx, -EBADMSG, "%s answered HTTP %ld with a DTD or entities, which STS never sends",
+				     ctx->info->base_url, resp->status);
+	}
+	/* No XML_PARSE_NOENT (no substitution), no DTDLOAD, no network. */
 	doc = xmlReadMemory(resp->body, (int)resp->len, "sts.xml", NULL,
 			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-	root = doc ? xmlDocGetRootElement(doc) : NULL;
+	root = doc && !doc->intSubset && !doc->extSubset ? xmlDocGetRootElement(doc) : NULL;
 	if (!root) {
 		r = auth_ctx_fail(ctx, resp->status >= 500 ? -EIO : -EBADMSG, "%s answered HTTP %ld with malformed XML",
 				  ctx->info->base_url, resp->status);
@@ -387,13 +421,55 @@ static time_t sts_refresh_at(const struct target_info *info, const struct auth_s
 	return due > s->obtained_at + MIN_REFRESH_INTERVAL ? due : s->obtained_at + MIN_REFRESH_INTERVAL;
 }
 
+/* `export NAME='value'` lines; the values were checked when stored, and are
+ * quoted anyway so that `. env` stays safe whatever they hold. */
+static int render_env(const char *extra, struct auth_blob **ret)
+{
+	static const char *const vars[][2] = {
+		{ "AWS_ACCESS_KEY_ID", "AccessKeyId" },
+		{ "AWS_SECRET_ACCESS_KEY", "SecretAccessKey" },
+		{ "AWS_SESSION_TOKEN", "SessionToken" },
+		{ "AWS_CREDENTIAL_EXPIRATION", "Expiration" },
+	};
+	char *quoted[ELEMENTSOF(vars)] = { 0 };
+	json_t *j = json_loads(extra, 0, NULL);
+	size_t len = 0, at = 0;
+	char *text = NULL;
+	int r = 0;
+
+	for (size_t i = 0; i < ELEMENTSOF(vars) && r == 0; i++) {
+		const char *v = json_string_value(json_object_get(j, vars[i][1]));
+		if (!v || strpbrk(v, "\r\n")) {
+			r = -EBADMSG; /* no line of env may hold a line break */
+		} else if (!(quoted[i] = shell_quote(v))) {
+			r = -ENOMEM;
+		} else {
+			len += strlen("export =\n") + strlen(vars[i][0]) + strlen(quoted[i]);
+		}
+	}
+	json_decref(j);
+	if (r == 0 && !(text = malloc(len + 1))) {
+		r = -ENOMEM;
+	}
+	for (size_t i = 0; i < ELEMENTSOF(vars); i++) {
+		if (r == 0) {
+			at += (size_t)snprintf(text + at, len + 1 - at, "export %s=%s\n", vars[i][0], quoted[i]);
+		}
+		erase_and_free_str(quoted[i]);
+	}
+	if (r == 0) {
+		*ret = auth_blob_new(text, at);
+		r = *ret ? 0 : -ENOMEM;
+	}
+	if (text) {
+		erase_and_free(text, len);
+	}
+	return r;
+}
+
 static int sts_render(const struct target_info *info, const struct auth_session *s, enum auth_file f,
 		      struct auth_blob **ret)
 {
-	json_t *j;
-	char *text = NULL;
-	int n;
-
 	(void)info;
 	if (f == AUTH_FILE_CREDS_JSON) {
 		*ret = auth_blob_new_line(s->extra->data);
@@ -402,22 +478,7 @@ static int sts_render(const struct target_info *info, const struct auth_session 
 	if (f != AUTH_FILE_ENV) {
 		return -EINVAL;
 	}
-	j = json_loads(s->extra->data, 0, NULL);
-	/* Values are base64 and [A-Z0-9]: single quotes are safe for `. env`. */
-	n = asprintf(&text,
-		     "export AWS_ACCESS_KEY_ID='%s'\nexport AWS_SECRET_ACCESS_KEY='%s'\n"
-		     "export AWS_SESSION_TOKEN='%s'\nexport AWS_CREDENTIAL_EXPIRATION='%s'\n",
-		     json_string_value(json_object_get(j, "AccessKeyId")),
-		     json_string_value(json_object_get(j, "SecretAccessKey")),
-		     json_string_value(json_object_get(j, "SessionToken")),
-		     json_string_value(json_object_get(j, "Expiration")));
-	json_decref(j);
-	if (n < 0) {
-		return -ENOMEM;
-	}
-	*ret = auth_blob_new(text, (size_t)n);
-	erase_and_free(text, (size_t)n);
-	return *ret ? 0 : -ENOMEM;
+	return render_env(s->extra->data, ret);
 }
 
 static int sts_session_save(const struct target_info *info, const struct auth_session *s, struct secret **ret)
@@ -436,7 +497,9 @@ static int sts_session_load(const struct target_info *info, const char *text, si
 	int r = -EINVAL;
 
 	(void)info;
-	if (s && id && token && json_string_value(json_object_get(j, "SecretAccessKey")) &&
+	if (s && id && token &&
+	    !sts_credentials_invalid(id, json_string_value(json_object_get(j, "SecretAccessKey")), token,
+				     json_string_value(json_object_get(j, "Expiration"))) &&
 	    parse_expiration(json_string_value(json_object_get(j, "Expiration")), &s->expires_at) == 0) {
 		s->id = strdup(id);
 		s->token = secret_new_str(token);

@@ -62,6 +62,7 @@ struct auth_target {
 	struct target_counters counters;
 	struct file_access access[_AUTH_FILE_MAX + 1]; /* in effect: files, then the dir */
 	struct file_access access_saved[_AUTH_FILE_MAX + 1]; /* chown/chmod, on top of [access] */
+	char warning[256];            /* for status: insecure inherited settings, withheld defaults */
 	char **slot_ids;              /* sessions/ entries by slot */
 	uint64_t *slot_used;          /* when each slot was last used (slot_clock) */
 	uint64_t slot_clock;

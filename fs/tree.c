@@ -106,7 +106,7 @@ static int lookup_in_sessions(struct fs *fs, const struct node *dir, const char 
 	int slot;
 
 	if (!auth_session_id_valid(name)) {
-		return -ENOENT;
+		return -EINVAL; /* "%2e%2e", "a?b", "a#b": never a request */
 	}
 	t = auth_target_get(fs->core, dir->target_id);
 	if (!t) {
