@@ -100,7 +100,6 @@ static char *default_state_dir(void)
 
 static int load_config(const char *path, struct config **ret)
 {
-	char *abs = NULL;
 	int r;
 
 	if (!path && access("/etc/sessionfs.conf", F_OK) == 0) {
@@ -118,10 +117,8 @@ static int load_config(const char *path, struct config **ret)
 			(*ret)->state_dir = dir;
 		}
 	}
-	if ((*ret)->state_dir[0] != '/' && (abs = realpath((*ret)->state_dir, NULL))) {
-		free((*ret)->state_dir);
-		(*ret)->state_dir = abs;
-	}
+	/* A relative state_dir is made absolute by store_open(), before
+	 * fuse_daemonize() too, without resolving symlinks, which it refuses. */
 	return 0;
 }
 
