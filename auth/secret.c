@@ -2,6 +2,7 @@
  * MADV_DONTDUMP, and CRYPTO_secure_clear_free() wipes before freeing. */
 #include <openssl/crypto.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,9 +10,69 @@
 #include "log.h"
 #include "secret.h"
 
+void wiped_free(void *p)
+{
+	if (p) {
+		OPENSSL_cleanse(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
+void *wiped_realloc(void *p, size_t size)
+{
+	size_t old;
+	void *n;
+
+	if (!p) {
+		return malloc(size);
+	}
+	if (size == 0) {
+		wiped_free(p);
+		return NULL;
+	}
+	old = malloc_usable_size(p);
+	if (size <= old) {
+		return p; /* shrinking: the block stays, wiped when freed */
+	}
+	n = malloc(size);
+	if (n) {
+		memcpy(n, p, old);
+		wiped_free(p);
+	}
+	return n;
+}
+
+static void *crypto_malloc(size_t size, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	return malloc(size);
+}
+
+static void *crypto_realloc(void *p, size_t size, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	return wiped_realloc(p, size);
+}
+
+static void crypto_free(void *p, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	wiped_free(p);
+}
+
 int secret_init(size_t heap_size)
 {
-	int r = CRYPTO_secure_malloc_init(heap_size, 16);
+	int r;
+
+	/* OpenSSL's buffers (TLS records, decrypted responses) are wiped when
+	 * freed too; possible only before its first allocation. */
+	if (!CRYPTO_set_mem_functions(crypto_malloc, crypto_realloc, crypto_free)) {
+		log_warning("OpenSSL allocated memory before sessionfs could make it wipe its buffers");
+	}
+	r = CRYPTO_secure_malloc_init(heap_size, 16);
 
 	if (r == 0) {
 		return log_warning_errno(-ENOMEM, "Failed to set up the locked secret heap; secrets use the normal heap");

@@ -408,6 +408,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		return;
 	}
 	r = auth_file_write(t, n.file, buf, size);
+	explicit_bzero((char *)buf, size); /* libfuse's receive buffer: no password left in it */
 	auth_target_unref(t);
 	/* A resumed session: the next read must not get the old one from the
 	 * kernel's cache. This file itself is locked by this write: later. */
