@@ -302,6 +302,9 @@ static void state_fault(struct auth_target *t, const char *why, const char *prob
 		 problem, t->provider->name, t->name);
 	target_set_error(t, -EBADMSG, msg);
 	t->rejected = true;
+	/* Not even after an rm token: only written credentials count now. */
+	free(TAKE_PTR(t->user));
+	secret_free(TAKE_PTR(t->password));
 }
 
 /* Written credentials (in the store) win over configured ones. */

@@ -185,6 +185,9 @@ def test_credentials_file_readable_by_others_is_ignored(aos_mock, make_daemon):
     assert_bad_file(d, "lab", saved, "has mode 0644")
     assert aos_mock.is_live(d.read("aos/other/token").strip())
     assert aos_mock.logins == 1  # lab did not log in with what it may not trust
+    d.unlink(TOKEN)  # "try again" does not fall back to the configured password
+    assert_errno(d.read_err(TOKEN), (errno.EBADMSG, errno.ENOKEY), TOKEN)
+    assert aos_mock.logins == 1
 
 
 def test_symlinked_credentials_file_is_not_silently_ignored(aos_mock, make_daemon):
