@@ -151,20 +151,23 @@ void erase_and_free_str(char *s)
 	}
 }
 
+/* Formatted straight into the secret: vasprintf() would leave copies in the
+ * blocks its reallocs give back. */
 struct secret *secret_printf(const char *fmt, ...)
 {
 	struct secret *s;
-	char *tmp = NULL;
 	va_list ap;
 	int n;
 
 	va_start(ap, fmt);
-	n = vasprintf(&tmp, fmt, ap);
+	n = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);
-	if (n < 0) {
+	if (n < 0 || !(s = secret_alloc(sizeof(*s) + (size_t)n + 1))) {
 		return NULL;
 	}
-	s = secret_new(tmp, (size_t)n);
-	erase_and_free(tmp, (size_t)n);
+	s->len = (size_t)n;
+	va_start(ap, fmt);
+	vsnprintf(s->data, (size_t)n + 1, fmt, ap);
+	va_end(ap);
 	return s;
 }

@@ -54,5 +54,5 @@ static inline void erase_and_free_strp(char **s)
 }
 #define _cleanup_erase_ _cleanup_(erase_and_free_strp)
 
-/* A formatted secret; the temporary buffer is wiped. */
+/* A formatted secret, written straight into the secure heap (no temporary copy). */
 struct secret *secret_printf(const char *fmt, ...) _printf_(1, 2);

@@ -269,11 +269,17 @@ def test_metrics_follows_access(aos_mock, make_mount):
 
 # --- secrets in the daemon's memory -----------------------------------------
 
+SCAN_MAX_MAPPING = 1 << 30  # larger: a sanitizer's shadow memory, not a heap
+SCAN_CHUNK = 1 << 20
+
+
 def heap_copies(pid, needles):
     """How many times each needle (bytes) occurs in the process's heap: the
     brk heap and every anonymous writable mapping (malloc arenas, OpenSSL's
-    secure heap, thread stacks), read from /proc/PID/mem."""
+    secure heap, thread stacks), read from /proc/PID/mem in chunks that
+    overlap by a needle's length, so no occurrence is missed or counted twice."""
     counts = dict.fromkeys(needles, 0)
+    overlap = max(len(n) for n in needles) - 1
     with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
         for line in maps:
             fields = line.split()
@@ -281,13 +287,21 @@ def heap_copies(pid, needles):
             if not fields[1].startswith("rw") or name not in ("", "[heap]"):
                 continue
             start, end = (int(x, 16) for x in fields[0].split("-"))
-            try:
-                mem.seek(start)
-                data = mem.read(end - start)
-            except OSError:
+            if end - start > SCAN_MAX_MAPPING:
                 continue
-            for n in needles:
-                counts[n] += data.count(n)
+            tail = b""
+            for at in range(start, end, SCAN_CHUNK):
+                try:
+                    mem.seek(at)
+                    chunk = mem.read(min(SCAN_CHUNK, end - at))
+                except OSError:
+                    tail = b""
+                    continue
+                data = tail + chunk
+                for n in needles:
+                    # Occurrences wholly inside the old tail were counted already.
+                    counts[n] += data.count(n) - tail.count(n)
+                tail = data[-overlap:] if overlap else b""
     return counts
 
 
