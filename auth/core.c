@@ -298,8 +298,8 @@ static void state_fault(struct auth_target *t, const char *why, const char *prob
 	char msg[sizeof(t->last_error)];
 
 	log_error("%s/%s: ignoring untrusted or corrupt state: %s%s", t->provider->name, t->name, why, problem);
-	snprintf(msg, sizeof(msg), "untrusted or corrupt state: %s%s; ignored: write new credentials to %s/%s/credentials", why,
-		 problem, t->provider->name, t->name);
+	snprintf(msg, sizeof(msg), "untrusted or corrupt state: %s%s; ignored: write new credentials to %s/%s/credentials",
+		 why, problem, t->provider->name, t->name);
 	target_set_error(t, -EBADMSG, msg);
 	t->rejected = true;
 	/* Not even after an rm token: only written credentials count now. */
