@@ -115,5 +115,9 @@ int auth_file_access(struct auth_target *t, int f, uid_t *uid, gid_t *gid, mode_
 /* chown/chmod: (uid_t)-1, (gid_t)-1, (mode_t)-1 leave a field unchanged. */
 int auth_file_set_access(struct auth_target *t, int f, uid_t uid, gid_t gid, mode_t mode);
 
+/* Owner and mode of .metrics: the config's [access] rules for ".metrics";
+ * fields not set there are left as they are (default: 0400, the daemon's). */
+void auth_metrics_access(struct auth_core *core, uid_t *uid, gid_t *gid, mode_t *mode);
+
 /* Prometheus text exposition of every counter; never touches the network. */
 int auth_core_metrics(struct auth_core *core, struct auth_blob **ret);

@@ -2,6 +2,7 @@
  * the environment and mkdir; lookups by name and by id; rmdir. */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 
 #include "log.h"
@@ -306,6 +307,24 @@ static void cond_init_monotonic(pthread_cond_t *c)
 	pthread_condattr_destroy(&ca);
 }
 
+/* A state file of the target that cannot be trusted or read (why: "<path>:
+ * <problem>"): it is ignored and the target stays, in an error state that
+ * reads report, without logging in with credentials that may not be the ones
+ * meant, until new credentials are written. The daemon serves the rest. */
+static void state_fault(struct auth_target *t, const char *why, const char *problem)
+{
+	char msg[sizeof(t->last_error)];
+
+	log_error("%s/%s: ignoring untrusted or corrupt state: %s%s", t->provider->name, t->name, why, problem);
+	snprintf(msg, sizeof(msg), "untrusted or corrupt state: %s%s; ignored: write new credentials to %s/%s/credentials",
+		 why, problem, t->provider->name, t->name);
+	target_set_error(t, -EBADMSG, msg);
+	t->rejected = true;
+	/* Not even after an rm token: only written credentials count now. */
+	free(TAKE_PTR(t->user));
+	secret_free(TAKE_PTR(t->password));
+}
+
 static bool has_default_credentials(const struct auth_target *t)
 {
 	const struct target_config *d = t->info.defaults;
@@ -320,6 +339,7 @@ static int target_load_credentials(struct auth_target *t)
 {
 	_cleanup_secret_ struct secret *saved = NULL;
 	bool defaults = target_defaults_allowed(&t->info);
+	char why[PATH_MAX + 100];
 	int r;
 
 	if ((t->user = (char *)(defaults ? target_setting(&t->info, "user") : target_config_get(t->info.section, "user")))) {
@@ -356,17 +376,25 @@ static int target_load_credentials(struct auth_target *t)
 			return r;
 		}
 	}
+	if (store_check_target(t->core->store, t->provider->name, t->name, why, sizeof(why)) < 0) {
+		state_fault(t, why, "");
+		return 0;
+	}
+	snprintf(why, sizeof(why), "%s/%s/%s/credentials", store_path(t->core->store), t->provider->name, t->name);
 	r = store_load(t->core->store, t->provider->name, t->name, "credentials", &saved);
 	if (r == 0) {
 		char *user = NULL;
 		struct secret *password = NULL;
 		if (credentials_parse(saved->data, saved->len, &user, &password) < 0) {
-			return log_error_errno(-EBADMSG, "Saved credentials of %s/%s are corrupt", t->provider->name, t->name);
+			state_fault(t, why, ": corrupt (not user:password or {\"username\",\"password\"})");
+			return 0;
 		}
 		free(t->user);
 		secret_free(t->password);
 		t->user = user;
 		t->password = password;
+	} else if (r != -ENOENT) {
+		state_fault(t, why, ": cannot be read or trusted (see the log)");
 	}
 	return 0;
 }
@@ -573,6 +601,12 @@ int auth_target_destroy(struct auth_core *core, size_t provider, const char *nam
 
 	pthread_rwlock_wrlock(&core->registry_lock);
 	t = lookup_locked(core, provider, name);
+	if (t && t->info.section) {
+		/* It would be back at the next start. */
+		pthread_rwlock_unlock(&core->registry_lock);
+		log_warning("Not removing target %s/%s: it is configured; remove it from the config", t->provider->name, t->name);
+		return -EBUSY;
+	}
 	if (t) {
 		core->targets[t->id - 1] = NULL;
 	}

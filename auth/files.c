@@ -17,7 +17,7 @@ static const char *state_name(const struct auth_target *t)
 		return "valid";
 	}
 	if (t->rejected) {
-		return "rejected";
+		return t->last_errno == -EBADMSG ? "error" : "rejected"; /* an untrusted state file */
 	}
 	if (t->last_errno == -ENOKEY) {
 		return "no_credentials";
@@ -144,7 +144,7 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 	t->password = TAKE_PTR(password);
 	t->rejected = false;
 	t->failed_at = 0;
-	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED) {
+	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED || t->last_errno == -EBADMSG) {
 		t->last_errno = 0;
 	}
 	pthread_mutex_unlock(&t->lock);

@@ -63,16 +63,6 @@ static void usage(const char *prog)
 	       prog);
 }
 
-/* jansson's and libxml2's buffers may hold tokens: wipe them before they go
- * back to malloc. */
-static void free_wiped(void *p)
-{
-	if (p) {
-		OPENSSL_cleanse(p, malloc_usable_size(p));
-		free(p);
-	}
-}
-
 /* Tells systemd (Type=notify) that the mount is up. */
 static void notify_ready(void)
 {
@@ -100,7 +90,6 @@ static char *default_state_dir(void)
 
 static int load_config(const char *path, struct config **ret)
 {
-	char *abs = NULL;
 	int r;
 
 	if (!path && access("/etc/sessionfs.conf", F_OK) == 0) {
@@ -118,10 +107,8 @@ static int load_config(const char *path, struct config **ret)
 			(*ret)->state_dir = dir;
 		}
 	}
-	if ((*ret)->state_dir[0] != '/' && (abs = realpath((*ret)->state_dir, NULL))) {
-		free((*ret)->state_dir);
-		(*ret)->state_dir = abs;
-	}
+	/* A relative state_dir is made absolute by store_open(), before
+	 * fuse_daemonize() too, without resolving symlinks, which it refuses. */
 	return 0;
 }
 
@@ -222,9 +209,10 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	log_set_level(opts.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
-	json_set_alloc_funcs(malloc, free_wiped);
-	xmlMemSetup(free_wiped, malloc, realloc, strdup);
 	secret_init(SECRET_HEAP_SIZE);
+	/* Their buffers may hold tokens: wiped before they go back to malloc. */
+	json_set_alloc_funcs(malloc, wiped_free);
+	xmlMemSetup(wiped_free, malloc, wiped_realloc, strdup);
 	if (http_global_init() < 0 || load_config(options.config, &cfg) < 0 ||
 	    store_open(cfg->state_dir, &store) < 0 || auth_core_new(cfg, store, &fs.core) < 0) {
 		goto out;

@@ -95,10 +95,11 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	reply_attr(req, ino, fi != NULL);
 }
 
-/* chown and chmod of a target's files and directory (the kernel has checked
- * who may: default_permissions), saved; truncation to 0 of a writable file (as
- * `echo >` does) is accepted and means nothing. */
-static int setattr_target(struct fs *fs, struct node *n, const struct stat *attr, int to_set)
+/* chown and chmod of a target's files and directory, saved; only root (and
+ * the mounting user) may: [access] grants reading, and an owner it names must
+ * not widen that. Truncation to 0 of a writable file (as `echo >` does) is
+ * accepted and means nothing. */
+static int setattr_target(struct fs *fs, struct node *n, const struct stat *attr, int to_set, uid_t caller)
 {
 	struct auth_target *t = auth_target_get(fs->core, n->target_id);
 	const struct auth_file_info *info = NULL;
@@ -113,6 +114,9 @@ static int setattr_target(struct fs *fs, struct node *n, const struct stat *attr
 		info = tree_file_info(n);
 	}
 	if ((to_set & FUSE_SET_ATTR_SIZE) && (!info || attr->st_size != 0 || !(info->mode & 0200))) {
+		r = -EPERM;
+	}
+	if ((to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) && caller != 0 && caller != fs->uid) {
 		r = -EPERM;
 	}
 	/* Write-only files can never be made readable. */
@@ -138,7 +142,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 	(void)fi;
-	r = setattr_target(FS(req), &n, attr, to_set);
+	r = setattr_target(FS(req), &n, attr, to_set, fuse_req_ctx(req)->uid);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -494,6 +498,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		/* A resumed session: the next read must not get the old one. */
 		cache_drop_target(FS(req), n.target_id);
 	}
+	explicit_bzero((char *)buf, size); /* libfuse's receive buffer: no password left in it */
 	if (r < 0) {
 		h->error = r;
 		fuse_reply_err(req, -r);

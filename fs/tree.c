@@ -321,10 +321,13 @@ int tree_stat(struct fs *fs, const struct node *n_in, const struct fuse_ctx *cal
 		st->st_mode = S_IFDIR | 0755;
 		st->st_nlink = 2;
 		return 0;
-	case NODE_METRICS:
-		st->st_mode = S_IFREG | 0444;
+	case NODE_METRICS: {
+		mode_t perm = 0400; /* it names every target: [access] may open it up */
+		auth_metrics_access(fs->core, &st->st_uid, &st->st_gid, &perm);
+		st->st_mode = S_IFREG | (perm & 07777);
 		stat_dynamic(fs, &n, st, ret_timeout);
 		return 0;
+	}
 	case NODE_TARGET_DIR:
 		st->st_nlink = 2;
 		return stat_in_target(fs, &n, st);
