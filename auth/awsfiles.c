@@ -2,6 +2,7 @@
  * [profile NAME] (and [default]); in the credentials file they are [NAME]. */
 #include <errno.h>
 #include <ini.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "auth.h"
@@ -52,27 +53,66 @@ static int set(char **dst, const char *v)
 	return *dst ? 0 : -ENOMEM;
 }
 
+char **aws_profile_field(struct aws_profile *p, const char *key)
+{
+	static const struct { const char *key; size_t offset; } fields[] = {
+		{ "aws_access_key_id", offsetof(struct aws_profile, access_key_id) },
+		{ "region", offsetof(struct aws_profile, region) },
+		{ "mfa_serial", offsetof(struct aws_profile, mfa_serial) },
+		{ "duration_seconds", offsetof(struct aws_profile, duration_seconds) },
+		{ "role_arn", offsetof(struct aws_profile, role_arn) },
+		{ "source_profile", offsetof(struct aws_profile, source_profile) },
+		{ "credential_source", offsetof(struct aws_profile, credential_source) },
+		{ "external_id", offsetof(struct aws_profile, external_id) },
+		{ "role_session_name", offsetof(struct aws_profile, role_session_name) },
+		{ "source_identity", offsetof(struct aws_profile, source_identity) },
+		{ "tags", offsetof(struct aws_profile, tags) },
+		{ "endpoint_url", offsetof(struct aws_profile, endpoint_url) },
+		{ "services", offsetof(struct aws_profile, services) },
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
+		if (strcmp(key, fields[i].key) == 0) {
+			return (char **)((char *)p + fields[i].offset);
+		}
+	}
+	return NULL;
+}
+
+const char *aws_profile_string(const struct aws_profile *p, const char *key)
+{
+	char **field = aws_profile_field((struct aws_profile *)p, key);
+
+	return field ? *field : NULL;
+}
+
+static int set_secret(struct secret **dst, const char *v)
+{
+	secret_free(*dst);
+	*dst = secret_new_str(v);
+	return *dst ? 0 : -ENOMEM;
+}
+
 static int on_profile_line(void *userdata, const char *section, const char *key, const char *value)
 {
 	struct load *l = userdata;
 	const char *name = section_profile(section, l->config_file);
+	char **field;
 
 	if (!name || strcmp(name, l->profile) != 0) {
 		return 1;
 	}
 	l->found = true;
-	if (strcmp(key, "aws_access_key_id") == 0) {
-		l->r = set(&l->p->access_key_id, value);
+	if ((field = aws_profile_field(l->p, key))) {
+		l->r = set(field, value);
 	} else if (strcmp(key, "aws_secret_access_key") == 0) {
-		secret_free(l->p->secret_access_key);
-		l->p->secret_access_key = secret_new_str(value);
-		l->r = l->p->secret_access_key ? 0 : -ENOMEM;
-	} else if (strcmp(key, "region") == 0) {
-		l->r = set(&l->p->region, value);
-	} else if (strcmp(key, "mfa_serial") == 0) {
-		l->r = set(&l->p->mfa_serial, value);
-	} else if (strcmp(key, "duration_seconds") == 0) {
-		l->r = set(&l->p->duration_seconds, value);
+		l->r = set_secret(&l->p->secret_access_key, value);
+	} else if (strcmp(key, "aws_session_token") == 0) {
+		l->r = set_secret(&l->p->session_token, value);
+	} else if (strcmp(key, "credential_process") == 0) {
+		l->p->credential_process = true;
+	} else if (strncmp(key, "sso_", 4) == 0) {
+		l->p->sso = true;
 	}
 	return l->r == 0;
 }
@@ -108,12 +148,60 @@ int aws_profile_load(const char *profile, struct aws_profile *ret)
 
 void aws_profile_done(struct aws_profile *p)
 {
-	free(p->access_key_id);
+	char *strings[] = { p->access_key_id, p->region, p->mfa_serial, p->duration_seconds, p->role_arn,
+			    p->source_profile, p->credential_source, p->external_id, p->role_session_name,
+			    p->source_identity, p->tags, p->endpoint_url, p->services };
+
+	for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
+		free(strings[i]);
+	}
 	secret_free(p->secret_access_key);
-	free(p->region);
-	free(p->mfa_serial);
-	free(p->duration_seconds);
+	secret_free(p->session_token);
 	*p = (struct aws_profile){ 0 };
+}
+
+struct services {
+	const char *name, *service;
+	char *endpoint;
+	int r;
+};
+
+/* [services NAME] holds "sts =" followed by indented "endpoint_url = URL"
+ * lines, which libinih hands over as further values of "sts". */
+static int on_services_line(void *userdata, const char *section, const char *key, const char *value)
+{
+	struct services *s = userdata;
+	size_t klen = strcspn(value, " \t=");
+	const char *v = value + klen;
+
+	if (strncmp(section, "services ", 9) != 0 || strcmp(section + 9 + strspn(section + 9, " "), s->name) != 0 ||
+	    strcmp(key, s->service) != 0 || klen != strlen("endpoint_url") || strncmp(value, "endpoint_url", klen) != 0) {
+		return 1;
+	}
+	v += strspn(v, " \t");
+	if (*v != '=') {
+		return 1;
+	}
+	v++;
+	v += strspn(v, " \t");
+	s->r = set(&s->endpoint, v);
+	return s->r == 0;
+}
+
+int aws_services_endpoint(const char *name, const char *service, char **ret)
+{
+	_cleanup_free_ char *path = file_path("AWS_CONFIG_FILE", "config");
+	struct services s = { .name = name, .service = service };
+
+	if (path) {
+		ini_parse(path, on_services_line, &s);
+	}
+	if (s.r < 0 || !s.endpoint || !*s.endpoint) {
+		free(s.endpoint);
+		return s.r < 0 ? s.r : -ENOENT;
+	}
+	*ret = s.endpoint;
+	return 0;
 }
 
 struct names {
