@@ -1,12 +1,108 @@
-/* Reading the AWS shared files with libinih. In the config file profiles are
+/* Reading the AWS shared files. In the config file profiles are
  * [profile NAME] (and [default]); in the credentials file they are [NAME]. */
 #include <errno.h>
-#include <ini.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "auth.h"
 #include "awsfiles.h"
+
+#define AWS_FILE_MAX (1024 * 1024)
+
+static char *trim(char *s)
+{
+	char *end;
+
+	s += strspn(s, " \t");
+	end = s + strlen(s);
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r')) {
+		*--end = 0;
+	}
+	return s;
+}
+
+/* One line: a comment, [section], key = value (or key: value), or an
+ * indented continuation of the last key (nested settings). 0, or -EINVAL. */
+static int parse_line(char *line, char **section, char **key, aws_ini_handler handler, void *userdata, bool *stop)
+{
+	bool indented = *line == ' ' || *line == '\t';
+	char *s = trim(line), *sep;
+
+	if (!*s || *s == '#' || *s == ';') {
+		return 0;
+	}
+	if (*s == '[' && !indented) {
+		char *end = strrchr(s, ']');
+		if (!end) {
+			return -EINVAL;
+		}
+		*end = 0;
+		free(*section);
+		free(TAKE_PTR(*key));
+		*section = strdup(trim(s + 1));
+		return *section ? 0 : -ENOMEM;
+	}
+	if (indented && *key) {
+		*stop = !handler(userdata, *section ? *section : "", *key, s);
+		return 0;
+	}
+	sep = s + strcspn(s, "=:");
+	if (!*sep || sep == s) {
+		return -EINVAL;
+	}
+	*sep = 0;
+	free(*key);
+	if (!(*key = strdup(trim(s)))) {
+		return -ENOMEM;
+	}
+	*stop = !handler(userdata, *section ? *section : "", *key, trim(sep + 1));
+	return 0;
+}
+
+int aws_ini_parse_string(const char *text, aws_ini_handler handler, void *userdata)
+{
+	_cleanup_free_ char *section = NULL, *key = NULL;
+	bool stop = false;
+	int r = 0;
+
+	while (*text && !stop) {
+		size_t len = strcspn(text, "\n");
+		char *line = strndup(text, len);
+		int k;
+		if (!line) {
+			return -ENOMEM;
+		}
+		k = parse_line(line, &section, &key, handler, userdata, &stop);
+		erase_and_free(line, len);
+		if (k == -ENOMEM) {
+			return k;
+		}
+		r = r < 0 ? r : k;
+		text += len + (text[len] == '\n');
+	}
+	return stop ? -EINVAL : r;
+}
+
+int aws_ini_parse_file(const char *path, aws_ini_handler handler, void *userdata)
+{
+	_cleanup_erase_ char *text = NULL;
+	struct stat st;
+	FILE *f = fopen(path, "re");
+	size_t n;
+
+	if (!f) {
+		return -errno;
+	}
+	if (fstat(fileno(f), &st) < 0 || st.st_size > AWS_FILE_MAX || !(text = calloc(1, (size_t)st.st_size + 1))) {
+		fclose(f);
+		return -EFBIG;
+	}
+	n = fread(text, 1, (size_t)st.st_size, f);
+	fclose(f);
+	text[n] = 0;
+	return aws_ini_parse_string(text, handler, userdata);
+}
 
 static char *file_path(const char *env, const char *name)
 {
@@ -130,7 +226,7 @@ int aws_profile_load(const char *profile, struct aws_profile *ret)
 		_cleanup_free_ char *path = file_path(files[i].env, files[i].name);
 		struct load l = { .profile = profile, .p = &p, .config_file = files[i].config };
 		if (path) {
-			ini_parse(path, on_profile_line, &l); /* a missing file is no profile */
+			aws_ini_parse_file(path, on_profile_line, &l); /* a missing file is no profile */
 		}
 		if (l.r < 0) {
 			aws_profile_done(&p);
@@ -167,7 +263,7 @@ struct services {
 };
 
 /* [services NAME] holds "sts =" followed by indented "endpoint_url = URL"
- * lines, which libinih hands over as further values of "sts". */
+ * lines, which come as further values of "sts". */
 static int on_services_line(void *userdata, const char *section, const char *key, const char *value)
 {
 	struct services *s = userdata;
@@ -194,7 +290,7 @@ int aws_services_endpoint(const char *name, const char *service, char **ret)
 	struct services s = { .name = name, .service = service };
 
 	if (path) {
-		ini_parse(path, on_services_line, &s);
+		aws_ini_parse_file(path, on_services_line, &s);
 	}
 	if (s.r < 0 || !s.endpoint || !*s.endpoint) {
 		free(s.endpoint);
@@ -250,11 +346,11 @@ int aws_profiles_list(char ***ret_names, size_t *ret_n)
 	_cleanup_free_ char *creds = file_path("AWS_SHARED_CREDENTIALS_FILE", "credentials");
 
 	if (creds) {
-		ini_parse(creds, on_section, &n);
+		aws_ini_parse_file(creds, on_section, &n);
 	}
 	n.config_file = true;
 	if (config && n.r == 0) {
-		ini_parse(config, on_section, &n);
+		aws_ini_parse_file(config, on_section, &n);
 	}
 	if (n.r < 0) {
 		auth_strv_free(n.v, n.n);

@@ -7,6 +7,17 @@
 
 #include "secret.h"
 
+/* As libinih's handler: nonzero to go on. */
+typedef int (*aws_ini_handler)(void *userdata, const char *section, const char *key, const char *value);
+/* INI as botocore reads it: no limit on line length (session tokens are
+ * long), key = value or key: value, # and ; comment lines, indented lines
+ * continuing the last key (handed over as more values of it). -EINVAL when
+ * a line is malformed (the others are still handed over) or the handler
+ * stopped. */
+int aws_ini_parse_string(const char *text, aws_ini_handler handler, void *userdata);
+/* The same for a file (at most 1 MiB); -errno when it cannot be read. */
+int aws_ini_parse_file(const char *path, aws_ini_handler handler, void *userdata);
+
 struct aws_profile {
 	char *access_key_id;
 	struct secret *secret_access_key;

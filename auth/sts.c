@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
-#include <ini.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -299,7 +298,7 @@ static int sts_parse_credentials(const char *data, size_t len, char **ret_user, 
 		k.secret = secret ? secret_new_str(secret) : NULL;
 		k.token = token ? secret_new_str(token) : NULL;
 		json_decref(j);
-	} else if (ini_parse_string(text, on_key_line, &k) != 0) {
+	} else if (aws_ini_parse_string(text, on_key_line, &k) != 0) {
 		k.r = -EINVAL;
 	}
 	OPENSSL_cleanse(text, len);
