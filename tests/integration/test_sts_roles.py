@@ -20,7 +20,8 @@ import botocore.session
 import pytest
 from botocore.config import Config
 
-from tests.integration.harness import assert_errno
+from tests.integration.harness import aos_section, assert_errno
+from tests.integration.test_redfish import idrac_section
 from tests.integration.test_sts import (AWS, REGION, check_issued, cli_env, read_creds, run,
                                         status, status_errno)
 
@@ -422,3 +423,22 @@ def test_restart_resumes_role_credentials(sts_mock, make_daemon, tmp_path):
     d.start()
     assert read_creds(d, "r") == creds
     assert len(sts_mock.all_calls) == 1, "a restart asked STS again"
+
+
+# --- User-Agent --------------------------------------------------------------------
+
+def test_user_agent_on_every_request_of_every_provider(sts_mock, aos_mock, redfish_mock,
+                                                       make_daemon):
+    from tests.integration.test_sts import sts_section
+    key = sts_mock.new_key()
+    d = make_daemon(sts_section(sts_mock, key=key), aos_section(aos_mock, "lab"),
+                    idrac_section(redfish_mock, "bmc"))
+    d.read("sts/p/creds.json")
+    d.read("aos/lab/token")
+    d.read("idrac/bmc/token")
+    d.listdir("idrac/bmc/sessions")
+    agent = f"sessionfs/{daemon_version(d)}"
+    for mock in (sts_mock, aos_mock, redfish_mock):
+        assert mock.requests, mock
+        assert [r.headers.get("user-agent") for r in mock.requests] == \
+            [agent] * len(mock.requests), mock
