@@ -130,6 +130,9 @@ static int sts_default_credentials(const struct target_info *info, char **ret_us
 		return *ret_user ? 0 : -ENOMEM;
 	}
 	r = aws_profile_load(sts_profile_name(info), &p);
+	if (r == -ENOENT && target_setting(info, "role_arn")) {
+		r = 0; /* a role of the config file alone */
+	}
 	if (r < 0) {
 		return r;
 	}
@@ -674,6 +677,7 @@ static int sts_session_load(const struct target_info *info, const char *text, si
 	const char *id = json_string_value(json_object_get(j, "AccessKeyId"));
 	const char *token = json_string_value(json_object_get(j, "SessionToken"));
 	const char *arn = json_string_value(json_object_get(j, "AssumedRoleArn"));
+	bool role = arn != NULL;
 	int r = -EINVAL;
 
 	(void)info;
@@ -681,7 +685,7 @@ static int sts_session_load(const struct target_info *info, const char *text, si
 	    parse_expiration(json_string_value(json_object_get(j, "Expiration")), &s->expires_at) == 0) {
 		s->id = strdup(id);
 		s->token = secret_new_str(token);
-		if (arn) {
+		if (role) {
 			/* creds.json is the rest */
 			s->location = strdup(arn);
 			json_object_del(j, "AssumedRoleArn");
@@ -690,7 +694,7 @@ static int sts_session_load(const struct target_info *info, const char *text, si
 			s->extra = secret_new(text, len);
 			r = 0;
 		}
-		r = r < 0 ? r : s->id && s->token && s->extra && (!arn || s->location) ? 0 : -ENOMEM;
+		r = r < 0 ? r : s->id && s->token && s->extra && (!role || s->location) ? 0 : -ENOMEM;
 	}
 	json_decref(j);
 	if (r == 0) {
