@@ -241,7 +241,8 @@ def test_three_profile_chain(sts_mock, make_daemon, tmp_path):
     aws = aws_files(tmp_path, keys("base", key),
                     profile("mid", role_arn=middle, source_profile="base")
                     + profile("top", role_arn=top, source_profile="mid", duration_seconds=7200,
-                              role_session_name="chained"))
+                              role_session_name="chained", source_identity="alice",
+                              tags="team=infra,cost center=42"))
     d = make_daemon(env=daemon_env(sts_mock, aws), debug=True)
 
     issued = role_of(sts_mock, read_creds(d, "top"))
@@ -252,6 +253,11 @@ def test_three_profile_chain(sts_mock, make_daemon, tmp_path):
     assert second.access_key_id == first.credentials.access_key_id  # the middle role's
     assert second.params["DurationSeconds"] == "3600"  # role chaining: capped at 1 h
     assert second.params["RoleSessionName"] == "chained"
+    assert second.params["SourceIdentity"] == "alice"
+    assert {k: v for k, v in second.params.items() if k.startswith("Tags.")} == {
+        "Tags.member.1.Key": "team", "Tags.member.1.Value": "infra",
+        "Tags.member.2.Key": "cost center", "Tags.member.2.Value": "42"}
+    assert "SourceIdentity" not in first.params and "DurationSeconds" not in first.params
     assert status(d, "top")["assumed_role_arn"] == sts_mock.assumed_role_arn(top, "chained")
 
 
@@ -263,7 +269,10 @@ def test_source_profile_loop_is_einval(sts_mock, make_daemon, tmp_path):
                     + profile("y", role_arn=arn, source_profile="z")
                     + profile("z", role_arn=arn, source_profile="x")
                     + profile("self", role_arn=arn, source_profile="self")
-                    + profile("orphan", role_arn=arn, source_profile="nowhere"))
+                    + profile("orphan", role_arn=arn, source_profile="nowhere")
+                    + profile("short", role_arn=arn, source_profile="base", duration_seconds=100)
+                    + profile("bad-name", role_arn=arn, source_profile="base",
+                              role_session_name="no spaces"))
     d = make_daemon(env=daemon_env(sts_mock, aws))
 
     assert_errno(d.read_err("sts/x/creds.json"), errno.EINVAL)
@@ -275,6 +284,10 @@ def test_source_profile_loop_is_einval(sts_mock, make_daemon, tmp_path):
     assert "self -> self" in status(d, "self")["last_error"]
     assert_errno(d.read_err("sts/orphan/creds.json"), errno.EINVAL)
     assert "nowhere" in status(d, "orphan")["last_error"]
+    assert_errno(d.read_err("sts/short/creds.json"), errno.EINVAL)
+    assert "duration_seconds" in status(d, "short")["last_error"]
+    assert_errno(d.read_err("sts/bad-name/creds.json"), errno.EINVAL)
+    assert "role_session_name" in status(d, "bad-name")["last_error"]
     assert sts_mock.all_calls == []
 
 
