@@ -455,3 +455,25 @@ def test_user_agent_on_every_request_of_every_provider(sts_mock, aos_mock, redfi
         assert mock.requests, mock
         assert [r.headers.get("user-agent") for r in mock.requests] == \
             [agent] * len(mock.requests), mock
+
+
+# --- roles in the daemon's config -------------------------------------------------
+
+def test_role_in_an_sts_section(sts_mock, make_daemon, tmp_path):
+    from tests.integration.test_sts import sts_section
+    key, other = sts_mock.new_key(), sts_mock.new_key()
+    arn = sts_mock.add_role("deploy", trusted=[key[0], other[0]], external_id="abc-123")
+    aws = aws_files(tmp_path, keys("ci", key))
+    d = make_daemon(
+        sts_section(sts_mock, "deploy", role_arn=arn, source_profile="ci", external_id="abc-123",
+                    role_session_name="from-config"),
+        sts_section(sts_mock, "own-keys", key=other, role_arn=arn, external_id="abc-123"),
+        env=daemon_env(sts_mock, aws, endpoint=False))
+
+    assert role_of(sts_mock, read_creds(d, "deploy")).parent == key[0]
+    call = assume_calls(sts_mock)[-1]
+    assert call.params["RoleSessionName"] == "from-config"
+    assert call.params["ExternalId"] == "abc-123"
+    # Keys in the section are the role's source.
+    assert role_of(sts_mock, read_creds(d, "own-keys")).parent == other[0]
+    assert sts_mock.calls == []
