@@ -341,7 +341,7 @@ def test_temporary_source_credentials(sts_mock, make_daemon, tmp_path):
                     profile("from-file", role_arn=arn, source_profile="tmp")
                     + profile("from-env", role_arn=arn, credential_source="Environment")
                     + profile("written", role_arn=arn))
-    d = make_daemon(env=daemon_env(sts_mock, aws, AWS_ACCESS_KEY_ID=env_temp[0],
+    d = make_daemon(debug=True, env=daemon_env(sts_mock, aws, AWS_ACCESS_KEY_ID=env_temp[0],
                                    AWS_SECRET_ACCESS_KEY=env_temp[1],
                                    AWS_SESSION_TOKEN=env_temp[2]))
 
