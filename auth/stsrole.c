@@ -272,14 +272,15 @@ static int chain_resolve(struct auth_ctx *ctx, const struct sts_creds *own, stru
 
 /* --- AssumeRole --- */
 
-static void form_add(FILE *f, const char *name, const char *value)
+/* false when out of memory */
+static bool form_add(FILE *f, const char *name, const char *value)
 {
 	_cleanup_free_ char *escaped = http_escape(value);
 
-	fprintf(f, "&%s=%s", name, escaped ? escaped : "");
-	if (!escaped) {
-		fputs("\x01", f); /* out of memory: noticed below */
+	if (escaped) {
+		fprintf(f, "&%s=%s", name, escaped);
 	}
+	return escaped != NULL;
 }
 
 static bool session_name_valid(const char *s)
@@ -291,7 +292,7 @@ static bool session_name_valid(const char *s)
 }
 
 /* "Key=Value,Key=Value" as Tags.member.N.Key / .Value. */
-static int form_add_tags(FILE *f, const char *tags)
+static int form_add_tags(FILE *f, const char *tags, bool *ok)
 {
 	_cleanup_free_ char *copy = strdup(tags);
 	char *save = NULL, name[64];
@@ -307,9 +308,9 @@ static int form_add_tags(FILE *f, const char *tags)
 		}
 		*eq = 0;
 		snprintf(name, sizeof(name), "Tags.member.%u.Key", n);
-		form_add(f, name, tag);
+		*ok = form_add(f, name, tag) && *ok;
 		snprintf(name, sizeof(name), "Tags.member.%u.Value", n);
-		form_add(f, name, eq + 1);
+		*ok = form_add(f, name, eq + 1) && *ok;
 	}
 	return 0;
 }
@@ -323,6 +324,7 @@ static int assume_role_body(struct auth_ctx *ctx, const struct hop *h, bool chai
 	char *body = NULL;
 	size_t len = 0;
 	long duration = 0;
+	bool ok;
 	FILE *f;
 	int r = 0;
 
@@ -346,25 +348,23 @@ static int assume_role_body(struct auth_ctx *ctx, const struct hop *h, bool chai
 		return -ENOMEM;
 	}
 	fputs("Action=AssumeRole&Version=2011-06-15", f);
-	form_add(f, "RoleArn", h->p.role_arn);
-	form_add(f, "RoleSessionName", name);
+	ok = form_add(f, "RoleArn", h->p.role_arn) && form_add(f, "RoleSessionName", name);
 	if (duration) {
 		fprintf(f, "&DurationSeconds=%ld", duration);
 	}
 	if (h->p.external_id) {
-		form_add(f, "ExternalId", h->p.external_id);
+		ok = form_add(f, "ExternalId", h->p.external_id) && ok;
 	}
 	if (mfa_serial) {
-		form_add(f, "SerialNumber", mfa_serial);
-		form_add(f, "TokenCode", secret_str(ctx->mfa_code));
+		ok = form_add(f, "SerialNumber", mfa_serial) && form_add(f, "TokenCode", secret_str(ctx->mfa_code)) && ok;
 	}
 	if (h->p.source_identity) {
-		form_add(f, "SourceIdentity", h->p.source_identity);
+		ok = form_add(f, "SourceIdentity", h->p.source_identity) && ok;
 	}
 	if (h->p.tags) {
-		r = form_add_tags(f, h->p.tags);
+		r = form_add_tags(f, h->p.tags, &ok);
 	}
-	if (fclose(f) != 0 || !body || strchr(body, '\x01')) {
+	if (fclose(f) != 0 || !body || !ok) {
 		erase_and_free_str(body);
 		return -ENOMEM;
 	}
