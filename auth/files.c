@@ -47,6 +47,9 @@ static int render_status(struct auth_target *t, struct auth_blob **ret)
 		      "counters", "logins", (json_int_t)t->counters.logins, "failures", (json_int_t)t->counters.failures,
 		      "refreshes", (json_int_t)t->counters.refreshes, "reads", (json_int_t)t->counters.reads,
 		      "reader_waits", (json_int_t)t->counters.reader_waits);
+	if (j && t->provider->status_extra) {
+		t->provider->status_extra(&t->info, t->session, j);
+	}
 	text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	json_decref(j);
 	if (!text) {

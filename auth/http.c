@@ -311,6 +311,7 @@ static void setup(CURL *e, const struct http_request *req, struct curl_slist *he
 {
 	curl_easy_setopt(e, CURLOPT_SHARE, loop.share);
 	curl_easy_setopt(e, CURLOPT_URL, req->url);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "sessionfs/" SESSIONFS_VERSION);
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 30000L);

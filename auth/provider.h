@@ -17,7 +17,7 @@ struct auth_session {
 	struct secret *token;
 	struct secret *extra;
 	char *id;          /* server-side id (Redfish session Id), or NULL */
-	char *location;    /* server-side URI path (Redfish), or NULL */
+	char *location;    /* server-side URI path (Redfish), assumed-role ARN (STS), or NULL */
 	time_t expires_at; /* 0: unknown, valid until the server says otherwise */
 	time_t obtained_at;
 };
@@ -126,6 +126,9 @@ struct auth_provider {
 	int (*sessions_list)(struct auth_ctx *ctx, const struct auth_session *s, char ***ret_ids, size_t *ret_n);
 	int (*sessions_get)(struct auth_ctx *ctx, const struct auth_session *s, const char *id, struct auth_blob **ret);
 	int (*sessions_delete)(struct auth_ctx *ctx, const struct auth_session *s, const char *id);
+	/* Optional (STS: role ARNs, MFA sessions): more members for `status`,
+	 * from memory only. status is borrowed; s may be NULL. */
+	void (*status_extra)(const struct target_info *info, const struct auth_session *s, json_t *status);
 };
 
 extern const struct auth_provider aos_provider;
