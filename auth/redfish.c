@@ -12,12 +12,15 @@
 
 #define DEFAULT_SESSION_TIMEOUT 1800 /* DSP0266's usual default, when the BMC won't say */
 
+enum { FILE_TOKEN, FILE_SESSION_JSON };
+
 static const struct auth_file_info redfish_files[] = {
-	{ "token", AUTH_FILE_TOKEN, S_IFREG | 0400, true },
-	{ "session.json", AUTH_FILE_SESSION_JSON, S_IFREG | 0400, true },
-	{ "credentials", AUTH_FILE_CREDENTIALS, S_IFREG | 0200, false },
-	{ "status", AUTH_FILE_STATUS, S_IFREG | 0400, false },
-	{ "sessions", AUTH_FILE_SESSIONS_DIR, S_IFDIR | 0700, false },
+	{ "token", S_IFREG | 0400, AUTH_FILE_SESSION, AUTH_FILE_LOGOUT, FILE_TOKEN, NULL },
+	/* Read-only to users; root's write resumes a session, as for AOS. */
+	{ "session.json", S_IFREG | 0400, AUTH_FILE_SESSION, AUTH_FILE_RESUME, FILE_SESSION_JSON, NULL },
+	{ "credentials", S_IFREG | 0200, AUTH_FILE_CREDENTIALS, 0, 0, NULL },
+	{ "status", S_IFREG | 0400, AUTH_FILE_STATUS, 0, 0, NULL },
+	{ "sessions", S_IFDIR | 0700, AUTH_FILE_SESSIONS, 0, 0, NULL },
 };
 
 static const char *const fallback_uris[] = {
@@ -366,18 +369,6 @@ static int redfish_logout(struct auth_ctx *ctx, const struct auth_session *s)
 	return r;
 }
 
-/* Before the idle timeout runs out: margin ahead, or halfway for short timeouts. */
-static time_t redfish_refresh_at(const struct target_info *info, const struct auth_session *s, int margin)
-{
-	struct details d;
-	json_t *j = details_load(s, &d);
-	time_t ahead = d.timeout / 2 < margin ? (time_t)d.timeout / 2 : margin;
-
-	(void)info;
-	json_decref(j);
-	return s->expires_at - ahead;
-}
-
 static json_t *session_json(const struct auth_session *s, bool for_store)
 {
 	struct details d;
@@ -399,29 +390,31 @@ static int redfish_session_save(const struct target_info *info, const struct aut
 	return auth_json_secret(session_json(s, true), JSON_COMPACT, ret);
 }
 
-static int redfish_render(const struct target_info *info, const struct auth_session *s, enum auth_file f,
-			  struct auth_blob **ret)
+static int redfish_render(const struct target_info *info, const struct auth_session *s,
+			  const struct auth_file_info *f, struct auth_blob **ret)
 {
 	_cleanup_secret_ struct secret *text = NULL;
+	struct auth_blob *b;
 	int r;
 
 	(void)info;
-	if (f == AUTH_FILE_TOKEN) {
+	if (f->id == FILE_TOKEN) {
 		if (!validate_token(secret_str(s->token))) {
 			return -EBADMSG; /* never reached: checked when stored */
 		}
-		*ret = auth_blob_new(s->token->data, s->token->len);
-		return *ret ? 0 : -ENOMEM;
+		b = auth_blob_new(s->token->data, s->token->len);
+	} else {
+		r = auth_json_secret(session_json(s, false), JSON_INDENT(2), &text);
+		if (r < 0) {
+			return r;
+		}
+		b = auth_blob_new_line(text->data);
 	}
-	if (f != AUTH_FILE_SESSION_JSON) {
-		return -EINVAL;
+	if (!b) {
+		return -ENOMEM;
 	}
-	r = auth_json_secret(session_json(s, false), JSON_INDENT(2), &text);
-	if (r < 0) {
-		return r;
-	}
-	*ret = auth_blob_new_line(text->data);
-	return *ret ? 0 : -ENOMEM;
+	*ret = b;
+	return 0;
 }
 
 /* A saved session, as written by redfish_session_save(). Its expiry is unknown
@@ -532,7 +525,7 @@ int redfish_members_reply(struct auth_ctx *ctx, const struct http_response *resp
 	ids = calloc(json_array_size(members) + 1, sizeof(*ids));
 	json_array_foreach(members, i, m) {
 		const char *uri = json_string_value(json_object_get(m, "@odata.id"));
-		if (ids && uri && auth_session_id_valid(last_segment(uri)) && (ids[n] = strdup(last_segment(uri)))) {
+		if (ids && uri && validate_redfish_id(last_segment(uri)) && (ids[n] = strdup(last_segment(uri)))) {
 			n++;
 		}
 	}
@@ -597,22 +590,20 @@ const struct auth_provider redfish_provider = {
 	.name = "idrac",
 	.files = redfish_files,
 	.n_files = ELEMENTSOF(redfish_files),
+	.features = AUTH_PROVIDER_HOST_NAMES | AUTH_PROVIDER_RENEWS_IN_PLACE | AUTH_PROVIDER_LOGOUT_REPLACED |
+		    AUTH_PROVIDER_LOGOUT_ON_EXIT,
 	.default_port = 443,
-	.default_logout_on_exit = true,
-	.credentials_hint = "write user:password to credentials, or set user and password (or password_file, password_env) in the config",
 	.min_validity = 0,
+	.credentials_hint = "write user:password to credentials, or set user and password (or password_file, password_env) in the config",
+	.env_user = "IDRAC_USERNAME",
+	.env_password = "IDRAC_PASSWORD",
 	.login = redfish_login,
 	.validate = redfish_validate,
 	.logout = redfish_logout,
-	.refresh = redfish_validate,
-	.renews_in_place = true,
-	.refresh_at = redfish_refresh_at,
-	.logout_replaced = true,
-	.env_user = "IDRAC_USERNAME",
-	.env_password = "IDRAC_PASSWORD",
 	.render = redfish_render,
 	.session_save = redfish_session_save,
 	.session_load = redfish_session_load,
+	.refresh = redfish_validate,
 	.sessions_list = redfish_sessions_list,
 	.sessions_get = redfish_sessions_get,
 	.sessions_delete = redfish_sessions_delete,

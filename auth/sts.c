@@ -13,14 +13,30 @@
 #include "sts.h"
 
 #define BOTOCORE_REFRESH_WINDOW 900 /* 15 min: the CLI refreshes on every call below it */
-#define MIN_REFRESH_INTERVAL 10
+
+/* An MFA code: six digits (and the newline echo adds); fewer digits may
+ * still become one. */
+static int check_mfa(const char *data, size_t len)
+{
+	size_t digits = strspn(data, "0123456789");
+
+	if (digits > len) {
+		digits = len;
+	}
+	if (digits == 6 && (len == 6 || (len == 7 && data[6] == '\n'))) {
+		return 0;
+	}
+	return digits == len && len < 6 ? -ENODATA : -EINVAL;
+}
+
+enum { FILE_CREDS_JSON, FILE_ENV };
 
 static const struct auth_file_info sts_files[] = {
-	{ "creds.json", AUTH_FILE_CREDS_JSON, S_IFREG | 0400, true },
-	{ "env", AUTH_FILE_ENV, S_IFREG | 0400, true },
-	{ "credentials", AUTH_FILE_CREDENTIALS, S_IFREG | 0200, false },
-	{ "mfa", AUTH_FILE_MFA, S_IFREG | 0200, false },
-	{ "status", AUTH_FILE_STATUS, S_IFREG | 0400, false },
+	{ "creds.json", S_IFREG | 0400, AUTH_FILE_SESSION, AUTH_FILE_LOGOUT, FILE_CREDS_JSON, NULL },
+	{ "env", S_IFREG | 0400, AUTH_FILE_SESSION, 0, FILE_ENV, NULL },
+	{ "credentials", S_IFREG | 0200, AUTH_FILE_CREDENTIALS, 0, 0, NULL },
+	{ "mfa", S_IFREG | 0200, AUTH_FILE_ONE_TIME, 0, 0, check_mfa },
+	{ "status", S_IFREG | 0400, AUTH_FILE_STATUS, 0, 0, NULL },
 };
 
 const char *sts_profile_name(const struct target_info *info)
@@ -479,8 +495,8 @@ static int request_body(struct auth_ctx *ctx, char **ret)
 	if (duration) {
 		fprintf(f, "&DurationSeconds=%ld", strtol(duration, NULL, 10));
 	}
-	if (serial && ctx->mfa_code) {
-		fprintf(f, "&SerialNumber=%s&TokenCode=%s", serial_escaped, secret_str(ctx->mfa_code));
+	if (serial && ctx->one_time) {
+		fprintf(f, "&SerialNumber=%s&TokenCode=%s", serial_escaped, secret_str(ctx->one_time));
 	}
 	if (fclose(f) != 0) {
 		erase_and_free_str(body);
@@ -556,31 +572,25 @@ int sts_request(struct auth_ctx *ctx, const char *action, const char *body, cons
 {
 	_cleanup_free_ char *region = region_of(ctx->info);
 	_cleanup_secret_ struct secret *userpwd = NULL, *token_header = NULL;
-	const struct secret *secret_headers[] = { NULL, NULL };
 	struct http_response resp = { 0 };
-	char sigv4[128], url[1024];
+	char sigv4[128];
 	int r;
 
 	userpwd = secret_printf("%s:%s", c->id, secret_str(c->secret));
 	if (c->token) {
 		token_header = secret_printf("X-Amz-Security-Token: %s", secret_str(c->token));
-		secret_headers[0] = token_header;
 	}
 	if (!region || !userpwd || (c->token && !token_header)) {
 		return -ENOMEM;
 	}
 	snprintf(sigv4, sizeof(sigv4), "aws:amz:%s:sts", region);
-	snprintf(url, sizeof(url), "%s/", ctx->info->base_url);
 	log_debug("sts/%s: %s signed with %s (key %s)", ctx->info->name, action, c->origin, c->id);
-	r = http_perform(&(struct http_request){
-		.method = "POST", .url = url, .body = body, .body_len = strlen(body),
+	r = auth_call(ctx, &(struct auth_call){
+		.method = "POST", .path = "/", .auth_header = token_header, .body = body, .body_len = strlen(body),
 		.content_type = "application/x-www-form-urlencoded; charset=utf-8",
-		.secret_headers = secret_headers,
-		.timeout_ms = auth_ctx_timeout_ms(ctx), .tls = &ctx->info->tls, .aws_sigv4 = sigv4, .userpwd = userpwd,
+		.aws_sigv4 = sigv4, .userpwd = userpwd,
 	}, &resp);
-	if (r < 0) {
-		r = auth_ctx_transport_fail(ctx, r, &resp);
-	} else {
+	if (r == 0) {
 		r = sts_reply(ctx, action, c, &resp, ret);
 	}
 	http_response_done(&resp);
@@ -634,8 +644,11 @@ static int sts_login(struct auth_ctx *ctx, struct auth_session **ret)
 static int sts_validate(struct auth_ctx *ctx, const struct auth_session *s, time_t *ret_expires_at)
 {
 	(void)ctx;
+	if (s->expires_at <= now_real()) {
+		return -ESTALE;
+	}
 	*ret_expires_at = 0;
-	return s->expires_at > now_real() ? 0 : -ESTALE;
+	return 0;
 }
 
 static int sts_logout(struct auth_ctx *ctx, const struct auth_session *s)
@@ -643,15 +656,6 @@ static int sts_logout(struct auth_ctx *ctx, const struct auth_session *s)
 	(void)ctx;
 	(void)s;
 	return 0; /* STS has no way to revoke session credentials; dropping them is all */
-}
-
-/* Ahead of botocore's 15-minute window, never more often than every 10 s. */
-static time_t sts_refresh_at(const struct target_info *info, const struct auth_session *s, int margin)
-{
-	time_t due = s->expires_at - BOTOCORE_REFRESH_WINDOW - margin;
-
-	(void)info;
-	return due > s->obtained_at + MIN_REFRESH_INTERVAL ? due : s->obtained_at + MIN_REFRESH_INTERVAL;
 }
 
 /* `export NAME='value'` lines; the values were checked when stored, and are
@@ -700,18 +704,46 @@ static int render_env(const char *extra, struct auth_blob **ret)
 	return r;
 }
 
-static int sts_render(const struct target_info *info, const struct auth_session *s, enum auth_file f,
+static int sts_render(const struct target_info *info, const struct auth_session *s, const struct auth_file_info *f,
 		      struct auth_blob **ret)
 {
+	struct auth_blob *b;
+
 	(void)info;
-	if (f == AUTH_FILE_CREDS_JSON) {
-		*ret = auth_blob_new_line(s->extra->data);
-		return *ret ? 0 : -ENOMEM;
+	if (f->id == FILE_ENV) {
+		return render_env(s->extra->data, ret);
 	}
-	if (f != AUTH_FILE_ENV) {
-		return -EINVAL;
+	b = auth_blob_new_line(s->extra->data);
+	if (!b) {
+		return -ENOMEM;
 	}
-	return render_env(s->extra->data, ret);
+	*ret = b;
+	return 0;
+}
+
+/* Every profile of the AWS shared files is a target. */
+static int sts_discover(struct auth_found **ret, size_t *ret_n)
+{
+	struct auth_found *found;
+	char **names = NULL;
+	size_t n = 0;
+	int r = aws_profiles_list(&names, &n);
+
+	if (r < 0) {
+		return r;
+	}
+	found = calloc(n ?: 1, sizeof(*found));
+	if (!found) {
+		auth_strv_free(names, n);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		found[i].name = TAKE_PTR(names[i]);
+	}
+	free(names);
+	*ret = found;
+	*ret_n = n;
+	return 0;
 }
 
 /* Saved: the creds.json object, plus the assumed role's ARN if any. */
@@ -772,20 +804,19 @@ const struct auth_provider sts_provider = {
 	.files = sts_files,
 	.n_files = ELEMENTSOF(sts_files),
 	.default_port = 443,
-	.default_logout_on_exit = false,
 	.min_validity = BOTOCORE_REFRESH_WINDOW,
 	.credentials_hint = "write aws_access_key_id and aws_secret_access_key lines (or JSON {\"AccessKeyId\",\"SecretAccessKey\"}), or put the keys in the shared AWS credentials file",
+	.one_time_hint = "MFA required: write the current code to",
 	.login = sts_login,
 	.validate = sts_validate,
 	.logout = sts_logout,
-	.refresh_at = sts_refresh_at,
 	.render = sts_render,
 	.session_save = sts_session_save,
 	.session_load = sts_session_load,
 	.init_info = sts_init_info,
 	.default_credentials = sts_default_credentials,
 	.parse_credentials = sts_parse_credentials,
-	.discover_targets = aws_profiles_list,
-	.needs_mfa = sts_needs_mfa,
+	.discover = sts_discover,
+	.needs_one_time = sts_needs_mfa,
 	.status_extra = sts_role_status,
 };

@@ -14,7 +14,6 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#include "../auth/http.h"
 #include "../auth/log.h"
 #include "fs.h"
 
@@ -138,10 +137,7 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 	}
 	r = cache_start(fs);
 	if (r == 0) {
-		r = http_start();
-	}
-	if (r == 0) {
-		r = auth_core_start(fs->core);
+		r = auth_core_start(fs->core); /* and with it HTTP */
 	}
 	if (r == 0) {
 		log_info("Mounted on %s", opts->mountpoint);
@@ -213,7 +209,7 @@ int main(int argc, char *argv[])
 	/* Their buffers may hold tokens: wiped before they go back to malloc. */
 	json_set_alloc_funcs(malloc, wiped_free);
 	xmlMemSetup(wiped_free, malloc, wiped_realloc, strdup);
-	if (http_global_init() < 0 || load_config(options.config, &cfg) < 0 ||
+	if (load_config(options.config, &cfg) < 0 ||
 	    store_open(cfg->state_dir, &store) < 0 || auth_core_new(cfg, store, &fs.core) < 0) {
 		goto out;
 	}
@@ -225,13 +221,12 @@ int main(int argc, char *argv[])
 	fuse_opt_add_arg(&args, "-ofsname=sessionfs,subtype=sessionfs");
 	r = run(&fs, &args, &opts) < 0;
 out:
-	auth_core_free(fs.core); /* logs out where logout_on_exit says so */
+	auth_core_free(fs.core); /* logs out where logout_on_exit says so, ends HTTP */
 	if (fs.se) {
 		fuse_session_destroy(fs.se);
 	}
 	store_free(store);
 	config_free(cfg);
-	http_global_cleanup();
 	free(opts.mountpoint);
 	free(options.config);
 	free(options.nonopt[0]);
