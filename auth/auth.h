@@ -18,7 +18,7 @@ enum auth_file_role {
 	AUTH_FILE_SESSION,     /* read: rendered from the session by the provider (may log in) */
 	AUTH_FILE_STATUS,      /* read: the target's state, rendered by the core from memory */
 	AUTH_FILE_CREDENTIALS, /* write: credentials (the provider's parse_credentials), saved */
-	AUTH_FILE_ONE_TIME,    /* write: a value the next login uses once (STS: the MFA code) */
+	AUTH_FILE_ONE_TIME,    /* write: a value the next login uses once (a one-time code) */
 	AUTH_FILE_SESSIONS,    /* directory: the sessions on the server (sessions_* hooks) */
 };
 
@@ -110,7 +110,7 @@ int auth_file_check(struct auth_target *t, unsigned f, const char *data, size_t 
 int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t len);
 int auth_file_unlink(struct auth_target *t, unsigned f);
 
-/* Sessions on the server (Redfish sessions/): ids, one entry, delete. Deleting
+/* Sessions on the server (an AUTH_FILE_SESSIONS directory): ids, one entry, delete. Deleting
  * one that is already gone succeeds. */
 int auth_sessions_list(struct auth_target *t, char ***ret_ids, size_t *ret_n);
 int auth_sessions_read(struct auth_target *t, const char *id, struct auth_blob **ret);

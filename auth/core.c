@@ -526,8 +526,8 @@ static void adopt_found(struct auth_target *t, struct auth_found *f)
 	pthread_mutex_unlock(&t->lock);
 }
 
-/* Targets a provider finds by itself: every profile of the AWS files, the
- * server its tools' environment variables name. */
+/* Targets a provider finds by itself (its discover hook): in its tools'
+ * files or environment variables. */
 static int add_found_targets(struct auth_core *core, size_t provider)
 {
 	const struct auth_provider *p = auth_providers[provider];

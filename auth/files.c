@@ -154,7 +154,7 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 	return 0;
 }
 
-/* A value for the next login (STS: the MFA code), as the file's check()
+/* A value for the next login (a one-time code), as the file's check()
  * accepts it, without the newline echo adds. */
 static int write_one_time(struct auth_target *t, const struct auth_file_info *fi, const char *data, size_t len)
 {
@@ -196,7 +196,7 @@ static int check_json(const char *data, size_t len)
 }
 
 /* Text lines: a line still being written, or complete "key = value" lines
- * (INI, as the AWS files) that may yet be joined by the missing key, may
+ * (INI) that may yet be joined by the missing key, may
  * become valid; anything else can't. */
 static int check_lines(const char *data, size_t len)
 {

@@ -14,8 +14,8 @@
 
 /* The lifetime rule (README, "How sessions are kept"): a session of lifetime
  * L is served while more than min(min_validity, L/2) seconds are left. A
- * session that can never meet the provider's minimum (a 900 s STS credential
- * against botocore's 15 minutes) is served for half its life instead of being
+ * session that can never meet the provider's minimum (a 900 s credential
+ * against a 15-minute minimum) is served for half its life instead of being
  * replaced in a loop. */
 static time_t serve_floor(const struct auth_target *t, const struct auth_session *s)
 {
@@ -375,7 +375,7 @@ static int lead(struct auth_target *t, bool background, double deadline)
 	ctx_done(&ctx);
 	auth_session_free(pending);
 	auth_session_free(current);
-	auth_session_free(old); /* AOS tokens expire by themselves; readers may still use the old one */
+	auth_session_free(old); /* replaced, not logged out: readers may still use the old one until it expires */
 	return r;
 }
 
@@ -559,7 +559,7 @@ static void refresh_one(struct auth_target *t)
 	if (t->removed || t->rejected || !t->session) {
 		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
 	} else if (!t->hot) {
-		/* Not read since the last renewal: let it lapse (frees a BMC slot);
+		/* Not read since the last renewal: let it lapse (frees a server slot);
 		 * the next read renews it or logs in. */
 		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
 		t->dormant = true;

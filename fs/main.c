@@ -55,7 +55,7 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 static void usage(const char *prog)
 {
 	printf("usage: %s [options] MOUNTPOINT\n\n"
-	       "Authentication sessions as files: cat MOUNTPOINT/aos/NAME/token.\n\n"
+	       "Authentication sessions as files: cat MOUNTPOINT/PROVIDER/TARGET/token.\n\n"
 	       "sessionfs options:\n"
 	       "    -o config=FILE         config file (default /etc/sessionfs.conf if present)\n"
 	       "    -o allow_other         let other users in, as [access] in the config allows\n\n",

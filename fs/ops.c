@@ -344,7 +344,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 	free(b.data);
 }
 
-/* Write-only files (credentials, mfa) can't be read, not even by root. */
+/* Write-only files (credentials, one-time codes) can't be read, not even by root. */
 static bool readable(const struct node *n)
 {
 	const struct auth_file_info *fi;
