@@ -9,6 +9,7 @@
 	X(aos)        \
 	X(redfish)    \
 	X(sts)        \
+	X(oauth2)     \
 	/* end of the list */
 
 #define DECLARE(p) extern const struct auth_provider p##_provider;

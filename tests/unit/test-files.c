@@ -30,6 +30,11 @@ static const struct expected tables[] = {
 	{ "sts", "credentials", S_IFREG | 0200, AUTH_FILE_CREDENTIALS, 0 },
 	{ "sts", "mfa", S_IFREG | 0200, AUTH_FILE_ONE_TIME, 0 },
 	{ "sts", "status", S_IFREG | 0400, AUTH_FILE_STATUS, 0 },
+	{ "oauth2", "token", S_IFREG | 0400, AUTH_FILE_SESSION, AUTH_FILE_LOGOUT },
+	{ "oauth2", "header", S_IFREG | 0400, AUTH_FILE_SESSION, 0 },
+	{ "oauth2", "session.json", S_IFREG | 0400, AUTH_FILE_SESSION, 0 },
+	{ "oauth2", "credentials", S_IFREG | 0200, AUTH_FILE_CREDENTIALS, 0 },
+	{ "oauth2", "status", S_IFREG | 0400, AUTH_FILE_STATUS, 0 },
 };
 
 /* Each provider's table is exactly the lines above, in that order. */
