@@ -55,7 +55,7 @@ int target_load_access(struct auth_target *t)
 {
 	const struct config *cfg = t->core->cfg;
 	_cleanup_secret_ struct secret *saved = NULL;
-	json_t *j = NULL;
+	json_auto_t *j = NULL;
 
 	for (int f = 0; f <= AUTH_FILES_MAX; f++) {
 		const char *name = f == AUTH_TARGET_DIR ? "" : file_name(t, f);
@@ -79,7 +79,6 @@ int target_load_access(struct auth_target *t)
 				apply_json(&t->access[f], json_object_get(j, name));
 			}
 		}
-		json_decref(j);
 	}
 	return 0;
 }
@@ -145,7 +144,7 @@ static json_t *access_json(const struct file_access *a)
 /* Saves every override of the target (access_lock held). */
 static int save_access(struct auth_target *t)
 {
-	json_t *j = json_object();
+	json_auto_t *j = json_object();
 	char *text;
 	int r;
 
@@ -157,7 +156,6 @@ static int save_access(struct auth_target *t)
 		}
 	}
 	text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-	json_decref(j);
 	if (!text) {
 		return -ENOMEM;
 	}

@@ -398,6 +398,7 @@ int read_secret_file(const char *path, struct secret **ret)
 {
 	_cleanup_free_ char *real = NULL;
 	char buf[65536];
+	struct secret *s;
 	struct stat st;
 	ssize_t n;
 	int fd;
@@ -428,9 +429,23 @@ int read_secret_file(const char *path, struct secret **ret)
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
 		n--;
 	}
-	*ret = secret_new(buf, (size_t)n);
+	s = secret_new(buf, (size_t)n);
 	OPENSSL_cleanse(buf, sizeof(buf));
-	return *ret ? 0 : -ENOMEM;
+	if (!s) {
+		return -ENOMEM;
+	}
+	*ret = s;
+	return 0;
+}
+
+/* s (NULL: out of memory) into *ret, which is written only on success. */
+static int secret_take(struct secret *s, struct secret **ret)
+{
+	if (!s) {
+		return -ENOMEM;
+	}
+	*ret = s;
+	return 0;
 }
 
 /* prefix "password" → password, password_file, password_env. */
@@ -440,8 +455,7 @@ int config_resolve_secret(const struct target_config *t, const char *prefix, str
 	const char *v;
 
 	if ((v = target_config_get(t, prefix))) {
-		*ret = secret_new_str(v);
-		return *ret ? 0 : -ENOMEM;
+		return secret_take(secret_new_str(v), ret);
 	}
 	snprintf(key, sizeof(key), "%s_file", prefix);
 	/* A named file or variable that is not there is an error, not "unset". */
@@ -455,8 +469,7 @@ int config_resolve_secret(const struct target_config *t, const char *prefix, str
 		if (!e) {
 			return log_error_errno(-EINVAL, "Environment variable %s named by %s is not set", v, key);
 		}
-		*ret = secret_new_str(e);
-		return *ret ? 0 : -ENOMEM;
+		return secret_take(secret_new_str(e), ret);
 	}
 	return -ENOENT;
 }

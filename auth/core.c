@@ -440,7 +440,7 @@ int auth_target_create(struct auth_core *core, size_t provider, const char *name
 	}
 	r = store_save(core->store, auth_providers[provider]->name, name, "target", marker, strlen(marker));
 	if (r < 0) {
-		log_error_errno(r, "Failed to save target %s/%s in the state dir: %m", auth_providers[provider]->name, name);
+		/* store_save() said why; mkdir fails with it. */
 		if (registry_remove(core, t)) {
 			auth_target_unref(t); /* the registry's reference */
 		}
@@ -483,10 +483,8 @@ int auth_target_destroy(struct auth_core *core, size_t provider, const char *nam
 		return -ENOENT;
 	}
 	target_retire(t, now_mono() + t->info.timeout);
-	r = store_remove_target(core->store, t->provider->name, t->name);
-	if (r < 0) {
-		log_error_errno(r, "Failed to remove %s/%s from the state dir: %m", t->provider->name, t->name);
-	} else {
+	r = store_remove_target(core->store, t->provider->name, t->name); /* logs its failure */
+	if (r == 0) {
 		log_info("Removed target %s/%s", t->provider->name, t->name);
 	}
 	target_notify(t);

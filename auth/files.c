@@ -186,10 +186,9 @@ static int write_one_time(struct auth_target *t, const struct auth_file_info *fi
 static int check_json(const char *data, size_t len)
 {
 	json_error_t err;
-	json_t *j = json_loadb(data, len, 0, &err);
+	json_auto_t *j = json_loadb(data, len, 0, &err);
 
 	if (j) {
-		json_decref(j);
 		return 0;
 	}
 	return json_error_code(&err) == json_error_premature_end_of_input ? -ENODATA : -EINVAL;

@@ -55,7 +55,7 @@ static json_t *details_load(const struct auth_session *s, struct details *ret)
 /* The BMC's own words: error.@Message.ExtendedInfo[].Message, else error.message. */
 static void bmc_message(const struct http_response *resp, char *buf, size_t size, bool *ret_limit)
 {
-	json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
+	json_auto_t *j = json_loadb(resp->body, resp->len, 0, NULL);
 	json_t *err = json_object_get(j, "error"), *info = json_object_get(err, "@Message.ExtendedInfo"), *e;
 	size_t i, used = 0;
 
@@ -75,7 +75,6 @@ static void bmc_message(const struct http_response *resp, char *buf, size_t size
 	if (!buf[0] && !j) {
 		auth_body_excerpt(resp, buf, size);
 	}
-	json_decref(j);
 }
 
 int redfish_error_reply(struct auth_ctx *ctx, const char *what, const struct http_response *resp)
@@ -199,16 +198,15 @@ static json_int_t session_timeout(struct auth_ctx *ctx, const struct secret *hdr
 /* session_data: the session resource without its @odata annotations. */
 static json_t *session_data(const struct http_response *resp)
 {
-	json_t *j = json_loadb(resp->body, resp->len, 0, NULL), *data = json_object();
+	json_auto_t *j = json_loadb(resp->body, resp->len, 0, NULL);
+	json_t *data = json_object(), *v;
 	const char *key;
-	json_t *v;
 
 	json_object_foreach(j, key, v) {
 		if (strncmp(key, "@odata.", 7) != 0) {
 			json_object_set(data, key, v);
 		}
 	}
-	json_decref(j);
 	return data;
 }
 
@@ -327,7 +325,7 @@ static int redfish_validate(struct auth_ctx *ctx, const struct auth_session *s, 
 	_cleanup_secret_ struct secret *hdr = secret_printf("X-Auth-Token: %s", secret_str(s->token));
 	struct http_response resp = { 0 };
 	struct details d;
-	json_t *j = details_load(s, &d);
+	json_auto_t *j = details_load(s, &d);
 	int r;
 
 	r = hdr ? request(ctx, "GET", s->location, hdr, NULL, &resp) : -ENOMEM;
@@ -336,9 +334,10 @@ static int redfish_validate(struct auth_ctx *ctx, const struct auth_session *s, 
 	} else if (r == 0 && (resp.status < 200 || resp.status >= 300)) {
 		r = redfish_error_reply(ctx, "session check", &resp);
 	}
-	*ret_expires_at = r == 0 ? now_real() + (time_t)d.timeout : 0;
-	json_decref(j);
 	http_response_done(&resp);
+	if (r == 0) {
+		*ret_expires_at = now_real() + (time_t)d.timeout;
+	}
 	return r;
 }
 
@@ -348,10 +347,9 @@ static int redfish_logout(struct auth_ctx *ctx, const struct auth_session *s)
 	_cleanup_free_ char *checked = NULL;
 	struct http_response resp = { 0 };
 	struct details d;
-	json_t *j = details_load(s, &d);
+	json_auto_t *j = details_load(s, &d);
 	int r = validate_session_location(s->location, ctx->info->base_url, d.sessions_uri, &checked);
 
-	json_decref(j);
 	/* A DELETE only ever goes to a member of the Sessions collection. */
 	if (r == -EBADMSG) {
 		return auth_ctx_fail(ctx, r, "%s: session %s is not under the Sessions collection; not deleted",
@@ -372,7 +370,8 @@ static int redfish_logout(struct auth_ctx *ctx, const struct auth_session *s)
 static json_t *session_json(const struct auth_session *s, bool for_store)
 {
 	struct details d;
-	json_t *details = details_load(s, &d), *j;
+	json_auto_t *details = details_load(s, &d);
+	json_t *j;
 
 	j = json_pack("{s:s, s:s, s:s, s:O?}", "id", s->id, "location", s->location, "x_auth_token",
 		      secret_str(s->token), "session_data", d.data);
@@ -380,7 +379,6 @@ static json_t *session_json(const struct auth_session *s, bool for_store)
 		json_object_set_new(j, "sessions_uri", json_string(d.sessions_uri ? d.sessions_uri : fallback_uris[0]));
 		json_object_set_new(j, "session_timeout", json_integer(d.timeout));
 	}
-	json_decref(details);
 	return j;
 }
 

@@ -113,9 +113,9 @@ static void save_session(struct auth_target *t)
 		r = store_save(t->core->store, t->provider->name, t->name, "session", text->data, text->len);
 	}
 	if (r < 0) {
-		/* The session works; only a restart will have to log in again. */
+		/* The session works; only a restart will have to log in again
+		 * (store_save() logged why). */
 		target_set_error(t, r, "the session could not be saved in the state dir; a restart will log in again");
-		log_warning("%s/%s: failed to save the session: %s", t->provider->name, t->name, strerror(-r));
 	}
 }
 
@@ -527,10 +527,7 @@ int session_logout(struct auth_target *t, double deadline)
 	t->failed_at = 0;
 	t->gen++;
 	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
-	r = store_remove(t->core->store, t->provider->name, t->name, "session");
-	if (r < 0 && r != -ENOENT) {
-		log_warning("%s/%s: failed to remove the saved session: %s", t->provider->name, t->name, strerror(-r));
-	}
+	store_remove(t->core->store, t->provider->name, t->name, "session"); /* logs its failure */
 	r = s ? ctx_init(t, &ctx) : 0;
 	target_notify(t);
 	pthread_mutex_unlock(&t->lock);

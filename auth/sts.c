@@ -140,12 +140,19 @@ static int sts_default_credentials(const struct target_info *info, char **ret_us
 	int r;
 
 	if (id) {
-		r = config_resolve_secret(info->section, "aws_secret_access_key", ret_password);
+		_cleanup_secret_ struct secret *secret = NULL;
+		char *user;
+		r = config_resolve_secret(info->section, "aws_secret_access_key", &secret);
 		if (r < 0) {
 			return r;
 		}
-		*ret_user = strdup(id);
-		return *ret_user ? 0 : -ENOMEM;
+		user = strdup(id);
+		if (!user) {
+			return -ENOMEM;
+		}
+		*ret_user = user;
+		*ret_password = TAKE_PTR(secret);
+		return 0;
 	}
 	r = aws_profile_load(sts_profile_name(info), &p);
 	if (r == -ENOENT && target_setting(info, "role_arn")) {
@@ -231,7 +238,7 @@ int sts_creds_from_env(struct sts_creds *ret)
 
 int sts_creds_from_session(const struct auth_session *s, const char *origin, struct sts_creds *ret)
 {
-	json_t *j = json_loads(s->extra->data, 0, NULL);
+	json_auto_t *j = json_loads(s->extra->data, 0, NULL);
 	const char *secret = json_string_value(json_object_get(j, "SecretAccessKey"));
 	int r = -EBADMSG;
 
@@ -241,7 +248,6 @@ int sts_creds_from_session(const struct auth_session *s, const char *origin, str
 			ret->expires_at = s->expires_at;
 		}
 	}
-	json_decref(j);
 	return r;
 }
 
@@ -305,6 +311,7 @@ static int sts_parse_credentials(const char *data, size_t len, char **ret_user, 
 {
 	_cleanup_free_ char *text = strndup(data, len);
 	struct key_pair k = { 0 };
+	struct secret *password;
 	json_t *j;
 
 	if (!text || memchr(data, 0, len)) {
@@ -330,11 +337,16 @@ static int sts_parse_credentials(const char *data, size_t len, char **ret_user, 
 		secret_free(k.token);
 		return -EINVAL;
 	}
-	*ret_user = k.id;
-	*ret_password = secret_with_token(k.secret, k.token);
+	password = secret_with_token(k.secret, k.token);
 	secret_free(k.secret);
 	secret_free(k.token);
-	return *ret_password ? 0 : -ENOMEM;
+	if (!password) {
+		free(k.id);
+		return -ENOMEM;
+	}
+	*ret_user = k.id;
+	*ret_password = password;
+	return 0;
 }
 
 /* GetSessionToken with mfa_serial needs a code each time. A role profile's
@@ -669,7 +681,7 @@ static int render_env(const char *extra, struct auth_blob **ret)
 		{ "AWS_CREDENTIAL_EXPIRATION", "Expiration" },
 	};
 	char *quoted[ELEMENTSOF(vars)] = { 0 };
-	json_t *j = json_loads(extra, 0, NULL);
+	json_auto_t *j = json_loads(extra, 0, NULL);
 	size_t len = 0, at = 0;
 	char *text = NULL;
 	int r = 0;
@@ -684,7 +696,6 @@ static int render_env(const char *extra, struct auth_blob **ret)
 			len += strlen("export =\n") + strlen(vars[i][0]) + strlen(quoted[i]);
 		}
 	}
-	json_decref(j);
 	if (r == 0 && !(text = malloc(len + 1))) {
 		r = -ENOMEM;
 	}
@@ -753,8 +764,12 @@ static int sts_session_save(const struct target_info *info, const struct auth_se
 
 	(void)info;
 	if (!s->location) {
-		*ret = secret_dup(s->extra);
-		return *ret ? 0 : -ENOMEM;
+		struct secret *copy = secret_dup(s->extra);
+		if (!copy) {
+			return -ENOMEM;
+		}
+		*ret = copy;
+		return 0;
 	}
 	j = json_loads(s->extra->data, 0, NULL);
 	if (!j || json_object_set_new(j, "AssumedRoleArn", json_string(s->location)) < 0) {
