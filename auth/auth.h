@@ -62,7 +62,8 @@ void auth_blob_unref(struct auth_blob *b);
 struct auth_core;
 struct auth_target;
 
-/* Starts HTTP (once per process) and loads the targets. */
+/* Once per process: makes jansson, libxml2 and libcurl wipe what they free,
+ * starts HTTP, and loads the targets. */
 int auth_core_new(const struct config *cfg, struct store *store, struct auth_core **ret);
 int auth_core_start(struct auth_core *core); /* HTTP's worker and background refresh */
 void auth_core_stop(struct auth_core *core);  /* stops it; before what it notifies goes away */

@@ -2,6 +2,8 @@
  * the environment and mkdir; lookups by name and by id; rmdir. */
 #include <ctype.h>
 #include <errno.h>
+#include <jansson.h>
+#include <libxml/xmlmemory.h>
 #include <limits.h>
 #include <stdio.h>
 
@@ -570,6 +572,11 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 	pthread_rwlock_init(&core->registry_lock, NULL);
 	pthread_mutex_init(&core->sched_lock, NULL);
 	cond_init_monotonic(&core->sched_cond);
+	/* Their buffers may hold tokens: wiped before they go back to malloc,
+	 * and when realloc moves them (wiped_realloc). Once per process, before
+	 * any of them allocates. */
+	json_set_alloc_funcs(malloc, wiped_free);
+	xmlMemSetup(wiped_free, malloc, wiped_realloc, strdup);
 	r = http_global_init();
 	if (r < 0) {
 		log_error_errno(r, "Failed to initialize HTTP: %m");

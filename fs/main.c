@@ -1,8 +1,6 @@
 /* sessionfs: options, config, mount, the multithreaded loop, clean exit. */
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
-#include <libxml/xmlmemory.h>
 #include <limits.h>
 #include <malloc.h>
 #include <openssl/crypto.h>
@@ -206,9 +204,6 @@ int main(int argc, char *argv[])
 	}
 	log_set_level(opts.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
 	secret_init(SECRET_HEAP_SIZE);
-	/* Their buffers may hold tokens: wiped before they go back to malloc. */
-	json_set_alloc_funcs(malloc, wiped_free);
-	xmlMemSetup(wiped_free, malloc, wiped_realloc, strdup);
 	if (load_config(options.config, &cfg) < 0 ||
 	    store_open(cfg->state_dir, &store) < 0 || auth_core_new(cfg, store, &fs.core) < 0) {
 		goto out;

@@ -487,9 +487,12 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct node n;
 	int r = 0;
 
-	if (!h || !h->writing || tree_decode(ino, &n) < 0 || n.kind != NODE_TARGET_FILE ||
-	    tree_node_target(FS(req), &n) < 0) {
+	if (!h || !h->writing || tree_decode(ino, &n) < 0 || n.kind != NODE_TARGET_FILE) {
 		fuse_reply_err(req, EACCES);
+		return;
+	}
+	if (tree_node_target(FS(req), &n) < 0) {
+		fuse_reply_err(req, ENOENT); /* the target is gone */
 		return;
 	}
 	if (h->error) {
@@ -523,8 +526,12 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct node n;
 	int r = 0;
 
-	if (h && h->writing && tree_decode(ino, &n) == 0 && tree_node_target(FS(req), &n) == 0) {
-		r = write_apply(FS(req), &n, h, true);
+	if (h && h->writing && tree_decode(ino, &n) == 0) {
+		if (tree_node_target(FS(req), &n) < 0) {
+			r = h->len > h->applied ? -ENOENT : 0; /* the target went away with the value unapplied */
+		} else {
+			r = write_apply(FS(req), &n, h, true);
+		}
 		if (r == 0 && has_flag(&n, AUTH_FILE_RESUME)) {
 			cache_drop_target(FS(req), n.target_id);
 		}
