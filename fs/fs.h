@@ -61,11 +61,8 @@ struct fs {
 fuse_ino_t tree_ino(const struct node *n);
 int tree_decode(fuse_ino_t ino, struct node *ret);
 int tree_lookup(struct fs *fs, fuse_ino_t parent, const char *name, struct node *ret);
-/* Attributes. reader: asked for an open file (the kernel, before a read).
- * Touches the network only for a sessions/ entry, for a reader, or to renew a
- * session due for renewal on behalf of a caller who may read it. */
-int tree_stat(struct fs *fs, const struct node *n, const struct fuse_ctx *caller, bool reader,
-	      struct stat *st, double *ret_timeout);
+/* Attributes, from memory: never touches the network. */
+int tree_stat(struct fs *fs, const struct node *n, struct stat *st, double *ret_timeout);
 /* The file of a NODE_TARGET_FILE whose provider is filled in, or NULL. */
 const struct auth_file_info *tree_file_info(const struct node *n);
 /* Fills n's provider from its target (tree_decode can't know it). */
