@@ -325,7 +325,7 @@ static int redfish_validate(struct auth_ctx *ctx, const struct auth_session *s, 
 	_cleanup_secret_ struct secret *hdr = secret_printf("X-Auth-Token: %s", secret_str(s->token));
 	struct http_response resp = { 0 };
 	struct details d;
-	json_auto_t *j = details_load(s, &d);
+	_unused_ json_auto_t *j = details_load(s, &d);
 	int r;
 
 	r = hdr ? request(ctx, "GET", s->location, hdr, NULL, &resp) : -ENOMEM;
@@ -347,7 +347,7 @@ static int redfish_logout(struct auth_ctx *ctx, const struct auth_session *s)
 	_cleanup_free_ char *checked = NULL;
 	struct http_response resp = { 0 };
 	struct details d;
-	json_auto_t *j = details_load(s, &d);
+	_unused_ json_auto_t *j = details_load(s, &d);
 	int r = validate_session_location(s->location, ctx->info->base_url, d.sessions_uri, &checked);
 
 	/* A DELETE only ever goes to a member of the Sessions collection. */
@@ -370,7 +370,7 @@ static int redfish_logout(struct auth_ctx *ctx, const struct auth_session *s)
 static json_t *session_json(const struct auth_session *s, bool for_store)
 {
 	struct details d;
-	json_auto_t *details = details_load(s, &d);
+	_unused_ json_auto_t *details = details_load(s, &d);
 	json_t *j;
 
 	j = json_pack("{s:s, s:s, s:s, s:O?}", "id", s->id, "location", s->location, "x_auth_token",
