@@ -77,6 +77,8 @@ void auth_core_set_notify(struct auth_core *core, void (*fn)(void *userdata, uin
 size_t auth_provider_count(void);
 const char *auth_provider_name(size_t provider);
 int auth_provider_index(const char *name); /* -ENOENT if unknown */
+/* The ranges of a provider's numeric settings, for config_load(); NULL if none. */
+const struct config_range *auth_config_ranges(const char *provider);
 const struct auth_file_info *auth_provider_files(size_t provider, size_t *ret_n);
 /* The file named name, and its index in the table in *ret_index; NULL if none. */
 const struct auth_file_info *auth_provider_file(size_t provider, const char *name, unsigned *ret_index);

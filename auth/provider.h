@@ -110,6 +110,7 @@ struct auth_provider {
 	const char *one_time_hint;          /* why a login waits for the AUTH_FILE_ONE_TIME file */
 	const char *env_user;               /* environment variables with default credentials */
 	const char *env_password;
+	const struct config_range *settings; /* ranges of numeric settings, checked at mount (NULL key ends) */
 
 	/* --- hooks every provider has --- */
 	/* Obtain a new session. -EKEYREJECTED when credentials are refused. */

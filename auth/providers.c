@@ -37,6 +37,13 @@ int auth_provider_index(const char *name)
 	return -ENOENT;
 }
 
+const struct config_range *auth_config_ranges(const char *provider)
+{
+	int i = auth_provider_index(provider);
+
+	return i < 0 ? NULL : auth_providers[i]->settings;
+}
+
 const struct auth_file_info *auth_provider_files(size_t provider, size_t *ret_n)
 {
 	*ret_n = auth_providers[provider]->n_files;

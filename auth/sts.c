@@ -31,6 +31,11 @@ static int check_mfa(const char *data, size_t len)
 
 enum { FILE_CREDS_JSON, FILE_ENV };
 
+static const struct config_range sts_settings[] = {
+	{ "duration_seconds", 900, 129600 }, /* GetSessionToken's range */
+	{ NULL, 0, 0 },
+};
+
 static const struct auth_file_info sts_files[] = {
 	{ "creds.json", S_IFREG | 0400, AUTH_FILE_SESSION, AUTH_FILE_LOGOUT, FILE_CREDS_JSON, NULL },
 	{ "env", S_IFREG | 0400, AUTH_FILE_SESSION, 0, FILE_ENV, NULL },
@@ -822,6 +827,7 @@ const struct auth_provider sts_provider = {
 	.min_validity = BOTOCORE_REFRESH_WINDOW,
 	.credentials_hint = "write aws_access_key_id and aws_secret_access_key lines (or JSON {\"AccessKeyId\",\"SecretAccessKey\"}), or put the keys in the shared AWS credentials file",
 	.one_time_hint = "MFA required: write the current code to",
+	.settings = sts_settings,
 	.login = sts_login,
 	.validate = sts_validate,
 	.logout = sts_logout,

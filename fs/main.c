@@ -92,7 +92,7 @@ static int load_config(const char *path, struct config **ret)
 	if (!path && access("/etc/sessionfs.conf", F_OK) == 0) {
 		path = "/etc/sessionfs.conf";
 	}
-	r = config_load(path, ret);
+	r = config_load(path, auth_config_ranges, ret);
 	if (r < 0) {
 		return r;
 	}

@@ -147,11 +147,32 @@ static void test_mfa_check(void)
 	is_int(mfa->check("12345\n", 6), -EINVAL, "five digits and a newline");
 }
 
+/* A provider's numeric settings are checked by the config parser, with its
+ * ranges: STS's duration_seconds is 900..129600. */
+static void test_settings(void)
+{
+	struct config *c = NULL;
+
+	is_int(config_parse_string("[sts \"ci\"]\nduration_seconds = 900\n", auth_config_ranges, &c), 0,
+	       "sts duration_seconds 900");
+	config_free(c);
+	c = NULL;
+	is_int(config_parse_string("[sts \"ci\"]\nduration_seconds = 129601\n", auth_config_ranges, &c), -EINVAL,
+	       "sts duration_seconds 129601 refused");
+	is_int(config_parse_string("[sts]\nduration_seconds = abc\n", auth_config_ranges, &c), -EINVAL,
+	       "sts defaults: duration_seconds abc refused");
+	is_int(config_parse_string("[aos \"x\"]\nduration_seconds = 1\n", auth_config_ranges, &c), 0,
+	       "another provider's key of that name is not STS's");
+	config_free(c);
+	ok(auth_config_ranges("nosuch") == NULL, "no ranges for an unknown provider");
+}
+
 int main(void)
 {
 	plan(-1);
 	test_tables();
 	test_rules();
 	test_mfa_check();
+	test_settings();
 	return done();
 }
