@@ -106,11 +106,11 @@ int auth_name_valid(const char *name);
  * for renewal. */
 int auth_file_read(struct auth_target *t, unsigned f, struct auth_blob **ret);
 int auth_file_peek(struct auth_target *t, unsigned f, struct auth_blob **ret);
-/* A write in progress: 0 when data is a complete, well-formed value of f,
- * -ENODATA when it is not yet but more data may make it one (JSON cut short,
- * a line still being written), -EINVAL when nothing can, -EFBIG when too large. */
-int auth_file_check(struct auth_target *t, unsigned f, const char *data, size_t len);
-int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t len);
+/* A write of what a program wrote so far. -ENODATA (nothing applied) when
+ * data is no complete value yet but more may make it one (JSON cut short, a
+ * line still being written); with final (the writer closes), that is
+ * -EINVAL, as is anything more can't mend. */
+int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t len, bool final);
 int auth_file_unlink(struct auth_target *t, unsigned f);
 
 /* Sessions on the server (an AUTH_FILE_SESSIONS directory): ids, one entry, delete. Deleting

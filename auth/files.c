@@ -119,69 +119,6 @@ int auth_file_peek(struct auth_target *t, unsigned f, struct auth_blob **ret)
 	return r;
 }
 
-static int write_credentials(struct auth_target *t, const char *data, size_t len)
-{
-	_cleanup_secret_ struct secret *password = NULL, *text = NULL;
-	_cleanup_free_ char *user = NULL;
-	int r;
-
-	r = (t->provider->parse_credentials ?: credentials_parse)(data, len, &user, &password);
-	if (r < 0) {
-		return r; /* the writer gets EINVAL; fs/ logs it */
-	}
-	/* Saved normalized, so the store never holds a half-parsed value. */
-	r = auth_json_secret(json_pack("{s:s, s:s}", "username", user, "password", secret_str(password)),
-			     JSON_COMPACT, &text);
-	if (r < 0) {
-		return r;
-	}
-	r = store_save(t->core->store, t->provider->name, t->name, "credentials", text->data, text->len);
-	if (r < 0) {
-		return r;
-	}
-	log_info("%s/%s: saved new credentials for user %s", t->provider->name, t->name, user);
-	pthread_mutex_lock(&t->lock);
-	free(t->user);
-	secret_free(t->password);
-	t->user = TAKE_PTR(user);
-	t->password = TAKE_PTR(password);
-	t->rejected = false;
-	t->failed_at = 0;
-	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED || t->last_errno == -EBADMSG) {
-		t->last_errno = 0;
-	}
-	pthread_mutex_unlock(&t->lock);
-	return 0;
-}
-
-/* A value for the next login (a one-time code), as the file's check()
- * accepts it, without the newline echo adds. */
-static int write_one_time(struct auth_target *t, const struct auth_file_info *fi, const char *data, size_t len)
-{
-	struct secret *value;
-
-	if (fi->check && fi->check(data, len) < 0) {
-		return -EINVAL;
-	}
-	if (len > 0 && data[len - 1] == '\n') {
-		len--;
-	}
-	value = secret_new(data, len);
-	if (!value) {
-		return -ENOMEM;
-	}
-	pthread_mutex_lock(&t->lock);
-	secret_free(t->one_time);
-	t->one_time = value;
-	t->rejected = false; /* a new value is a new user action */
-	t->failed_at = 0;
-	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED) {
-		t->last_errno = 0;
-	}
-	pthread_mutex_unlock(&t->lock);
-	return 0;
-}
-
 /* JSON cut short (more may follow) or malformed. */
 static int check_json(const char *data, size_t len)
 {
@@ -213,40 +150,92 @@ static int check_lines(const char *data, size_t len)
 	return -ENODATA;
 }
 
-int auth_file_check(struct auth_target *t, unsigned f, const char *data, size_t len)
+/* -ENODATA: data is no value yet, but more may make it one. */
+static int incomplete(const char *data, size_t len)
 {
-	const struct auth_file_info *fi = target_file(t, f);
-	_cleanup_secret_ struct secret *password = NULL;
-	_cleanup_free_ char *user = NULL;
 	size_t skip = 0;
 
-	if (len > AUTH_WRITE_MAX) {
-		return -EFBIG;
-	}
-	if (!fi) {
-		return -EACCES;
-	}
-	if (fi->check) {
-		return fi->check(data, len);
-	}
 	while (skip < len && isspace((unsigned char)data[skip])) {
 		skip++;
 	}
-	if (fi->role == AUTH_FILE_CREDENTIALS) {
-		if ((t->provider->parse_credentials ?: credentials_parse)(data, len, &user, &password) == 0) {
-			return 0;
-		}
-		return skip < len && data[skip] == '{' ? check_json(data, len) : check_lines(data, len);
+	if (skip == len) {
+		return -ENODATA;
 	}
-	if (fi->flags & AUTH_FILE_RESUME) {
-		return skip == len ? -ENODATA : check_json(data, len);
-	}
-	return fi->role == AUTH_FILE_ONE_TIME ? 0 : -EACCES;
+	return data[skip] == '{' ? check_json(data, len) : check_lines(data, len);
 }
 
-int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t len)
+static int write_credentials(struct auth_target *t, const char *data, size_t len, bool final)
+{
+	_cleanup_secret_ struct secret *password = NULL, *text = NULL;
+	_cleanup_free_ char *user = NULL;
+	int r;
+
+	r = (t->provider->parse_credentials ?: credentials_parse)(data, len, &user, &password);
+	if (r == -EINVAL && !final && incomplete(data, len) == -ENODATA) {
+		return -ENODATA;
+	}
+	if (r < 0) {
+		return r; /* the writer gets EINVAL; fs/ logs it */
+	}
+	/* Saved normalized, so the store never holds a half-parsed value. */
+	r = auth_json_secret(json_pack("{s:s, s:s}", "username", user, "password", secret_str(password)),
+			     JSON_COMPACT, &text);
+	if (r < 0) {
+		return r;
+	}
+	r = store_save(t->core->store, t->provider->name, t->name, "credentials", text->data, text->len);
+	if (r < 0) {
+		return r;
+	}
+	log_info("%s/%s: saved new credentials for user %s", t->provider->name, t->name, user);
+	pthread_mutex_lock(&t->lock);
+	free(t->user);
+	secret_free(t->password);
+	t->user = TAKE_PTR(user);
+	t->password = TAKE_PTR(password);
+	t->rejected = false;
+	t->failed_at = 0;
+	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED || t->last_errno == -EBADMSG) {
+		t->last_errno = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+/* A value for the next login (a one-time code), as the file's check()
+ * accepts it, without the newline echo adds. */
+static int write_one_time(struct auth_target *t, const struct auth_file_info *fi, const char *data, size_t len,
+			  bool final)
+{
+	struct secret *value;
+	int r = fi->check ? fi->check(data, len) : 0;
+
+	if (r < 0) {
+		return r == -ENODATA && !final ? -ENODATA : -EINVAL;
+	}
+	if (len > 0 && data[len - 1] == '\n') {
+		len--;
+	}
+	value = secret_new(data, len);
+	if (!value) {
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&t->lock);
+	secret_free(t->one_time);
+	t->one_time = value;
+	t->rejected = false; /* a new value is a new user action */
+	t->failed_at = 0;
+	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED) {
+		t->last_errno = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t len, bool final)
 {
 	const struct auth_file_info *fi = target_file(t, f);
+	int r;
 
 	if (len > AUTH_WRITE_MAX) {
 		return -EFBIG;
@@ -255,13 +244,17 @@ int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t 
 		return -EACCES;
 	}
 	if (fi->role == AUTH_FILE_CREDENTIALS) {
-		return write_credentials(t, data, len);
+		return write_credentials(t, data, len, final);
 	}
 	if (fi->flags & AUTH_FILE_RESUME) {
-		return session_resume(t, data, len);
+		r = incomplete(data, len);
+		if (r == -ENODATA) {
+			return final ? -EINVAL : -ENODATA;
+		}
+		return r < 0 ? r : session_resume(t, data, len);
 	}
 	if (fi->role == AUTH_FILE_ONE_TIME) {
-		return write_one_time(t, fi, data, len);
+		return write_one_time(t, fi, data, len, final);
 	}
 	return -EACCES;
 }

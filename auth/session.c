@@ -1,6 +1,7 @@
 /* The session cache: single-flight login, resume of saved sessions, logout,
  * and the background refresh that keeps hot sessions valid. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "log.h"
@@ -11,6 +12,7 @@
 #define BACKOFF_MAX 120
 #define RECENT_FAILURE 1.0 /* seconds */
 #define MIN_RENEW_INTERVAL 1 /* seconds between two renewals of one session */
+#define FLIGHT_STACK_SIZE (256 * 1024)
 
 /* The lifetime rule (README, "How sessions are kept"): a session of lifetime
  * L is served while more than min(min_validity, L/2) seconds are left. A
@@ -322,9 +324,12 @@ static struct auth_session *flight_result(struct auth_target *t, struct auth_ses
 	return NULL;
 }
 
-/* Runs one login or refresh as the single flight, with every request ending
- * by deadline; called and returns with the lock held. */
-static int lead(struct auth_target *t, bool background, double deadline)
+/* Runs one login or refresh as the single flight; called and returns with
+ * the lock held. Each request gets the whole timeout: a flight is never cut
+ * short between sending a login and reading its answer, which would leave a
+ * session on the server that nobody knows of (a BMC slot). Readers wait for
+ * it no longer than their own deadline. */
+static int lead(struct auth_target *t, bool background)
 {
 	struct auth_session *pending, *current = NULL, *fresh = NULL, *old = NULL;
 	struct auth_ctx ctx;
@@ -339,9 +344,11 @@ static int lead(struct auth_target *t, bool background, double deadline)
 		r = -ENOMEM;
 	}
 	if (r < 0) {
+		if (t->flight) {
+			flight_end(t, r); /* a reader's, started for this lead */
+		}
 		return r;
 	}
-	ctx.deadline = deadline;
 	due = t->expiry_due && now_real() >= t->expiry_due;
 	pending = TAKE_PTR(t->pending);
 	t->flight = true;
@@ -379,11 +386,58 @@ static int lead(struct auth_target *t, bool background, double deadline)
 	return r;
 }
 
+static void *flight_thread(void *userdata)
+{
+	struct auth_target *t = userdata;
+	struct auth_core *core = t->core;
+
+	pthread_mutex_lock(&t->lock);
+	lead(t, false);
+	pthread_mutex_unlock(&t->lock);
+	auth_target_unref(t);
+	pthread_mutex_lock(&core->sched_lock);
+	core->flights--;
+	pthread_cond_broadcast(&core->sched_cond);
+	pthread_mutex_unlock(&core->sched_lock);
+	return NULL;
+}
+
+/* A reader's login runs in a thread of its own (lock held): the reader waits
+ * for it until its deadline, and it finishes even when every reader has
+ * given up, so that what it got on the server is kept, or ended. */
+static int flight_start(struct auth_target *t)
+{
+	struct auth_core *core = t->core;
+	pthread_attr_t attr;
+	pthread_t thread;
+	int r;
+
+	pthread_mutex_lock(&core->sched_lock);
+	core->flights++;
+	pthread_mutex_unlock(&core->sched_lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, FLIGHT_STACK_SIZE);
+	t->flight = true;
+	r = -pthread_create(&thread, &attr, flight_thread, target_ref(t));
+	pthread_attr_destroy(&attr);
+	if (r < 0) {
+		t->flight = false;
+		auth_target_unref(t);
+		pthread_mutex_lock(&core->sched_lock);
+		core->flights--;
+		pthread_mutex_unlock(&core->sched_lock);
+		return log_error_errno(r, "%s/%s: failed to start a login: %m", t->provider->name, t->name);
+	}
+	return 0;
+}
+
 /* One read: at most one login attempt, and done by deadline. Returns with the
  * lock held on success. */
 int session_acquire(struct auth_target *t)
 {
 	double deadline = now_mono() + t->info.timeout;
+	struct timespec ts = mono_timespec(deadline);
 	bool led = false, waited = false;
 	int r = 0;
 
@@ -391,6 +445,7 @@ int session_acquire(struct auth_target *t)
 	t->counters.reads++;
 	for (;;) {
 		time_t now = now_real();
+		uint64_t seq;
 		if (t->removed) {
 			r = -ENOENT;
 			break;
@@ -400,10 +455,11 @@ int session_acquire(struct auth_target *t)
 			session_touch(t);
 			return 0;
 		}
-		if (led) {
-			r = t->last_errno < 0 ? t->last_errno : -EIO;
+		if (led && t->flight_result < 0) {
+			r = t->flight_result;
 			break;
 		}
+		led = false; /* logged in, and logged out since (rm token): once more */
 		if (t->rejected) {
 			r = t->last_errno < 0 ? t->last_errno : -EKEYREJECTED;
 			break;
@@ -418,28 +474,28 @@ int session_acquire(struct auth_target *t)
 			waited = true;
 			t->counters.reader_waits++;
 		}
-		if (t->flight) {
-			uint64_t seq = t->flight_seq;
-			struct timespec ts = mono_timespec(deadline);
-			while (t->flight && t->flight_seq == seq && r == 0) {
-				r = -pthread_cond_timedwait(&t->cond, &t->lock, &ts);
-			}
-			if (r == -ETIMEDOUT) {
+		seq = t->flight_seq;
+		if (!t->flight) {
+			r = flight_start(t);
+			if (r < 0) {
 				break;
 			}
-			if (t->flight_result < 0 && !usable(t, t->session, now_real())) {
-				r = t->flight_result; /* share the leader's failure: one attempt for all */
-				break;
-			}
-			continue;
+			led = true;
 		}
-		if (now_mono() >= deadline) {
-			r = -ETIMEDOUT;
+		while (t->flight && t->flight_seq == seq && r == 0) {
+			r = -pthread_cond_timedwait(&t->cond, &t->lock, &ts);
+		}
+		if (r < 0) {
+			/* -ETIMEDOUT: the flight goes on without this reader; status
+			 * says so until it ends. */
+			char msg[sizeof(t->last_error)];
+			snprintf(msg, sizeof(msg), "%s: no answer within %d s; the login goes on in the background",
+				 t->info.base_url, t->info.timeout);
+			target_set_error(t, r, msg);
 			break;
 		}
-		r = lead(t, false, deadline);
-		led = true;
-		if (r < 0) {
+		if (!led && t->flight_result < 0 && !usable(t, t->session, now_real())) {
+			r = t->flight_result; /* share the leader's failure: one attempt for all */
 			break;
 		}
 	}
@@ -564,7 +620,7 @@ static void refresh_one(struct auth_target *t)
 		__atomic_store_n(&t->retry_at, now_real() + 1, __ATOMIC_RELAXED); /* a reader is logging in already */
 	} else {
 		log_debug("%s/%s: refreshing ahead of expiry", t->provider->name, t->name);
-		lead(t, true, now_mono() + t->info.timeout);
+		lead(t, true);
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -665,6 +721,12 @@ void scheduler_stop(struct auth_core *core)
 	for (size_t i = 0; i < core->n_workers; i++) {
 		pthread_join(core->workers[i], NULL);
 	}
+	/* Readers' logins still running: they end by their requests' timeouts. */
+	pthread_mutex_lock(&core->sched_lock);
+	while (core->flights > 0) {
+		pthread_cond_wait(&core->sched_cond, &core->sched_lock);
+	}
+	pthread_mutex_unlock(&core->sched_lock);
 	free(core->workers);
 	core->workers = NULL;
 	core->n_workers = 0;

@@ -100,6 +100,7 @@ struct auth_core {
 	pthread_cond_t sched_cond;
 	uint64_t sched_epoch;         /* bumped whenever a schedule changes */
 	bool stopping;
+	unsigned flights;             /* readers' logins running in threads of their own */
 	pthread_t *workers;
 	size_t n_workers;
 };

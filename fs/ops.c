@@ -458,23 +458,12 @@ static int write_apply(struct fs *fs, const struct node *n, struct handle *h, bo
 	if (!t) {
 		return -ENOENT;
 	}
-	r = auth_file_check(t, n->file, h->buf, h->len);
-	if (r == -ENODATA && !final) {
+	r = auth_file_write(t, n->file, h->buf, h->len, final);
+	if (r == -ENODATA) {
 		r = 0; /* more may follow */
-	} else {
-		r = r == -ENODATA ? -EINVAL : r;
-		if (r == -EINVAL) {
-			const struct auth_file_info *fi = tree_file_info(n);
-			log_info("%s/%s: refused a malformed write to %s", auth_provider_name(n->provider),
-				 auth_target_name(t), fi ? fi->name : "?");
-		}
-		if (r == 0) {
-			r = auth_file_write(t, n->file, h->buf, h->len);
-		}
-		if (r == 0) {
-			h->applied = h->len;
-			explicit_bzero(h->buf, h->len); /* it may be a password */
-		}
+	} else if (r == 0) {
+		h->applied = h->len;
+		explicit_bzero(h->buf, h->len); /* it may be a password */
 	}
 	auth_target_unref(t);
 	h->error = r;
