@@ -81,6 +81,17 @@ def is_mounted(path):
     return False
 
 
+FUSECTL = Path("/sys/fs/fuse/connections")
+
+
+def mount_fusectl():
+    """Mount the fusectl file system where it belongs, if it is not there
+    yet (some machines boot without it): the way to abort a hung mount."""
+    if not is_mounted(FUSECTL):
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", str(FUSECTL)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def fuse_connection(path):
     """The /sys/fs/fuse/connections/N directory of the FUSE mount at path,
     or None. Found through mountinfo (N is the mount's device minor), so it
@@ -93,7 +104,8 @@ def fuse_connection(path):
             if fields[4].encode().decode("unicode_escape") == target:
                 major, minor = (int(x) for x in fields[2].split(":"))
                 # Named after the kernel's own dev_t encoding.
-                conn = Path("/sys/fs/fuse/connections") / str((major << 20) | minor)
+                mount_fusectl()
+                conn = FUSECTL / str((major << 20) | minor)
                 return conn if conn.is_dir() else None
     return None
 
