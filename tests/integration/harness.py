@@ -9,6 +9,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -315,6 +316,36 @@ def timed_err(d, rel):
     start = time.monotonic()
     err = d.read_err(rel)
     return err, time.monotonic() - start
+
+
+class Hung(AssertionError):
+    pass
+
+
+def within(seconds, fn, *args):
+    """Run fn(*args) in a thread; return (value, None, elapsed) or (None,
+    errno, elapsed) for an OSError. A call still running after `seconds`
+    fails the test (the thread is left to the teardown's abort)."""
+    box = {}
+
+    def run():
+        start = time.monotonic()
+        try:
+            box["value"] = fn(*args)
+        except OSError as e:
+            box["errno"] = e.errno
+        except BaseException as e:  # e.g. an assertion of fn: raised below
+            box["exception"] = e
+        box["elapsed"] = time.monotonic() - start
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        raise Hung(f"{getattr(fn, '__name__', fn)}{args} did not return within {seconds} s")
+    if "exception" in box:
+        raise box["exception"]
+    return box.get("value"), box.get("errno"), box["elapsed"]
 
 
 def assert_errno(err, expected, what=""):

@@ -39,7 +39,7 @@ import pytest
 
 from tests.integration.harness import (abort_connection, aos_section, assert_errno,
                                        force_unmount, is_mounted, new_password, strerror,
-                                       threads_in_d_state)
+                                       threads_in_d_state, within)
 from tests.integration.test_redfish import idrac_section
 from tests.integration.test_sts import sts_section
 from tests.mocks.aos import LOGIN, AosMock
@@ -53,36 +53,6 @@ STATUS = "aos/lab/status"
 
 
 # --- helpers ------------------------------------------------------------------
-
-class Hung(AssertionError):
-    pass
-
-
-def within(seconds, fn, *args):
-    """Run fn(*args) in a thread; return (value, None, elapsed) or (None,
-    errno, elapsed) for an OSError. A call still running after `seconds`
-    fails the test (the thread is left to the teardown's abort)."""
-    box = {}
-
-    def run():
-        start = time.monotonic()
-        try:
-            box["value"] = fn(*args)
-        except OSError as e:
-            box["errno"] = e.errno
-        except BaseException as e:  # e.g. an assertion of fn: raised below
-            box["exception"] = e
-        box["elapsed"] = time.monotonic() - start
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    if t.is_alive():
-        raise Hung(f"{getattr(fn, '__name__', fn)}{args} did not return within {seconds} s")
-    if "exception" in box:
-        raise box["exception"]
-    return box.get("value"), box.get("errno"), box["elapsed"]
-
 
 def read_token(d, rel=TOKEN):
     text = d.read(rel)
