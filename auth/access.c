@@ -1,6 +1,6 @@
 /* Who may use a target's files: the config's [access] rules (shell patterns
- * on "provider/target/file"), overridden by chown/chmod, which are saved in the
- * state dir so they survive a restart. */
+ * on "provider/target/file"), overridden by root's chown/chmod, which are saved
+ * in the state dir so they survive a restart; and who may read .metrics. */
 #include <errno.h>
 #include <fnmatch.h>
 #include <stdio.h>
@@ -85,6 +85,26 @@ int target_load_access(struct auth_target *t)
 		json_decref(j);
 	}
 	return 0;
+}
+
+void auth_metrics_access(struct auth_core *core, uid_t *uid, gid_t *gid, mode_t *mode)
+{
+	struct file_access a = { 0 };
+
+	for (size_t i = 0; i < core->cfg->n_access; i++) {
+		if (fnmatch(core->cfg->access[i].path, ".metrics", FNM_PATHNAME) == 0) {
+			apply_rule(&a, &core->cfg->access[i]);
+		}
+	}
+	if (a.has_uid) {
+		*uid = a.uid;
+	}
+	if (a.has_gid) {
+		*gid = a.gid;
+	}
+	if (a.has_mode) {
+		*mode = a.mode;
+	}
 }
 
 int auth_file_access(struct auth_target *t, int f, uid_t *uid, gid_t *gid, mode_t *mode)

@@ -6,6 +6,7 @@
 
 #include "log.h"
 #include "provider.h"
+#include "validate.h"
 
 static const struct auth_file_info aos_files[] = {
 	{ "token", AUTH_FILE_TOKEN, S_IFREG | 0400, true },
@@ -105,6 +106,9 @@ int aos_login_reply(struct auth_ctx *ctx, const struct http_response *resp, stru
 	token = json_string_value(json_object_get(reply, "token"));
 	if (!token || !*token) {
 		r = auth_ctx_fail(ctx, -EBADMSG, "%s answered the login without a token", ctx->info->base_url);
+	} else if (!validate_token(token)) {
+		r = auth_ctx_fail(ctx, -EBADMSG, "%s answered the login with a malformed token field "
+				  "(control characters, spaces or quotes)", ctx->info->base_url);
 	} else {
 		r = session_from_token(token, ret);
 	}
@@ -184,6 +188,9 @@ static int aos_render(const struct target_info *info, const struct auth_session 
 
 	switch (f) {
 	case AUTH_FILE_TOKEN:
+		if (!validate_token(secret_str(s->token))) {
+			return -EBADMSG; /* never reached: checked when stored */
+		}
 		*ret = auth_blob_new(s->token->data, s->token->len);
 		return *ret ? 0 : -ENOMEM;
 	case AUTH_FILE_SESSION_JSON:
@@ -208,7 +215,7 @@ static int aos_session_load(const struct target_info *info, const char *text, si
 	const char *token = json_string_value(json_object_get(j, "token"));
 	int r = -EINVAL;
 
-	if (!json_is_object(j) || !token || !*token) {
+	if (!json_is_object(j) || !validate_token(token)) {
 		goto out;
 	}
 	if (server && (!json_is_string(server) || strcmp(json_string_value(server), info->host) != 0)) {

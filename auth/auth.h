@@ -53,6 +53,7 @@ struct auth_target;
 
 int auth_core_new(const struct config *cfg, struct store *store, struct auth_core **ret);
 int auth_core_start(struct auth_core *core); /* background refresh */
+void auth_core_stop(struct auth_core *core);  /* stops it; before what it notifies goes away */
 void auth_core_free(struct auth_core *core); /* stops, logs out where asked to */
 
 /* Called after a target's session changed (outside any lock): the FUSE layer
@@ -88,6 +89,10 @@ int auth_name_valid(const char *name);
  * for renewal. */
 int auth_file_read(struct auth_target *t, enum auth_file f, struct auth_blob **ret);
 int auth_file_peek(struct auth_target *t, enum auth_file f, struct auth_blob **ret);
+/* A write in progress: 0 when data is a complete, well-formed value of f,
+ * -ENODATA when it is not yet but more data may make it one (JSON cut short,
+ * a line still being written), -EINVAL when nothing can, -EFBIG when too large. */
+int auth_file_check(struct auth_target *t, enum auth_file f, const char *data, size_t len);
 int auth_file_write(struct auth_target *t, enum auth_file f, const char *data, size_t len);
 int auth_file_unlink(struct auth_target *t, enum auth_file f);
 
@@ -109,6 +114,10 @@ void auth_strv_free(char **v, size_t n);
 int auth_file_access(struct auth_target *t, int f, uid_t *uid, gid_t *gid, mode_t *mode);
 /* chown/chmod: (uid_t)-1, (gid_t)-1, (mode_t)-1 leave a field unchanged. */
 int auth_file_set_access(struct auth_target *t, int f, uid_t uid, gid_t gid, mode_t mode);
+
+/* Owner and mode of .metrics: the config's [access] rules for ".metrics";
+ * fields not set there are left as they are (default: 0400, the daemon's). */
+void auth_metrics_access(struct auth_core *core, uid_t *uid, gid_t *gid, mode_t *mode);
 
 /* Prometheus text exposition of every counter; never touches the network. */
 int auth_core_metrics(struct auth_core *core, struct auth_blob **ret);

@@ -189,6 +189,43 @@ static struct target_config *section_get(struct config *c, const char *section)
 	return t;
 }
 
+/* Numbers, checked as the file is read: a value out of range stops the
+ * mount, naming the line (a misread number could storm a server). */
+static const struct numeric_key {
+	const char *section; /* "sessionfs", a provider, or NULL for any provider */
+	const char *key;
+	long min, max;
+} numeric_keys[] = {
+	{ "sessionfs", "timeout", 1, 3600 },
+	{ "sessionfs", "refresh_margin", 0, 86400 },
+	{ "sessionfs", "check_interval", 1, 86400 },
+	{ NULL, "timeout", 1, 3600 },
+	{ NULL, "port", 1, 65535 },
+	{ "sts", "duration_seconds", 900, 129600 }, /* GetSessionToken's range */
+};
+
+static int check_numeric(struct config *c, const char *provider, const char *key, const char *value)
+{
+	long v;
+
+	for (size_t i = 0; i < ELEMENTSOF(numeric_keys); i++) {
+		const struct numeric_key *k = &numeric_keys[i];
+		bool global = strcmp(provider, "sessionfs") == 0;
+		if (strcmp(k->key, key) != 0 || (k->section ? strcmp(k->section, provider) != 0 : global)) {
+			continue;
+		}
+		if (parse_int(value, k->min, k->max, &v) < 0) {
+			if (!c->error[0]) {
+				snprintf(c->error, sizeof(c->error), "%s = %s: expected a whole number from %ld to %ld", key,
+					 value, k->min, k->max);
+			}
+			return -EINVAL;
+		}
+		return 0;
+	}
+	return 0;
+}
+
 static int global_set(struct config *c, const char *key, const char *value)
 {
 	long v;
@@ -209,6 +246,9 @@ static int global_set(struct config *c, const char *key, const char *value)
 	if (strcmp(key, "check_interval") == 0 && parse_int(value, 1, 86400, &v) == 0) {
 		c->check_interval = (int)v;
 		return 0;
+	}
+	if (!c->error[0]) {
+		snprintf(c->error, sizeof(c->error), "unknown key %s in [sessionfs]", key);
 	}
 	return -EINVAL;
 }
@@ -261,7 +301,7 @@ static int on_line(void *user, const char *section, const char *key, const char 
 	struct target_config *t;
 
 	if (strcmp(section, "sessionfs") == 0) {
-		return global_set(c, key, value) == 0;
+		return check_numeric(c, section, key, value) == 0 && global_set(c, key, value) == 0;
 	}
 	if (strcmp(section, "access") == 0) {
 		return access_add_line(c, key, value) == 0;
@@ -270,7 +310,7 @@ static int on_line(void *user, const char *section, const char *key, const char 
 		return 0; /* a key before any section */
 	}
 	t = section_get(c, section);
-	return t && kv_add(t, key, value) == 0;
+	return t && check_numeric(c, t->provider, key, value) == 0 && kv_add(t, key, value) == 0;
 }
 
 static struct config *config_new(void)
@@ -293,12 +333,14 @@ static struct config *config_new(void)
 
 static int config_finish(struct config *c, int line, const char *origin, struct config **ret)
 {
-	if (line != 0) {
+	if (line < 0) {
 		config_free(c);
-		if (line < 0) {
-			return log_error_errno(-errno ?: -EIO, "Failed to read config %s: %m", origin);
-		}
-		return log_error_errno(-EINVAL, "Invalid config %s, line %d", origin, line);
+		return log_error_errno(-errno ?: -EIO, "Failed to read config %s: %m", origin);
+	}
+	if (line > 0) {
+		log_error("%s:%d: %s", origin, line, c->error[0] ? c->error : "invalid line");
+		config_free(c);
+		return -EINVAL;
 	}
 	*ret = c;
 	return 0;

@@ -42,6 +42,7 @@ struct config {
 	size_t n_defaults;
 	struct access_rule *access;
 	size_t n_access;
+	char error[256]; /* while parsing: what is wrong with the first bad line */
 };
 
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/sessionfs"

@@ -2,6 +2,7 @@
  * the environment and mkdir; lookups by name and by id; rmdir. */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 
 #include "log.h"
@@ -135,6 +136,7 @@ static void target_free(struct auth_target *t)
 	secret_free(t->mfa_code);
 	free(t->user);
 	auth_strv_free(t->slot_ids, t->n_slots);
+	free(t->slot_used);
 	free(t->info.scheme);
 	free(t->info.host);
 	free(t->info.base_url);
@@ -209,6 +211,21 @@ void ctx_done(struct auth_ctx *ctx)
 	ctx->password = ctx->mfa_code = NULL;
 }
 
+/* A target without a section of its own (mkdir) that inherits plain http or
+ * validate_certs = false from the defaults: said in the log and in status. */
+static void warn_inherited(struct auth_target *t)
+{
+	const struct target_info *i = &t->info;
+	bool http = strcmp(i->scheme, "http") == 0, no_verify = !i->tls.validate_certs && !http;
+
+	if (i->section || !i->defaults || (!http && !no_verify)) {
+		return;
+	}
+	snprintf(t->warning, sizeof(t->warning), "inherits %s from the [%s] defaults: a spoofed server gets the credentials",
+		 http ? "scheme = http" : "validate_certs = false", i->provider);
+	log_warning("Target %s/%s %s", i->provider, t->name, t->warning);
+}
+
 /* Connection facts from the config section (or the name, for mkdir'd targets).
  * A port_override (from the environment) beats both. */
 static int target_info_init(struct auth_target *t, const struct config *cfg, const struct target_config *section,
@@ -236,7 +253,8 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 		return log_error_errno(-EINVAL, "Target %s/%s: scheme must be https or http", i->provider, t->name);
 	}
 	i->port = port ? port : (strcmp(i->scheme, "http") == 0 ? 80 : t->provider->default_port);
-	if ((v = target_setting(i, "port"))) {
+	/* The section's port, else the one in the name, else the defaults'. */
+	if ((v = target_config_get(section, "port")) || (!port && (v = target_config_get(i->defaults, "port")))) {
 		if (parse_int(v, 1, 65535, &n) < 0) {
 			return log_error_errno(-EINVAL, "Target %s/%s: invalid port %s", i->provider, t->name, v);
 		}
@@ -274,6 +292,7 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 	if (!i->tls.validate_certs && strcmp(i->scheme, "https") == 0) {
 		log_warning("Target %s/%s: TLS certificate validation is OFF (validate_certs = false)", i->provider, t->name);
 	}
+	warn_inherited(t);
 	return 0;
 }
 
@@ -288,17 +307,46 @@ static void cond_init_monotonic(pthread_cond_t *c)
 	pthread_condattr_destroy(&ca);
 }
 
-/* Written credentials (in the store) win over configured ones. */
+/* A state file of the target that cannot be trusted or read (why: "<path>:
+ * <problem>"): it is ignored and the target stays, in an error state that
+ * reads report, without logging in with credentials that may not be the ones
+ * meant, until new credentials are written. The daemon serves the rest. */
+static void state_fault(struct auth_target *t, const char *why, const char *problem)
+{
+	char msg[sizeof(t->last_error)];
+
+	log_error("%s/%s: ignoring untrusted or corrupt state: %s%s", t->provider->name, t->name, why, problem);
+	snprintf(msg, sizeof(msg), "untrusted or corrupt state: %s%s; ignored: write new credentials to %s/%s/credentials",
+		 why, problem, t->provider->name, t->name);
+	target_set_error(t, -EBADMSG, msg);
+	t->rejected = true;
+	/* Not even after an rm token: only written credentials count now. */
+	free(TAKE_PTR(t->user));
+	secret_free(TAKE_PTR(t->password));
+}
+
+static bool has_default_credentials(const struct auth_target *t)
+{
+	const struct target_config *d = t->info.defaults;
+
+	return target_config_get(d, "password") || target_config_get(d, "password_file") ||
+	       target_config_get(d, "password_env") || (t->provider->env_password && getenv(t->provider->env_password));
+}
+
+/* Written credentials (in the store) win over configured ones; default
+ * credentials go only where target_defaults_allowed() says. */
 static int target_load_credentials(struct auth_target *t)
 {
 	_cleanup_secret_ struct secret *saved = NULL;
+	bool defaults = target_defaults_allowed(&t->info);
+	char why[PATH_MAX + 100];
 	int r;
 
-	if ((t->user = (char *)target_setting(&t->info, "user"))) {
+	if ((t->user = (char *)(defaults ? target_setting(&t->info, "user") : target_config_get(t->info.section, "user")))) {
 		t->user = strdup(t->user);
 	}
 	r = config_resolve_secret(t->info.section, "password", &t->password);
-	if (r == -ENOENT) {
+	if (r == -ENOENT && defaults) {
 		r = config_resolve_secret(t->info.defaults, "password", &t->password);
 	}
 	if (r < 0 && r != -ENOENT) {
@@ -307,7 +355,12 @@ static int target_load_credentials(struct auth_target *t)
 		return 0;
 	}
 	/* The environment variables the provider's own tools read (IDRAC_USERNAME, ...). */
-	if (!t->password && t->provider->env_password && getenv(t->provider->env_password)) {
+	if (!defaults && has_default_credentials(t)) {
+		snprintf(t->warning, sizeof(t->warning), "default credentials withheld: %s matches no [%s] hosts pattern; "
+			 "write this target's own credentials", t->info.host, t->provider->name);
+		log_warning("Target %s/%s: %s", t->provider->name, t->name, t->warning);
+	}
+	if (defaults && !t->password && t->provider->env_password && getenv(t->provider->env_password)) {
 		const char *user = t->provider->env_user ? getenv(t->provider->env_user) : NULL;
 		if (user || t->user) {
 			if (user) {
@@ -323,17 +376,25 @@ static int target_load_credentials(struct auth_target *t)
 			return r;
 		}
 	}
+	if (store_check_target(t->core->store, t->provider->name, t->name, why, sizeof(why)) < 0) {
+		state_fault(t, why, "");
+		return 0;
+	}
+	snprintf(why, sizeof(why), "%s/%s/%s/credentials", store_path(t->core->store), t->provider->name, t->name);
 	r = store_load(t->core->store, t->provider->name, t->name, "credentials", &saved);
 	if (r == 0) {
 		char *user = NULL;
 		struct secret *password = NULL;
 		if (credentials_parse(saved->data, saved->len, &user, &password) < 0) {
-			return log_error_errno(-EBADMSG, "Saved credentials of %s/%s are corrupt", t->provider->name, t->name);
+			state_fault(t, why, ": corrupt (not user:password or {\"username\",\"password\"})");
+			return 0;
 		}
 		free(t->user);
 		secret_free(t->password);
 		t->user = user;
 		t->password = password;
+	} else if (r != -ENOENT) {
+		state_fault(t, why, ": cannot be read or trusted (see the log)");
 	}
 	return 0;
 }
@@ -472,9 +533,24 @@ struct auth_target *auth_target_next(struct auth_core *core, size_t provider, ui
 	return t;
 }
 
+/* Drops t from the registry; false if it was not there. */
+static bool registry_remove(struct auth_core *core, struct auth_target *t)
+{
+	bool found;
+
+	pthread_rwlock_wrlock(&core->registry_lock);
+	found = core->targets[t->id - 1] == t;
+	if (found) {
+		core->targets[t->id - 1] = NULL;
+	}
+	pthread_rwlock_unlock(&core->registry_lock);
+	return found;
+}
+
 int auth_target_create(struct auth_core *core, size_t provider, const char *name, struct auth_target **ret)
 {
 	_cleanup_free_ char *host = NULL, *marker = NULL;
+	struct auth_target *t;
 	unsigned port;
 	int r;
 
@@ -485,27 +561,52 @@ int auth_target_create(struct auth_core *core, size_t provider, const char *name
 	if (parse_host_port(name, &host, &port) < 0) {
 		return -EINVAL;
 	}
-	r = add_target(core, provider, name, NULL, 0, ret);
+	/* Remembered across restarts: a target that can't be saved is not made. */
+	if (asprintf(&marker, "{\"host\":\"%s\",\"port\":%u}", host, port) < 0) {
+		marker = NULL;
+		return -ENOMEM;
+	}
+	r = add_target(core, provider, name, NULL, 0, &t);
 	if (r < 0) {
 		return r;
 	}
-	/* Remember it across restarts. */
-	if (asprintf(&marker, "{\"host\":\"%s\",\"port\":%u}", host, port) < 0) {
-		marker = NULL;
-	}
-	if (marker) {
-		store_save(core->store, auth_providers[provider]->name, name, "target", marker, strlen(marker));
+	r = store_save(core->store, auth_providers[provider]->name, name, "target", marker, strlen(marker));
+	if (r < 0) {
+		log_error_errno(r, "Failed to save target %s/%s in the state dir: %m", auth_providers[provider]->name, name);
+		if (registry_remove(core, t)) {
+			auth_target_unref(t); /* the registry's reference */
+		}
+		auth_target_unref(t);
+		return r;
 	}
 	log_info("Added target %s/%s", auth_providers[provider]->name, name);
+	*ret = t;
 	return 0;
+}
+
+/* Marks t removed (a flight still running ends its own session) and logs out. */
+static void target_retire(struct auth_target *t, double deadline)
+{
+	pthread_mutex_lock(&t->lock);
+	t->removed = true;
+	pthread_cond_broadcast(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	session_logout(t, deadline);
 }
 
 int auth_target_destroy(struct auth_core *core, size_t provider, const char *name)
 {
 	struct auth_target *t;
+	int r;
 
 	pthread_rwlock_wrlock(&core->registry_lock);
 	t = lookup_locked(core, provider, name);
+	if (t && t->info.section) {
+		/* It would be back at the next start. */
+		pthread_rwlock_unlock(&core->registry_lock);
+		log_warning("Not removing target %s/%s: it is configured; remove it from the config", t->provider->name, t->name);
+		return -EBUSY;
+	}
 	if (t) {
 		core->targets[t->id - 1] = NULL;
 	}
@@ -513,16 +614,16 @@ int auth_target_destroy(struct auth_core *core, size_t provider, const char *nam
 	if (!t) {
 		return -ENOENT;
 	}
-	pthread_mutex_lock(&t->lock);
-	t->removed = true;
-	pthread_cond_broadcast(&t->cond);
-	pthread_mutex_unlock(&t->lock);
-	session_logout(t);
-	store_remove_target(core->store, t->provider->name, t->name);
-	log_info("Removed target %s/%s", t->provider->name, t->name);
+	target_retire(t, now_mono() + t->info.timeout);
+	r = store_remove_target(core->store, t->provider->name, t->name);
+	if (r < 0) {
+		log_error_errno(r, "Failed to remove %s/%s from the state dir: %m", t->provider->name, t->name);
+	} else {
+		log_info("Removed target %s/%s", t->provider->name, t->name);
+	}
 	target_notify(t);
 	auth_target_unref(t);
-	return 0;
+	return r;
 }
 
 struct store_scan {
@@ -665,18 +766,72 @@ int auth_core_start(struct auth_core *core)
 	return scheduler_start(core);
 }
 
+void auth_core_stop(struct auth_core *core)
+{
+	if (core) {
+		scheduler_stop(core);
+	}
+}
+
+#define EXIT_LOGOUT_THREADS 16
+
+struct exit_logouts {
+	struct auth_target **targets;
+	size_t n;
+	size_t next; /* atomic */
+	double deadline;
+};
+
+static void *exit_logout_worker(void *userdata)
+{
+	struct exit_logouts *x = userdata;
+
+	for (size_t i; (i = __atomic_fetch_add(&x->next, 1, __ATOMIC_RELAXED)) < x->n;) {
+		session_logout(x->targets[i], x->deadline);
+	}
+	return NULL;
+}
+
+/* The logouts logout_on_exit asks for, in parallel: all of them together take
+ * at most one timeout, however many servers hang. */
+static void exit_logouts(struct auth_core *core)
+{
+	struct exit_logouts x = { .deadline = now_mono() + core->cfg->timeout };
+	pthread_t threads[EXIT_LOGOUT_THREADS];
+	size_t n_threads = 0;
+
+	x.targets = calloc(core->n_targets ?: 1, sizeof(*x.targets));
+	if (!x.targets) {
+		return;
+	}
+	for (uint32_t i = 0; i < core->n_targets; i++) {
+		struct auth_target *t = core->targets[i];
+		if (t && t->info.logout_on_exit) {
+			x.targets[x.n++] = t;
+		}
+	}
+	while (n_threads < EXIT_LOGOUT_THREADS && n_threads < x.n &&
+	       pthread_create(&threads[n_threads], NULL, exit_logout_worker, &x) == 0) {
+		n_threads++;
+	}
+	if (n_threads == 0) {
+		exit_logout_worker(&x);
+	}
+	for (size_t i = 0; i < n_threads; i++) {
+		pthread_join(threads[i], NULL);
+	}
+	free(x.targets);
+}
+
 void auth_core_free(struct auth_core *core)
 {
 	if (!core) {
 		return;
 	}
 	scheduler_stop(core);
+	exit_logouts(core);
 	for (uint32_t i = 0; i < core->n_targets; i++) {
-		struct auth_target *t = core->targets[i];
-		if (t && t->info.logout_on_exit) {
-			session_logout(t);
-		}
-		auth_target_unref(t);
+		auth_target_unref(core->targets[i]);
 	}
 	free(core->targets);
 	pthread_rwlock_destroy(&core->registry_lock);

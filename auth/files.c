@@ -1,4 +1,5 @@
 /* What reading, writing and removing each file of a target does. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 
@@ -16,7 +17,7 @@ static const char *state_name(const struct auth_target *t)
 		return "valid";
 	}
 	if (t->rejected) {
-		return "rejected";
+		return t->last_errno == -EBADMSG ? "error" : "rejected"; /* an untrusted state file */
 	}
 	if (t->last_errno == -ENOKEY) {
 		return "no_credentials";
@@ -34,7 +35,7 @@ static int render_status(struct auth_target *t, struct auth_blob **ret)
 	json_t *j;
 	char *text;
 
-	j = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:{s:I, s:I, s:I, s:I}}",
+	j = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:s?, s:{s:I, s:I, s:I, s:I, s:I}}",
 		      "target", t->name, "provider", t->provider->name, "server", t->info.base_url,
 		      "state", state_name(t),
 		      "expires_at", t->session && t->session->expires_at ? format_iso8601(t->session->expires_at, exp) : NULL,
@@ -42,9 +43,13 @@ static int render_status(struct auth_target *t, struct auth_blob **ret)
 		      "last_error", t->last_errno < 0 ? t->last_error : NULL,
 		      "last_error_at", t->last_errno < 0 ? format_iso8601(t->last_error_at, err_at) : NULL,
 		      "errno", t->last_errno < 0 ? strerrorname_np(-t->last_errno) : NULL,
-		      "tls_verify", t->info.tls.validate_certs,
+		      "tls_verify", t->info.tls.validate_certs, "warning", t->warning[0] ? t->warning : NULL,
 		      "counters", "logins", (json_int_t)t->counters.logins, "failures", (json_int_t)t->counters.failures,
-		      "refreshes", (json_int_t)t->counters.refreshes, "reads", (json_int_t)t->counters.reads);
+		      "refreshes", (json_int_t)t->counters.refreshes, "reads", (json_int_t)t->counters.reads,
+		      "reader_waits", (json_int_t)t->counters.reader_waits);
+	if (j && t->provider->status_extra) {
+		t->provider->status_extra(&t->info, t->session, j);
+	}
 	text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	json_decref(j);
 	if (!text) {
@@ -71,9 +76,7 @@ static int render_locked(struct auth_target *t, enum auth_file f, struct auth_bl
 
 	if (r == 0) {
 		(*ret)->gen = t->gen;
-		if (t->session->expires_at) {
-			(*ret)->valid_until = t->session->expires_at - t->provider->min_validity;
-		}
+		(*ret)->valid_until = session_serve_until(t, t->session);
 	}
 	return r;
 }
@@ -104,11 +107,12 @@ int auth_file_peek(struct auth_target *t, enum auth_file f, struct auth_blob **r
 	pthread_mutex_lock(&t->lock);
 	if (f == AUTH_FILE_STATUS) {
 		r = render_status(t, ret);
-	} else if (from_session(t, f) && t->session) {
-		if (t->session->expires_at == 0 || t->session->expires_at - now_real() > t->provider->min_validity) {
-			r = render_locked(t, f, ret);
-		} else {
+	} else if (from_session(t, f)) {
+		session_touch(t); /* the kernel asks before it serves a read from its cache */
+		if (t->session && !session_usable(t, t->session)) {
 			r = -EAGAIN; /* there is one, due for renewal */
+		} else if (t->session) {
+			r = render_locked(t, f, ret);
 		}
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -135,6 +139,7 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 	if (r < 0) {
 		return r;
 	}
+	log_info("%s/%s: saved new credentials for user %s", t->provider->name, t->name, user);
 	pthread_mutex_lock(&t->lock);
 	free(t->user);
 	secret_free(t->password);
@@ -142,11 +147,10 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 	t->password = TAKE_PTR(password);
 	t->rejected = false;
 	t->failed_at = 0;
-	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED) {
+	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED || t->last_errno == -EBADMSG) {
 		t->last_errno = 0;
 	}
 	pthread_mutex_unlock(&t->lock);
-	log_info("%s/%s: saved new credentials for user %s", t->provider->name, t->name, t->user);
 	return 0;
 }
 
@@ -177,6 +181,78 @@ static int write_mfa(struct auth_target *t, const char *data, size_t len)
 	return 0;
 }
 
+/* JSON cut short (more may follow) or malformed. */
+static int check_json(const char *data, size_t len)
+{
+	json_error_t err;
+	json_t *j = json_loadb(data, len, 0, &err);
+
+	if (j) {
+		json_decref(j);
+		return 0;
+	}
+	return json_error_code(&err) == json_error_premature_end_of_input ? -ENODATA : -EINVAL;
+}
+
+/* Text lines: a line still being written, or complete "key = value" lines
+ * (INI, as the AWS files) that may yet be joined by the missing key, may
+ * become valid; anything else can't. */
+static int check_lines(const char *data, size_t len)
+{
+	if (len == 0 || data[len - 1] != '\n') {
+		return -ENODATA;
+	}
+	for (const char *p = data, *end = data + len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)(nl - p);
+		if (n > 0 && *p != '#' && *p != ';' && *p != '[' && !memchr(p, '=', n)) {
+			return -EINVAL;
+		}
+		p = nl + 1;
+	}
+	return -ENODATA;
+}
+
+static int check_mfa(const char *data, size_t len)
+{
+	size_t digits = strspn(data, "0123456789");
+
+	if (digits > len) {
+		digits = len;
+	}
+	if (digits == 6 && (len == 6 || (len == 7 && data[6] == '\n'))) {
+		return 0;
+	}
+	return digits == len && len < 6 ? -ENODATA : -EINVAL;
+}
+
+int auth_file_check(struct auth_target *t, enum auth_file f, const char *data, size_t len)
+{
+	_cleanup_secret_ struct secret *password = NULL;
+	_cleanup_free_ char *user = NULL;
+	size_t skip = 0;
+
+	if (len > AUTH_WRITE_MAX) {
+		return -EFBIG;
+	}
+	while (skip < len && isspace((unsigned char)data[skip])) {
+		skip++;
+	}
+	switch (f) {
+	case AUTH_FILE_CREDENTIALS:
+		if ((t->provider->parse_credentials ?: credentials_parse)(data, len, &user, &password) == 0) {
+			return 0;
+		}
+		return skip < len && data[skip] == '{' ? check_json(data, len) : check_lines(data, len);
+	case AUTH_FILE_SESSION_JSON:
+		return skip == len ? -ENODATA : check_json(data, len);
+	case AUTH_FILE_MFA:
+		return check_mfa(data, len);
+	default:
+		return -EACCES;
+	}
+}
+
 int auth_file_write(struct auth_target *t, enum auth_file f, const char *data, size_t len)
 {
 	if (len > AUTH_WRITE_MAX) {
@@ -199,7 +275,7 @@ int auth_file_unlink(struct auth_target *t, enum auth_file f)
 	switch (f) {
 	case AUTH_FILE_TOKEN:
 	case AUTH_FILE_CREDS_JSON:
-		return session_logout(t);
+		return session_logout(t, now_mono() + t->info.timeout);
 	default:
 		return -EPERM;
 	}

@@ -7,6 +7,7 @@
  * and no thread per request. */
 #include <curl/curl.h>
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -107,7 +108,8 @@ static void *loop_thread(void *userdata)
 
 int http_global_init(void)
 {
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+	/* Its buffers hold request bodies (passwords) and headers (tokens). */
+	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, wiped_free, wiped_realloc, strdup, calloc) != CURLE_OK) {
 		return -EIO;
 	}
 	for (size_t i = 0; i < CURL_LOCK_DATA_LAST; i++) {
@@ -294,17 +296,29 @@ static struct curl_slist *build_headers(const struct http_request *req, bool *ok
 	return l;
 }
 
+/* Decrypted responses (tokens) are wiped from OpenSSL's read buffer once
+ * read, not kept there while the connection waits in the cache. */
+static CURLcode on_ssl_ctx(CURL *e, void *ssl_ctx, void *userdata)
+{
+	(void)e;
+	(void)userdata;
+	SSL_CTX_set_options(ssl_ctx, SSL_OP_CLEANSE_PLAINTEXT);
+	return CURLE_OK;
+}
+
 static void setup(CURL *e, const struct http_request *req, struct curl_slist *headers,
 		  struct buffer *body, struct buffer *hdrs, char *errbuf)
 {
 	curl_easy_setopt(e, CURLOPT_SHARE, loop.share);
 	curl_easy_setopt(e, CURLOPT_URL, req->url);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "sessionfs/" SESSIONFS_VERSION);
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)(req->timeout > 0 ? req->timeout : 30));
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 30000L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);

@@ -23,7 +23,7 @@ struct http_request {
 	/* Extra headers ("Name: value"); those in secret_headers are wiped after use. */
 	const char *const *headers;
 	const struct secret *const *secret_headers;
-	int timeout;          /* seconds, for the whole request */
+	long timeout_ms;      /* for the whole request; <= 0: 30 s */
 	const struct http_tls *tls;
 	const char *aws_sigv4;          /* CURLOPT_AWS_SIGV4 provider string, or NULL */
 	const struct secret *userpwd;   /* "key:secret" for SigV4 */

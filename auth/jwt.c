@@ -5,6 +5,9 @@
 #include <openssl/evp.h>
 
 #include "provider.h"
+#include "validate.h"
+
+#define JWT_EXP_MAX 253402300799 /* 9999-12-31T23:59:59Z: what an expiry can be written as */
 
 int base64url_decode(const char *in, size_t len, char **ret, size_t *ret_len)
 {
@@ -68,9 +71,9 @@ int jwt_expiry(const char *token, time_t *ret)
 	exp = json_object_get(claims, "exp");
 	if (!exp) {
 		r = -ENODATA;
-	} else if (json_is_integer(exp) && json_integer_value(exp) > 0) {
+	} else if (validate_json_int(exp, 1, JWT_EXP_MAX)) {
 		*ret = (time_t)json_integer_value(exp);
-	} else if (json_is_real(exp) && json_real_value(exp) >= 1 && json_real_value(exp) < 1e15) {
+	} else if (json_is_real(exp) && json_real_value(exp) >= 1 && json_real_value(exp) <= JWT_EXP_MAX) {
 		*ret = (time_t)json_real_value(exp); /* in range: the conversion is defined */
 	} else {
 		r = -EBADMSG;

@@ -13,8 +13,9 @@ struct metric {
 static const struct metric metrics[] = {
 	{ "sessionfs_logins_total", "counter", "Logins that succeeded." },
 	{ "sessionfs_failures_total", "counter", "Logins and refreshes that failed." },
-	{ "sessionfs_refreshes_total", "counter", "Background refreshes that succeeded." },
+	{ "sessionfs_refreshes_total", "counter", "Background refreshes that succeeded (no reader waited)." },
 	{ "sessionfs_reads_total", "counter", "Reads of session files that reached the daemon (page-cache hits are not seen)." },
+	{ "sessionfs_reader_waits_total", "counter", "Reads that had to wait for the network." },
 	{ "sessionfs_session_expiry_seconds", "gauge", "Seconds until the session expires (absent: no session or no expiry)." },
 };
 
@@ -50,10 +51,11 @@ static void put_target(FILE *f, size_t m, struct auth_target *t)
 	values[1] = (long long)t->counters.failures;
 	values[2] = (long long)t->counters.refreshes;
 	values[3] = (long long)t->counters.reads;
+	values[4] = (long long)t->counters.reader_waits;
 	exp = t->session ? t->session->expires_at : 0;
 	pthread_mutex_unlock(&t->lock);
-	values[4] = (long long)(exp - now_real());
-	if (m < 4 || exp) { /* no expiry, no sample */
+	values[5] = (long long)(exp - now_real());
+	if (m < 5 || exp) { /* no expiry, no sample */
 		put_sample(f, metrics[m].name, t, values[m]);
 	}
 }

@@ -66,12 +66,24 @@ int auth_call(struct auth_ctx *ctx, const struct auth_call *call, struct http_re
 	r = http_perform(&(struct http_request){
 		.method = call->method, .url = url, .body = call->body, .body_len = call->body_len,
 		.content_type = call->content_type, .headers = call->headers, .secret_headers = secret_headers,
-		.timeout = ctx->info->timeout, .tls = &ctx->info->tls,
+		.timeout_ms = auth_ctx_timeout_ms(ctx), .tls = &ctx->info->tls,
 	}, resp);
 	if (r < 0) {
 		return auth_ctx_transport_fail(ctx, r, resp);
 	}
 	return 0;
+}
+
+long auth_ctx_timeout_ms(const struct auth_ctx *ctx)
+{
+	double left;
+
+	if (ctx->deadline <= 0) {
+		return (long)ctx->info->timeout * 1000;
+	}
+	/* Past the deadline: 1 ms, so the request fails at once with ETIMEDOUT. */
+	left = (ctx->deadline - now_mono()) * 1000;
+	return left < 1 ? 1 : (long)left;
 }
 
 struct auth_blob *auth_blob_new(const char *data, size_t len)

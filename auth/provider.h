@@ -17,7 +17,7 @@ struct auth_session {
 	struct secret *token;
 	struct secret *extra;
 	char *id;          /* server-side id (Redfish session Id), or NULL */
-	char *location;    /* server-side URI path (Redfish), or NULL */
+	char *location;    /* server-side URI path (Redfish), assumed-role ARN (STS), or NULL */
 	time_t expires_at; /* 0: unknown, valid until the server says otherwise */
 	time_t obtained_at;
 };
@@ -52,8 +52,13 @@ struct auth_ctx {
 	const char *user;              /* NULL when none configured */
 	const struct secret *password; /* NULL when none configured */
 	const struct secret *mfa_code; /* STS: the one-time code, if written */
+	double deadline;               /* now_mono() by which every request must end; 0: none */
 	char error[512];
 };
+
+/* What is left of ctx's deadline for one request, in ms (at least 1); without
+ * a deadline, the target's timeout. */
+long auth_ctx_timeout_ms(const struct auth_ctx *ctx);
 
 /* Records a message for status.last_error (control characters made spaces)
  * and returns r. */
@@ -63,6 +68,10 @@ void auth_body_excerpt(const struct http_response *resp, char *buf, size_t size)
 
 /* Setting key of a target, falling back to its provider's defaults section. */
 const char *target_setting(const struct target_info *info, const char *key);
+/* May the target get its provider's default credentials (defaults section,
+ * environment)? Configured targets: yes; others only when their host matches
+ * the defaults' `hosts` shell patterns (hosts.c). */
+bool target_defaults_allowed(const struct target_info *info);
 
 struct auth_provider {
 	const char *name;
@@ -117,6 +126,9 @@ struct auth_provider {
 	int (*sessions_list)(struct auth_ctx *ctx, const struct auth_session *s, char ***ret_ids, size_t *ret_n);
 	int (*sessions_get)(struct auth_ctx *ctx, const struct auth_session *s, const char *id, struct auth_blob **ret);
 	int (*sessions_delete)(struct auth_ctx *ctx, const struct auth_session *s, const char *id);
+	/* Optional (STS: role ARNs, MFA sessions): more members for `status`,
+	 * from memory only. status is borrowed; s may be NULL. */
+	void (*status_extra)(const struct target_info *info, const struct auth_session *s, json_t *status);
 };
 
 extern const struct auth_provider aos_provider;

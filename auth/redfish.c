@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "provider.h"
+#include "validate.h"
 
 #define DEFAULT_SESSION_TIMEOUT 1800 /* DSP0266's usual default, when the BMC won't say */
 
@@ -85,9 +86,15 @@ int redfish_error_reply(struct auth_ctx *ctx, const char *what, const struct htt
 				     "%s: too many sessions on the BMC (HTTP %ld: %s); remove stale ones with rm %s/%s/sessions/<id>",
 				     ctx->info->base_url, resp->status, msg[0] ? msg : "no message", ctx->info->provider, ctx->info->name);
 	}
-	if (resp->status == 401 || resp->status == 403) {
+	/* Only a refused login is about the credentials; a 403 on anything else
+	 * means this user may not do that. */
+	if (resp->status == 401 || (resp->status == 403 && strcmp(what, "login") == 0)) {
 		return auth_ctx_fail(ctx, -EKEYREJECTED, "%s rejected the %s (HTTP %ld): %s", ctx->info->base_url, what,
 				     resp->status, msg[0] ? msg : "the BMC sent an empty body; the user name or password is wrong");
+	}
+	if (resp->status == 403) {
+		return auth_ctx_fail(ctx, -EACCES, "%s refused the %s: the user may not do this (HTTP 403): %s",
+				     ctx->info->base_url, what, msg[0] ? msg : "no message");
 	}
 	return auth_ctx_fail(ctx, auth_http_status_errno(resp->status) == -EAGAIN ? -EAGAIN : -EIO,
 			     "%s failed the %s with HTTP %ld: %s", ctx->info->base_url, what, resp->status, msg);
@@ -126,23 +133,25 @@ static int request(struct auth_ctx *ctx, const char *method, const char *path, c
 	}, resp);
 }
 
-/* A Location header may be absolute: keep its path, exactly as given. */
-static char *uri_path(const char *uri)
-{
-	const char *p = strstr(uri, "://");
-
-	if (p) {
-		p = strchr(p + 3, '/');
-		return strdup(p ? p : "/");
-	}
-	return strdup(uri);
-}
-
 static const char *last_segment(const char *uri)
 {
 	const char *slash = strrchr(uri, '/');
 
 	return slash ? slash + 1 : uri;
+}
+
+/* The last segment of a session path, ignoring one trailing '/' (iLO). */
+static const char *last_segment_of_path(const char *path)
+{
+	size_t len = strlen(path);
+
+	while (len > 1 && path[len - 1] == '/') {
+		len--;
+	}
+	while (len > 0 && path[len - 1] != '/') {
+		len--;
+	}
+	return path + len;
 }
 
 /* Links.Sessions of the service root, or NULL to try the usual places. */
@@ -157,7 +166,10 @@ static int discover(struct auth_ctx *ctx, char **ret)
 	r = request(ctx, "GET", "/redfish/v1/", NULL, NULL, &resp);
 	if (r == 0 && resp.status >= 200 && resp.status < 300 && (root = json_loadb(resp.body, resp.len, 0, NULL))) {
 		uri = json_string_value(json_object_get(json_object_get(json_object_get(root, "Links"), "Sessions"), "@odata.id"));
-		if (uri && *uri == '/' && !(*ret = strdup(uri))) {
+		if (uri && !validate_uri_path(uri)) {
+			r = auth_ctx_fail(ctx, -EBADMSG, "%s has a malformed Links.Sessions in its service root",
+					  ctx->info->base_url);
+		} else if (uri && !(*ret = strdup(uri))) {
 			r = -ENOMEM;
 		}
 	}
@@ -207,7 +219,9 @@ int redfish_session_reply(struct auth_ctx *ctx, const char *sessions_uri, json_i
 	_cleanup_free_ char *location = http_response_header(resp, "Location");
 	json_t *body = json_loadb(resp->body, resp->len, 0, NULL), *details;
 	const char *id = json_string_value(json_object_get(body, "Id"));
+	const char *bad = NULL, *last;
 	char *extra;
+	int r;
 
 	if (!location && json_is_string(json_object_get(body, "@odata.id"))) {
 		location = strdup(json_string_value(json_object_get(body, "@odata.id")));
@@ -218,17 +232,25 @@ int redfish_session_reply(struct auth_ctx *ctx, const char *sessions_uri, json_i
 		return auth_ctx_fail(ctx, -EBADMSG, "%s created a session without %s", ctx->info->base_url,
 				     !token || !*token ? "an X-Auth-Token header" : "a Location or @odata.id");
 	}
+	r = validate_session_location(location, ctx->info->base_url, sessions_uri, &s->location);
+	if (!validate_token(token)) {
+		bad = "a malformed X-Auth-Token header (control characters, spaces or quotes)";
+	} else if (r == -EBADMSG) {
+		bad = "a Location that is not a session under its Sessions collection";
+	} else if (id && !validate_redfish_id(id)) {
+		bad = "a malformed Id";
+	}
+	if (bad || r < 0) {
+		json_decref(body);
+		erase_and_free_str(TAKE_PTR(token));
+		return bad ? auth_ctx_fail(ctx, -EBADMSG, "%s created a session with %s", ctx->info->base_url, bad) : r;
+	}
 	s->token = secret_new_str(token);
 	erase_and_free_str(TAKE_PTR(token));
-	s->location = uri_path(location);
-	if (s->location && s->location[0] != '/') {
-		json_decref(body);
-		return auth_ctx_fail(ctx, -EBADMSG, "%s created a session at \"%s\", which is not a path",
-				     ctx->info->base_url, s->location);
-	}
-	s->id = strdup(id ? id : last_segment(s->location));
+	last = last_segment_of_path(s->location);
+	s->id = id ? strdup(id) : strndup(last, strcspn(last, "/"));
 	json_decref(body);
-	if (!s->token || !s->location || !s->id) {
+	if (!s->token || !s->id) {
 		return -ENOMEM;
 	}
 	timeout = clamp_timeout(timeout);
@@ -320,8 +342,21 @@ static int redfish_validate(struct auth_ctx *ctx, const struct auth_session *s, 
 static int redfish_logout(struct auth_ctx *ctx, const struct auth_session *s)
 {
 	_cleanup_secret_ struct secret *hdr = secret_printf("X-Auth-Token: %s", secret_str(s->token));
+	_cleanup_free_ char *checked = NULL;
 	struct http_response resp = { 0 };
-	int r = hdr ? request(ctx, "DELETE", s->location, hdr, NULL, &resp) : -ENOMEM;
+	struct details d;
+	json_t *j = details_load(s, &d);
+	int r = validate_session_location(s->location, ctx->info->base_url, d.sessions_uri, &checked);
+
+	json_decref(j);
+	/* A DELETE only ever goes to a member of the Sessions collection. */
+	if (r == -EBADMSG) {
+		return auth_ctx_fail(ctx, r, "%s: session %s is not under the Sessions collection; not deleted",
+				     ctx->info->base_url, s->id);
+	}
+	if (r == 0) {
+		r = hdr ? request(ctx, "DELETE", checked, hdr, NULL, &resp) : -ENOMEM;
+	}
 
 	/* 401/404: already gone, which is what we wanted. */
 	if (r == 0 && (resp.status < 200 || resp.status >= 300) && resp.status != 401 && resp.status != 404) {
@@ -372,6 +407,9 @@ static int redfish_render(const struct target_info *info, const struct auth_sess
 
 	(void)info;
 	if (f == AUTH_FILE_TOKEN) {
+		if (!validate_token(secret_str(s->token))) {
+			return -EBADMSG; /* never reached: checked when stored */
+		}
 		*ret = auth_blob_new(s->token->data, s->token->len);
 		return *ret ? 0 : -ENOMEM;
 	}
@@ -397,11 +435,12 @@ static int redfish_session_load(const struct target_info *info, const char *text
 	const char *location = json_string_value(json_object_get(j, "location"));
 	const char *token = json_string_value(json_object_get(j, "x_auth_token"));
 	const char *uri = json_string_value(json_object_get(j, "sessions_uri"));
+	_cleanup_free_ char *checked = NULL;
 	char *extra;
 	int r = -EINVAL;
 
-	(void)info;
-	if (!s || !id || !location || location[0] != '/' || !token || !*token || !uri) {
+	if (!s || !validate_redfish_id(id) || !validate_token(token) || !uri || !location ||
+	    validate_session_location(location, info->base_url, uri, &checked) < 0) {
 		goto out;
 	}
 	details = json_pack("{s:s, s:I, s:O?}", "sessions_uri", uri, "session_timeout",
@@ -454,6 +493,9 @@ static int member_call(struct auth_ctx *ctx, const struct auth_session *s, const
 	_cleanup_free_ char *uri = NULL, *path = NULL;
 	int r;
 
+	if (id && !validate_redfish_id(id)) {
+		return -EINVAL; /* never leave the Sessions collection */
+	}
 	if (!hdr) {
 		return auth_ctx_fail(ctx, -ENOKEY, "no session and no credentials to list sessions with");
 	}

@@ -12,8 +12,18 @@ struct secret {
 	char data[]; /* NUL-terminated */
 };
 
-/* Sets up the locked heap; call once before any secret_new(). */
+/* Allocator hooks for libraries whose buffers may hold secrets (libcurl,
+ * jansson, libxml2): the whole block is wiped before it goes back to malloc,
+ * and a growing realloc leaves no copy behind. */
+void wiped_free(void *p);
+void *wiped_realloc(void *p, size_t size);
+
+/* Sets up the locked heap and makes OpenSSL wipe what it frees; call once,
+ * first thing (before any other OpenSSL or libcurl call). */
 int secret_init(size_t heap_size);
+
+/* Locks the heap's arena again: mlock() does not survive fork() (daemonizing). */
+int secret_relock(void);
 
 /* Memory for a secret: the locked heap, else the normal one. Free with
  * CRYPTO_secure_clear_free(). */
@@ -47,5 +57,5 @@ static inline void erase_and_free_strp(char **s)
 }
 #define _cleanup_erase_ _cleanup_(erase_and_free_strp)
 
-/* A formatted secret; the temporary buffer is wiped. */
+/* A formatted secret, written straight into the secure heap (no temporary copy). */
 struct secret *secret_printf(const char *fmt, ...) _printf_(1, 2);

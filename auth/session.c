@@ -10,31 +10,66 @@
 #define BACKOFF_BASE 5   /* seconds; doubled per failure in a row */
 #define BACKOFF_MAX 120
 #define RECENT_FAILURE 1.0 /* seconds */
+#define MIN_RENEW_INTERVAL 1 /* seconds between two renewals of one session */
+
+/* The lifetime rule (README, "How sessions are kept"): a session of lifetime
+ * L is served while more than min(min_validity, L/2) seconds are left. A
+ * session that can never meet the provider's minimum (a 900 s STS credential
+ * against botocore's 15 minutes) is served for half its life instead of being
+ * replaced in a loop. */
+static time_t serve_floor(const struct auth_target *t, const struct auth_session *s)
+{
+	time_t lifetime = s->expires_at - s->obtained_at;
+	time_t half = lifetime > 0 ? lifetime / 2 : 0;
+
+	return t->provider->min_validity < half ? t->provider->min_validity : half;
+}
+
+time_t session_serve_until(const struct auth_target *t, const struct auth_session *s)
+{
+	return s->expires_at ? s->expires_at - serve_floor(t, s) : 0;
+}
 
 static bool usable(const struct auth_target *t, const struct auth_session *s, time_t now)
 {
-	return s && (s->expires_at == 0 || s->expires_at - now > t->provider->min_validity);
+	return s && (s->expires_at == 0 || session_serve_until(t, s) > now);
 }
 
-static void deadline_after(struct timespec *ts, int seconds)
+bool session_usable(const struct auth_target *t, const struct auth_session *s)
 {
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += seconds;
+	return usable(t, s, now_real());
+}
+
+/* Renewal starts refresh_margin before the floor is reached, but no earlier
+ * than halfway between issue and floor, and never within a second of the
+ * last renewal: however short the lifetime, renewals can't run back to back. */
+static time_t renewal_due(const struct auth_target *t, const struct auth_session *s)
+{
+	time_t floor, ahead, due;
+
+	if (!s->expires_at) {
+		return 0;
+	}
+	floor = serve_floor(t, s);
+	ahead = (s->expires_at - s->obtained_at - floor) / 2;
+	if (t->core->cfg->refresh_margin < ahead) {
+		ahead = t->core->cfg->refresh_margin;
+	}
+	due = s->expires_at - floor - ahead;
+	return due > t->last_renew + MIN_RENEW_INTERVAL ? due : t->last_renew + MIN_RENEW_INTERVAL;
+}
+
+static struct timespec mono_timespec(double t)
+{
+	return (struct timespec){ .tv_sec = (time_t)t, .tv_nsec = (long)((t - (double)(time_t)t) * 1e9) };
 }
 
 void session_schedule(struct auth_target *t)
 {
 	const struct auth_session *s = t->session;
 	int margin = t->core->cfg->refresh_margin;
-	time_t due = 0;
+	time_t due = s ? renewal_due(t, s) : 0;
 
-	if (s && t->provider->refresh_at) {
-		due = t->provider->refresh_at(&t->info, s, margin);
-	} else if (s && s->expires_at) {
-		time_t lifetime = s->expires_at - s->obtained_at;
-		/* Short-lived tokens: refresh halfway rather than immediately. */
-		due = s->expires_at - (lifetime / 2 < margin ? lifetime / 2 : margin);
-	}
 	t->expiry_due = due;
 	/* Providers that can check a session: do so regularly, to notice one the
 	 * server dropped (restart, deleted elsewhere) before readers do. */
@@ -57,20 +92,35 @@ void session_schedule(struct auth_target *t)
 	pthread_mutex_unlock(&t->core->sched_lock);
 }
 
-static void save_session(struct auth_target *t)
+/* A read of any kind (the daemon's, an open, the kernel's getattr before a
+ * page-cache read): renewal follows it. Lock held. */
+void session_touch(struct auth_target *t)
 {
-	_cleanup_secret_ struct secret *text = NULL;
-
-	if (t->provider->session_save(&t->info, t->session, &text) == 0) {
-		store_save(t->core->store, t->provider->name, t->name, "session", text->data, text->len);
+	t->hot = true;
+	if (t->dormant && t->session) {
+		t->dormant = false; /* hot again: resume background refresh */
+		session_schedule(t);
 	}
 }
 
-/* Installs s as the current session (lock held); returns the old one.
- * invalidate: tell the FUSE layer to drop what the kernel cached. Not needed
- * when a reader renews an unusable session: the kernel's copies of it timed
- * out with it, and the reader's getattr shows the change. */
-static struct auth_session *adopt(struct auth_target *t, struct auth_session *s, bool fresh_login, bool invalidate)
+static void save_session(struct auth_target *t)
+{
+	_cleanup_secret_ struct secret *text = NULL;
+	int r;
+
+	r = t->provider->session_save(&t->info, t->session, &text);
+	if (r == 0) {
+		r = store_save(t->core->store, t->provider->name, t->name, "session", text->data, text->len);
+	}
+	if (r < 0) {
+		/* The session works; only a restart will have to log in again. */
+		target_set_error(t, r, "the session could not be saved in the state dir; a restart will log in again");
+		log_warning("%s/%s: failed to save the session: %s", t->provider->name, t->name, strerror(-r));
+	}
+}
+
+/* Installs s as the current session (lock held); returns the old one. */
+static struct auth_session *adopt(struct auth_target *t, struct auth_session *s, bool fresh_login)
 {
 	struct auth_session *old = t->session;
 
@@ -84,14 +134,12 @@ static struct auth_session *adopt(struct auth_target *t, struct auth_session *s,
 	t->dormant = false;
 	t->last_renew = now_real();
 	t->failures_in_row = 0;
-	t->retry_at = 0;
+	__atomic_store_n(&t->retry_at, 0, __ATOMIC_RELAXED);
 	t->last_errno = 0;
 	t->last_error[0] = 0;
 	save_session(t);
 	session_schedule(t);
-	if (invalidate) {
-		target_notify(t);
-	}
+	target_notify(t);
 	return old;
 }
 
@@ -107,7 +155,8 @@ static void record_failure(struct auth_target *t, int r, const char *msg)
 	t->failures_in_row++;
 	t->failed_at = now_mono();
 	/* Jitter: somewhere in [backoff/2, backoff], so a fleet does not retry in step. */
-	t->retry_at = now_real() + backoff / 2 + (time_t)arc4random_uniform((uint32_t)(backoff / 2 + 1));
+	__atomic_store_n(&t->retry_at, now_real() + backoff / 2 + (time_t)arc4random_uniform((uint32_t)(backoff / 2 + 1)),
+			 __ATOMIC_RELAXED);
 	if (r == -EKEYREJECTED) {
 		t->rejected = true; /* accounts lock after repeated failures: never retry by ourselves */
 	}
@@ -129,6 +178,30 @@ static void flight_end(struct auth_target *t, int r)
 	pthread_cond_broadcast(&t->cond);
 }
 
+/* A new login. A session that arrives expired can't be served, and logging
+ * in again would only get another: refuse it, so nothing loops. */
+static int login(struct auth_target *t, struct auth_ctx *ctx, struct auth_session **ret)
+{
+	struct auth_session *s = NULL;
+	char exp[21], now[21];
+	int r;
+
+	log_debug("%s/%s: logging in as %s", t->provider->name, t->name, ctx->user ? ctx->user : "(key)");
+	r = t->provider->login(ctx, &s);
+	if (r < 0) {
+		return r;
+	}
+	if (s->expires_at && s->expires_at <= now_real()) {
+		r = auth_ctx_fail(ctx, -EBADMSG,
+				  "the server issued a session that has already expired (expires %s, now %s): check the clocks",
+				  format_iso8601(s->expires_at, exp), format_iso8601(now_real(), now));
+		auth_session_free(s);
+		return r;
+	}
+	*ret = s;
+	return 0;
+}
+
 /* Validate a saved session (or one from the environment), else log in. Runs
  * without the lock; *ret_fresh tells whether a new login happened. */
 static int obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_session **pending,
@@ -143,6 +216,7 @@ static int obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_sessi
 			log_info("%s/%s: resumed the saved session", t->provider->name, t->name);
 			if (exp) {
 				(*pending)->expires_at = exp;
+				(*pending)->obtained_at = now_real();
 			}
 			*ret = TAKE_PTR(*pending);
 			*ret_fresh = false;
@@ -162,9 +236,8 @@ static int obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_sessi
 		return auth_ctx_fail(ctx, -ENOKEY, "MFA required: write the current code to %s/%s/mfa",
 				     t->provider->name, t->name);
 	}
-	log_debug("%s/%s: logging in as %s", t->provider->name, t->name, ctx->user ? ctx->user : "(key)");
 	*ret_fresh = true;
-	return t->provider->login(ctx, ret);
+	return login(t, ctx, ret);
 }
 
 static void load_pending(struct auth_target *t)
@@ -184,12 +257,11 @@ static void load_pending(struct auth_target *t)
 /* Check the current session (a copy of it, so nothing shared is used
  * unlocked) and renew it in place where the provider can; else, when it is
  * due for renewal or gone, log in. */
-static int renew_or_obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_session *current,
+static int renew_or_obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_session *current, bool renewal_due,
 			   struct auth_session **pending, struct auth_session **ret_fresh, bool *ret_login,
 			   time_t *ret_expires_at)
 {
 	int r = -ESTALE;
-	bool renewal_due = t->expiry_due && now_real() >= t->expiry_due;
 
 	if (current && t->provider->refresh && (t->provider->renews_in_place || !renewal_due)) {
 		r = t->provider->refresh(ctx, current, ret_expires_at);
@@ -204,12 +276,48 @@ static int renew_or_obtain(struct auth_target *t, struct auth_ctx *ctx, struct a
 	return obtain(t, ctx, pending, ret_fresh, ret_login);
 }
 
-/* Runs one login or refresh as the single flight; called and returns with the lock held. */
-static int lead(struct auth_target *t, bool background)
+/* Ends s on the server, best effort, without the lock (lock held on entry and
+ * return): a login that finished after its target was removed. */
+static void discard(struct auth_target *t, struct auth_ctx *ctx, struct auth_session *s)
+{
+	pthread_mutex_unlock(&t->lock);
+	if (t->provider->logout(ctx, s) < 0) {
+		log_warning("%s/%s: failed to end a session of a removed target: %s", t->provider->name, t->name,
+			    ctx->error);
+	} else {
+		log_info("%s/%s: ended the session of a removed target", t->provider->name, t->name);
+	}
+	pthread_mutex_lock(&t->lock);
+	auth_session_free(s);
+}
+
+/* Installs what a flight brought (lock held): a new session, or a later expiry. */
+static struct auth_session *flight_result(struct auth_target *t, struct auth_session *fresh, bool is_login, time_t exp)
+{
+	if (fresh) {
+		return adopt(t, fresh, is_login);
+	}
+	if (t->session) {
+		/* Renewed in place: same token, later expiry. */
+		if (exp) {
+			t->session->expires_at = exp;
+			t->session->obtained_at = now_real();
+		}
+		t->last_renew = now_real();
+		t->failures_in_row = 0;
+		__atomic_store_n(&t->retry_at, 0, __ATOMIC_RELAXED);
+		session_schedule(t);
+	}
+	return NULL;
+}
+
+/* Runs one login or refresh as the single flight, with every request ending
+ * by deadline; called and returns with the lock held. */
+static int lead(struct auth_target *t, bool background, double deadline)
 {
 	struct auth_session *pending, *current = NULL, *fresh = NULL, *old = NULL;
 	struct auth_ctx ctx;
-	bool is_login = false;
+	bool is_login = false, due;
 	time_t exp = 0;
 	int r;
 
@@ -222,36 +330,36 @@ static int lead(struct auth_target *t, bool background)
 	if (r < 0) {
 		return r;
 	}
+	ctx.deadline = deadline;
+	due = t->expiry_due && now_real() >= t->expiry_due;
 	pending = TAKE_PTR(t->pending);
 	t->flight = true;
+	t->hot = false; /* reads from now on count towards the next renewal */
 	pthread_mutex_unlock(&t->lock);
 
-	r = renew_or_obtain(t, &ctx, current, &pending, &fresh, &is_login, &exp);
+	r = renew_or_obtain(t, &ctx, current, due, &pending, &fresh, &is_login, &exp);
 
 	pthread_mutex_lock(&t->lock);
+	if (t->removed) {
+		r = -ENOENT; /* rmdir meanwhile: nothing of this flight may stay */
+		if (fresh) {
+			discard(t, &ctx, TAKE_PTR(fresh));
+		}
+	}
 	flight_end(t, r);
-	if (pending && !t->pending) {
+	if (pending && !t->pending && !t->removed) {
 		t->pending = TAKE_PTR(pending);
 	}
 	if (is_login && ctx.mfa_code && secret_equal(ctx.mfa_code, t->mfa_code)) {
 		secret_free(TAKE_PTR(t->mfa_code)); /* a one-time code is used once */
 	}
-	if (r < 0) {
+	if (r < 0 && !t->removed) {
 		record_failure(t, r, ctx.error);
-	} else if (fresh) {
-		old = adopt(t, fresh, is_login, background);
-	} else if (t->session) {
-		/* Renewed in place: same token, later expiry. */
-		if (exp) {
-			t->session->expires_at = exp;
+	} else if (r == 0) {
+		old = flight_result(t, TAKE_PTR(fresh), is_login, exp);
+		if (background) {
+			t->counters.refreshes++;
 		}
-		t->last_renew = now_real();
-		t->failures_in_row = 0;
-		t->retry_at = 0;
-		session_schedule(t);
-	}
-	if (r == 0 && background) {
-		t->counters.refreshes++;
 	}
 	ctx_done(&ctx);
 	auth_session_free(pending);
@@ -260,26 +368,30 @@ static int lead(struct auth_target *t, bool background)
 	return r;
 }
 
+/* One read: at most one login attempt, and done by deadline. Returns with the
+ * lock held on success. */
 int session_acquire(struct auth_target *t)
 {
-	struct timespec deadline;
+	double deadline = now_mono() + t->info.timeout;
+	bool led = false, waited = false;
 	int r = 0;
 
-	deadline_after(&deadline, t->info.timeout);
 	pthread_mutex_lock(&t->lock);
 	t->counters.reads++;
 	for (;;) {
+		time_t now = now_real();
 		if (t->removed) {
 			r = -ENOENT;
 			break;
 		}
-		if (usable(t, t->session, now_real())) {
-			t->last_read = now_real();
-			if (t->dormant) {
-				t->dormant = false; /* hot again: resume background refresh */
-				session_schedule(t);
-			}
+		/* A session this read logged in for is served, however short its life. */
+		if (usable(t, t->session, now) || (led && t->session && (!t->session->expires_at || t->session->expires_at > now))) {
+			session_touch(t);
 			return 0;
+		}
+		if (led) {
+			r = t->last_errno < 0 ? t->last_errno : -EIO;
+			break;
 		}
 		if (t->rejected) {
 			r = t->last_errno < 0 ? t->last_errno : -EKEYREJECTED;
@@ -291,22 +403,31 @@ int session_acquire(struct auth_target *t)
 			r = t->last_errno;
 			break;
 		}
+		if (!waited) {
+			waited = true;
+			t->counters.reader_waits++;
+		}
 		if (t->flight) {
 			uint64_t seq = t->flight_seq;
+			struct timespec ts = mono_timespec(deadline);
 			while (t->flight && t->flight_seq == seq && r == 0) {
-				r = -pthread_cond_timedwait(&t->cond, &t->lock, &deadline);
+				r = -pthread_cond_timedwait(&t->cond, &t->lock, &ts);
 			}
 			if (r == -ETIMEDOUT) {
 				break;
 			}
-			r = 0;
 			if (t->flight_result < 0 && !usable(t, t->session, now_real())) {
 				r = t->flight_result; /* share the leader's failure: one attempt for all */
 				break;
 			}
 			continue;
 		}
-		r = lead(t, false);
+		if (now_mono() >= deadline) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		r = lead(t, false, deadline);
+		led = true;
 		if (r < 0) {
 			break;
 		}
@@ -316,13 +437,12 @@ int session_acquire(struct auth_target *t)
 }
 
 /* Waits for a running flight to end (lock held). */
-static void wait_flight(struct auth_target *t)
+static void wait_flight(struct auth_target *t, double deadline)
 {
-	struct timespec deadline;
+	struct timespec ts = mono_timespec(deadline);
 
-	deadline_after(&deadline, t->info.timeout + 1);
 	while (t->flight) {
-		if (pthread_cond_timedwait(&t->cond, &t->lock, &deadline) == ETIMEDOUT) {
+		if (pthread_cond_timedwait(&t->cond, &t->lock, &ts) == ETIMEDOUT) {
 			break;
 		}
 	}
@@ -331,7 +451,9 @@ static void wait_flight(struct auth_target *t)
 int session_resume(struct auth_target *t, const char *text, size_t len)
 {
 	struct auth_session *s = NULL, *old = NULL;
+	double deadline = now_mono() + t->info.timeout;
 	struct auth_ctx ctx;
+	time_t exp = 0;
 	int r;
 
 	r = t->provider->session_load(&t->info, text, len, &s);
@@ -339,33 +461,37 @@ int session_resume(struct auth_target *t, const char *text, size_t len)
 		return r;
 	}
 	pthread_mutex_lock(&t->lock);
-	wait_flight(t);
-	r = t->flight ? -EBUSY : ctx_init(t, &ctx);
+	wait_flight(t, deadline);
+	r = t->removed ? -ENOENT : t->flight ? -EBUSY : ctx_init(t, &ctx);
 	if (r < 0) {
 		pthread_mutex_unlock(&t->lock);
 		auth_session_free(s);
 		return r;
 	}
+	ctx.deadline = deadline;
 	t->flight = true;
 	pthread_mutex_unlock(&t->lock);
 
-	time_t exp = 0;
 	r = t->provider->validate(&ctx, s, &exp);
 	if (r == 0 && exp) {
 		s->expires_at = exp;
+		s->obtained_at = now_real();
 	}
 	if (r == -ESTALE) {
 		r = -EKEYREJECTED; /* the server does not accept the written session */
 	}
 
 	pthread_mutex_lock(&t->lock);
+	if (t->removed) {
+		r = -ENOENT;
+	}
 	flight_end(t, r);
 	if (r == 0) {
 		auth_session_free(TAKE_PTR(t->pending));
 		t->pending_loaded = true;
-		old = adopt(t, TAKE_PTR(s), false, true);
+		old = adopt(t, TAKE_PTR(s), false);
 		log_info("%s/%s: resumed the session written to session.json", t->provider->name, t->name);
-	} else {
+	} else if (!t->removed) {
 		target_set_error(t, r, ctx.error);
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -375,14 +501,14 @@ int session_resume(struct auth_target *t, const char *text, size_t len)
 	return r;
 }
 
-int session_logout(struct auth_target *t)
+int session_logout(struct auth_target *t, double deadline)
 {
 	struct auth_session *s;
 	struct auth_ctx ctx;
 	int r;
 
 	pthread_mutex_lock(&t->lock);
-	wait_flight(t);
+	wait_flight(t, deadline);
 	s = TAKE_PTR(t->session);
 	auth_session_free(TAKE_PTR(t->pending));
 	t->pending_loaded = true;
@@ -390,7 +516,10 @@ int session_logout(struct auth_target *t)
 	t->failed_at = 0;
 	t->gen++;
 	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
-	store_remove(t->core->store, t->provider->name, t->name, "session");
+	r = store_remove(t->core->store, t->provider->name, t->name, "session");
+	if (r < 0 && r != -ENOENT) {
+		log_warning("%s/%s: failed to remove the saved session: %s", t->provider->name, t->name, strerror(-r));
+	}
 	r = s ? ctx_init(t, &ctx) : 0;
 	target_notify(t);
 	pthread_mutex_unlock(&t->lock);
@@ -398,6 +527,7 @@ int session_logout(struct auth_target *t)
 		auth_session_free(s);
 		return r;
 	}
+	ctx.deadline = deadline;
 	r = t->provider->logout(&ctx, s);
 	if (r < 0) {
 		pthread_mutex_lock(&t->lock);
@@ -417,16 +547,16 @@ static void refresh_one(struct auth_target *t)
 	pthread_mutex_lock(&t->lock);
 	if (t->removed || t->rejected || !t->session) {
 		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
-	} else if (t->last_read < t->last_renew) {
+	} else if (!t->hot) {
 		/* Not read since the last renewal: let it lapse (frees a BMC slot);
 		 * the next read renews it or logs in. */
 		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
 		t->dormant = true;
 	} else if (t->flight) {
-		t->retry_at = now_real() + 1; /* a reader is logging in already */
+		__atomic_store_n(&t->retry_at, now_real() + 1, __ATOMIC_RELAXED); /* a reader is logging in already */
 	} else {
 		log_debug("%s/%s: refreshing ahead of expiry", t->provider->name, t->name);
-		lead(t, true);
+		lead(t, true, now_mono() + t->info.timeout);
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -492,7 +622,7 @@ static void *refresh_worker(void *userdata)
 			continue;
 		}
 		wait = due ? due - now_real() : 60;
-		deadline_after(&ts, (int)(wait < 1 ? 1 : wait > 60 ? 60 : wait));
+		ts = mono_timespec(now_mono() + (double)(wait < 1 ? 1 : wait > 60 ? 60 : wait));
 		pthread_mutex_lock(&core->sched_lock);
 		/* Sleep only if no schedule changed since the scan. */
 		if (!core->stopping && epoch == core->sched_epoch) {

@@ -3,26 +3,18 @@
  * none can be had (the BMC is full), the provider falls back to the
  * credentials themselves, so stale sessions can still be removed. */
 #include <errno.h>
-#include <ctype.h>
 
 #include "log.h"
 #include "target.h"
+#include "validate.h"
 
 #define MAX_SLOTS 4000 /* inode slots per target (fs: 12 bits less the files) */
 
+/* Ids that stay inside the Sessions collection: "..", "%2e%2e", '?', '#' and
+ * '/' are refused before any request. */
 bool auth_session_id_valid(const char *id)
 {
-	size_t len = strlen(id);
-
-	if (len == 0 || len > 128 || id[0] == '.') {
-		return false;
-	}
-	for (const char *p = id; *p; p++) {
-		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.') {
-			return false;
-		}
-	}
-	return true;
+	return validate_redfish_id(id);
 }
 
 void auth_strv_free(char **v, size_t n)
@@ -139,8 +131,11 @@ int auth_sessions_read(struct auth_target *t, const char *id, struct auth_blob *
 	struct get_arg a = { .id = id };
 	int r;
 
-	if (!t->provider->sessions_get || !auth_session_id_valid(id)) {
+	if (!t->provider->sessions_get) {
 		return -ENOENT;
+	}
+	if (!auth_session_id_valid(id)) {
+		return -EINVAL;
 	}
 	r = with_session(t, op_get, &a);
 	if (r == 0) {
@@ -159,14 +154,17 @@ int auth_sessions_delete(struct auth_target *t, const char *id)
 	bool own;
 	int r;
 
-	if (!t->provider->sessions_delete || !auth_session_id_valid(id)) {
+	if (!t->provider->sessions_delete) {
 		return -ENOENT;
+	}
+	if (!auth_session_id_valid(id)) {
+		return -EINVAL;
 	}
 	pthread_mutex_lock(&t->lock);
 	own = t->session && streq_ptr(t->session->id, id);
 	pthread_mutex_unlock(&t->lock);
 	if (own) {
-		return session_logout(t); /* the daemon's own: forget it too */
+		return session_logout(t, now_mono() + t->info.timeout); /* the daemon's own: forget it too */
 	}
 	r = with_session(t, op_delete, (void *)id);
 	if (r == 0) {
@@ -178,26 +176,47 @@ int auth_sessions_delete(struct auth_target *t, const char *id)
 	return r;
 }
 
+/* A slot per id seen (listed or looked up); when all are taken, the one used
+ * longest ago is given to the new id, so made-up names can't fill the table. */
 int auth_sessions_slot(struct auth_target *t, const char *id)
 {
-	int slot = -ENOSPC;
+	size_t victim = 0;
+	char *copy;
+	int slot = -ENOMEM;
 
 	pthread_mutex_lock(&t->lock);
 	for (size_t i = 0; i < t->n_slots; i++) {
 		if (strcmp(t->slot_ids[i], id) == 0) {
+			t->slot_used[i] = ++t->slot_clock;
 			slot = (int)i;
 			goto out;
 		}
-	}
-	if (t->n_slots < MAX_SLOTS) {
-		char **n = realloc(t->slot_ids, (t->n_slots + 1) * sizeof(*n));
-		if (n && (n[t->n_slots] = strdup(id))) {
-			t->slot_ids = n;
-			slot = (int)t->n_slots++;
-		} else if (n) {
-			t->slot_ids = n;
+		if (t->slot_used[i] < t->slot_used[victim]) {
+			victim = i;
 		}
 	}
+	copy = strdup(id);
+	if (!copy) {
+		goto out;
+	}
+	if (t->n_slots < MAX_SLOTS) {
+		char **ids = realloc(t->slot_ids, (t->n_slots + 1) * sizeof(*ids));
+		uint64_t *used = ids ? realloc(t->slot_used, (t->n_slots + 1) * sizeof(*used)) : NULL;
+		if (ids) {
+			t->slot_ids = ids;
+		}
+		if (!used) {
+			free(copy);
+			goto out;
+		}
+		t->slot_used = used;
+		victim = t->n_slots++;
+	} else {
+		free(t->slot_ids[victim]);
+	}
+	t->slot_ids[victim] = copy;
+	t->slot_used[victim] = ++t->slot_clock;
+	slot = (int)victim;
 out:
 	pthread_mutex_unlock(&t->lock);
 	return slot;

@@ -10,8 +10,9 @@
 struct target_counters {
 	uint64_t logins;
 	uint64_t failures;
-	uint64_t refreshes;
+	uint64_t refreshes;    /* background renewals and checks (no reader waited) */
 	uint64_t reads;
+	uint64_t reader_waits; /* reads that waited for the network */
 };
 
 /* An owner or mode override of one file; unset fields keep the default. */
@@ -50,18 +51,21 @@ struct auth_target {
 	char last_error[512];
 	time_t last_error_at;
 	time_t last_login;
-	time_t last_read;             /* last time a reader was handed the session */
+	bool hot;                     /* read since the last renewal started */
 	time_t last_renew;            /* last login or in-place renewal */
 	bool dormant;                 /* background refresh paused until the next read */
-	time_t refresh_due;           /* 0: nothing scheduled */
+	time_t refresh_due;           /* 0: nothing scheduled (atomic) */
 	time_t expiry_due;            /* when the session itself needs renewing */
-	time_t retry_at;              /* background retries wait until then */
+	time_t retry_at;              /* background retries wait until then (atomic) */
 	unsigned failures_in_row;
 	bool refreshing;              /* claimed by a refresh worker (atomic) */
 	struct target_counters counters;
 	struct file_access access[_AUTH_FILE_MAX + 1]; /* in effect: files, then the dir */
 	struct file_access access_saved[_AUTH_FILE_MAX + 1]; /* chown/chmod, on top of [access] */
+	char warning[256];            /* for status: insecure inherited settings, withheld defaults */
 	char **slot_ids;              /* sessions/ entries by slot */
+	uint64_t *slot_used;          /* when each slot was last used (slot_clock) */
+	uint64_t slot_clock;
 	size_t n_slots;
 };
 
@@ -87,7 +91,14 @@ extern const struct auth_provider *const auth_providers[];
 /* session.c */
 int session_acquire(struct auth_target *t); /* returns with t->lock held on success */
 int session_resume(struct auth_target *t, const char *text, size_t len);
-int session_logout(struct auth_target *t);
+/* Ends the session on the server, every request done by deadline (now_mono()). */
+int session_logout(struct auth_target *t, double deadline);
+/* The last moment s may be served (0: no expiry), by the lifetime rule; and
+ * whether that is still ahead. */
+time_t session_serve_until(const struct auth_target *t, const struct auth_session *s);
+bool session_usable(const struct auth_target *t, const struct auth_session *s);
+/* A read of any kind happened: renewal follows it (lock held). */
+void session_touch(struct auth_target *t);
 /* A copy of the current session (logging in if needed) and a context, for a call
  * made without the lock. */
 int session_borrow(struct auth_target *t, struct auth_session **ret, struct auth_ctx *ctx);

@@ -1,17 +1,15 @@
-/* Keeping the kernel's page cache honest. With no-open support the kernel
- * keeps every file's pages (FOPEN_KEEP_CACHE) and reads of a hot token never
- * reach the daemon. Every session change (login, refresh, logout, rm) queues
- * an invalidation of that target's pages and attributes, served by one thread
- * so that no request handler ever blocks on the kernel. Dynamic files (status,
- * .metrics, sessions/ entries) show a new mtime on every getattr, which makes
- * the kernel drop their pages before each read (auto_inval_data). */
+/* Keeping the kernel's attributes honest. Every file is read with direct I/O
+ * from what its open rendered, so no content is cached by the kernel; what it
+ * caches is attributes (sizes, for stat). Every session change (login,
+ * refresh, logout, rm) queues an invalidation of that target's attributes,
+ * served by one thread. Attributes only: no daemon thread ever waits on a
+ * page lock, which a reader waiting for us may hold (a deadlock, and a
+ * daemon that kill -9 can't end). */
 #include <errno.h>
 #include <stdlib.h>
 
 #include "../auth/log.h"
 #include "fs.h"
-
-#define SNAPSHOTS 64
 
 struct inval_item {
 	fuse_ino_t ino;         /* one inode, or 0 for all session files of target_id */
@@ -40,12 +38,14 @@ void cache_on_change(void *userdata, uint32_t target_id, uint64_t gen)
 	enqueue(userdata, target_id, 0);
 }
 
-void cache_invalidate_ino(struct fs *fs, fuse_ino_t ino)
+/* Attributes only (offset < 0): never a page lock. -ENOENT means the kernel
+ * holds nothing of it, which is fine. */
+static void inval_attr(struct fs *fs, fuse_ino_t ino)
 {
-	enqueue(fs, 0, ino);
+	fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 }
 
-void cache_drop_target(struct fs *fs, uint32_t target_id, fuse_ino_t skip)
+void cache_drop_target(struct fs *fs, uint32_t target_id)
 {
 	struct auth_target *t = auth_target_get(fs->core, target_id);
 	const struct auth_file_info *files;
@@ -57,8 +57,8 @@ void cache_drop_target(struct fs *fs, uint32_t target_id, fuse_ino_t skip)
 	files = auth_provider_files(auth_target_provider(t), &n);
 	for (size_t i = 0; i < n; i++) {
 		struct node node = { .kind = NODE_TARGET_FILE, .target_id = target_id, .file = files[i].file };
-		if (files[i].from_session && tree_ino(&node) != skip) {
-			fuse_lowlevel_notify_inval_inode(fs->se, tree_ino(&node), 0, 0);
+		if (files[i].from_session) {
+			inval_attr(fs, tree_ino(&node));
 		}
 	}
 	auth_target_unref(t);
@@ -66,12 +66,11 @@ void cache_drop_target(struct fs *fs, uint32_t target_id, fuse_ino_t skip)
 
 static void invalidate(struct fs *fs, const struct inval_item *item)
 {
-	/* -ENOENT: the kernel holds nothing of it, which is fine. */
 	if (item->ino) {
-		fuse_lowlevel_notify_inval_inode(fs->se, item->ino, 0, 0);
+		inval_attr(fs, item->ino);
 		return;
 	}
-	cache_drop_target(fs, item->target_id, 0);
+	cache_drop_target(fs, item->target_id);
 }
 
 void cache_drop_all(struct fs *fs)
@@ -83,7 +82,7 @@ void cache_drop_all(struct fs *fs)
 		}
 		after = auth_target_id(t);
 		auth_target_unref(t);
-		cache_drop_target(fs, after, 0);
+		cache_drop_target(fs, after);
 	}
 }
 
@@ -134,49 +133,4 @@ void cache_stop(struct fs *fs)
 		free(fs->inval_head);
 		fs->inval_head = next;
 	}
-	for (size_t i = 0; i < SNAPSHOTS && fs->snapshots; i++) {
-		auth_blob_unref(fs->snapshots[i].blob);
-	}
-	free(fs->snapshots);
-	fs->snapshots = NULL;
-}
-
-/* A dynamic file read in several requests must read one rendering: offset 0
- * renders anew, later offsets reuse it. */
-void cache_snapshot_put(struct fs *fs, fuse_ino_t ino, struct auth_blob *b)
-{
-	struct snapshot *slot = NULL;
-
-	pthread_mutex_lock(&fs->snapshot_lock);
-	if (!fs->snapshots) {
-		fs->snapshots = calloc(SNAPSHOTS, sizeof(*fs->snapshots));
-	}
-	for (size_t i = 0; fs->snapshots && i < SNAPSHOTS && !slot; i++) {
-		if (fs->snapshots[i].ino == ino) {
-			slot = &fs->snapshots[i];
-		}
-	}
-	if (fs->snapshots && !slot && b) {
-		slot = &fs->snapshots[fs->snapshot_next++ % SNAPSHOTS];
-	}
-	if (slot) {
-		auth_blob_unref(slot->blob);
-		slot->ino = b ? ino : 0; /* NULL: forget what ino had */
-		slot->blob = auth_blob_ref(b);
-	}
-	pthread_mutex_unlock(&fs->snapshot_lock);
-}
-
-struct auth_blob *cache_snapshot_get(struct fs *fs, fuse_ino_t ino)
-{
-	struct auth_blob *b = NULL;
-
-	pthread_mutex_lock(&fs->snapshot_lock);
-	for (size_t i = 0; fs->snapshots && i < SNAPSHOTS && !b; i++) {
-		if (fs->snapshots[i].ino == ino) {
-			b = auth_blob_ref(fs->snapshots[i].blob);
-		}
-	}
-	pthread_mutex_unlock(&fs->snapshot_lock);
-	return b;
 }

@@ -37,11 +37,6 @@ struct node {
 	unsigned slot;
 };
 
-struct snapshot {
-	fuse_ino_t ino;
-	struct auth_blob *blob;
-};
-
 struct fs {
 	struct auth_core *core;
 	struct fuse_session *se;
@@ -49,12 +44,8 @@ struct fs {
 	gid_t gid;
 	time_t started; /* the times every node shows */
 
-	bool no_open;     /* the kernel keeps files open and cached without asking us */
 	uint64_t dynamic_version; /* bumped per getattr of a dynamic file (atomic) */
 
-	pthread_mutex_t snapshot_lock;
-	struct snapshot *snapshots;
-	size_t snapshot_next;
 
 	/* Invalidation queue, served by one thread so that no request handler
 	 * ever blocks on the kernel. */
@@ -85,14 +76,11 @@ bool tree_is_dynamic(const struct node *n);
 int cache_start(struct fs *fs);
 void cache_stop(struct fs *fs);
 void cache_on_change(void *userdata, uint32_t target_id, uint64_t gen);
-void cache_invalidate_ino(struct fs *fs, fuse_ino_t ino);
-/* Drops a target's session files (but skip) from the kernel's cache, now.
- * Not from a request that holds one of their pages (a read of it). */
-void cache_drop_target(struct fs *fs, uint32_t target_id, fuse_ino_t skip);
-/* Drops every session file from the kernel's cache, now. */
+/* Marks a target's session files' attributes stale in the kernel, now.
+ * Safe from any thread, request handlers included. */
+void cache_drop_target(struct fs *fs, uint32_t target_id);
+/* The same for every target. */
 void cache_drop_all(struct fs *fs);
-void cache_snapshot_put(struct fs *fs, fuse_ino_t ino, struct auth_blob *b);
-struct auth_blob *cache_snapshot_get(struct fs *fs, fuse_ino_t ino);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fs_ops;

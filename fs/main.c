@@ -63,16 +63,6 @@ static void usage(const char *prog)
 	       prog);
 }
 
-/* jansson's and libxml2's buffers may hold tokens: wipe them before they go
- * back to malloc. */
-static void free_wiped(void *p)
-{
-	if (p) {
-		OPENSSL_cleanse(p, malloc_usable_size(p));
-		free(p);
-	}
-}
-
 /* Tells systemd (Type=notify) that the mount is up. */
 static void notify_ready(void)
 {
@@ -100,7 +90,6 @@ static char *default_state_dir(void)
 
 static int load_config(const char *path, struct config **ret)
 {
-	char *abs = NULL;
 	int r;
 
 	if (!path && access("/etc/sessionfs.conf", F_OK) == 0) {
@@ -118,10 +107,8 @@ static int load_config(const char *path, struct config **ret)
 			(*ret)->state_dir = dir;
 		}
 	}
-	if ((*ret)->state_dir[0] != '/' && (abs = realpath((*ret)->state_dir, NULL))) {
-		free((*ret)->state_dir);
-		(*ret)->state_dir = abs;
-	}
+	/* A relative state_dir is made absolute by store_open(), before
+	 * fuse_daemonize() too, without resolving symlinks, which it refuses. */
 	return 0;
 }
 
@@ -146,6 +133,9 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 		log_to_syslog(); /* stderr goes to /dev/null from here on */
 	}
 	fuse_daemonize(opts->foreground);
+	if (!opts->foreground) {
+		secret_relock();
+	}
 	r = cache_start(fs);
 	if (r == 0) {
 		r = http_start();
@@ -167,9 +157,14 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 		r = r >= 0 ? 0 : log_error_errno(r, "FUSE loop failed: %m");
 		fuse_loop_cfg_destroy(loop);
 	}
-	/* Views of the mount that outlive it (bind mounts in containers) must not
-	 * keep serving tokens from the page cache. */
+	/* Stop what uses the mount before it goes: refresh workers (they notify),
+	 * then the invalidation thread (it writes to /dev/fuse). Views of the
+	 * mount that outlive it (bind mounts in containers) must not keep
+	 * serving tokens from the page cache. */
+	auth_core_stop(fs->core);
+	auth_core_set_notify(fs->core, NULL, NULL);
 	cache_drop_all(fs);
+	cache_stop(fs);
 	fuse_session_unmount(fs->se);
 	log_info("Unmounted %s", opts->mountpoint);
 out:
@@ -214,14 +209,14 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	log_set_level(opts.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
-	json_set_alloc_funcs(malloc, free_wiped);
-	xmlMemSetup(free_wiped, malloc, realloc, strdup);
 	secret_init(SECRET_HEAP_SIZE);
+	/* Their buffers may hold tokens: wiped before they go back to malloc. */
+	json_set_alloc_funcs(malloc, wiped_free);
+	xmlMemSetup(wiped_free, malloc, wiped_realloc, strdup);
 	if (http_global_init() < 0 || load_config(options.config, &cfg) < 0 ||
 	    store_open(cfg->state_dir, &store) < 0 || auth_core_new(cfg, store, &fs.core) < 0) {
 		goto out;
 	}
-	pthread_mutex_init(&fs.snapshot_lock, NULL);
 	pthread_mutex_init(&fs.inval_lock, NULL);
 	pthread_cond_init(&fs.inval_cond, NULL);
 	auth_core_set_notify(fs.core, cache_on_change, &fs);
@@ -229,7 +224,6 @@ int main(int argc, char *argv[])
 	fuse_opt_add_arg(&args, "-odefault_permissions");
 	fuse_opt_add_arg(&args, "-ofsname=sessionfs,subtype=sessionfs");
 	r = run(&fs, &args, &opts) < 0;
-	auth_core_set_notify(fs.core, NULL, NULL);
 out:
 	auth_core_free(fs.core); /* logs out where logout_on_exit says so */
 	if (fs.se) {

@@ -9,11 +9,37 @@
 
 #define FS(req) ((struct fs *)fuse_req_userdata(req))
 
-/* An open file, on kernels without no-open support: the content it reads,
- * rendered once at open. */
+/* An open file. Reading: the content rendered at open (direct I/O, so each
+ * open reads one rendering of its own, always the current session, and no
+ * token sits in the page cache). Writing: the value being written, which is
+ * what the program writes between open and close. */
 struct handle {
-	struct auth_blob *blob; /* NULL for write handles */
+	struct auth_blob *blob; /* reading */
+	bool writing;
+	int error;              /* a write was refused: so are the rest, and close */
+	size_t applied;         /* bytes of buf that took effect */
+	size_t len;
+	char buf[];             /* AUTH_WRITE_MAX bytes, wiped at release */
 };
+
+static struct handle *handle_new(bool writing)
+{
+	struct handle *h = calloc(1, sizeof(*h) + (writing ? AUTH_WRITE_MAX : 0));
+
+	if (h) {
+		h->writing = writing;
+	}
+	return h;
+}
+
+static void handle_free(struct handle *h)
+{
+	if (h) {
+		auth_blob_unref(h->blob);
+		explicit_bzero(h->buf, h->len);
+		free(h);
+	}
+}
 
 static void reply_entry(fuse_req_t req, const struct node *n)
 {
@@ -69,10 +95,11 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	reply_attr(req, ino, fi != NULL);
 }
 
-/* chown and chmod of a target's files and directory (the kernel has checked
- * who may: default_permissions), saved; truncation to 0 of a writable file (as
- * `echo >` does) is accepted and means nothing. */
-static int setattr_target(struct fs *fs, struct node *n, const struct stat *attr, int to_set)
+/* chown and chmod of a target's files and directory, saved; only root (and
+ * the mounting user) may: [access] grants reading, and an owner it names must
+ * not widen that. Truncation to 0 of a writable file (as `echo >` does) is
+ * accepted and means nothing. */
+static int setattr_target(struct fs *fs, struct node *n, const struct stat *attr, int to_set, uid_t caller)
 {
 	struct auth_target *t = auth_target_get(fs->core, n->target_id);
 	const struct auth_file_info *info = NULL;
@@ -87,6 +114,9 @@ static int setattr_target(struct fs *fs, struct node *n, const struct stat *attr
 		info = tree_file_info(n);
 	}
 	if ((to_set & FUSE_SET_ATTR_SIZE) && (!info || attr->st_size != 0 || !(info->mode & 0200))) {
+		r = -EPERM;
+	}
+	if ((to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) && caller != 0 && caller != fs->uid) {
 		r = -EPERM;
 	}
 	/* Write-only files can never be made readable. */
@@ -112,7 +142,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 	(void)fi;
-	r = setattr_target(FS(req), &n, attr, to_set);
+	r = setattr_target(FS(req), &n, attr, to_set, fuse_req_ctx(req)->uid);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -298,20 +328,39 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 	free(b.data);
 }
 
-/* With no-open support (the normal case) open never reaches us: the kernel
- * keeps every file cached and reads of a hot token cost what a tmpfs read
- * costs. Kernels without it get a handle with the content rendered at open. */
+/* Fills n's provider (tree_decode can't know it). */
+static int node_target(struct fs *fs, struct node *n)
+{
+	struct auth_target *t = auth_target_get(fs->core, n->target_id);
+
+	if (!t) {
+		return -ENOENT;
+	}
+	n->provider = auth_target_provider(t);
+	auth_target_unref(t);
+	return 0;
+}
+
+/* Write-only files (credentials, mfa) can't be read, not even by root. */
+static bool readable(const struct node *n)
+{
+	const struct auth_file_info *fi;
+
+	if (n->kind != NODE_TARGET_FILE) {
+		return true;
+	}
+	fi = tree_file_info(n);
+	return fi && (fi->mode & 0444);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	bool writing = (fi->flags & O_ACCMODE) != O_RDONLY;
 	struct handle *h;
 	struct node n;
 	int r;
 
-	if (FS(req)->no_open) {
-		fuse_reply_err(req, ENOSYS);
-		return;
-	}
-	if (tree_decode(ino, &n) < 0) {
+	if (tree_decode(ino, &n) < 0 || (n.kind >= NODE_TARGET_DIR && node_target(FS(req), &n) < 0)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -319,22 +368,23 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	h = calloc(1, sizeof(*h));
+	h = handle_new(writing);
 	if (!h) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	fi->direct_io = 1;
-	r = (fi->flags & O_ACCMODE) == O_RDONLY ? tree_render(FS(req), &n, &h->blob) : 0;
+	/* A session file's open is a read: it may log in (within timeout). */
+	r = writing ? 0 : !readable(&n) ? -EACCES : tree_render(FS(req), &n, &h->blob);
 	if (r < 0) {
-		free(h);
+		handle_free(h);
 		fuse_reply_err(req, -r);
 		return;
 	}
+	fi->direct_io = 1; /* nothing written or rendered here stays in the page cache */
+	fi->noflush = !writing; /* close() of a reader has nothing to tell us */
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_open(req, fi) == -ENOENT) { /* the opener was interrupted */
-		auth_blob_unref(h->blob);
-		free(h);
+		handle_free(h);
 	}
 }
 
@@ -354,20 +404,16 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	struct node n;
 	int r;
 
-	if (h) {
-		if (!h->blob) {
-			fuse_reply_err(req, EBADF);
-			return;
-		}
+	if (h && h->blob) {
 		reply_slice(req, h->blob, size, off);
 		return;
 	}
-	/* Dynamic files: what the getattr before this read rendered (and sized). */
+	/* Opened for writing too (O_RDWR): the content as it is now. */
 	r = tree_decode(ino, &n);
-	if (r == 0 && tree_is_dynamic(&n)) {
-		b = cache_snapshot_get(FS(req), ino);
+	if (r == 0) {
+		r = node_target(FS(req), &n);
 	}
-	if (r == 0 && !b) {
+	if (r == 0) {
 		r = tree_render(FS(req), &n, &b);
 	}
 	if (r < 0) {
@@ -378,56 +424,109 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	auth_blob_unref(b);
 }
 
-/* Each write carries the whole value (echo, printf and cat of a small file do). */
-static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+static bool only_space(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!memchr(" \t\r\n", p[i], 4)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Applies what h holds when it is a complete value not applied yet. final:
+ * the writer closes, so a value still incomplete is malformed. */
+static int write_apply(struct fs *fs, const struct node *n, struct handle *h, bool final)
 {
 	struct auth_target *t;
-	struct node n;
 	int r;
 
-	(void)fi;
-	if (tree_decode(ino, &n) < 0 || n.kind != NODE_TARGET_FILE) {
+	if (h->error) {
+		return h->error;
+	}
+	/* Nothing written (`: > credentials`), or only what may follow an applied
+	 * value (print's separate "\n"): nothing to do. */
+	if (only_space(h->buf + h->applied, h->len - h->applied) && (h->applied > 0 || h->len == 0)) {
+		return 0;
+	}
+	t = auth_target_get(fs->core, n->target_id);
+	if (!t) {
+		return -ENOENT;
+	}
+	r = auth_file_check(t, n->file, h->buf, h->len);
+	if (r == -ENODATA && !final) {
+		r = 0; /* more may follow */
+	} else {
+		r = r == -ENODATA ? -EINVAL : r;
+		if (r == 0) {
+			r = auth_file_write(t, n->file, h->buf, h->len);
+		}
+		if (r == 0) {
+			h->applied = h->len;
+		}
+	}
+	auth_target_unref(t);
+	h->error = r;
+	return r;
+}
+
+/* What a program writes between open and close is the value; each write()
+ * appends, and the value takes effect as soon as it is complete, so that a
+ * refusal reaches the write() (shells ignore close()'s errors). */
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct node n;
+	int r = 0;
+
+	if (!h || !h->writing || tree_decode(ino, &n) < 0 || n.kind != NODE_TARGET_FILE) {
 		fuse_reply_err(req, EACCES);
 		return;
 	}
-	if ((size_t)off + size > AUTH_WRITE_MAX) {
-		fuse_reply_err(req, EFBIG);
-		return;
+	if (h->error) {
+		r = h->error;
+	} else if ((size_t)off != h->len) {
+		r = -EINVAL; /* a value is written from start to end */
+	} else if (h->len + size > AUTH_WRITE_MAX) {
+		r = -EFBIG;
+	} else {
+		memcpy(h->buf + h->len, buf, size);
+		h->len += size;
+		r = write_apply(FS(req), &n, h, false);
 	}
-	if (off != 0) {
-		fuse_reply_err(req, EINVAL);
-		return;
+	if (r == 0 && n.file == AUTH_FILE_SESSION_JSON && h->applied == h->len) {
+		/* A resumed session: the next read must not get the old one. */
+		cache_drop_target(FS(req), n.target_id);
 	}
-	t = auth_target_get(FS(req)->core, n.target_id);
-	if (!t) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	r = auth_file_write(t, n.file, buf, size);
-	auth_target_unref(t);
-	/* A resumed session: the next read must not get the old one from the
-	 * kernel's cache. This file itself is locked by this write: later. */
-	if (r == 0 && n.file == AUTH_FILE_SESSION_JSON) {
-		cache_drop_target(FS(req), n.target_id, ino);
-	}
-	/* What was written may be a secret: don't leave it in the page cache. */
-	cache_invalidate_ino(FS(req), ino);
+	explicit_bzero((char *)buf, size); /* libfuse's receive buffer: no password left in it */
 	if (r < 0) {
+		h->error = r;
 		fuse_reply_err(req, -r);
 		return;
 	}
 	fuse_reply_write(req, size);
 }
 
-static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* close(): a value still incomplete is malformed, and the writer hears of it. */
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct node n;
+	int r = 0;
 
-	(void)ino;
-	if (h) {
-		auth_blob_unref(h->blob);
-		free(h);
+	if (h && h->writing && tree_decode(ino, &n) == 0) {
+		r = write_apply(FS(req), &n, h, true);
+		if (r == 0 && n.file == AUTH_FILE_SESSION_JSON) {
+			cache_drop_target(FS(req), n.target_id);
+		}
 	}
+	fuse_reply_err(req, -r);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	handle_free((struct handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -449,7 +548,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	} else {
 		r = auth_file_unlink(t, n.file);
 		/* Before rm returns, so no reader gets the logged-out token. */
-		cache_drop_target(FS(req), n.target_id, 0);
+		cache_drop_target(FS(req), n.target_id);
 	}
 	auth_target_unref(t);
 	fuse_reply_err(req, -r);
@@ -489,13 +588,11 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	struct fs *fs = userdata;
-
-	fs->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
+	(void)userdata;
 	/* Files are small. Without readahead a failed read is not tried again
 	 * synchronously by the kernel: one login attempt, one timeout. */
 	conn->max_readahead = 0;
-	/* A changed mtime or size drops cached pages: how dynamic files stay fresh. */
+	/* A changed mtime or size drops cached pages: how session files stay fresh. */
 	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) {
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
 	}
@@ -520,6 +617,7 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.open = op_open,
 	.read = op_read,
 	.write = op_write,
+	.flush = op_flush,
 	.release = op_release,
 	.unlink = op_unlink,
 	.mkdir = op_mkdir,

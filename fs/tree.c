@@ -106,7 +106,7 @@ static int lookup_in_sessions(struct fs *fs, const struct node *dir, const char 
 	int slot;
 
 	if (!auth_session_id_valid(name)) {
-		return -ENOENT;
+		return -EINVAL; /* "%2e%2e", "a?b", "a#b": never a request */
 	}
 	t = auth_target_get(fs->core, dir->target_id);
 	if (!t) {
@@ -283,9 +283,8 @@ static int stat_session_file(struct fs *fs, const struct node *n, const struct f
 	return 0;
 }
 
-/* Status, .metrics, sessions/ entries: rendered here, kept for the read that
- * follows (so size and content agree), and a new mtime on every getattr, so
- * the kernel drops their pages and every read gets fresh content. */
+/* Status, .metrics, sessions/ entries: sized by a rendering now, and a new
+ * mtime on every getattr. */
 static void stat_dynamic(struct fs *fs, const struct node *n, struct stat *st, double *ret_timeout)
 {
 	uint64_t v = __atomic_add_fetch(&fs->dynamic_version, 1, __ATOMIC_RELAXED);
@@ -299,7 +298,6 @@ static void stat_dynamic(struct fs *fs, const struct node *n, struct stat *st, d
 	} else {
 		st->st_size = SIZE_UNKNOWN; /* the read reports the error */
 	}
-	cache_snapshot_put(fs, st->st_ino, b);
 	auth_blob_unref(b);
 }
 
@@ -323,10 +321,13 @@ int tree_stat(struct fs *fs, const struct node *n_in, const struct fuse_ctx *cal
 		st->st_mode = S_IFDIR | 0755;
 		st->st_nlink = 2;
 		return 0;
-	case NODE_METRICS:
-		st->st_mode = S_IFREG | 0444;
+	case NODE_METRICS: {
+		mode_t perm = 0400; /* it names every target: [access] may open it up */
+		auth_metrics_access(fs->core, &st->st_uid, &st->st_gid, &perm);
+		st->st_mode = S_IFREG | (perm & 07777);
 		stat_dynamic(fs, &n, st, ret_timeout);
 		return 0;
+	}
 	case NODE_TARGET_DIR:
 		st->st_nlink = 2;
 		return stat_in_target(fs, &n, st);

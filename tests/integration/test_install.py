@@ -721,7 +721,8 @@ def test_example_config_mounts_its_targets(which, make_daemon):
 
 SAMPLE = re.compile(r'^(\w+)\{provider="([^"]*)",target="([^"]*)"\} (-?[0-9.e+]+)$')
 COUNTERS = ("sessionfs_logins_total", "sessionfs_failures_total",
-            "sessionfs_refreshes_total", "sessionfs_reads_total")
+            "sessionfs_refreshes_total", "sessionfs_reads_total",
+            "sessionfs_reader_waits_total")
 EXPIRY = "sessionfs_session_expiry_seconds"
 
 

@@ -592,7 +592,7 @@ def test_error_envelope_is_sts_shaped(sts):
 
 
 def test_unknown_action_or_version(sts, key):
-    status, body = curl(sts, *key, data="Action=AssumeRole&Version=2011-06-15")
+    status, body = curl(sts, *key, data="Action=AssumeRoleWithSAML&Version=2011-06-15")
     assert (status, error_code(body)) == (400, "InvalidAction")
     status, body = curl(sts, *key, data="Action=GetSessionToken")
     assert (status, error_code(body)) == (400, "InvalidAction")
@@ -640,3 +640,114 @@ def test_secrets_cover_long_term_and_issued(sts, key):
     assert key[1] in s and rec.secret_access_key in s and rec.session_token in s
     assert key[0] not in s
     assert rec.secret_access_key not in repr(rec) and rec.session_token not in repr(rec)
+
+
+# --- AssumeRole ---------------------------------------------------------------
+
+def test_assume_role_parsed_by_botocore(sts, key):
+    arn = sts.add_role("deploy", trusted=[key[0]], max_duration=7200)
+    r = client(sts, *key).assume_role(RoleArn=arn, RoleSessionName="s1", DurationSeconds=7200,
+                                       SourceIdentity="alice")
+    user = r["AssumedRoleUser"]
+    assert user["Arn"] == f"arn:aws:sts::{sts.account}:assumed-role/deploy/s1"
+    assert user["AssumedRoleId"].startswith("AROA") and user["AssumedRoleId"].endswith(":s1")
+    assert r["SourceIdentity"] == "alice"
+    creds = r["Credentials"]
+    rec = sts.credentials(creds["AccessKeyId"])
+    assert rec.role_arn == arn and rec.parent == key[0] and rec.duration_seconds == 7200
+    assert abs(creds["Expiration"].timestamp() - (time.time() + 7200)) < 5
+    identity = client(sts, creds["AccessKeyId"], creds["SecretAccessKey"],
+                      creds["SessionToken"]).get_caller_identity()
+    assert identity["Arn"] == user["Arn"] and identity["UserId"] == user["AssumedRoleId"]
+    calls = sts.calls_of("AssumeRole")
+    assert len(calls) == 1 and calls[0].ok and calls[0].access_key_id == key[0]
+    assert calls[0].params["RoleArn"] == arn and calls[0].params["RoleSessionName"] == "s1"
+    assert sts.calls == []  # GetSessionToken's log is its own
+
+
+def test_assume_role_trust_external_id_and_validation(sts, key):
+    other = sts.new_key()
+    arn = sts.add_role("ext", trusted=[key[0]], external_id="the-external-id")
+    denied = (f"User: {sts.arn()} is not authorized to perform: sts:AssumeRole on "
+              f"resource: {arn}")
+    c = client(sts, *key)
+    assert_error(client_error(c.assume_role, RoleArn=arn, RoleSessionName="ss"),
+                 403, "AccessDenied", denied)
+    assert_error(client_error(c.assume_role, RoleArn=arn, RoleSessionName="ss",
+                              ExternalId="wrong-id"), 403, "AccessDenied", denied)
+    assert_error(client_error(client(sts, *other).assume_role, RoleArn=arn,
+                              RoleSessionName="ss", ExternalId="the-external-id"),
+                 403, "AccessDenied", denied)
+    unknown = arn.replace("ext", "nope")
+    assert_error(client_error(c.assume_role, RoleArn=unknown, RoleSessionName="ss",
+                              ExternalId="the-external-id"), 403, "AccessDenied")
+    for bad in ({"RoleSessionName": "x"}, {"RoleSessionName": "a b"},
+                {"RoleSessionName": "ss", "DurationSeconds": 899}):
+        r = client_error(c.assume_role, RoleArn=arn, ExternalId="the-external-id", **bad)
+        assert_error(r, 400, "ValidationError")
+    assert_error(client_error(c.assume_role, RoleArn=arn, RoleSessionName="ss",
+                              ExternalId="the-external-id", DurationSeconds=7200),
+                 400, "ValidationError", "The requested DurationSeconds exceeds the "
+                 "MaxSessionDuration set for this role.")
+    c.assume_role(RoleArn=arn, RoleSessionName="ss", ExternalId="the-external-id")
+    assert [x.error for x in sts.calls_of("AssumeRole")] == \
+        ["AccessDenied"] * 4 + ["ValidationError"] * 4 + [None]
+
+
+def test_assume_role_mfa_by_code_or_by_mfa_session(sts):
+    key = sts.new_key(mfa_serial=MFA_SERIAL, mfa_code="123456")
+    arn = sts.add_role("admin", trusted=[key[0]], mfa=True)
+    c = client(sts, *key)
+    assert_error(client_error(c.assume_role, RoleArn=arn, RoleSessionName="ss"),
+                 403, "AccessDenied")
+    assert_error(client_error(c.assume_role, RoleArn=arn, RoleSessionName="ss",
+                              SerialNumber=MFA_SERIAL, TokenCode="000000"),
+                 403, "AccessDenied", "MultiFactorAuthentication failed with invalid MFA "
+                 "one time pass code.")
+    r = c.assume_role(RoleArn=arn, RoleSessionName="ss", SerialNumber=MFA_SERIAL,
+                      TokenCode="123456")
+    assert sts.credentials(r["Credentials"]["AccessKeyId"]).mfa
+    # aws-vault's way: one GetSessionToken with MFA, then roles with no code.
+    sts.set_mfa_code(key[0], "654321")
+    session = issue(sts, key, SerialNumber=MFA_SERIAL, TokenCode="654321")
+    for name in ("aa", "bb"):
+        r = temp_client(sts, session).assume_role(RoleArn=arn, RoleSessionName=name)
+        rec = sts.credentials(r["Credentials"]["AccessKeyId"])
+        assert rec.mfa and rec.parent == session.access_key_id
+    # A session without MFA does not do.
+    plain_key = sts.new_key()
+    plain_role = sts.add_role("plain", trusted=[plain_key[0]], mfa=True)
+    plain = issue(sts, plain_key)
+    assert_error(client_error(temp_client(sts, plain).assume_role, RoleArn=plain_role,
+                              RoleSessionName="ss"), 403, "AccessDenied")
+
+
+def test_role_chaining(sts, key):
+    first = sts.add_role("first", trusted=[key[0]], max_duration=43200)
+    second_arn = f"arn:aws:iam::{sts.account}:role/second"
+    sts.add_role("second", trusted=[first], max_duration=43200)
+    r = client(sts, *key).assume_role(RoleArn=first, RoleSessionName="one")
+    first_creds = sts.credentials(r["Credentials"]["AccessKeyId"])
+    c = temp_client(sts, first_creds)
+    r = client_error(c.assume_role, RoleArn=second_arn, RoleSessionName="two",
+                     DurationSeconds=7200)
+    assert_error(r, 400, "ValidationError", "The requested DurationSeconds exceeds the 1 "
+                 "hour session limit for roles assumed by role chaining.")
+    r = c.assume_role(RoleArn=second_arn, RoleSessionName="two", DurationSeconds=3600)
+    rec = sts.credentials(r["Credentials"]["AccessKeyId"])
+    assert rec.role_arn == second_arn and rec.parent == first_creds.access_key_id
+    assert rec.root_key == key[0]
+    # The long-term key itself is not trusted by the second role.
+    assert_error(client_error(client(sts, *key).assume_role, RoleArn=second_arn,
+                              RoleSessionName="xx"), 403, "AccessDenied")
+    # Expired source credentials.
+    sts.expire(first_creds.access_key_id)
+    assert_error(client_error(c.assume_role, RoleArn=second_arn, RoleSessionName="three"),
+                 403, "ExpiredToken")
+
+
+def test_region_disabled_fault(sts, key):
+    sts.inject("region_disabled", times=1)
+    r = client_error(client(sts, *key).get_session_token)
+    assert_error(r, 403, "RegionDisabledException")
+    assert "STS is not activated in this region" in r["Error"]["Message"]

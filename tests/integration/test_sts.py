@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.integration.harness import assert_errno, ini_section, strerror, timed_err, within
+from tests.integration.harness import (DaemonDied, assert_errno, ini_section, strerror,
+                                       timed_err, within)
 from tests.mocks.sts import new_secret_access_key
 
 AWS = "/usr/bin/aws"
@@ -145,9 +146,42 @@ def test_cli_credential_process_uses_session_credentials(sts_mock, make_daemon, 
     check_issued(sts_mock, read_creds(d))
 
 
-# --- refresh ahead of botocore's 15-minute window ---------------------------
+# --- the lifetime rule: botocore's 15-minute window, or half the lifetime ------
 
-def test_refresh_at_half_life_for_short_credentials(sts_mock, make_daemon):
+def test_short_lived_credentials_are_served_for_half_their_life(sts_mock, make_daemon):
+    """A credential of lifetime L is served while more than min(900, L/2)
+    seconds are left (README, "How sessions are kept"). 935 s can never meet
+    botocore's 15 minutes for long: the old rule renewed it in a loop."""
+    key = sts_mock.new_key()
+    sts_mock.lifetime = 935
+    d = make_daemon(sts_section(sts_mock, key=key), refresh_margin=10, timeout=5)
+    first = read_creds(d)  # cold: this one waits for GetSessionToken
+    sts_mock.delay = 1.0  # from now on a read that waits for STS is slow
+
+    samples, failures = [], []  # (start, creds, end)
+    end_of_test = time.time() + 20
+    while time.time() < end_of_test:
+        start = time.time()
+        try:
+            creds = read_creds(d)
+        except OSError as e:
+            failures.append(f"{start:.1f}: {strerror(e.errno)}")
+            continue
+        samples.append((start, creds, time.time()))
+        time.sleep(0.1)
+
+    assert not failures, f"reads failed: {failures}"
+    for start, creds, end in samples:
+        assert creds == first, "renewed long before half the lifetime"
+        left = as_unix(creds["Expiration"]) - end
+        assert left > 935 / 2, f"served credentials with {left:.1f} s left"
+        assert end - start < 0.5, f"a steady-state read waited {end - start:.1f} s"
+    assert len(sts_mock.calls) == 1, "GetSessionToken more than once"
+    st = status(d)
+    assert st["counters"]["reader_waits"] == 1
+
+
+def test_short_credentials_are_renewed_in_the_background_at_the_rule(sts_mock, make_daemon):
     """Credentials that can never have 15 minutes left (here 40 s, as if
     DurationSeconds were short) follow the documented rule instead of
     looping: served while more than min(900, L/2) = 20 s are left, renewed
@@ -187,6 +221,17 @@ def test_refresh_at_half_life_for_short_credentials(sts_mock, make_daemon):
         assert new.issued_at < old.expiration - 20, \
             f"renewed {new.issued_at - (old.expiration - 20):+.1f} s after the serving floor"
         assert new.issued_at - old.issued_at >= 8, "renewed more often than the rule says"
+
+
+def test_long_lived_credentials_keep_botocores_window(sts_mock, make_daemon):
+    """43,200 s: min(900, L/2) is botocore's 15 minutes."""
+    key = sts_mock.new_key()
+    d = make_daemon(sts_section(sts_mock, key=key), timeout=5)
+    creds = read_creds(d)
+    check_issued(sts_mock, creds)
+    assert as_unix(creds["Expiration"]) - time.time() > 43200 - 60
+    st = status(d)
+    assert st["state"] == "valid" and len(sts_mock.calls) == 1
 
 
 # --- rejected keys ----------------------------------------------------------
@@ -515,21 +560,39 @@ def test_duration_seconds_from_config(sts_mock, make_daemon):
     assert abs(as_unix(creds["Expiration"]) - (call.time + 3600)) < 5
 
 
-def test_validation_error_is_einval(sts_mock, make_daemon):
-    """STS's ValidationError is EINVAL with STS's message. (A duration_seconds
-    out of range never gets this far: the daemon refuses to mount, see
-    test_engine.py.) Here STS finds the MFA serial number too short."""
-    serial = "arn:mfa"
-    key = sts_mock.new_key(mfa_serial=serial, mfa_code="123456")
-    d = make_daemon(sts_section(sts_mock, key=key, mfa_serial_number=serial))
-    d.write("sts/p/mfa", "123456\n")
+def test_duration_out_of_range_refuses_to_mount(sts_mock, make_daemon):
+    """A duration STS can't issue would only fail every read: the config is
+    checked at mount, naming the file, the line and the range."""
+    key = sts_mock.new_key()
+    for bad in ("100", "abc", "200000"):
+        d = make_daemon(sts_section(sts_mock, key=key, duration_seconds=bad), start=False)
+        with pytest.raises(DaemonDied) as died:
+            d.start()
+        line = next(n for n, text in enumerate(d.config_path.read_text().splitlines(), 1)
+                    if text.startswith("duration_seconds"))
+        assert f"{d.config_path}:{line}: duration_seconds = {bad}: expected a whole number " \
+               "from 900 to 129600" in str(died.value)
+    assert sts_mock.calls == []
+
+
+def test_duration_below_minimum_is_validation_error(tmp_path, sts_mock, make_daemon):
+    """A duration from the AWS config file is STS's to judge."""
+    key = sts_mock.new_key()
+    aws = tmp_path / "aws"
+    aws.mkdir()
+    (aws / "credentials").write_text(ini_keys(key, "p"))
+    (aws / "config").write_text(f"[profile p]\nregion = {REGION}\nduration_seconds = 100\n")
+    d = make_daemon(env={"AWS_SHARED_CREDENTIALS_FILE": str(aws / "credentials"),
+                         "AWS_CONFIG_FILE": str(aws / "config"),
+                         "AWS_ENDPOINT_URL_STS": sts_mock.url,
+                         "CURL_CA_BUNDLE": str(sts_mock.ca.ca)})
     assert_errno(d.read_err("sts/p/creds.json"), errno.EINVAL)
     assert len(sts_mock.calls) == 1
     call = sts_mock.calls[0]
-    assert call.serial_number == serial and call.error == "ValidationError"
+    assert call.duration_seconds == "100" and call.error == "ValidationError"
     st = status(d)
     assert "ValidationError" in st["last_error"]
-    assert "serialNumber" in st["last_error"]  # STS's message
+    assert "durationSeconds" in st["last_error"]  # STS's message
     assert status_errno(st) == errno.EINVAL
 
 

@@ -1,4 +1,4 @@
-"""Mock AWS STS: GetSessionToken and GetCallerIdentity (DESIGN.md §3).
+"""Mock AWS STS: GetSessionToken, AssumeRole and GetCallerIdentity (DESIGN.md §3).
 
 Behaves like the real service as far as a client can tell: the AWS query
 protocol (form-encoded parameters, POST or GET on /), every request
@@ -8,9 +8,16 @@ responses and errors in STS's XML shapes with its codes, messages and HTTP
 statuses. Signatures are recomputed with botocore's SigV4Auth, an
 implementation independent of the libcurl signer the daemon uses.
 
-Every temporary credential issued is kept with its expiry, and every
-GetSessionToken call with its parameters and outcome, so a test can check
-what the daemon asked for and whether what it serves is still valid.
+Roles (add_role) have a trust policy as far as a test needs one: the source
+keys (or roles, for chaining) allowed to assume them, an ExternalId, MFA.
+Roles are assumed with long-term keys or temporary credentials; role
+chaining is limited to one hour, as in AWS; a session made with MFA (by
+GetSessionToken, or AssumeRole with a code) carries MFA on to the roles
+assumed with it.
+
+Every temporary credential issued is kept with its expiry, and every call
+with its action, parameters and outcome (calls_of(action)), so a test can
+check what the daemon asked for and whether what it serves is still valid.
 
 Run it by hand for manual testing of the daemon:
     /usr/bin/python3 -m tests.mocks.sts [--port N] [--http] [--mfa-serial ARN]
@@ -52,6 +59,10 @@ DEFAULT_USER = "sessionfs-test"
 # Values of StsMock.sts_fault: (HTTP status, code, message).
 STS_FAULTS = {
     "throttling": (400, "Throttling", "Rate exceeded"),
+    "region_disabled": (403, "RegionDisabledException",
+                        f"STS is not activated in this region for account:{DEFAULT_ACCOUNT}. "
+                        "Your account administrator can activate STS in this region using "
+                        "the IAM Console."),
     "unavailable": (503, "ServiceUnavailable", "Service is unavailable. Please try again later."),
 }
 
@@ -67,6 +78,12 @@ MSG_MFA_SERIAL = ("MultiFactorAuthentication failed, unable to validate MFA code
                   "Please verify your MFA serial number is valid and associated with "
                   "this user.")
 MSG_SESSION_CREDS = "Cannot call GetSessionToken with session credentials"
+MSG_ROLE_CHAINING = ("The requested DurationSeconds exceeds the 1 hour session limit for "
+                     "roles assumed by role chaining.")
+MSG_MAX_SESSION = ("The requested DurationSeconds exceeds the MaxSessionDuration set for "
+                   "this role.")
+ROLE_CHAINING_MAX = 3600
+DEFAULT_ROLE_DURATION = 3600        # AssumeRole without DurationSeconds
 
 _KEY_ALPHABET = string.ascii_uppercase + "234567"
 _SECRET_ALPHABET = string.ascii_letters + string.digits + "+/"
@@ -128,8 +145,23 @@ class LongTermKey:
 
 
 @dataclass(frozen=True)
+class Role:
+    """An IAM role and what its trust policy allows."""
+    arn: str
+    role_id: str                    # AROA...
+    trusted: frozenset              # access key ids, user ARNs or role ARNs
+    external_id: str | None = None  # set: sts:ExternalId must match
+    mfa: bool = False               # aws:MultiFactorAuthPresent required
+    max_duration: int = 3600        # MaxSessionDuration
+
+    @property
+    def name(self):
+        return self.arn.rsplit("/", 1)[1]
+
+
+@dataclass(frozen=True)
 class IssuedCredentials:
-    """Temporary credentials issued by GetSessionToken."""
+    """Temporary credentials issued by GetSessionToken or AssumeRole."""
     access_key_id: str
     secret_access_key: str = field(repr=False)
     session_token: str = field(repr=False)
@@ -137,9 +169,13 @@ class IssuedCredentials:
     expiration_text: str    # Expiration as sent
     issued_at: float        # the mock's clock when issued
     duration_seconds: int   # what the caller asked for (or the default)
-    parent: str             # access key id of the long-term key used
-    user: str
-    mfa: bool               # issued after an MFA check
+    parent: str             # access key id of the credentials that asked for them
+    user: str               # the IAM user at the root of it all
+    mfa: bool               # issued after an MFA check (or from such a session)
+    root_key: str = ""      # the long-term key at the root of it all
+    role_arn: str | None = None          # AssumeRole: the role,
+    assumed_role_arn: str | None = None  # arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION
+    assumed_role_id: str | None = None   # AROA...:SESSION
 
     def valid_at(self, t):
         return self.issued_at <= t < self.expiration
@@ -321,6 +357,7 @@ class StsMock(MockServer):
         self._user_ids = {}     # IAM user name -> AIDA... id
         self._used_codes = {}   # mfa serial -> codes already accepted
         self._issued = {}       # access key id -> IssuedCredentials
+        self._roles = {}        # role ARN -> Role
         self._calls = []
         self._secret_log = []   # every secret ever configured or issued
         for akid, secret in (keys or {}).items():
@@ -369,8 +406,27 @@ class StsMock(MockServer):
     @property
     def calls(self):
         """Every GetSessionToken call so far (failed ones too), oldest first."""
+        return self.calls_of("GetSessionToken")
+
+    def calls_of(self, action):
+        """Every call of this action so far (failed ones too), oldest first."""
         with self._state:
-            return [c for c in self._calls if c.action == "GetSessionToken"]
+            return [c for c in self._calls if c.action == action]
+
+    def add_role(self, name, trusted=(), external_id=None, mfa=False, max_duration=3600):
+        """Add a role that the given access key ids, user ARNs or role ARNs
+        may assume (with ExternalId external_id, with MFA if mfa). Returns
+        its ARN."""
+        arn = f"arn:aws:iam::{self.account}:role/{name}"
+        with self._state:
+            self._roles[arn] = Role(arn, "AROA" + "".join(
+                _secrets.choice(_KEY_ALPHABET) for _ in range(17)), frozenset(trusted),
+                external_id, mfa, max_duration)
+        return arn
+
+    def assumed_role_arn(self, role_arn, session_name):
+        return (f"arn:aws:sts::{self.account}:assumed-role/"
+                f"{role_arn.rsplit('/', 1)[1]}/{session_name}")
 
     @property
     def all_calls(self):
@@ -437,13 +493,17 @@ class StsMock(MockServer):
                 raise StsError(*STS_FAULTS[fault])
             caller = self._authenticate(req)
             version = params.get("Version")
-            if action not in ("GetSessionToken", "GetCallerIdentity") or version != VERSION:
+            if action not in ("GetSessionToken", "GetCallerIdentity", "AssumeRole") \
+                    or version != VERSION:
                 raise StsError(400, "InvalidAction",
                                f"Could not find operation {action or ''} for version "
                                f"{version or 'NO_VERSION_SPECIFIED'}")
             if action == "GetSessionToken":
                 creds = self._get_session_token(params, caller)
                 body = self._session_token_body(creds, request_id)
+            elif action == "AssumeRole":
+                creds = self._assume_role(params, caller)
+                body = self._assume_role_body(creds, params, request_id)
             else:
                 body = self._caller_identity_body(caller, request_id)
             status, error = 200, None
@@ -630,9 +690,132 @@ class StsMock(MockServer):
                 session_token=_new_session_token(), expiration=expiration,
                 expiration_text=format_expiration(expiration, self.expiration_ms),
                 issued_at=now, duration_seconds=seconds, parent=key.access_key_id,
-                user=key.user, mfa=serial is not None)
+                user=key.user, mfa=serial is not None, root_key=key.access_key_id)
             self._issued[creds.access_key_id] = creds
             return creds
+
+    @staticmethod
+    def _validation_error(problems):
+        n = len(problems)
+        return StsError(400, "ValidationError", f"{n} validation error"
+                        f"{'s' if n > 1 else ''} detected: " + "; ".join(
+                            f"Value '{v}' at '{f}' failed to satisfy constraint: {c}"
+                            for v, f, c in problems))
+
+    @staticmethod
+    def _check_string(problems, params, name, field, low, high, pattern, required=False):
+        value = params.get(name)
+        if value is None:
+            if required:
+                problems.append(("null", field, "Member must not be null"))
+        elif len(value) < low:
+            problems.append((value, field, f"Member must have length greater than or equal to {low}"))
+        elif len(value) > high:
+            problems.append((value, field, f"Member must have length less than or equal to {high}"))
+        elif not re.fullmatch(pattern, value):
+            problems.append((value, field, f"Member must satisfy regular expression pattern: {pattern}"))
+        return value
+
+    def _caller_arn(self, caller):
+        if isinstance(caller, IssuedCredentials) and caller.assumed_role_arn:
+            return caller.assumed_role_arn
+        return self.arn(caller.user)
+
+    def _assume_role(self, params, caller):
+        problems = []
+        role_arn = self._check_string(problems, params, "RoleArn", "roleArn", 20, 2048,
+                                      r"[\u0009\u000A\u000D\u0020-\u007E\u0085\u00A0-\uD7FF\uE000-\uFFFD]+",
+                                      required=True)
+        session = self._check_string(problems, params, "RoleSessionName", "roleSessionName",
+                                     2, 64, r"[\w+=,.@-]*", required=True)
+        external_id = self._check_string(problems, params, "ExternalId", "externalId", 2, 1224,
+                                         r"[\w+=,.@:\/-]*")
+        serial = self._check_string(problems, params, "SerialNumber", "serialNumber", 9, 256,
+                                    r"[\w+=/:,.@-]*")
+        code = self._check_string(problems, params, "TokenCode", "tokenCode", 6, 6, r"[\d]*")
+        self._check_string(problems, params, "SourceIdentity", "sourceIdentity", 2, 64,
+                           r"[\w+=,.@-]*")
+        duration = params.get("DurationSeconds")
+        seconds = DEFAULT_ROLE_DURATION
+        if duration is not None:
+            if not re.fullmatch(r"-?\d+", duration):
+                problems.append((duration, "durationSeconds", "Member must be a number"))
+            else:
+                seconds = int(duration)
+                if seconds < MIN_DURATION:
+                    problems.append((duration, "durationSeconds",
+                                     f"Member must have value greater than or equal to {MIN_DURATION}"))
+                elif seconds > 43200:
+                    problems.append((duration, "durationSeconds",
+                                     "Member must have value less than or equal to 43200"))
+        if problems:
+            raise self._validation_error(problems)
+
+        chained = isinstance(caller, IssuedCredentials) and caller.role_arn is not None
+        denied = StsError(403, "AccessDenied", f"User: {self._caller_arn(caller)} is not "
+                          f"authorized to perform: sts:AssumeRole on resource: {role_arn}")
+        with self._state:
+            role = self._roles.get(role_arn)
+            if isinstance(caller, IssuedCredentials):
+                principals = {caller.role_arn} if chained else {caller.parent, self.arn(caller.user)}
+                root_key, mfa = caller.root_key, caller.mfa
+            else:
+                principals = {caller.access_key_id, self.arn(caller.user)}
+                root_key, mfa = caller.access_key_id, False
+            if role is None or not principals & role.trusted:
+                raise denied
+            if (serial is None) != (code is None):
+                raise StsError(403, "AccessDenied", MSG_MFA_BOTH)
+            if serial is not None:
+                key = self._keys.get(root_key)
+                used = self._used_codes.setdefault(serial, set())
+                if (key is None or serial != key.mfa_serial or key.mfa_code is None
+                        or not hmac.compare_digest(code, key.mfa_code)
+                        or (self.mfa_single_use and code in used)):
+                    raise StsError(403, "AccessDenied", MSG_MFA_CODE)
+                used.add(code)
+                mfa = True
+            if role.mfa and not mfa:
+                raise denied
+            if role.external_id is not None and not (
+                    external_id is not None
+                    and hmac.compare_digest(external_id.encode(), role.external_id.encode())):
+                raise denied
+            if chained and seconds > ROLE_CHAINING_MAX:
+                raise StsError(400, "ValidationError", MSG_ROLE_CHAINING)
+            if seconds > role.max_duration:
+                raise StsError(400, "ValidationError", MSG_MAX_SESSION)
+
+            now = self.now()
+            lifetime = seconds if self.lifetime is None else self.lifetime
+            expiration = float(int(now)) + lifetime
+            if not self.expiration_ms:
+                expiration = float(int(expiration))
+            creds = IssuedCredentials(
+                access_key_id=_key_id("ASIA"), secret_access_key=new_secret_access_key(),
+                session_token=_new_session_token(), expiration=expiration,
+                expiration_text=format_expiration(expiration, self.expiration_ms),
+                issued_at=now, duration_seconds=seconds, parent=caller.access_key_id,
+                user=caller.user, mfa=mfa, root_key=root_key, role_arn=role_arn,
+                assumed_role_arn=self.assumed_role_arn(role_arn, session),
+                assumed_role_id=f"{role.role_id}:{session}")
+            self._issued[creds.access_key_id] = creds
+            return creds
+
+    def _assume_role_body(self, creds, params, request_id):
+        result = []
+        if "SourceIdentity" in params:
+            result.append(("SourceIdentity", params["SourceIdentity"]))
+        result += [
+            ("AssumedRoleUser", [("Arn", creds.assumed_role_arn),
+                                 ("AssumedRoleId", creds.assumed_role_id)]),
+            ("Credentials", [("AccessKeyId", creds.access_key_id),
+                             ("SecretAccessKey", creds.secret_access_key),
+                             ("SessionToken", creds.session_token),
+                             ("Expiration", creds.expiration_text)])]
+        return _document("AssumeRoleResponse", [
+            ("AssumeRoleResult", result),
+            ("ResponseMetadata", [("RequestId", request_id)])], self.pretty)
 
     def _session_token_body(self, creds, request_id):
         return _document("GetSessionTokenResponse", [
@@ -646,9 +829,11 @@ class StsMock(MockServer):
     def _caller_identity_body(self, caller, request_id):
         with self._state:
             user_id = self._user_ids[caller.user]
+        if isinstance(caller, IssuedCredentials) and caller.assumed_role_id:
+            user_id = caller.assumed_role_id
         return _document("GetCallerIdentityResponse", [
             ("GetCallerIdentityResult", [
-                ("Arn", self.arn(caller.user)),
+                ("Arn", self._caller_arn(caller)),
                 ("UserId", user_id),
                 ("Account", self.account)]),
             ("ResponseMetadata", [("RequestId", request_id)])], self.pretty)

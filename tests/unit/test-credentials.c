@@ -58,6 +58,14 @@ int main(void)
 	check_ok_str("user::", "user", ":", "password is a single colon");
 	check_ok_str("user:pass\n", "user", "pass", "trailing LF stripped");
 	check_ok_str("user:pass\r\n", "user", "pass", "trailing CRLF stripped");
+	/* Saved as JSON: only well-formed UTF-8 (issue 12: EINVAL, not ENOMEM). */
+	check_ok_str("us\xe2\x82\xacr:p\xc3\xa4ss\xf0\x9f\x94\x91", "us\xe2\x82\xacr", "p\xc3\xa4ss\xf0\x9f\x94\x91", "UTF-8 user and password");
+	check_einval_str("user:pass\xff", "invalid UTF-8 byte in the password");
+	check_einval_str("us\xc3r:pass", "truncated UTF-8 sequence in the user");
+	check_einval_str("user:pa\xc0\xafss", "overlong UTF-8 form");
+	check_einval_str("user:pa\xed\xa0\x80ss", "UTF-16 surrogate in UTF-8");
+	check_einval_str("user:pass\xe2\x82", "UTF-8 sequence cut at the end");
+	check_einval_str("user:pa\xf4\x90\x80\x80ss", "code point past U+10FFFF");
 	check_ok_str("admin@corp.example:p@ss w0rd!{}\"'", "admin@corp.example", "p@ss w0rd!{}\"'",
 		     "spaces and punctuation kept");
 	check_ok_str("u:p", "u", "p", "one-character user and password");

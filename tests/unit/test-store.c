@@ -179,11 +179,11 @@ static void test_open(void)
 
 	fd = open(file, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
 	close(fd);
-	is_int(store_open(file, &s), -ENOTDIR, "store_open refuses a regular file");
+	is_int(store_open(file, &s), -EPERM, "store_open refuses a regular file");
 	if (symlink(fresh, link) < 0) {
 		abort();
 	}
-	is_int(store_open(link, &s), -ENOTDIR, "store_open refuses a symlink to a good dir");
+	is_int(store_open(link, &s), -EPERM, "store_open refuses a symlink to a good dir");
 	is_int(store_open(deep, &s), -ENOENT, "store_open does not create parents");
 	ok(s == sentinel, "failures leave the output untouched");
 }
@@ -235,7 +235,7 @@ static void test_save_load(struct store *s)
 		if (symlink(target, l) < 0) {
 			abort();
 		}
-		check_load_fails(s, "aos", "lab", "linked", -ELOOP, "symlinked item");
+		check_load_fails(s, "aos", "lab", "linked", -EBADMSG, "symlinked item");
 		unlink(l);
 	}
 
@@ -296,6 +296,129 @@ static void test_list(struct store *s)
 	rmdir(hidden);
 }
 
+#define OTHER_UID 1001
+
+static void make_file(const char *rel, mode_t mode, uid_t uid)
+{
+	_cleanup_free_ char *p = path_of(rel);
+	int fd = open(p, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, mode);
+
+	if (fd < 0 || write(fd, "u:p", 3) != 3 || fchmod(fd, mode) < 0 || fchown(fd, uid, (gid_t)-1) < 0) {
+		abort();
+	}
+	close(fd);
+}
+
+static void unlink_rel(const char *rel)
+{
+	_cleanup_free_ char *p = path_of(rel);
+
+	unlink(p);
+}
+
+static void chown_rel(const char *rel, uid_t uid)
+{
+	_cleanup_free_ char *p = path_of(rel);
+
+	if (chown(p, uid, uid) < 0) {
+		abort();
+	}
+}
+
+static void symlink_rel(const char *to, const char *rel)
+{
+	_cleanup_free_ char *p = path_of(rel), *t = path_of(to);
+
+	if (symlink(t, p) < 0) {
+		abort();
+	}
+}
+
+/* Trust (issue 12): the state dir and the way to it. */
+static void test_trust_open(void)
+{
+	_cleanup_free_ char *theirs = path_of("theirs"), *real = path_of("real"), *link = path_of("reallink"),
+			    *link_slash = NULL, *slash = NULL, *open_parent = path_of("open-parent"),
+			    *under_open = path_of("open-parent/state"), *sticky = path_of("sticky"),
+			    *under_sticky = path_of("sticky/state");
+	struct store *s = NULL;
+
+	if (asprintf(&link_slash, "%s/", link) < 0 || asprintf(&slash, "%s//", real) < 0) {
+		abort();
+	}
+	mkdir(theirs, 0700);
+	if (chown(theirs, OTHER_UID, OTHER_UID) < 0) {
+		abort();
+	}
+	is_int(store_open(theirs, &s), -EPERM, "store_open refuses a 0700 dir owned by uid %d", OTHER_UID);
+
+	mkdir(real, 0700);
+	if (symlink(real, link) < 0) {
+		abort();
+	}
+	is_int(store_open(link_slash, &s), -EPERM, "store_open refuses a symlink given as link/");
+	is_int(store_open(slash, &s), 0, "store_open accepts a good dir given as dir//");
+	ok(s && strcmp(store_path(s), real) == 0, "store_path() is normalized");
+	store_free(TAKE_PTR(s));
+
+	mkdir(open_parent, 0777);
+	is_int(store_open(under_open, &s), -EPERM, "store_open refuses a dir under a world-writable parent");
+	is_int(mode_of("open-parent/state"), -ENOENT, "nothing created under it");
+	mkdir(sticky, 01777);
+	is_int(store_open(under_sticky, &s), 0, "store_open accepts a dir under a sticky parent (like /tmp)");
+	store_free(TAKE_PTR(s));
+}
+
+/* Trust (issue 12): files and dirs inside the state dir. */
+static void test_trust_files(struct store *s)
+{
+	char why[600];
+
+	is_int(store_save(s, "aos", "good", "credentials", "u:p", 3), 0, "save aos/good/credentials");
+	is_int(store_save(s, "aos", "t", "credentials", "u:p", 3), 0, "save aos/t/credentials");
+	is_int(store_check_target(s, "aos", "t", why, sizeof(why)), 0, "a target saved by the store is trusted");
+	is_int(store_check_target(s, "aos", "none", why, sizeof(why)), 0, "a target without state is fine");
+
+	/* A planted file owned by another user. */
+	make_file("state/aos/t/access", 0600, OTHER_UID);
+	check_load_fails(s, "aos", "t", "access", -EBADMSG, "a file owned by uid 1001");
+	is_int(store_check_target(s, "aos", "t", why, sizeof(why)), -EBADMSG, "check_target: a file owned by uid 1001");
+	ok(strstr(why, "state/aos/t/access: is owned by uid 1001"), "why names the path and the owner: %s", why);
+	unlink_rel("state/aos/t/access");
+
+	/* A 0644 file. */
+	make_file("state/aos/t/credentials", 0644, 0);
+	check_load_fails(s, "aos", "t", "credentials", -EBADMSG, "a 0644 file");
+	is_int(store_check_target(s, "aos", "t", why, sizeof(why)), -EBADMSG, "check_target: a 0644 file");
+	ok(strstr(why, "state/aos/t/credentials: has mode 0644"), "why names the path and the mode: %s", why);
+
+	/* A symlinked file, even to a good one. */
+	unlink_rel("state/aos/t/credentials");
+	symlink_rel("state/aos/good/credentials", "state/aos/t/credentials");
+	check_load_fails(s, "aos", "t", "credentials", -EBADMSG, "a symlinked file");
+	is_int(store_check_target(s, "aos", "t", why, sizeof(why)), -EBADMSG, "check_target: a symlinked file");
+	ok(strstr(why, "state/aos/t/credentials: is a symlink"), "why: %s", why);
+	unlink_rel("state/aos/t/credentials");
+
+	/* A target dir owned by another user: neither loaded nor listed. */
+	make_file("state/aos/t/target", 0600, 0);
+	is_int(store_save(s, "aos", "good", "target", "{}", 2), 0, "save aos/good/target");
+	chown_rel("state/aos/t", OTHER_UID);
+	check_load_fails(s, "aos", "t", "target", -EBADMSG, "a file in a dir owned by uid 1001");
+	is_int(store_check_target(s, "aos", "t", why, sizeof(why)), -EBADMSG, "check_target: a dir owned by uid 1001");
+	is_int(store_save(s, "aos", "t", "credentials", "u:p", 3), -EPERM, "no save into a dir owned by uid 1001");
+	check_list(s, "aos", "target", "10.0.0.1:8443,good", 2);
+
+	/* The state dir itself changed hands after open: every load refuses. */
+	chown_rel("state", OTHER_UID);
+	check_load_fails(s, "aos", "good", "credentials", -EBADMSG, "the state dir now owned by uid 1001");
+	chown_rel("state", 0);
+	check_load(s, "aos", "good", "credentials", "u:p", 3);
+	store_remove_target(s, "aos", "good");
+	chown_rel("state/aos/t", 0);
+	store_remove_target(s, "aos", "t");
+}
+
 int main(void)
 {
 	_cleanup_free_ char *state = NULL;
@@ -310,6 +433,9 @@ int main(void)
 	}
 	fds = count_fds();
 	test_open();
+	if (geteuid() == 0) {
+		test_trust_open();
+	}
 	state = path_of("state");
 	is_int(store_open(state, &s), 0, "store_open state");
 	if (!s) {
@@ -318,6 +444,9 @@ int main(void)
 	test_save_load(s);
 	test_remove(s);
 	test_list(s);
+	if (geteuid() == 0) {
+		test_trust_files(s);
+	}
 	store_free(s);
 	is_int(count_fds(), fds, "no file descriptor leaked");
 	is_int(CRYPTO_secure_used(), 0, "every secret was freed");
