@@ -565,7 +565,8 @@ def test_redfish_403_on_rm_of_another_users_session_is_eacces(redfish_mock, make
 # --- 13. values written in more than one write() ------------------------------------------
 
 def shell(d, script, **env):
-    return subprocess.run(["/bin/sh", "-c", script], cwd=d.mnt, env={**d.env, **env},
+    # bash: its echo reports write()'s errno (dash's says "I/O error" for all).
+    return subprocess.run(["/bin/bash", "-c", script], cwd=d.mnt, env={**d.env, **env},
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=15)
 
