@@ -219,8 +219,9 @@ def renewal(work, mock, ca):
         mock.set_slow(0, "POST", "/api/user/login")
         mock.ttl = ttl
         m.stop()
+    waits = counters.get("reader_waits")  # None: a daemon without the counter fails
     return {"refreshes": counters.get("refreshes", 0),
-            "reader_waits": counters.get("reader_waits", -1) - 1, "slow_reads": slow}
+            "reader_waits": float("inf") if waits is None else waits - 1, "slow_reads": slow}
 
 
 def rss_kib(pid):
