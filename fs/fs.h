@@ -61,11 +61,8 @@ struct fs {
 fuse_ino_t tree_ino(const struct node *n);
 int tree_decode(fuse_ino_t ino, struct node *ret);
 int tree_lookup(struct fs *fs, fuse_ino_t parent, const char *name, struct node *ret);
-/* Attributes. reader: asked for an open file (the kernel, before a read).
- * Touches the network only for a sessions/ entry, for a reader, or to renew a
- * session due for renewal on behalf of a caller who may read it. */
-int tree_stat(struct fs *fs, const struct node *n, const struct fuse_ctx *caller, bool reader,
-	      struct stat *st, double *ret_timeout);
+/* Attributes, from memory: never touches the network. */
+int tree_stat(struct fs *fs, const struct node *n, struct stat *st, double *ret_timeout);
 const struct auth_file_info *tree_file_info(const struct node *n);
 /* A readable node's content, rendered now (a session file may log in). */
 int tree_render(struct fs *fs, const struct node *n, struct auth_blob **ret);

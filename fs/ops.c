@@ -45,7 +45,7 @@ static void reply_entry(fuse_req_t req, const struct node *n)
 {
 	struct fuse_entry_param e = { 0 };
 	double timeout;
-	int r = tree_stat(FS(req), n, fuse_req_ctx(req), false, &e.attr, &timeout);
+	int r = tree_stat(FS(req), n, &e.attr, &timeout);
 
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -70,7 +70,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	reply_entry(req, &n);
 }
 
-static void reply_attr(fuse_req_t req, fuse_ino_t ino, bool reader)
+static void reply_attr(fuse_req_t req, fuse_ino_t ino)
 {
 	struct stat st;
 	struct node n;
@@ -79,7 +79,7 @@ static void reply_attr(fuse_req_t req, fuse_ino_t ino, bool reader)
 
 	r = tree_decode(ino, &n);
 	if (r == 0) {
-		r = tree_stat(FS(req), &n, fuse_req_ctx(req), reader, &st, &timeout);
+		r = tree_stat(FS(req), &n, &st, &timeout);
 	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -88,11 +88,10 @@ static void reply_attr(fuse_req_t req, fuse_ino_t ino, bool reader)
 	fuse_reply_attr(req, &st, timeout);
 }
 
-/* fi is set when the kernel asks for an open file's attributes: before a
- * read (auto_inval_data), or fstat(). */
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	reply_attr(req, ino, fi != NULL);
+	(void)fi;
+	reply_attr(req, ino);
 }
 
 /* chown and chmod of a target's files and directory, saved; only root (and
@@ -147,7 +146,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		fuse_reply_err(req, -r);
 		return;
 	}
-	reply_attr(req, ino, false);
+	reply_attr(req, ino);
 }
 
 struct dirbuf {
@@ -444,10 +443,13 @@ static int write_apply(struct fs *fs, const struct node *n, struct handle *h, bo
 	if (h->error) {
 		return h->error;
 	}
-	/* Nothing written (`: > credentials`), or only what may follow an applied
-	 * value (print's separate "\n"): nothing to do. */
-	if (only_space(h->buf + h->applied, h->len - h->applied) && (h->applied > 0 || h->len == 0)) {
-		return 0;
+	/* An applied value may be followed by white space (print's separate
+	 * "\n"), nothing else: it is wiped from buf once it took effect. */
+	if (h->applied > 0) {
+		return only_space(h->buf + h->applied, h->len - h->applied) ? 0 : -EINVAL;
+	}
+	if (h->len == 0) {
+		return 0; /* nothing written (`: > credentials`): nothing to do */
 	}
 	t = auth_target_get(fs->core, n->target_id);
 	if (!t) {
@@ -463,6 +465,7 @@ static int write_apply(struct fs *fs, const struct node *n, struct handle *h, bo
 		}
 		if (r == 0) {
 			h->applied = h->len;
+			explicit_bzero(h->buf, h->len); /* it may be a password */
 		}
 	}
 	auth_target_unref(t);
@@ -592,7 +595,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* Files are small. Without readahead a failed read is not tried again
 	 * synchronously by the kernel: one login attempt, one timeout. */
 	conn->max_readahead = 0;
-	/* A changed mtime or size drops cached pages: how session files stay fresh. */
+	/* A changed mtime or size drops cached pages. */
 	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) {
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
 	}
