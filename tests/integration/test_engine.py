@@ -138,15 +138,22 @@ class Load:
         return [t.name for t in self.threads if t.is_alive()]
 
 
-def watch_d_state(pid, stop, found, interval=0.5, stuck_after=4):
-    """Sample the daemon's threads until stop is set; a thread seen in D
-    state in `stuck_after` samples in a row (2 s) goes into found."""
+# Where a daemon thread sleeps when it waits on a page lock or on its own
+# mount (the deadlock of issue 10: __folio_lock from fuse_reverse_inval_inode).
+PAGE_LOCK_WAIT = re.compile(r"folio_lock|lock_page|fuse|inval")
+
+
+def watch_d_state(pid, stop, found, interval=0.5):
+    """Sample the daemon's threads until stop is set. A thread in D state on
+    a page lock or FUSE wait in 4 samples in a row (2 s) goes into found; in
+    any other D state (disk I/O: fsync of the state dir on a busy disk) only
+    after 20 samples (10 s)."""
     seen = {}
     while not stop.wait(interval):
         now = threads_in_d_state(pid)
         seen = {tid: seen.get(tid, 0) + 1 for tid in now}
         for tid, n in seen.items():
-            if n >= stuck_after:
+            if n >= (4 if PAGE_LOCK_WAIT.search(now[tid]) else 20):
                 found[tid] = now[tid]
 
 
