@@ -14,8 +14,8 @@
 
 /* The lifetime rule (README, "How sessions are kept"): a session of lifetime
  * L is served while more than min(min_validity, L/2) seconds are left. A
- * session that can never meet the provider's minimum (a 900 s STS credential
- * against botocore's 15 minutes) is served for half its life instead of being
+ * session that can never meet the provider's minimum (a 900 s credential
+ * against a 15-minute minimum) is served for half its life instead of being
  * replaced in a loop. */
 static time_t serve_floor(const struct auth_target *t, const struct auth_session *s)
 {
@@ -113,9 +113,9 @@ static void save_session(struct auth_target *t)
 		r = store_save(t->core->store, t->provider->name, t->name, "session", text->data, text->len);
 	}
 	if (r < 0) {
-		/* The session works; only a restart will have to log in again. */
+		/* The session works; only a restart will have to log in again
+		 * (store_save() logged why). */
 		target_set_error(t, r, "the session could not be saved in the state dir; a restart will log in again");
-		log_warning("%s/%s: failed to save the session: %s", t->provider->name, t->name, strerror(-r));
 	}
 }
 
@@ -202,6 +202,17 @@ static int login(struct auth_target *t, struct auth_ctx *ctx, struct auth_sessio
 	return 0;
 }
 
+/* The name of the provider's AUTH_FILE_ONE_TIME file. */
+static const char *one_time_file(const struct auth_target *t)
+{
+	for (size_t i = 0; i < t->provider->n_files; i++) {
+		if (t->provider->files[i].role == AUTH_FILE_ONE_TIME) {
+			return t->provider->files[i].name;
+		}
+	}
+	return "?";
+}
+
 /* Validate a saved session (or one from the environment), else log in. Runs
  * without the lock; *ret_fresh tells whether a new login happened. */
 static int obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_session **pending,
@@ -232,9 +243,9 @@ static int obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_sessi
 		return auth_ctx_fail(ctx, -ENOKEY, "no credentials: %s (%s/%s/credentials)",
 				     t->provider->credentials_hint, t->provider->name, t->name);
 	}
-	if (t->provider->needs_mfa && t->provider->needs_mfa(&t->info) && !ctx->mfa_code) {
-		return auth_ctx_fail(ctx, -ENOKEY, "MFA required: write the current code to %s/%s/mfa",
-				     t->provider->name, t->name);
+	if (t->provider->needs_one_time && t->provider->needs_one_time(&t->info) && !ctx->one_time) {
+		return auth_ctx_fail(ctx, -ENOKEY, "%s %s/%s/%s", t->provider->one_time_hint, t->provider->name, t->name,
+				     one_time_file(t));
 	}
 	*ret_fresh = true;
 	return login(t, ctx, ret);
@@ -263,13 +274,13 @@ static int renew_or_obtain(struct auth_target *t, struct auth_ctx *ctx, struct a
 {
 	int r = -ESTALE;
 
-	if (current && t->provider->refresh && (t->provider->renews_in_place || !renewal_due)) {
+	if (current && t->provider->refresh && ((t->provider->features & AUTH_PROVIDER_RENEWS_IN_PLACE) || !renewal_due)) {
 		r = t->provider->refresh(ctx, current, ret_expires_at);
 		if (r != -ESTALE) {
 			return r;
 		}
 		log_info("%s/%s: the session is gone on the server; logging in again", t->provider->name, t->name);
-		if (t->provider->logout_replaced) {
+		if (t->provider->features & AUTH_PROVIDER_LOGOUT_REPLACED) {
 			t->provider->logout(ctx, current); /* best effort: never leave it behind */
 		}
 	}
@@ -350,8 +361,8 @@ static int lead(struct auth_target *t, bool background, double deadline)
 	if (pending && !t->pending && !t->removed) {
 		t->pending = TAKE_PTR(pending);
 	}
-	if (is_login && ctx.mfa_code && secret_equal(ctx.mfa_code, t->mfa_code)) {
-		secret_free(TAKE_PTR(t->mfa_code)); /* a one-time code is used once */
+	if (is_login && ctx.one_time && secret_equal(ctx.one_time, t->one_time)) {
+		secret_free(TAKE_PTR(t->one_time)); /* a one-time value is used once */
 	}
 	if (r < 0 && !t->removed) {
 		record_failure(t, r, ctx.error);
@@ -364,7 +375,7 @@ static int lead(struct auth_target *t, bool background, double deadline)
 	ctx_done(&ctx);
 	auth_session_free(pending);
 	auth_session_free(current);
-	auth_session_free(old); /* AOS tokens expire by themselves; readers may still use the old one */
+	auth_session_free(old); /* replaced, not logged out: readers may still use the old one until it expires */
 	return r;
 }
 
@@ -516,10 +527,7 @@ int session_logout(struct auth_target *t, double deadline)
 	t->failed_at = 0;
 	t->gen++;
 	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
-	r = store_remove(t->core->store, t->provider->name, t->name, "session");
-	if (r < 0 && r != -ENOENT) {
-		log_warning("%s/%s: failed to remove the saved session: %s", t->provider->name, t->name, strerror(-r));
-	}
+	store_remove(t->core->store, t->provider->name, t->name, "session"); /* logs its failure */
 	r = s ? ctx_init(t, &ctx) : 0;
 	target_notify(t);
 	pthread_mutex_unlock(&t->lock);
@@ -548,7 +556,7 @@ static void refresh_one(struct auth_target *t)
 	if (t->removed || t->rejected || !t->session) {
 		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
 	} else if (!t->hot) {
-		/* Not read since the last renewal: let it lapse (frees a BMC slot);
+		/* Not read since the last renewal: let it lapse (frees a server slot);
 		 * the next read renews it or logs in. */
 		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
 		t->dormant = true;

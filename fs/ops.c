@@ -213,7 +213,7 @@ static void readdir_target(struct fs *fs, struct dirbuf *b, const struct node *d
 	}
 	files = auth_provider_files(auth_target_provider(t), &n);
 	for (size_t i = (size_t)off; i < n; i++) {
-		struct node f = { .kind = NODE_TARGET_FILE, .target_id = dir->target_id, .file = files[i].file };
+		struct node f = { .kind = NODE_TARGET_FILE, .target_id = dir->target_id, .file = (unsigned)i };
 		if (!dir_add(b, files[i].name, tree_ino(&f), files[i].mode, (off_t)i + 1)) {
 			break;
 		}
@@ -228,9 +228,24 @@ struct listing {
 	size_t n;
 };
 
+/* Has the file node n (its provider filled in) this role, or this flag? */
+static bool has_role(const struct node *n, enum auth_file_role role)
+{
+	const struct auth_file_info *fi = n->kind == NODE_TARGET_FILE ? tree_file_info(n) : NULL;
+
+	return fi && fi->role == role;
+}
+
+static bool has_flag(const struct node *n, unsigned flag)
+{
+	const struct auth_file_info *fi = n->kind == NODE_TARGET_FILE ? tree_file_info(n) : NULL;
+
+	return fi && (fi->flags & flag);
+}
+
 static bool is_sessions_dir(const struct node *n)
 {
-	return n->kind == NODE_TARGET_FILE && n->file == AUTH_FILE_SESSIONS_DIR;
+	return has_role(n, AUTH_FILE_SESSIONS);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -241,7 +256,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	int r;
 
 	fi->fh = 0;
-	if (tree_decode(ino, &n) < 0 || !is_sessions_dir(&n)) {
+	if (tree_decode(ino, &n) < 0 || n.kind != NODE_TARGET_FILE || tree_node_target(FS(req), &n) < 0 ||
+	    !is_sessions_dir(&n)) {
 		fuse_reply_open(req, fi);
 		return;
 	}
@@ -327,20 +343,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 	free(b.data);
 }
 
-/* Fills n's provider (tree_decode can't know it). */
-static int node_target(struct fs *fs, struct node *n)
-{
-	struct auth_target *t = auth_target_get(fs->core, n->target_id);
-
-	if (!t) {
-		return -ENOENT;
-	}
-	n->provider = auth_target_provider(t);
-	auth_target_unref(t);
-	return 0;
-}
-
-/* Write-only files (credentials, mfa) can't be read, not even by root. */
+/* Write-only files (credentials, one-time codes) can't be read, not even by root. */
 static bool readable(const struct node *n)
 {
 	const struct auth_file_info *fi;
@@ -359,7 +362,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct node n;
 	int r;
 
-	if (tree_decode(ino, &n) < 0 || (n.kind >= NODE_TARGET_DIR && node_target(FS(req), &n) < 0)) {
+	if (tree_decode(ino, &n) < 0 || (n.kind >= NODE_TARGET_DIR && tree_node_target(FS(req), &n) < 0)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -410,7 +413,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	/* Opened for writing too (O_RDWR): the content as it is now. */
 	r = tree_decode(ino, &n);
 	if (r == 0) {
-		r = node_target(FS(req), &n);
+		r = tree_node_target(FS(req), &n);
 	}
 	if (r == 0) {
 		r = tree_render(FS(req), &n, &b);
@@ -460,6 +463,11 @@ static int write_apply(struct fs *fs, const struct node *n, struct handle *h, bo
 		r = 0; /* more may follow */
 	} else {
 		r = r == -ENODATA ? -EINVAL : r;
+		if (r == -EINVAL) {
+			const struct auth_file_info *fi = tree_file_info(n);
+			log_info("%s/%s: refused a malformed write to %s", auth_provider_name(n->provider),
+				 auth_target_name(t), fi ? fi->name : "?");
+		}
 		if (r == 0) {
 			r = auth_file_write(t, n->file, h->buf, h->len);
 		}
@@ -486,6 +494,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_err(req, EACCES);
 		return;
 	}
+	if (tree_node_target(FS(req), &n) < 0) {
+		fuse_reply_err(req, ENOENT); /* the target is gone */
+		return;
+	}
 	if (h->error) {
 		r = h->error;
 	} else if ((size_t)off != h->len) {
@@ -497,7 +509,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		h->len += size;
 		r = write_apply(FS(req), &n, h, false);
 	}
-	if (r == 0 && n.file == AUTH_FILE_SESSION_JSON && h->applied == h->len) {
+	if (r == 0 && has_flag(&n, AUTH_FILE_RESUME) && h->applied == h->len) {
 		/* A resumed session: the next read must not get the old one. */
 		cache_drop_target(FS(req), n.target_id);
 	}
@@ -518,8 +530,12 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int r = 0;
 
 	if (h && h->writing && tree_decode(ino, &n) == 0) {
-		r = write_apply(FS(req), &n, h, true);
-		if (r == 0 && n.file == AUTH_FILE_SESSION_JSON) {
+		if (tree_node_target(FS(req), &n) < 0) {
+			r = h->len > h->applied ? -ENOENT : 0; /* the target went away with the value unapplied */
+		} else {
+			r = write_apply(FS(req), &n, h, true);
+		}
+		if (r == 0 && has_flag(&n, AUTH_FILE_RESUME)) {
 			cache_drop_target(FS(req), n.target_id);
 		}
 	}

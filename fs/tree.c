@@ -46,7 +46,8 @@ int tree_decode(fuse_ino_t ino, struct node *ret)
 		ret->kind = NODE_METRICS;
 		return 0;
 	}
-	if (ino >= INO_PROVIDER_BASE && ino < INO_PROVIDER_BASE + auth_provider_count()) {
+	if (ino >= INO_PROVIDER_BASE && ino < INO_PROVIDER_BASE + auth_provider_count() &&
+	    ino < (1u << INO_TARGET_SHIFT)) {
 		ret->kind = NODE_PROVIDER_DIR;
 		ret->provider = ino - INO_PROVIDER_BASE;
 		return 0;
@@ -58,9 +59,9 @@ int tree_decode(fuse_ino_t ino, struct node *ret)
 	slot = ino & ((1u << INO_TARGET_SHIFT) - 1);
 	if (slot == SLOT_DIR) {
 		ret->kind = NODE_TARGET_DIR;
-	} else if (slot < SLOT_FILE_BASE + _AUTH_FILE_MAX) {
+	} else if (slot < SLOT_FILE_BASE + AUTH_FILES_MAX) {
 		ret->kind = NODE_TARGET_FILE;
-		ret->file = (enum auth_file)(slot - SLOT_FILE_BASE);
+		ret->file = slot - SLOT_FILE_BASE;
 	} else if (slot >= SLOT_SESSION_BASE) {
 		ret->kind = NODE_SESSION_ENTRY;
 		ret->slot = slot - SLOT_SESSION_BASE;
@@ -75,25 +76,33 @@ const struct auth_file_info *tree_file_info(const struct node *n)
 	size_t count;
 	const struct auth_file_info *files = auth_provider_files(n->provider, &count);
 
-	for (size_t i = 0; i < count; i++) {
-		if (files[i].file == n->file) {
-			return &files[i];
-		}
+	return n->file < count ? &files[n->file] : NULL;
+}
+
+int tree_node_target(struct fs *fs, struct node *n)
+{
+	struct auth_target *t = auth_target_get(fs->core, n->target_id);
+
+	if (!t) {
+		return -ENOENT;
 	}
-	return NULL;
+	n->provider = auth_target_provider(t);
+	auth_target_unref(t);
+	return 0;
 }
 
 static int lookup_in_target(struct fs *fs, const struct node *dir, const char *name, struct node *ret)
 {
 	struct auth_target *t = auth_target_get(fs->core, dir->target_id);
 	const struct auth_file_info *fi;
+	unsigned index = 0;
 
 	if (!t) {
 		return -ENOENT;
 	}
-	fi = auth_provider_file(auth_target_provider(t), name);
+	fi = auth_provider_file(auth_target_provider(t), name, &index);
 	*ret = (struct node){ .kind = NODE_TARGET_FILE, .provider = auth_target_provider(t),
-			      .target_id = dir->target_id, .file = fi ? fi->file : 0 };
+			      .target_id = dir->target_id, .file = index };
 	auth_target_unref(t);
 	return fi ? 0 : -ENOENT;
 }
@@ -152,7 +161,8 @@ int tree_lookup(struct fs *fs, fuse_ino_t parent, const char *name, struct node 
 	case NODE_TARGET_DIR:
 		return lookup_in_target(fs, &dir, name, ret);
 	case NODE_TARGET_FILE:
-		if (dir.file == AUTH_FILE_SESSIONS_DIR) {
+		if (tree_node_target(fs, &dir) == 0 && tree_file_info(&dir) &&
+		    tree_file_info(&dir)->role == AUTH_FILE_SESSIONS) {
 			return lookup_in_sessions(fs, &dir, name, ret);
 		}
 		return -ENOTDIR;
@@ -218,8 +228,9 @@ int tree_render(struct fs *fs, const struct node *n, struct auth_blob **ret)
 
 bool tree_is_dynamic(const struct node *n)
 {
-	return n->kind == NODE_METRICS || n->kind == NODE_SESSION_ENTRY ||
-	       (n->kind == NODE_TARGET_FILE && n->file == AUTH_FILE_STATUS);
+	const struct auth_file_info *fi = n->kind == NODE_TARGET_FILE ? tree_file_info(n) : NULL;
+
+	return n->kind == NODE_METRICS || n->kind == NODE_SESSION_ENTRY || (fi && fi->role == AUTH_FILE_STATUS);
 }
 
 /* Session files: sized by the session there is now, from memory: a stat
@@ -308,9 +319,9 @@ int tree_stat(struct fs *fs, const struct node *n_in, struct stat *st, double *r
 		if (S_ISDIR(fi->mode)) {
 			st->st_nlink = 2;
 		}
-		if (fi->from_session) {
+		if (fi->role == AUTH_FILE_SESSION) {
 			stat_session_file(fs, &n, st, ret_timeout);
-		} else if (fi->file == AUTH_FILE_STATUS) {
+		} else if (fi->role == AUTH_FILE_STATUS) {
 			stat_dynamic(fs, &n, st, ret_timeout);
 		} else if (S_ISREG(fi->mode)) {
 			/* Write-only: not empty, so that a read reaches us and gets EACCES
