@@ -37,6 +37,12 @@ struct node {
 	unsigned slot;
 };
 
+/* Something an open file or directory holds; the first member of it. */
+struct open_obj {
+	struct open_obj *prev, *next;
+	void (*free)(struct open_obj *o);
+};
+
 struct fs {
 	struct auth_core *core;
 	struct fuse_session *se;
@@ -46,6 +52,8 @@ struct fs {
 
 	uint64_t dynamic_version; /* bumped per getattr of a dynamic file (atomic) */
 
+	pthread_mutex_t opens_lock;
+	struct open_obj opens; /* every open handle and listing (list head) */
 
 	/* Invalidation queue, served by one thread so that no request handler
 	 * ever blocks on the kernel. */
@@ -81,6 +89,14 @@ void cache_on_change(void *userdata, uint32_t target_id, uint64_t gen);
 void cache_drop_target(struct fs *fs, uint32_t target_id);
 /* The same for every target. */
 void cache_drop_all(struct fs *fs);
+
+/* opens.c */
+void opens_init(struct fs *fs);
+void opens_add(struct fs *fs, struct open_obj *o, void (*free_fn)(struct open_obj *o));
+/* Unlinks o and frees it. */
+void opens_release(struct fs *fs, struct open_obj *o);
+/* At exit: what the kernel never released. */
+void opens_free_all(struct fs *fs);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fs_ops;

@@ -160,6 +160,7 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 	cache_drop_all(fs);
 	cache_stop(fs);
 	fuse_session_unmount(fs->se);
+	opens_free_all(fs);
 	log_info("Unmounted %s", opts->mountpoint);
 out:
 	fuse_remove_signal_handlers(fs->se);
@@ -210,6 +211,7 @@ int main(int argc, char *argv[])
 	}
 	pthread_mutex_init(&fs.inval_lock, NULL);
 	pthread_cond_init(&fs.inval_cond, NULL);
+	opens_init(&fs);
 	auth_core_set_notify(fs.core, cache_on_change, &fs);
 	/* The kernel checks modes; sessionfs decides owners and modes. */
 	fuse_opt_add_arg(&args, "-odefault_permissions");

@@ -14,6 +14,7 @@
  * token sits in the page cache). Writing: the value being written, which is
  * what the program writes between open and close. */
 struct handle {
+	struct open_obj obj;
 	struct auth_blob *blob; /* reading */
 	bool writing;
 	int error;              /* a write was refused: so are the rest, and close */
@@ -22,23 +23,24 @@ struct handle {
 	char buf[];             /* AUTH_WRITE_MAX bytes, wiped at release */
 };
 
-static struct handle *handle_new(bool writing)
+static void handle_free(struct open_obj *o)
+{
+	struct handle *h = (struct handle *)o;
+
+	auth_blob_unref(h->blob);
+	explicit_bzero(h->buf, h->len);
+	free(h);
+}
+
+static struct handle *handle_new(struct fs *fs, bool writing)
 {
 	struct handle *h = calloc(1, sizeof(*h) + (writing ? AUTH_WRITE_MAX : 0));
 
 	if (h) {
 		h->writing = writing;
+		opens_add(fs, &h->obj, handle_free);
 	}
 	return h;
-}
-
-static void handle_free(struct handle *h)
-{
-	if (h) {
-		auth_blob_unref(h->blob);
-		explicit_bzero(h->buf, h->len);
-		free(h);
-	}
 }
 
 static void reply_entry(fuse_req_t req, const struct node *n)
@@ -223,6 +225,7 @@ static void readdir_target(struct fs *fs, struct dirbuf *b, const struct node *d
 
 /* sessions/ is listed once per opendir (one GET), then served from that. */
 struct listing {
+	struct open_obj obj;
 	uint32_t target_id;
 	char **ids;
 	size_t n;
@@ -248,6 +251,14 @@ static bool is_sessions_dir(const struct node *n)
 	return has_role(n, AUTH_FILE_SESSIONS);
 }
 
+static void listing_free(struct open_obj *o)
+{
+	struct listing *l = (struct listing *)o;
+
+	auth_strv_free(l->ids, l->n);
+	free(l);
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct auth_target *t;
@@ -271,10 +282,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	l->target_id = n.target_id;
+	opens_add(FS(req), &l->obj, listing_free);
 	fi->fh = (uint64_t)(uintptr_t)l;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
-		auth_strv_free(l->ids, l->n);
-		free(l);
+		opens_release(FS(req), &l->obj);
 	}
 }
 
@@ -284,8 +295,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 	(void)ino;
 	if (l) {
-		auth_strv_free(l->ids, l->n);
-		free(l);
+		opens_release(FS(req), &l->obj);
 	}
 	fuse_reply_err(req, 0);
 }
@@ -370,7 +380,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	h = handle_new(writing);
+	h = handle_new(FS(req), writing);
 	if (!h) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -378,7 +388,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* A session file's open is a read: it may log in (within timeout). */
 	r = writing ? 0 : !readable(&n) ? -EACCES : tree_render(FS(req), &n, &h->blob);
 	if (r < 0) {
-		handle_free(h);
+		opens_release(FS(req), &h->obj);
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -386,7 +396,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->noflush = !writing; /* close() of a reader has nothing to tell us */
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_open(req, fi) == -ENOENT) { /* the opener was interrupted */
-		handle_free(h);
+		opens_release(FS(req), &h->obj);
 	}
 }
 
@@ -533,8 +543,12 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
 	(void)ino;
-	handle_free((struct handle *)(uintptr_t)fi->fh);
+	if (h) {
+		opens_release(FS(req), &h->obj);
+	}
 	fuse_reply_err(req, 0);
 }
 
