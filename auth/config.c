@@ -202,6 +202,7 @@ static const struct numeric_key {
 	{ NULL, "timeout", 1, 3600 },
 	{ NULL, "port", 1, 65535 },
 	{ "sts", "duration_seconds", 900, 129600 }, /* GetSessionToken's range */
+	{ "fleet", "lock_ttl", 2, 600 },
 };
 
 static int check_numeric(struct config *c, const char *provider, const char *key, const char *value)

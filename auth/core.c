@@ -136,6 +136,7 @@ static void target_free(struct auth_target *t)
 	secret_free(t->mfa_code);
 	free(t->user);
 	auth_strv_free(t->slot_ids, t->n_slots);
+	fleet_target_free(t->fleet);
 	free(t->slot_used);
 	free(t->info.scheme);
 	free(t->info.host);
@@ -721,7 +722,7 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 	pthread_mutex_init(&core->sched_lock, NULL);
 	cond_init_monotonic(&core->sched_cond);
 	for (size_t i = 0; i < cfg->n_defaults && r == 0; i++) {
-		if (auth_provider_index(cfg->defaults[i].provider) < 0) {
+		if (auth_provider_index(cfg->defaults[i].provider) < 0 && strcmp(cfg->defaults[i].provider, "fleet") != 0) {
 			r = log_error_errno(-EINVAL, "Unknown section [%s] in config", cfg->defaults[i].provider);
 		}
 	}
@@ -746,6 +747,9 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 	if (r == 0) {
 		r = add_env_targets(core);
 	}
+	if (r == 0) {
+		r = fleet_new(cfg, &core->fleet);
+	}
 	if (r < 0) {
 		auth_core_free(core);
 		return r;
@@ -763,12 +767,15 @@ void auth_core_set_notify(struct auth_core *core, void (*fn)(void *userdata, uin
 
 int auth_core_start(struct auth_core *core)
 {
-	return scheduler_start(core);
+	int r = scheduler_start(core);
+
+	return r < 0 ? r : fleet_start(core->fleet, core);
 }
 
 void auth_core_stop(struct auth_core *core)
 {
 	if (core) {
+		fleet_stop(core->fleet);
 		scheduler_stop(core);
 	}
 }
@@ -806,7 +813,7 @@ static void exit_logouts(struct auth_core *core)
 	}
 	for (uint32_t i = 0; i < core->n_targets; i++) {
 		struct auth_target *t = core->targets[i];
-		if (t && t->info.logout_on_exit) {
+		if (t && t->info.logout_on_exit && !fleet_shared_elsewhere(t)) {
 			x.targets[x.n++] = t;
 		}
 	}
@@ -828,8 +835,10 @@ void auth_core_free(struct auth_core *core)
 	if (!core) {
 		return;
 	}
+	fleet_stop(core->fleet);
 	scheduler_stop(core);
 	exit_logouts(core);
+	fleet_free(core->fleet);
 	for (uint32_t i = 0; i < core->n_targets; i++) {
 		auth_target_unref(core->targets[i]);
 	}

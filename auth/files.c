@@ -50,6 +50,9 @@ static int render_status(struct auth_target *t, struct auth_blob **ret)
 	if (j && t->provider->status_extra) {
 		t->provider->status_extra(&t->info, t->session, j);
 	}
+	if (j) {
+		fleet_status(t, j);
+	}
 	text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	json_decref(j);
 	if (!text) {

@@ -337,7 +337,13 @@ static int lead(struct auth_target *t, bool background, double deadline)
 	t->hot = false; /* reads from now on count towards the next renewal */
 	pthread_mutex_unlock(&t->lock);
 
-	r = renew_or_obtain(t, &ctx, current, due, &pending, &fresh, &is_login, &exp);
+	r = fleet_flight_begin(t, &ctx, current, &fresh);
+	if (r == 0) {
+		r = renew_or_obtain(t, &ctx, current, due, &pending, &fresh, &is_login, &exp);
+		r = fleet_flight_end(t, &ctx, r, current, exp, &fresh, &is_login);
+	} else if (r > 0) {
+		r = 0; /* the fleet's session: adopted, no login */
+	}
 
 	pthread_mutex_lock(&t->lock);
 	if (t->removed) {
@@ -501,12 +507,30 @@ int session_resume(struct auth_target *t, const char *text, size_t len)
 	return r;
 }
 
+void session_install(struct auth_target *t, struct auth_session *s)
+{
+	auth_session_free(adopt(t, s, false));
+}
+
+void session_forget(struct auth_target *t)
+{
+	if (!t->session) {
+		return;
+	}
+	auth_session_free(TAKE_PTR(t->session));
+	t->gen++;
+	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
+	store_remove(t->core->store, t->provider->name, t->name, "session");
+	target_notify(t);
+}
+
 int session_logout(struct auth_target *t, double deadline)
 {
 	struct auth_session *s;
 	struct auth_ctx ctx;
 	int r;
 
+	fleet_session_ended(t);
 	pthread_mutex_lock(&t->lock);
 	wait_flight(t, deadline);
 	s = TAKE_PTR(t->session);

@@ -1,0 +1,1123 @@
+/* Fleet mode over etcd. Keys (all under <prefix>v1/<fleet>/):
+ *   t/<provider>/<host:port>@<hash of user>        the target's session, sealed
+ *   t/<provider>/<host:port>@<hash of user>/lock   the node logging in (its lease)
+ *   nodes/<node>                                   a live node (its lease)
+ * A node that needs a session reads the target's key; if the fleet has a newer
+ * one it adopts it. Otherwise it takes the lock (a txn: create if absent and
+ * nobody published meanwhile), logs in and publishes with a txn fenced on its
+ * lock, which also deletes the lock. The others wait for the watch. */
+#include <errno.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "etcd.h"
+#include "fleet.h"
+#include "fleetcrypt.h"
+#include "log.h"
+#include "target.h"
+
+#define REQUEST_TIMEOUT_MS 5000
+#define WAIT_SLICE 0.5        /* seconds a lock waiter sleeps between looks, watch or not */
+#define RECONNECT_MAX 5       /* seconds between watch reconnects, at most */
+
+enum store_down_mode { DOWN_STALE, DOWN_LOCAL, DOWN_FAIL };
+static const char *const down_modes[] = { "stale", "local", "fail" };
+
+struct fleet {
+	struct auth_core *core;
+	struct etcd *etcd;
+	struct etcd_settings es;
+	struct secret *etcd_password;
+	struct fleet_keys *keys;
+	char *root;            /* <prefix>v1/<fleet>/ */
+	char *node;
+	char *node_key;
+	int lock_ttl;
+	enum store_down_mode on_down;
+
+	pthread_mutex_t lock;  /* guards what follows, and is the waiters' */
+	pthread_cond_t event;  /* something changed under root */
+	uint64_t events;
+	int64_t lease;         /* 0: none */
+	int64_t revision;      /* the watch's */
+	bool down;
+	bool warned_local;
+	bool stopping;
+	pthread_t watch_thread, keepalive_thread;
+	bool threads;
+
+	uint64_t lock_waits;
+	double lock_wait_seconds;
+	uint64_t watch_reconnects;
+};
+
+struct fleet_target {
+	char *key;
+	char *lock_key;
+	int64_t mod_rev;       /* the value's revision this node has (published or adopted) */
+	int64_t lock_rev;      /* our lock's create revision while leading */
+	bool leading;
+	char holder[64];       /* node holding the lock, as the watch last saw */
+};
+
+static struct fleet *fleet_of(const struct auth_target *t)
+{
+	return t->core->fleet;
+}
+
+void fleet_target_free(struct fleet_target *ft)
+{
+	if (ft) {
+		free(ft->key);
+		free(ft->lock_key);
+		free(ft);
+	}
+}
+
+/* --- config ---------------------------------------------------------------- */
+
+static int split_endpoints(const char *list, struct etcd_settings *es)
+{
+	_cleanup_free_ char *copy = strdup(list);
+	char *save = NULL;
+
+	if (!copy) {
+		return -ENOMEM;
+	}
+	for (char *w = strtok_r(copy, ", \t", &save); w; w = strtok_r(NULL, ", \t", &save)) {
+		char **n = realloc(es->endpoints, (es->n_endpoints + 1) * sizeof(*n));
+		size_t len = strlen(w);
+		if (!n) {
+			return -ENOMEM;
+		}
+		es->endpoints = n;
+		while (len > 0 && w[len - 1] == '/') {
+			w[--len] = 0;
+		}
+		if (strncmp(w, "http://", 7) && strncmp(w, "https://", 8)) {
+			return log_error_errno(-EINVAL, "[fleet] endpoints: %s is no http:// or https:// URL", w);
+		}
+		if (!(n[es->n_endpoints] = strdup(w))) {
+			return -ENOMEM;
+		}
+		es->n_endpoints++;
+	}
+	return es->n_endpoints ? 0 : log_error_errno(-EINVAL, "[fleet] endpoints is empty");
+}
+
+static int read_settings(struct fleet *f, const struct target_config *c)
+{
+	static const char *const known[] = { "endpoints", "prefix", "name", "node", "key_file", "ca_path", "cert", "key",
+					     "user", "password_file", "lock_ttl", "on_store_down" };
+	const char *v, *prefix = target_config_get(c, "prefix") ?: "sessionfs/";
+	char host[HOST_NAME_MAX + 1] = "";
+	long ttl = 10;
+	int r;
+
+	for (size_t i = 0; i < c->n_kv; i++) {
+		bool ok = false;
+		for (size_t k = 0; k < ELEMENTSOF(known); k++) {
+			ok = ok || strcmp(c->kv[i].key, known[k]) == 0;
+		}
+		if (!ok) {
+			return log_error_errno(-EINVAL, "[fleet]: unknown key %s", c->kv[i].key);
+		}
+	}
+	if (!(v = target_config_get(c, "endpoints")) || (r = split_endpoints(v, &f->es)) < 0) {
+		return v ? r : log_error_errno(-EINVAL, "[fleet]: endpoints is required");
+	}
+	if (!(v = target_config_get(c, "key_file"))) {
+		return log_error_errno(-EINVAL, "[fleet]: key_file is required (32 random bytes, e.g. openssl rand -base64 32)");
+	}
+	r = fleet_keys_load(v, &f->keys);
+	if (r < 0) {
+		return log_error_errno(r, "[fleet]: key_file %s: not one or two keys of 32 bytes (base64 or hex lines), "
+				       "or not a root-only file: %m", v);
+	}
+	if ((v = target_config_get(c, "lock_ttl")) && parse_int(v, 2, 600, &ttl) < 0) {
+		return log_error_errno(-EINVAL, "[fleet]: lock_ttl = %s: expected a whole number from 2 to 600", v);
+	}
+	f->lock_ttl = (int)ttl;
+	f->on_down = DOWN_STALE;
+	if ((v = target_config_get(c, "on_store_down"))) {
+		bool found = false;
+		for (size_t i = 0; i < ELEMENTSOF(down_modes); i++) {
+			if (strcmp(v, down_modes[i]) == 0) {
+				f->on_down = (enum store_down_mode)i;
+				found = true;
+			}
+		}
+		if (!found) {
+			return log_error_errno(-EINVAL, "[fleet]: on_store_down = %s: expected stale, local or fail", v);
+		}
+	}
+	if (f->on_down == DOWN_LOCAL) {
+		log_warning("[fleet] on_store_down = local: while etcd is down every node logs in by itself, "
+			    "which can exhaust a BMC's session slots");
+	}
+	gethostname(host, sizeof(host) - 1);
+	f->node = strdup((v = target_config_get(c, "node")) ? v : host);
+	v = target_config_get(c, "name") ?: "default";
+	if (!f->node || !*f->node || strchr(f->node, '/') || strchr(v, '/')) {
+		return log_error_errno(-EINVAL, "[fleet]: node and name must be non-empty and without '/'");
+	}
+	if (asprintf(&f->root, "%sv1/%s/", prefix, v) < 0 || asprintf(&f->node_key, "%snodes/%s", f->root, f->node) < 0) {
+		return -ENOMEM;
+	}
+	f->es.tls.validate_certs = true;
+	f->es.tls.ca_path = target_config_get(c, "ca_path");
+	f->es.tls.cert = target_config_get(c, "cert");
+	f->es.tls.key = target_config_get(c, "key");
+	if ((f->es.user = target_config_get(c, "user"))) {
+		if (!(v = target_config_get(c, "password_file"))) {
+			return log_error_errno(-EINVAL, "[fleet]: user needs password_file");
+		}
+		r = read_secret_file(v, &f->etcd_password);
+		if (r < 0) {
+			return log_error_errno(r, "[fleet]: password_file %s: %m", v);
+		}
+		f->es.password = f->etcd_password;
+	}
+	return etcd_new(&f->es, &f->etcd);
+}
+
+int fleet_new(const struct config *cfg, struct fleet **ret)
+{
+	const struct target_config *c = config_find_defaults(cfg, "fleet");
+	struct fleet *f;
+	int r;
+
+	*ret = NULL;
+	if (!c) {
+		return 0;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&f->event, &ca);
+	pthread_condattr_destroy(&ca);
+	r = read_settings(f, c);
+	if (r < 0) {
+		fleet_free(f);
+		return r;
+	}
+	log_info("Fleet mode: node %s in %s, key id %s", f->node, f->root, fleet_keys_id(f->keys));
+	*ret = f;
+	return 0;
+}
+
+/* --- helpers --------------------------------------------------------------- */
+
+static void set_down(struct fleet *f, bool down)
+{
+	pthread_mutex_lock(&f->lock);
+	if (f->down != down) {
+		if (down) {
+			log_warning("Fleet store (etcd) unavailable: serving cached sessions (on_store_down = %s)",
+				    down_modes[f->on_down]);
+		} else {
+			log_info("Fleet store (etcd) reachable again");
+		}
+	}
+	f->down = down;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static int call(struct fleet *f, const char *path, json_t *body, long timeout_ms, json_t **ret, char *err, size_t size)
+{
+	int r = etcd_call(f->etcd, path, body, timeout_ms, ret, err, size);
+
+	set_down(f, r == -EHOSTDOWN);
+	return r;
+}
+
+static void wake_waiters(struct fleet *f)
+{
+	pthread_mutex_lock(&f->lock);
+	f->events++;
+	pthread_cond_broadcast(&f->event);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* 32 hex digits of SHA-256 over the user and, for STS, the options that make
+ * a different credential (role, duration, MFA device). */
+static int user_hash(const struct auth_target *t, const char *user, char out[33])
+{
+	static const char *const sts_keys[] = { "role_arn", "source_profile", "duration_seconds", "mfa_serial_number",
+						"external_id", "role_session_name", "region" };
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	bool ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) && EVP_DigestUpdate(c, user ?: "", strlen(user ?: ""));
+
+	if (ok && strcmp(t->provider->name, "sts") == 0) {
+		for (size_t i = 0; i < ELEMENTSOF(sts_keys); i++) {
+			const char *v = target_setting(&t->info, sts_keys[i]) ?: "";
+			ok = ok && EVP_DigestUpdate(c, "\n", 1) && EVP_DigestUpdate(c, v, strlen(v));
+		}
+	}
+	ok = ok && EVP_DigestFinal_ex(c, md, &mdlen);
+	EVP_MD_CTX_free(c);
+	for (size_t i = 0; ok && i < 16; i++) {
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	}
+	return ok ? 0 : -ENOMEM;
+}
+
+/* The target's keys for user (t->lock held). */
+static int target_keys(struct auth_target *t, const char *user)
+{
+	struct fleet *f = fleet_of(t);
+	struct fleet_target *ft = t->fleet;
+	_cleanup_free_ char *key = NULL;
+	char hash[33];
+	int r = user_hash(t, user, hash);
+
+	if (r < 0) {
+		return r;
+	}
+	if (asprintf(&key, "%st/%s/%s:%u@%s", f->root, t->provider->name, t->info.host, t->info.port, hash) < 0) {
+		key = NULL;
+		return -ENOMEM;
+	}
+	if (ft && strcmp(ft->key, key) == 0) {
+		return 0;
+	}
+	if (!ft && !(ft = t->fleet = calloc(1, sizeof(*ft)))) {
+		return -ENOMEM;
+	}
+	free(ft->lock_key);
+	free(ft->key);
+	ft->mod_rev = 0;
+	ft->key = TAKE_PTR(key);
+	return asprintf(&ft->lock_key, "%s/lock", ft->key) < 0 ? (ft->lock_key = NULL, -ENOMEM) : 0;
+}
+
+/* The sealed value of s: its saved form and its times. */
+static int seal_session(struct auth_target *t, const char *key, const struct auth_session *s, char **ret_b64)
+{
+	_cleanup_secret_ struct secret *saved = NULL, *plain = NULL;
+	_cleanup_free_ unsigned char *sealed = NULL;
+	size_t len = 0;
+	json_t *j;
+	int r;
+
+	r = t->provider->session_save(&t->info, s, &saved);
+	if (r < 0) {
+		return r;
+	}
+	j = json_pack("{s:s, s:I, s:I}", "s", saved->data, "e", (json_int_t)s->expires_at, "o", (json_int_t)s->obtained_at);
+	r = auth_json_secret(j, JSON_COMPACT, &plain);
+	if (r == 0) {
+		r = fleet_seal(fleet_of(t)->keys, key, plain->data, plain->len, &sealed, &len);
+	}
+	if (r == 0 && !(*ret_b64 = etcd_b64(sealed, len))) {
+		r = -ENOMEM;
+	}
+	return r;
+}
+
+static int open_session(struct auth_target *t, const char *key, const char *b64, struct auth_session **ret)
+{
+	_cleanup_free_ unsigned char *sealed = NULL;
+	_cleanup_secret_ struct secret *plain = NULL;
+	struct auth_session *s = NULL;
+	json_t *j;
+	size_t len;
+	int r;
+
+	r = etcd_unb64(b64, &sealed, &len);
+	if (r == 0) {
+		r = fleet_open(fleet_of(t)->keys, key, sealed, len, &plain);
+	}
+	if (r < 0) {
+		return -EBADMSG;
+	}
+	j = json_loadb(plain->data, plain->len, 0, NULL);
+	if (!json_is_string(json_object_get(j, "s")) ||
+	    t->provider->session_load(&t->info, json_string_value(json_object_get(j, "s")),
+				      json_string_length(json_object_get(j, "s")), &s) < 0) {
+		json_decref(j);
+		return -EBADMSG;
+	}
+	s->expires_at = (time_t)json_integer_value(json_object_get(j, "e"));
+	s->obtained_at = (time_t)json_integer_value(json_object_get(j, "o"));
+	json_decref(j);
+	*ret = s;
+	return 0;
+}
+
+/* The first kv of a range reply, or NULL. */
+static json_t *first_kv(json_t *range_reply)
+{
+	return json_array_get(json_object_get(range_reply, "kvs"), 0);
+}
+
+static json_t *compare(const char *key, const char *target, const char *field, int64_t value)
+{
+	_cleanup_free_ char *k = etcd_b64(key, strlen(key));
+	char v[24];
+
+	snprintf(v, sizeof(v), "%lld", (long long)value);
+	return k ? json_pack("{s:s, s:s, s:s, s:s}", "key", k, "target", target, "result", "EQUAL", field, v) : NULL;
+}
+
+/* --- the fleet-wide single flight ----------------------------------------- */
+
+static int store_failure(struct auth_target *t, struct auth_ctx *ctx, int r, const char *err)
+{
+	struct fleet *f = fleet_of(t);
+
+	if (r != -EHOSTDOWN) {
+		return auth_ctx_fail(ctx, r, "fleet store (etcd): %s", err);
+	}
+	if (f->on_down == DOWN_LOCAL && !(t->provider->needs_mfa && t->provider->needs_mfa(&t->info))) {
+		pthread_mutex_lock(&f->lock);
+		if (!f->warned_local) {
+			log_warning("Fleet store down: logging in locally (on_store_down = local); BMC slots may run out");
+			f->warned_local = true;
+		}
+		pthread_mutex_unlock(&f->lock);
+		return 0;
+	}
+	return auth_ctx_fail(ctx, -EHOSTDOWN, "fleet store (etcd) unavailable, no new session until it is back "
+			     "(on_store_down = %s): %s", down_modes[f->on_down], err);
+}
+
+/* Is s (the fleet's) newer than current (this node's)? */
+static bool newer(const struct auth_session *s, const struct auth_session *current)
+{
+	return !current || !secret_equal(s->token, current->token) || s->expires_at > current->expires_at ||
+	       s->obtained_at > current->obtained_at;
+}
+
+/* Reads the target's key: 1 with *ret when the fleet has a session this node
+ * should adopt, 0 when not (*ret_mod: the key's revision, 0 if absent). */
+static int look(struct auth_target *t, struct auth_ctx *ctx, const char *key, const struct auth_session *current,
+		int64_t *ret_mod, struct auth_session **ret)
+{
+	json_t *reply = NULL, *kv;
+	char err[256];
+	int r;
+
+	r = call(fleet_of(t), "kv/range", etcd_key(key, false), REQUEST_TIMEOUT_MS, &reply, err, sizeof(err));
+	if (r < 0) {
+		r = store_failure(t, ctx, r, err);
+		return r == 0 ? -EREMOTE : r;
+	}
+	kv = first_kv(reply);
+	*ret_mod = etcd_int(kv, "mod_revision");
+	if (kv) {
+		struct auth_session *s = NULL;
+		r = open_session(t, key, json_string_value(json_object_get(kv, "value")) ?: "", &s);
+		json_decref(reply);
+		if (r < 0) {
+			return auth_ctx_fail(ctx, -EBADMSG, "the fleet's session for this target does not decrypt with "
+					     "key_file (key id %s): wrong key, or rotated without keeping the old one",
+					     fleet_keys_id(fleet_of(t)->keys));
+		}
+		if (session_usable(t, s) && newer(s, current)) {
+			*ret = s;
+			return 1;
+		}
+		auth_session_free(s);
+		return 0;
+	}
+	json_decref(reply);
+	return 0;
+}
+
+/* The lock txn: create it under our lease if absent and nobody published
+ * since mod. 1 when taken (*ret_rev: its revision), 0 when not. */
+static int take_lock(struct auth_target *t, const char *lock_key, const char *key, int64_t mod, int64_t *ret_rev,
+		     char *err, size_t size)
+{
+	struct fleet *f = fleet_of(t);
+	_cleanup_free_ char *k = etcd_b64(lock_key, strlen(lock_key)), *v = etcd_b64(f->node, strlen(f->node));
+	json_t *reply = NULL, *body;
+	char lease[24];
+	int r;
+
+	pthread_mutex_lock(&f->lock);
+	snprintf(lease, sizeof(lease), "%lld", (long long)f->lease);
+	pthread_mutex_unlock(&f->lock);
+	body = json_pack("{s:[o,o], s:[{s:{s:s, s:s, s:s}}]}", "compare", compare(lock_key, "CREATE", "create_revision", 0),
+			 compare(key, "MOD", "mod_revision", mod), "success", "request_put", "key", k, "value", v, "lease",
+			 lease);
+	r = call(f, "kv/txn", body, REQUEST_TIMEOUT_MS, &reply, err, size);
+	if (r < 0) {
+		return r;
+	}
+	r = json_is_true(json_object_get(reply, "succeeded"));
+	*ret_rev = etcd_int(json_object_get(reply, "header"), "revision");
+	json_decref(reply);
+	return r;
+}
+
+/* Waits for a watch event (or a slice of time) before the next look. */
+static void wait_event(struct fleet *f, uint64_t seen, double deadline)
+{
+	double until = now_mono() + WAIT_SLICE;
+	struct timespec ts;
+
+	if (until > deadline) {
+		until = deadline;
+	}
+	ts.tv_sec = (time_t)until;
+	ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+	pthread_mutex_lock(&f->lock);
+	while (f->events == seen && !f->stopping && now_mono() < until) {
+		if (pthread_cond_timedwait(&f->event, &f->lock, &ts) == ETIMEDOUT) {
+			break;
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+}
+
+int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct auth_session *current,
+		       struct auth_session **ret_shared)
+{
+	struct fleet *f = fleet_of(t);
+	_cleanup_free_ char *key = NULL, *lock_key = NULL;
+	double started = now_mono();
+	bool waited = false;
+	int r;
+
+	if (!f) {
+		return 0;
+	}
+	pthread_mutex_lock(&t->lock);
+	r = target_keys(t, ctx->user);
+	if (r == 0 && (!(key = strdup(t->fleet->key)) || !(lock_key = strdup(t->fleet->lock_key)))) {
+		r = -ENOMEM;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (r < 0) {
+		return r;
+	}
+	for (;;) {
+		uint64_t seen;
+		int64_t mod = 0, lock_rev = 0;
+		char err[256] = "";
+
+		pthread_mutex_lock(&f->lock);
+		seen = f->events;
+		pthread_mutex_unlock(&f->lock);
+		r = look(t, ctx, key, current, &mod, ret_shared);
+		if (r == 1) {
+			pthread_mutex_lock(&t->lock);
+			t->fleet->mod_rev = mod > t->fleet->mod_rev ? mod : t->fleet->mod_rev;
+			pthread_mutex_unlock(&t->lock);
+		}
+		if (r != 0) {
+			break;
+		}
+		r = take_lock(t, lock_key, key, mod, &lock_rev, err, sizeof(err));
+		if (r < 0) {
+			r = store_failure(t, ctx, r, err);
+			r = r == 0 ? -EREMOTE : r;
+			break;
+		}
+		if (r == 1) {
+			pthread_mutex_lock(&t->lock);
+			t->fleet->leading = true;
+			t->fleet->lock_rev = lock_rev;
+			snprintf(t->fleet->holder, sizeof(t->fleet->holder), "%s", f->node);
+			pthread_mutex_unlock(&t->lock);
+			r = 0;
+			break;
+		}
+		if (!waited) {
+			waited = true;
+			pthread_mutex_lock(&f->lock);
+			f->lock_waits++;
+			pthread_mutex_unlock(&f->lock);
+		}
+		if (now_mono() >= ctx->deadline) {
+			r = auth_ctx_fail(ctx, -ETIMEDOUT, "timed out waiting for node %s to log in for the fleet",
+					  t->fleet->holder[0] ? t->fleet->holder : "(another)");
+			break;
+		}
+		wait_event(f, seen, ctx->deadline);
+	}
+	if (waited) {
+		pthread_mutex_lock(&f->lock);
+		f->lock_wait_seconds += now_mono() - started;
+		pthread_mutex_unlock(&f->lock);
+	}
+	return r == -EREMOTE ? 0 : r; /* -EREMOTE: store down, on_store_down = local */
+}
+
+/* The fenced publish: put the value and delete our lock, if it is still ours.
+ * 1 published, 0 fence lost (*ret_current: the fleet's value, or NULL). */
+static int publish(struct auth_target *t, const char *key, const char *lock_key, int64_t lock_rev,
+		   const struct auth_session *s, int64_t *ret_rev, json_t **ret_current, char *err, size_t size)
+{
+	_cleanup_free_ char *value = NULL, *k = etcd_b64(key, strlen(key)), *lk = etcd_b64(lock_key, strlen(lock_key));
+	json_t *reply = NULL, *body;
+	int r;
+
+	r = seal_session(t, key, s, &value);
+	if (r < 0 || !k || !lk) {
+		return r < 0 ? r : -ENOMEM;
+	}
+	body = json_pack("{s:[o], s:[{s:{s:s, s:s}}, {s:{s:s}}], s:[{s:{s:s}}]}", "compare",
+			 compare(lock_key, "CREATE", "create_revision", lock_rev), "success", "request_put", "key", k,
+			 "value", value, "request_delete_range", "key", lk, "failure", "request_range", "key", k);
+	r = call(fleet_of(t), "kv/txn", body, REQUEST_TIMEOUT_MS, &reply, err, size);
+	if (r < 0) {
+		return r;
+	}
+	*ret_rev = etcd_int(json_object_get(reply, "header"), "revision");
+	r = json_is_true(json_object_get(reply, "succeeded"));
+	if (!r) {
+		json_t *range = json_object_get(json_array_get(json_object_get(reply, "responses"), 0), "response_range");
+		*ret_current = json_incref(first_kv(range));
+	}
+	json_decref(reply);
+	return r;
+}
+
+/* Gives the lock back after a failed login, so another node may try. */
+static void release(struct auth_target *t, const char *lock_key, int64_t lock_rev)
+{
+	_cleanup_free_ char *lk = etcd_b64(lock_key, strlen(lock_key));
+	json_t *reply = NULL;
+	char err[256];
+
+	if (lk && call(fleet_of(t), "kv/txn",
+		       json_pack("{s:[o], s:[{s:{s:s}}]}", "compare", compare(lock_key, "CREATE", "create_revision", lock_rev),
+				 "success", "request_delete_range", "key", lk),
+		       REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) == 0) {
+		json_decref(reply);
+	}
+}
+
+int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const struct auth_session *current,
+		     time_t expires_at, struct auth_session **fresh, bool *is_login)
+{
+	_cleanup_free_ char *key = NULL, *lock_key = NULL;
+	_cleanup_session_ struct auth_session *renewed = NULL;
+	const struct auth_session *s = *fresh;
+	json_t *theirs = NULL;
+	int64_t lock_rev, rev = 0;
+	char err[256] = "";
+	int p;
+
+	if (!fleet_of(t)) {
+		return r;
+	}
+	pthread_mutex_lock(&t->lock);
+	if (t->fleet && t->fleet->leading) {
+		t->fleet->leading = false;
+		key = strdup(t->fleet->key);
+		lock_key = strdup(t->fleet->lock_key);
+	}
+	lock_rev = t->fleet ? t->fleet->lock_rev : 0;
+	pthread_mutex_unlock(&t->lock);
+	if (!key || !lock_key) {
+		return r; /* not leading: fleet store down with on_store_down = local */
+	}
+	if (r < 0) {
+		release(t, lock_key, lock_rev);
+		return r;
+	}
+	if (!s && current) {
+		/* Renewed in place: the same session with its new expiry. */
+		if (!(renewed = auth_session_dup(current))) {
+			return -ENOMEM;
+		}
+		if (expires_at) {
+			renewed->expires_at = expires_at;
+			renewed->obtained_at = now_real();
+		}
+		s = renewed;
+	}
+	if (!s) {
+		return r;
+	}
+	p = publish(t, key, lock_key, lock_rev, s, &rev, &theirs, err, sizeof(err));
+	if (p < 0) {
+		/* Ours works: serve it here; the lock lapses with its lease. */
+		log_warning("%s/%s: could not publish the session to the fleet: %s", t->provider->name, t->name, err);
+		return r;
+	}
+	pthread_mutex_lock(&t->lock);
+	if (p == 1 && t->fleet) {
+		t->fleet->mod_rev = rev;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (p == 1 || !theirs) {
+		return r; /* published, or nothing to adopt instead: keep ours */
+	}
+	/* Another node took over (our lock lapsed): end ours, use theirs. */
+	log_info("%s/%s: another node published first; ending this node's session", t->provider->name, t->name);
+	if (*fresh && *is_login) {
+		t->provider->logout(ctx, *fresh);
+	}
+	{
+		struct auth_session *shared = NULL;
+		if (open_session(t, key, json_string_value(json_object_get(theirs, "value")) ?: "", &shared) < 0) {
+			json_decref(theirs);
+			auth_session_free(TAKE_PTR(*fresh));
+			return auth_ctx_fail(ctx, -EBADMSG, "the fleet's session for this target does not decrypt with key_file");
+		}
+		pthread_mutex_lock(&t->lock);
+		if (t->fleet) {
+			t->fleet->mod_rev = etcd_int(theirs, "mod_revision");
+		}
+		pthread_mutex_unlock(&t->lock);
+		auth_session_free(*fresh);
+		*fresh = shared;
+		*is_login = false;
+	}
+	json_decref(theirs);
+	return r;
+}
+
+void fleet_session_ended(struct auth_target *t)
+{
+	struct fleet *f = fleet_of(t);
+	_cleanup_free_ char *key = NULL;
+	json_t *reply = NULL;
+	char err[256];
+
+	if (!f) {
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	key = t->fleet ? strdup(t->fleet->key) : NULL;
+	pthread_mutex_unlock(&t->lock);
+	if (!key) {
+		return;
+	}
+	if (call(f, "kv/deleterange", etcd_key(key, false), REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
+		log_warning("%s/%s: could not remove the session from the fleet store: %s", t->provider->name, t->name, err);
+	} else {
+		pthread_mutex_lock(&t->lock);
+		if (t->fleet) {
+			t->fleet->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
+		}
+		pthread_mutex_unlock(&t->lock);
+	}
+	json_decref(reply);
+}
+
+bool fleet_shared_elsewhere(struct auth_target *t)
+{
+	struct fleet *f = fleet_of(t);
+	_cleanup_free_ char *prefix = NULL;
+	json_t *reply = NULL, *kvs, *kv;
+	bool other = false;
+	char err[256];
+	size_t i;
+
+	if (!f || asprintf(&prefix, "%snodes/", f->root) < 0) {
+		return false;
+	}
+	json_t *body = etcd_key(prefix, true);
+	json_object_set_new(body, "keys_only", json_true());
+	if (call(f, "kv/range", body, REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
+		/* Can't tell: don't end what others may be using. */
+		log_warning("%s/%s: not logging out: the fleet store cannot say whether other nodes use the session",
+			    t->provider->name, t->name);
+		return true;
+	}
+	kvs = json_object_get(reply, "kvs");
+	json_array_foreach(kvs, i, kv) {
+		_cleanup_free_ unsigned char *k = NULL;
+		size_t len;
+		if (etcd_unb64(json_string_value(json_object_get(kv, "key")) ?: "", &k, &len) == 0 &&
+		    strcmp((char *)k, f->node_key) != 0) {
+			other = true;
+		}
+	}
+	json_decref(reply);
+	if (other) {
+		log_info("%s/%s: other nodes of the fleet are alive; leaving the shared session on the server",
+			 t->provider->name, t->name);
+	}
+	return other;
+}
+
+/* --- lease and node key ------------------------------------------------------ */
+
+static int grant_lease(struct fleet *f)
+{
+	_cleanup_free_ char *k = etcd_b64(f->node_key, strlen(f->node_key)), *v = etcd_b64(f->node, strlen(f->node));
+	json_t *reply = NULL;
+	char err[256], lease[24];
+	int64_t id;
+	int r;
+
+	r = call(f, "lease/grant", json_pack("{s:I}", "TTL", (json_int_t)f->lock_ttl), REQUEST_TIMEOUT_MS, &reply, err,
+		 sizeof(err));
+	if (r < 0) {
+		log_warning("Fleet: could not get a lease: %s", err);
+		return r;
+	}
+	id = etcd_int(reply, "ID");
+	json_decref(reply);
+	snprintf(lease, sizeof(lease), "%lld", (long long)id);
+	r = call(f, "kv/put", json_pack("{s:s, s:s, s:s}", "key", k, "value", v, "lease", lease), REQUEST_TIMEOUT_MS,
+		 &reply, err, sizeof(err));
+	if (r < 0) {
+		log_warning("Fleet: could not register node %s: %s", f->node, err);
+		return r;
+	}
+	json_decref(reply);
+	pthread_mutex_lock(&f->lock);
+	f->lease = id;
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+/* Keeps the node lease alive (a third of its TTL apart); a lease that lapsed
+ * (etcd down longer than lock_ttl) is replaced. */
+static void *keepalive_thread(void *userdata)
+{
+	struct fleet *f = userdata;
+
+	for (;;) {
+		struct timespec ts;
+		double until = now_mono() + (double)f->lock_ttl / 3;
+		int64_t lease;
+		json_t *reply = NULL;
+		char err[256];
+
+		pthread_mutex_lock(&f->lock);
+		lease = f->lease;
+		pthread_mutex_unlock(&f->lock);
+		if (!lease) {
+			grant_lease(f);
+		} else if (call(f, "lease/keepalive", json_pack("{s:I}", "ID", (json_int_t)lease), REQUEST_TIMEOUT_MS,
+				&reply, err, sizeof(err)) == 0) {
+			if (etcd_int(json_object_get(reply, "result"), "TTL") <= 0) {
+				log_warning("Fleet: the node lease expired; registering again");
+				pthread_mutex_lock(&f->lock);
+				f->lease = 0;
+				pthread_mutex_unlock(&f->lock);
+				grant_lease(f);
+			}
+			json_decref(reply);
+		}
+		ts.tv_sec = (time_t)until;
+		ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+		pthread_mutex_lock(&f->lock);
+		while (!f->stopping && pthread_cond_timedwait(&f->event, &f->lock, &ts) != ETIMEDOUT) {
+		}
+		if (f->stopping) {
+			pthread_mutex_unlock(&f->lock);
+			return NULL;
+		}
+		pthread_mutex_unlock(&f->lock);
+	}
+}
+
+/* --- the watch --------------------------------------------------------------- */
+
+/* Applies one key's new state to the target it belongs to, if any. */
+static void apply(struct fleet *f, const char *key, const char *value_b64, bool deleted, int64_t rev)
+{
+	for (uint32_t after = 0;;) {
+		struct auth_target *t = auth_target_next(f->core, AUTH_ANY_PROVIDER, after);
+		struct auth_session *s = NULL;
+		struct fleet_target *ft;
+		if (!t) {
+			return;
+		}
+		after = t->id;
+		pthread_mutex_lock(&t->lock);
+		ft = t->fleet;
+		if (ft && strcmp(ft->lock_key, key) == 0) {
+			snprintf(ft->holder, sizeof(ft->holder), "%s", "");
+			if (!deleted && value_b64) {
+				unsigned char *n = NULL;
+				size_t len;
+				if (etcd_unb64(value_b64, &n, &len) == 0) {
+					snprintf(ft->holder, sizeof(ft->holder), "%s", (char *)n);
+				}
+				free(n);
+			}
+		} else if (ft && strcmp(ft->key, key) == 0 && rev > ft->mod_rev && !t->flight && !t->removed) {
+			ft->mod_rev = rev;
+			if (deleted) {
+				session_forget(t);
+			} else if (open_session(t, key, value_b64 ?: "", &s) == 0) {
+				session_install(t, s);
+			} else {
+				session_forget(t);
+				target_set_error(t, -EBADMSG, "the fleet's session for this target does not decrypt with key_file");
+			}
+		}
+		pthread_mutex_unlock(&t->lock);
+		auth_target_unref(t);
+	}
+}
+
+static void apply_kv(struct fleet *f, json_t *kv, bool deleted, int64_t rev)
+{
+	_cleanup_free_ unsigned char *key = NULL;
+	size_t len;
+
+	if (etcd_unb64(json_string_value(json_object_get(kv, "key")) ?: "", &key, &len) == 0) {
+		apply(f, (char *)key, json_string_value(json_object_get(kv, "value")),
+		      deleted, deleted ? rev : etcd_int(kv, "mod_revision"));
+	}
+}
+
+struct watch_state {
+	struct fleet *f;
+	bool compacted;
+};
+
+static bool on_watch_result(json_t *result, void *userdata)
+{
+	struct watch_state *w = userdata;
+	struct fleet *f = w->f;
+	int64_t rev = etcd_int(json_object_get(result, "header"), "revision");
+	json_t *events = json_object_get(result, "events"), *ev;
+	size_t i;
+
+	if (etcd_int(result, "compact_revision") > 0 || json_is_true(json_object_get(result, "canceled"))) {
+		w->compacted = etcd_int(result, "compact_revision") > 0;
+		return false;
+	}
+	set_down(f, false);
+	json_array_foreach(events, i, ev) {
+		json_t *kv = json_object_get(ev, "kv");
+		apply_kv(f, kv, streq_ptr(json_string_value(json_object_get(ev, "type")), "DELETE"), etcd_int(kv, "mod_revision"));
+	}
+	pthread_mutex_lock(&f->lock);
+	if (rev > f->revision) {
+		f->revision = rev;
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (json_array_size(events)) {
+		wake_waiters(f);
+	}
+	return true;
+}
+
+/* After compaction (or at start): every key read again; targets whose key is
+ * gone drop their copy. Returns the revision to watch from. */
+static int reread(struct fleet *f, bool drop_missing)
+{
+	json_t *reply = NULL, *kvs, *kv;
+	char err[256];
+	int64_t rev;
+	size_t i;
+
+	if (call(f, "kv/range", etcd_key(f->root, true), REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
+		return -EHOSTDOWN;
+	}
+	rev = etcd_int(json_object_get(reply, "header"), "revision");
+	kvs = json_object_get(reply, "kvs");
+	if (drop_missing) {
+		for (uint32_t after = 0;;) {
+			struct auth_target *t = auth_target_next(f->core, AUTH_ANY_PROVIDER, after);
+			bool found = false;
+			if (!t) {
+				break;
+			}
+			after = t->id;
+			pthread_mutex_lock(&t->lock);
+			json_array_foreach(kvs, i, kv) {
+				_cleanup_free_ unsigned char *k = NULL;
+				size_t len;
+				found = found || (t->fleet && etcd_unb64(json_string_value(json_object_get(kv, "key")) ?: "", &k,
+									 &len) == 0 && strcmp((char *)k, t->fleet->key) == 0);
+			}
+			if (t->fleet && !found && t->session && !t->flight) {
+				session_forget(t);
+			}
+			pthread_mutex_unlock(&t->lock);
+			auth_target_unref(t);
+		}
+	}
+	json_array_foreach(kvs, i, kv) {
+		apply_kv(f, kv, false, rev);
+	}
+	json_decref(reply);
+	pthread_mutex_lock(&f->lock);
+	f->revision = rev;
+	pthread_mutex_unlock(&f->lock);
+	wake_waiters(f);
+	return 0;
+}
+
+/* One watch on the whole prefix, resumed from the last revision after a
+ * disconnect; a full re-read after compaction. */
+static void *watch_thread(void *userdata)
+{
+	struct fleet *f = userdata;
+	bool need_reread = true, drop_missing = false;
+	unsigned backoff = 0;
+
+	while (!__atomic_load_n(&f->stopping, __ATOMIC_RELAXED)) {
+		struct watch_state w = { .f = f };
+		json_t *req;
+		int64_t from;
+		char err[256] = "";
+		int r;
+
+		if (need_reread && reread(f, drop_missing) < 0) {
+			r = -EHOSTDOWN;
+		} else {
+			need_reread = false;
+			pthread_mutex_lock(&f->lock);
+			from = f->revision + 1;
+			pthread_mutex_unlock(&f->lock);
+			req = etcd_key(f->root, true);
+			json_object_set_new(req, "start_revision", json_sprintf("%lld", (long long)from));
+			r = etcd_watch(f->etcd, req, on_watch_result, &w, &f->stopping, err, sizeof(err));
+			if (w.compacted) {
+				log_info("Fleet: the watch's revision was compacted; reading everything again");
+				need_reread = drop_missing = true;
+				continue;
+			}
+		}
+		if (__atomic_load_n(&f->stopping, __ATOMIC_RELAXED)) {
+			break;
+		}
+		pthread_mutex_lock(&f->lock);
+		f->watch_reconnects++;
+		pthread_mutex_unlock(&f->lock);
+		if (r < 0) {
+			set_down(f, true);
+			log_debug("Fleet: watch ended: %s", err);
+			if (f->on_down == DOWN_FAIL) {
+				need_reread = drop_missing = true; /* nothing cached is trusted until it is read again */
+			}
+		}
+		backoff = r < 0 ? (backoff < RECONNECT_MAX ? backoff + 1 : RECONNECT_MAX) : 0;
+		for (unsigned i = 0; i < backoff * 10 && !__atomic_load_n(&f->stopping, __ATOMIC_RELAXED); i++) {
+			usleep(100 * 1000);
+		}
+	}
+	return NULL;
+}
+
+int fleet_start(struct fleet *f, struct auth_core *core)
+{
+	int r;
+
+	if (!f) {
+		return 0;
+	}
+	f->core = core;
+	grant_lease(f); /* if etcd is down now, the keep-alive thread retries */
+	r = -pthread_create(&f->watch_thread, NULL, watch_thread, f);
+	if (r == 0) {
+		r = -pthread_create(&f->keepalive_thread, NULL, keepalive_thread, f);
+		if (r < 0) {
+			__atomic_store_n(&f->stopping, true, __ATOMIC_RELAXED);
+			pthread_join(f->watch_thread, NULL);
+		}
+	}
+	if (r < 0) {
+		return log_error_errno(r, "Failed to start the fleet threads: %m");
+	}
+	f->threads = true;
+	return 0;
+}
+
+void fleet_stop(struct fleet *f)
+{
+	if (!f || !f->threads) {
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	__atomic_store_n(&f->stopping, true, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&f->event);
+	pthread_mutex_unlock(&f->lock);
+	pthread_join(f->watch_thread, NULL);
+	pthread_join(f->keepalive_thread, NULL);
+	f->threads = false;
+}
+
+void fleet_free(struct fleet *f)
+{
+	if (!f) {
+		return;
+	}
+	fleet_stop(f);
+	if (f->lease && f->etcd) {
+		json_t *reply = NULL;
+		char err[256];
+		if (etcd_call(f->etcd, "lease/revoke", json_pack("{s:I}", "ID", (json_int_t)f->lease), 2000, &reply, err,
+			      sizeof(err)) == 0) {
+			json_decref(reply);
+		}
+	}
+	etcd_free(f->etcd);
+	for (size_t i = 0; i < f->es.n_endpoints; i++) {
+		free(f->es.endpoints[i]);
+	}
+	free(f->es.endpoints);
+	secret_free(f->etcd_password);
+	fleet_keys_free(f->keys);
+	free(f->root);
+	free(f->node);
+	free(f->node_key);
+	pthread_mutex_destroy(&f->lock);
+	pthread_cond_destroy(&f->event);
+	free(f);
+}
+
+/* --- visibility -------------------------------------------------------------- */
+
+void fleet_status(struct auth_target *t, json_t *status)
+{
+	struct fleet *f = fleet_of(t);
+	int64_t rev;
+	bool down;
+
+	if (!f) {
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	rev = f->revision;
+	down = f->down;
+	pthread_mutex_unlock(&f->lock);
+	json_object_set_new(status, "fleet",
+			    json_pack("{s:s, s:s, s:s?, s:I}", "state",
+				      !down ? "connected" : f->on_down == DOWN_LOCAL ? "down_local" : "down", "node", f->node,
+				      "lock_holder", t->fleet && t->fleet->holder[0] ? t->fleet->holder : NULL, "revision",
+				      (json_int_t)rev));
+}
+
+void fleet_metrics(struct auth_core *core, FILE *out)
+{
+	struct fleet *f = core->fleet;
+	uint64_t waits, reconnects;
+	double wait_s;
+
+	if (!f) {
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	waits = f->lock_waits;
+	wait_s = f->lock_wait_seconds;
+	reconnects = f->watch_reconnects;
+	pthread_mutex_unlock(&f->lock);
+	fprintf(out, "# HELP sessionfs_fleet_store_requests_total Requests made to the fleet store (etcd).\n"
+		     "# TYPE sessionfs_fleet_store_requests_total counter\nsessionfs_fleet_store_requests_total %llu\n"
+		     "# HELP sessionfs_fleet_store_errors_total Requests to the fleet store that failed.\n"
+		     "# TYPE sessionfs_fleet_store_errors_total counter\nsessionfs_fleet_store_errors_total %llu\n"
+		     "# HELP sessionfs_fleet_lock_waits_total Flights that waited for another node's login.\n"
+		     "# TYPE sessionfs_fleet_lock_waits_total counter\nsessionfs_fleet_lock_waits_total %llu\n"
+		     "# HELP sessionfs_fleet_lock_wait_seconds_total Seconds spent waiting for other nodes' logins.\n"
+		     "# TYPE sessionfs_fleet_lock_wait_seconds_total counter\nsessionfs_fleet_lock_wait_seconds_total %.3f\n"
+		     "# HELP sessionfs_fleet_watch_reconnects_total Times the watch on the fleet prefix was set up again.\n"
+		     "# TYPE sessionfs_fleet_watch_reconnects_total counter\nsessionfs_fleet_watch_reconnects_total %llu\n",
+		(unsigned long long)etcd_requests(f->etcd), (unsigned long long)etcd_errors(f->etcd),
+		(unsigned long long)waits, wait_s, (unsigned long long)reconnects);
+}

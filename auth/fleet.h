@@ -1,0 +1,47 @@
+/* Fleet mode: daemons on many hosts share one session per target through
+ * etcd (README, "Fleet mode"). One fleet-wide single flight per target (a
+ * lock under the node's lease, a fenced publish), one watch on the prefix
+ * that keeps every node's copy current. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "config.h"
+
+struct auth_core;
+struct auth_ctx;
+struct auth_session;
+struct auth_target;
+struct fleet;
+struct fleet_target;
+
+/* From the [fleet] section; *ret stays NULL when there is none. */
+int fleet_new(const struct config *cfg, struct fleet **ret);
+/* The node's lease and key, the watch and keep-alive threads. */
+int fleet_start(struct fleet *f, struct auth_core *core);
+/* Stops the threads (nothing is notified afterwards). */
+void fleet_stop(struct fleet *f);
+/* Revokes the node's lease: its key and any lock it holds go at once. */
+void fleet_free(struct fleet *f);
+void fleet_target_free(struct fleet_target *ft);
+
+/* The engine's hooks; called without t->lock. fleet_flight_begin: 0 when this
+ * node is to log in or renew (holding the fleet lock, or fleet mode off), 1
+ * when *ret_shared is the fleet's session to adopt instead, -errno on failure
+ * (message in ctx). fleet_flight_end publishes what the flight brought (r is
+ * its result); if another node published first, this node's new session is
+ * ended on the server and *fresh becomes the published one. */
+int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct auth_session *current,
+		       struct auth_session **ret_shared);
+int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const struct auth_session *current,
+		     time_t expires_at, struct auth_session **fresh, bool *is_login);
+/* rm token, rmdir: the fleet's copy goes too. */
+void fleet_session_ended(struct auth_target *t);
+/* Exit: is the shared session still used by other live nodes? */
+bool fleet_shared_elsewhere(struct auth_target *t);
+
+/* status "fleet" member (t->lock held) and the .metrics lines. */
+void fleet_status(struct auth_target *t, json_t *status);
+void fleet_metrics(struct auth_core *core, FILE *out);
