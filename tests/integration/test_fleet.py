@@ -96,3 +96,118 @@ def test_cold_readers_one_login(aos_mock, fleet, etcd):
     assert etcd.get_prefix(), "nothing was published to etcd"
     # The fleet's status: who holds no lock now, at which revision.
     assert st["fleet"]["revision"] > 0 and st["fleet"].get("lock_holder") is None, st
+
+
+def idrac_section(mock, name="bmc"):
+    return ini_section(f'idrac "{name}"', {"host": mock.host, "port": mock.port, "scheme": mock.scheme,
+                                           "user": "root", "password": mock.password("root"),
+                                           "ca_path": mock.ca.ca})
+
+
+def test_bmc_holds_one_session(redfish_mock, fleet):
+    redfish_mock.delay = 0.2
+    nodes = fleet(idrac_section(redfish_mock))
+    results = concurrent_reads(nodes, "idrac/bmc/token")
+    tokens = set(results.values())
+    assert len(tokens) == 1 and all(isinstance(t, str) for t in tokens), tokens
+    assert redfish_mock.logins == 1
+    assert len(redfish_mock.live_sessions()) == 1
+    # logout_on_exit (Redfish's default) leaves the shared session alone while
+    # other nodes are alive; the last one out ends it.
+    nodes[0].stop()
+    nodes[1].stop()
+    assert len(redfish_mock.live_sessions()) == 1 and not redfish_mock.deletes
+    nodes[2].stop()
+    assert len(redfish_mock.live_sessions()) == 0 and len(redfish_mock.deletes) == 1
+
+
+def test_lock_holder_killed_during_login(aos_mock, fleet, etcd):
+    login_time = 3
+    aos_mock.delay = login_time
+    nodes = fleet(aos_section(aos_mock, "lab"), timeout=20)
+    first = threading.Thread(target=nodes[0].read_err, args=("aos/lab/token",), daemon=True)
+    first.start()
+    assert wait_until(lambda: any(k.endswith("/lock") and v == b"node0" for k, v in etcd.get_prefix().items()), 5), \
+        "node0 never took the fleet lock"
+    assert wait_until(lambda: aos_mock.logins == 1, 5)
+    nodes[0].kill9()
+    started = time.monotonic()
+    results = concurrent_reads(nodes[1:], "aos/lab/token", per_node=5)
+    took = time.monotonic() - started
+    tokens = set(results.values())
+    assert len(tokens) == 1 and all(isinstance(t, str) for t in tokens), tokens
+    assert aos_mock.logins == 2, "exactly one more login, by another node"
+    assert took < LOCK_TTL + login_time + 3, took
+
+
+def test_rm_token_invalidates_everywhere(aos_mock, fleet):
+    nodes = fleet(aos_section(aos_mock, "lab"))
+    old = {d.read("aos/lab/token") for d in nodes}
+    assert len(old) == 1 and aos_mock.logins == 1
+    old = old.pop()
+    nodes[0].unlink("aos/lab/token")
+    removed = time.monotonic()
+    new = nodes[1].read("aos/lab/token")
+    assert time.monotonic() - removed < 1.0
+    assert new != old and aos_mock.logins == 2
+    # Not served again anywhere, page cache included.
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        for d in nodes:
+            assert d.read("aos/lab/token") == new
+    assert aos_mock.logins == 2
+
+
+def test_values_are_sealed(aos_mock, fleet, etcd, tmp_path):
+    nodes = fleet(aos_section(aos_mock, "lab"), n=2)
+    token = nodes[0].read("aos/lab/token")
+    assert nodes[1].read("aos/lab/token") == token
+    out = etcd.etcdctl("get", "--prefix", "sessionfs/")
+    assert out.returncode == 0, out.stderr
+    values = etcd.get_prefix()
+    assert values
+    blob = out.stdout + b"".join(values.values())
+    for secret in (token, aos_mock.password("admin")):
+        assert secret.encode() not in blob
+        assert base64.b64encode(secret.encode())[:16] not in blob
+    sealed = [v for k, v in values.items() if "/t/aos/" in k]
+    assert len(sealed) == 1
+    for word in (b"token", b"expires", b"server", b"\"s\":", b"admin"):
+        assert word not in sealed[0]
+    assert not sealed[0].startswith(b"{")
+    assert "admin" not in "".join(values)  # the user is hashed in the key
+
+
+def test_wrong_key_file_is_ebadmsg(aos_mock, fleet, etcd, tmp_path, make_daemon):
+    nodes = fleet(aos_section(aos_mock, "lab"), n=1)
+    nodes[0].read("aos/lab/token")
+    other = new_key_file(tmp_path / "other.key")
+    d = make_daemon(fleet_section(etcd, other, "stranger"), aos_section(aos_mock, "lab"))
+    assert_errno(d.read_err("aos/lab/token"), errno.EBADMSG)
+    st = status(d, "aos/lab")
+    assert "decrypt" in st["last_error"], st
+    assert aos_mock.logins == 1, "no login over a value it cannot read"
+
+
+def test_etcd_auth_role_limited_to_prefix(aos_mock, etcd, key_file, make_daemon, tmp_path, log_secrets):
+    root_pw, fleet_pw = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+    log_secrets.add(root_pw)
+    log_secrets.add(fleet_pw)
+    for args in (("user", "add", f"root:{root_pw}"), ("role", "add", "sfs"),
+                 ("role", "grant-permission", "sfs", "--prefix=true", "readwrite", "sessionfs/"),
+                 ("user", "add", f"sfs:{fleet_pw}"), ("user", "grant-role", "sfs", "sfs"),
+                 ("auth", "enable")):
+        out = etcd.etcdctl(*args)
+        assert out.returncode == 0, (args, out.stderr)
+    pw_file = tmp_path / "etcd.pw"
+    pw_file.write_text(fleet_pw)
+    pw_file.chmod(0o600)
+    nodes = [make_daemon(fleet_section(etcd, key_file, f"node{i}", user="sfs", password_file=pw_file),
+                         aos_section(aos_mock, "lab")) for i in range(2)]
+    token = nodes[0].read("aos/lab/token")
+    assert nodes[1].read("aos/lab/token") == token and aos_mock.logins == 1
+    # The role is limited to the prefix: the same user cannot write elsewhere.
+    out = etcd.etcdctl("put", "elsewhere", "x", user=f"sfs:{fleet_pw}")
+    assert out.returncode != 0 and b"permission denied" in out.stderr
+    out = etcd.etcdctl("get", "--prefix", "sessionfs/", "--keys-only", user=f"root:{root_pw}")
+    assert b"/t/aos/" in out.stdout
