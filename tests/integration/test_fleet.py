@@ -211,3 +211,76 @@ def test_etcd_auth_role_limited_to_prefix(aos_mock, etcd, key_file, make_daemon,
     assert out.returncode != 0 and b"permission denied" in out.stderr
     out = etcd.etcdctl("get", "--prefix", "sessionfs/", "--keys-only", user=f"root:{root_pw}")
     assert b"/t/aos/" in out.stdout
+
+
+MFA_SERIAL = "arn:aws:iam::123456789012:mfa/sessionfs-fleet"
+
+
+def test_sts_one_mfa_code_serves_the_fleet(sts_mock, fleet):
+    akid, secret = sts_mock.new_key(mfa_serial=MFA_SERIAL, mfa_code="123456")
+    section = ini_section('sts "p"', {"aws_access_key_id": akid, "aws_secret_access_key": secret,
+                                      "region": "eu-west-1", "endpoint_url": sts_mock.url,
+                                      "ca_path": sts_mock.ca.ca, "mfa_serial_number": MFA_SERIAL})
+    nodes = fleet(section)
+    assert_errno(nodes[1].read_err("sts/p/creds.json"), errno.ENOKEY)
+    nodes[0].write("sts/p/mfa", "123456\n")
+    creds = [json.loads(d.read("sts/p/creds.json")) for d in nodes]
+    assert len({c["SessionToken"] for c in creds}) == 1
+    assert len(sts_mock.calls_of("GetSessionToken")) == 1
+    assert sts_mock.calls_of("GetSessionToken")[0].token_code == "123456"
+
+
+@pytest.fixture
+def etcd3(tmp_path):
+    reason = etcdh.missing()
+    if reason:
+        pytest.skip(reason)
+    d = tmp_path / "etcd3"
+    d.mkdir()
+    c = etcdh.Cluster(d, 3).start()
+    yield c
+    c.stop()
+
+
+def test_three_member_cluster_quorum(aos_mock, etcd3, key_file, make_daemon):
+    nodes = [make_daemon(fleet_section(etcd3, key_file, f"node{i}"), aos_section(aos_mock, "lab"), timeout=15)
+             for i in range(3)]
+    token = nodes[0].read("aos/lab/token")
+    assert all(d.read("aos/lab/token") == token for d in nodes)
+
+    # The leader dies: everything keeps working, a new session included.
+    leader = etcd3.leader()
+    assert leader
+    etcd3.kill(leader)
+    nodes[0].unlink("aos/lab/token")
+    token = nodes[1].read("aos/lab/token")
+    assert wait_until(lambda: all(d.read("aos/lab/token") == token for d in nodes), 5)
+    assert aos_mock.logins == 2
+
+    # Quorum lost: cached tokens are still served; a new login fails clearly.
+    second = next(m for m in etcd3.names if m in etcd3.procs)
+    etcd3.kill(second)
+    assert all(d.read("aos/lab/token") == token for d in nodes)
+    aos_mock.revoke_all()
+    nodes[2].unlink("aos/lab/token")  # ends it on the server, cannot tell the fleet
+    assert_errno(nodes[2].read_err("aos/lab/token"), errno.EHOSTDOWN)
+    st = status(nodes[2], "aos/lab")
+    assert "etcd" in st["last_error"] and st["fleet"]["state"] == "down", st
+    assert aos_mock.logins == 2
+
+    # Quorum back: it heals by itself.
+    for m in etcd3.names:
+        if m not in etcd3.procs:
+            etcd3.start_member(m)
+    etcd3.wait_healthy()
+
+    def healed():
+        try:
+            return nodes[2].read("aos/lab/token") != token
+        except OSError:
+            return False
+    assert wait_until(healed, 20, interval=0.5)
+    fresh = nodes[2].read("aos/lab/token")
+    assert wait_until(lambda: all(d.read("aos/lab/token") == fresh for d in nodes), 5)
+    assert aos_mock.logins == 3
+    assert status(nodes[0], "aos/lab")["fleet"]["state"] == "connected"
