@@ -953,6 +953,24 @@ static int reread(struct fleet *f, bool drop_missing)
 	return 0;
 }
 
+/* on_store_down = fail: every shared session goes while the store is down. */
+static void forget_all(struct fleet *f)
+{
+	for (uint32_t after = 0;;) {
+		struct auth_target *t = auth_target_next(f->core, AUTH_ANY_PROVIDER, after);
+		if (!t) {
+			return;
+		}
+		after = t->id;
+		pthread_mutex_lock(&t->lock);
+		if (t->fleet && !t->flight) {
+			session_forget(t);
+		}
+		pthread_mutex_unlock(&t->lock);
+		auth_target_unref(t);
+	}
+}
+
 /* One watch on the whole prefix, resumed from the last revision after a
  * disconnect; a full re-read after compaction. */
 static void *watch_thread(void *userdata)
@@ -994,7 +1012,8 @@ static void *watch_thread(void *userdata)
 			set_down(f, true);
 			log_debug("Fleet: watch ended: %s", err);
 			if (f->on_down == DOWN_FAIL) {
-				need_reread = drop_missing = true; /* nothing cached is trusted until it is read again */
+				forget_all(f); /* nothing is served that the fleet cannot vouch for */
+				need_reread = drop_missing = true;
 			}
 		}
 		backoff = r < 0 ? (backoff < RECONNECT_MAX ? backoff + 1 : RECONNECT_MAX) : 0;

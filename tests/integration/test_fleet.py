@@ -51,9 +51,9 @@ def fleet_section(cluster, key_file, node, **overrides):
 @pytest.fixture
 def fleet(etcd, key_file, make_daemon):
     """fleet(*sections, n=3, **fleet_overrides) -> n daemons of one fleet."""
-    def factory(*sections, n=3, timeout=10, **overrides):
+    def factory(*sections, n=3, timeout=10, refresh_margin=300, **overrides):
         return [make_daemon(fleet_section(etcd, key_file, f"node{i}", **overrides), *sections,
-                            timeout=timeout) for i in range(n)]
+                            timeout=timeout, refresh_margin=refresh_margin) for i in range(n)]
     return factory
 
 
@@ -284,3 +284,17 @@ def test_three_member_cluster_quorum(aos_mock, etcd3, key_file, make_daemon):
     assert wait_until(lambda: all(d.read("aos/lab/token") == fresh for d in nodes), 5)
     assert aos_mock.logins == 3
     assert status(nodes[0], "aos/lab")["fleet"]["state"] == "connected"
+
+
+def test_renewal_once_for_the_fleet(aos_mock, fleet):
+    aos_mock.ttl = 20  # renewed 10 s after login (refresh_margin 8: 2 + min(8, 9) before exp)
+    nodes = fleet(aos_section(aos_mock, "lab"), refresh_margin=8)
+    token = nodes[0].read("aos/lab/token")
+    deadline = time.monotonic() + 14
+    while time.monotonic() < deadline:  # every node keeps it hot
+        seen = {d.read("aos/lab/token") for d in nodes}
+        assert len(seen) <= 2, seen
+        time.sleep(0.3)
+    final = {d.read("aos/lab/token") for d in nodes}
+    assert len(final) == 1 and final != {token}, "renewed, and the same everywhere"
+    assert aos_mock.logins == 2, "one renewal for the whole fleet"
