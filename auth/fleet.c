@@ -158,7 +158,10 @@ static int read_settings(struct fleet *f, const struct target_config *c)
 			    "which can exhaust a BMC's session slots");
 	}
 	gethostname(host, sizeof(host) - 1);
-	f->node = strdup((v = target_config_get(c, "node")) ? v : host);
+	if (!(v = target_config_get(c, "node")) && !(v = getenv("SESSIONFS_NODE_NAME"))) {
+		v = host;
+	}
+	f->node = strdup(v);
 	v = target_config_get(c, "name") ?: "default";
 	if (!f->node || !*f->node || strchr(f->node, '/') || strchr(v, '/')) {
 		return log_error_errno(-EINVAL, "[fleet]: node and name must be non-empty and without '/'");
