@@ -143,6 +143,7 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 		return r;
 	}
 	log_info("%s/%s: saved new credentials for user %s", t->provider->name, t->name, user);
+	fleet_credentials_written(t, text->data, text->len);
 	pthread_mutex_lock(&t->lock);
 	free(t->user);
 	secret_free(t->password);

@@ -36,6 +36,7 @@ struct fleet {
 	char *node_key;
 	int lock_ttl;
 	enum store_down_mode on_down;
+	bool share_credentials;
 
 	pthread_mutex_t lock;  /* guards what follows, and is the waiters' */
 	pthread_cond_t event;  /* something changed under root */
@@ -110,7 +111,7 @@ static int split_endpoints(const char *list, struct etcd_settings *es)
 static int read_settings(struct fleet *f, const struct target_config *c)
 {
 	static const char *const known[] = { "endpoints", "prefix", "name", "node", "key_file", "ca_path", "cert", "key",
-					     "user", "password_file", "lock_ttl", "on_store_down" };
+					     "user", "password_file", "lock_ttl", "on_store_down", "share_credentials" };
 	const char *v, *prefix = target_config_get(c, "prefix") ?: "sessionfs/";
 	char host[HOST_NAME_MAX + 1] = "";
 	long ttl = 10;
@@ -152,6 +153,9 @@ static int read_settings(struct fleet *f, const struct target_config *c)
 		if (!found) {
 			return log_error_errno(-EINVAL, "[fleet]: on_store_down = %s: expected stale, local or fail", v);
 		}
+	}
+	if ((v = target_config_get(c, "share_credentials")) && parse_bool(v, &f->share_credentials) < 0) {
+		return log_error_errno(-EINVAL, "[fleet]: share_credentials = %s: expected true or false", v);
 	}
 	if (f->on_down == DOWN_LOCAL) {
 		log_warning("[fleet] on_store_down = local: while etcd is down every node logs in by itself, "
@@ -750,6 +754,68 @@ bool fleet_shared_elsewhere(struct auth_target *t)
 	return other;
 }
 
+/* --- shared credentials (share_credentials = true) ----------------------------- */
+
+/* <root>c/<provider>/<host:port>: credentials written on any node. */
+static char *credentials_key(const struct fleet *f, const struct auth_target *t)
+{
+	char *key;
+
+	return asprintf(&key, "%sc/%s/%s:%u", f->root, t->provider->name, t->info.host, t->info.port) < 0 ? NULL : key;
+}
+
+void fleet_credentials_written(struct auth_target *t, const char *text, size_t len)
+{
+	struct fleet *f = fleet_of(t);
+	_cleanup_free_ char *key = NULL, *k = NULL, *v = NULL;
+	_cleanup_free_ unsigned char *sealed = NULL;
+	json_t *reply = NULL;
+	size_t sealed_len;
+	char err[256];
+
+	if (!f || !f->share_credentials || !(key = credentials_key(f, t)) || !(k = etcd_b64(key, strlen(key))) ||
+	    fleet_seal(f->keys, key, text, len, &sealed, &sealed_len) < 0 || !(v = etcd_b64(sealed, sealed_len))) {
+		return;
+	}
+	if (call(f, "kv/put", json_pack("{s:s, s:s}", "key", k, "value", v), REQUEST_TIMEOUT_MS, &reply, err,
+		 sizeof(err)) < 0) {
+		log_warning("%s/%s: could not share the credentials with the fleet: %s", t->provider->name, t->name, err);
+		return;
+	}
+	json_decref(reply);
+}
+
+/* Credentials another node wrote (t->lock held): saved and used here too. */
+static void adopt_credentials(struct auth_target *t, const char *key, const char *value_b64)
+{
+	_cleanup_free_ unsigned char *sealed = NULL;
+	_cleanup_secret_ struct secret *text = NULL, *password = NULL;
+	_cleanup_free_ char *user = NULL;
+	size_t len;
+
+	if (etcd_unb64(value_b64, &sealed, &len) < 0 || fleet_open(fleet_of(t)->keys, key, sealed, len, &text) < 0 ||
+	    credentials_parse(text->data, text->len, &user, &password) < 0) {
+		target_set_error(t, -EBADMSG, "the fleet's shared credentials for this target do not decrypt with key_file");
+		return;
+	}
+	if (streq_ptr(user, t->user) && secret_equal(password, t->password)) {
+		return;
+	}
+	if (store_save(t->core->store, t->provider->name, t->name, "credentials", text->data, text->len) < 0) {
+		log_warning("%s/%s: failed to save the fleet's shared credentials", t->provider->name, t->name);
+	}
+	log_info("%s/%s: using credentials shared by another node (user %s)", t->provider->name, t->name, user);
+	free(t->user);
+	secret_free(t->password);
+	t->user = TAKE_PTR(user);
+	t->password = TAKE_PTR(password);
+	t->rejected = false;
+	t->failed_at = 0;
+	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED || t->last_errno == -EBADMSG) {
+		t->last_errno = 0;
+	}
+}
+
 /* --- lease and node key ------------------------------------------------------ */
 
 static int grant_lease(struct fleet *f)
@@ -826,6 +892,14 @@ static void *keepalive_thread(void *userdata)
 
 /* --- the watch --------------------------------------------------------------- */
 
+static bool is_credentials_key(const struct fleet *f, const struct auth_target *t, const char *key)
+{
+	_cleanup_free_ char *mine = strncmp(key, f->root, strlen(f->root)) == 0 && key[strlen(f->root)] == 'c' ?
+					    credentials_key(f, t) : NULL;
+
+	return streq_ptr(mine, key);
+}
+
 /* Applies one key's new state to the target it belongs to, if any. */
 static void apply(struct fleet *f, const char *key, const char *value_b64, bool deleted, int64_t rev)
 {
@@ -839,7 +913,9 @@ static void apply(struct fleet *f, const char *key, const char *value_b64, bool 
 		after = t->id;
 		pthread_mutex_lock(&t->lock);
 		ft = t->fleet;
-		if (ft && strcmp(ft->lock_key, key) == 0) {
+		if (f->share_credentials && !deleted && value_b64 && is_credentials_key(f, t, key)) {
+			adopt_credentials(t, key, value_b64);
+		} else if (ft && strcmp(ft->lock_key, key) == 0) {
 			snprintf(ft->holder, sizeof(ft->holder), "%s", "");
 			if (!deleted && value_b64) {
 				unsigned char *n = NULL;

@@ -39,6 +39,9 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 		     time_t expires_at, struct auth_session **fresh, bool *is_login);
 /* rm token, rmdir: the fleet's copy goes too. */
 void fleet_session_ended(struct auth_target *t);
+/* share_credentials = true: credentials written here (normalized JSON text)
+ * reach every node, sealed. */
+void fleet_credentials_written(struct auth_target *t, const char *text, size_t len);
 /* Exit: is the shared session still used by other live nodes? */
 bool fleet_shared_elsewhere(struct auth_target *t);
 

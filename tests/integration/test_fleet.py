@@ -298,3 +298,33 @@ def test_renewal_once_for_the_fleet(aos_mock, fleet):
     final = {d.read("aos/lab/token") for d in nodes}
     assert len(final) == 1 and final != {token}, "renewed, and the same everywhere"
     assert aos_mock.logins == 2, "one renewal for the whole fleet"
+
+
+def test_share_credentials(aos_mock, fleet, etcd):
+    section = aos_section(aos_mock, "lab", user=None, password=None)
+    nodes = fleet(section, share_credentials=True)
+    assert_errno(nodes[1].read_err("aos/lab/token"), errno.ENOKEY)
+    nodes[0].write("aos/lab/credentials", f"admin:{aos_mock.password('admin')}\n")
+
+    def served():
+        try:
+            return nodes[1].read("aos/lab/token")
+        except OSError as e:
+            assert e.errno == errno.ENOKEY, e
+            return None
+    assert wait_until(served, 2, interval=0.1), "node1 never got the shared credentials"
+    token = nodes[1].read("aos/lab/token")
+    assert nodes[2].read("aos/lab/token") == token and aos_mock.logins == 1
+    # Sealed in etcd like sessions.
+    shared = [v for k, v in etcd.get_prefix().items() if "/c/aos/" in k]
+    assert len(shared) == 1 and aos_mock.password("admin").encode() not in shared[0]
+    assert b"username" not in shared[0]
+
+
+def test_credentials_not_shared_by_default(aos_mock, fleet, etcd):
+    nodes = fleet(aos_section(aos_mock, "lab", user=None, password=None), n=2)
+    nodes[0].write("aos/lab/credentials", f"admin:{aos_mock.password('admin')}\n")
+    nodes[0].read("aos/lab/token")
+    assert not any("/c/" in k for k in etcd.get_prefix())
+    time.sleep(0.5)
+    assert_errno(nodes[1].read_err("aos/lab/token"), errno.ENOKEY)
