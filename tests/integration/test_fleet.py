@@ -6,6 +6,8 @@ import errno
 import json
 import os
 import secrets
+import shutil
+import subprocess
 import threading
 import time
 
@@ -96,6 +98,35 @@ def test_cold_readers_one_login(aos_mock, fleet, etcd):
     assert etcd.get_prefix(), "nothing was published to etcd"
     # The fleet's status: who holds no lock now, at which revision.
     assert st["fleet"]["revision"] > 0 and st["fleet"].get("lock_holder") is None, st
+    metrics = {}
+    for d in nodes:
+        text = d.read(".metrics")
+        for line in text.splitlines():
+            if line.startswith("sessionfs_fleet_"):
+                name, value = line.split()
+                metrics[name] = metrics.get(name, 0) + float(value)
+        if shutil.which("promtool"):
+            out = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True,
+                                 timeout=20)
+            assert out.returncode == 0, out.stdout + out.stderr
+    assert metrics["sessionfs_fleet_lock_waits_total"] >= 1, metrics  # two nodes waited for the third
+    assert metrics["sessionfs_fleet_lock_wait_seconds_total"] > 0, metrics
+    assert metrics["sessionfs_fleet_store_requests_total"] > 0, metrics
+    assert metrics["sessionfs_fleet_store_errors_total"] == 0, metrics
+    # Cached reads make no etcd requests.
+    started = time.monotonic()
+    before = [d.read(".metrics") for d in nodes]
+    for d in nodes:
+        for _ in range(20):
+            d.read("aos/lab/token")
+    after = [d.read(".metrics") for d in nodes]
+
+    def requests(text):
+        return next(float(line.split()[1]) for line in text.splitlines()
+                    if line.startswith("sessionfs_fleet_store_requests_total "))
+    # Only the node lease's keep-alives (every lock_ttl / 3 s) may fall in between.
+    keepalives = 1 + int((time.monotonic() - started) / (LOCK_TTL / 3))
+    assert all(requests(b) + keepalives >= requests(a) for b, a in zip(before, after)), (before, after)
 
 
 def idrac_section(mock, name="bmc"):
