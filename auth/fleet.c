@@ -45,6 +45,7 @@ struct fleet {
 	int64_t revision;      /* the watch's */
 	bool down;
 	bool warned_local;
+	int others_alive;      /* at exit: other nodes alive? -1 not asked yet */
 	bool stopping;
 	pthread_t watch_thread, keepalive_thread;
 	bool threads;
@@ -59,6 +60,7 @@ struct fleet_target {
 	char *lock_key;
 	int64_t mod_rev;       /* the value's revision this node has (published or adopted) */
 	int64_t lock_rev;      /* our lock's create revision while leading */
+	int64_t ended_mod;     /* the value this node ended (rm token): never adopted again */
 	bool leading;
 	char holder[64];       /* node holding the lock, as the watch last saw */
 };
@@ -204,6 +206,7 @@ int fleet_new(const struct config *cfg, struct fleet **ret)
 	if (!f) {
 		return -ENOMEM;
 	}
+	f->others_alive = -1;
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -408,7 +411,7 @@ static bool newer(const struct auth_session *s, const struct auth_session *curre
 /* Reads the target's key: 1 with *ret when the fleet has a session this node
  * should adopt, 0 when not (*ret_mod: the key's revision, 0 if absent). */
 static int look(struct auth_target *t, struct auth_ctx *ctx, const char *key, const struct auth_session *current,
-		int64_t *ret_mod, struct auth_session **ret)
+		int64_t ended_mod, int64_t *ret_mod, struct auth_session **ret)
 {
 	json_t *reply = NULL, *kv;
 	char err[256];
@@ -421,7 +424,7 @@ static int look(struct auth_target *t, struct auth_ctx *ctx, const char *key, co
 	}
 	kv = first_kv(reply);
 	*ret_mod = etcd_int(kv, "mod_revision");
-	if (kv) {
+	if (kv && *ret_mod != ended_mod) { /* one ended here while the store was down is as good as gone */
 		struct auth_session *s = NULL;
 		r = open_session(t, key, json_string_value(json_object_get(kv, "value")) ?: "", &s);
 		json_decref(reply);
@@ -495,6 +498,7 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 	_cleanup_free_ char *key = NULL, *lock_key = NULL;
 	double started = now_mono();
 	bool waited = false;
+	int64_t ended_mod = 0;
 	int r;
 
 	if (!f) {
@@ -504,6 +508,9 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 	r = target_keys(t, ctx->user);
 	if (r == 0 && (!(key = strdup(t->fleet->key)) || !(lock_key = strdup(t->fleet->lock_key)))) {
 		r = -ENOMEM;
+	}
+	if (r == 0) {
+		ended_mod = t->fleet->ended_mod;
 	}
 	pthread_mutex_unlock(&t->lock);
 	if (r < 0) {
@@ -517,7 +524,7 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 		pthread_mutex_lock(&f->lock);
 		seen = f->events;
 		pthread_mutex_unlock(&f->lock);
-		r = look(t, ctx, key, current, &mod, ret_shared);
+		r = look(t, ctx, key, current, ended_mod, &mod, ret_shared);
 		if (r == 1) {
 			pthread_mutex_lock(&t->lock);
 			t->fleet->mod_rev = mod > t->fleet->mod_rev ? mod : t->fleet->mod_rev;
@@ -701,6 +708,9 @@ void fleet_session_ended(struct auth_target *t)
 	}
 	pthread_mutex_lock(&t->lock);
 	key = t->fleet ? strdup(t->fleet->key) : NULL;
+	if (t->fleet) {
+		t->fleet->ended_mod = t->fleet->mod_rev;
+	}
 	pthread_mutex_unlock(&t->lock);
 	if (!key) {
 		return;
@@ -726,16 +736,28 @@ bool fleet_shared_elsewhere(struct auth_target *t)
 	char err[256];
 	size_t i;
 
-	if (!f || asprintf(&prefix, "%snodes/", f->root) < 0) {
+	if (!f) {
+		return false;
+	}
+	/* Asked once at exit, for every target: the answer is the same. */
+	pthread_mutex_lock(&f->lock);
+	if (f->others_alive >= 0) {
+		other = f->others_alive;
+		pthread_mutex_unlock(&f->lock);
+		return other;
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (asprintf(&prefix, "%snodes/", f->root) < 0) {
 		return false;
 	}
 	json_t *body = etcd_key(prefix, true);
 	json_object_set_new(body, "keys_only", json_true());
 	if (call(f, "kv/range", body, REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
 		/* Can't tell: don't end what others may be using. */
-		log_warning("%s/%s: not logging out: the fleet store cannot say whether other nodes use the session",
-			    t->provider->name, t->name);
-		return true;
+		log_warning("Fleet: not logging out of shared sessions: the fleet store cannot say whether other nodes "
+			    "use them");
+		other = true;
+		goto out;
 	}
 	kvs = json_object_get(reply, "kvs");
 	json_array_foreach(kvs, i, kv) {
@@ -748,9 +770,12 @@ bool fleet_shared_elsewhere(struct auth_target *t)
 	}
 	json_decref(reply);
 	if (other) {
-		log_info("%s/%s: other nodes of the fleet are alive; leaving the shared session on the server",
-			 t->provider->name, t->name);
+		log_info("Fleet: other nodes are alive; leaving the shared sessions on the servers");
 	}
+out:
+	pthread_mutex_lock(&f->lock);
+	f->others_alive = other;
+	pthread_mutex_unlock(&f->lock);
 	return other;
 }
 
@@ -860,15 +885,17 @@ static void *keepalive_thread(void *userdata)
 		int64_t lease;
 		json_t *reply = NULL;
 		char err[256];
+		int r;
 
 		pthread_mutex_lock(&f->lock);
 		lease = f->lease;
 		pthread_mutex_unlock(&f->lock);
 		if (!lease) {
 			grant_lease(f);
-		} else if (call(f, "lease/keepalive", json_pack("{s:I}", "ID", (json_int_t)lease), REQUEST_TIMEOUT_MS,
-				&reply, err, sizeof(err)) == 0) {
-			if (etcd_int(json_object_get(reply, "result"), "TTL") <= 0) {
+		} else if ((r = call(f, "lease/keepalive", json_pack("{s:I}", "ID", (json_int_t)lease), REQUEST_TIMEOUT_MS,
+				     &reply, err, sizeof(err))) == 0 || r == -EIO) {
+			/* No TTL: the lease is gone (etcd was away longer than lock_ttl). */
+			if (r < 0 || etcd_int(json_object_get(reply, "result"), "TTL") <= 0) {
 				log_warning("Fleet: the node lease expired; registering again");
 				pthread_mutex_lock(&f->lock);
 				f->lease = 0;
@@ -969,7 +996,9 @@ static bool on_watch_result(json_t *result, void *userdata)
 		w->compacted = etcd_int(result, "compact_revision") > 0;
 		return false;
 	}
-	set_down(f, false);
+	if (json_array_size(events)) {
+		set_down(f, false); /* events mean a member with quorum (a watch alone does not) */
+	}
 	json_array_foreach(events, i, ev) {
 		json_t *kv = json_object_get(ev, "kv");
 		apply_kv(f, kv, streq_ptr(json_string_value(json_object_get(ev, "type")), "DELETE"), etcd_int(kv, "mod_revision"));
