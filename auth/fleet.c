@@ -53,6 +53,7 @@ struct fleet {
 	uint64_t lock_waits;
 	double lock_wait_seconds;
 	uint64_t watch_reconnects;
+	uint64_t keepalives;
 };
 
 struct fleet_target {
@@ -892,10 +893,12 @@ static void *keepalive_thread(void *userdata)
 		pthread_mutex_unlock(&f->lock);
 		if (!lease) {
 			grant_lease(f);
-		} else if ((r = call(f, "lease/keepalive", json_pack("{s:I}", "ID", (json_int_t)lease), REQUEST_TIMEOUT_MS,
-				     &reply, err, sizeof(err))) == 0 || r == -EIO) {
+		} else {
+			__atomic_add_fetch(&f->keepalives, 1, __ATOMIC_RELAXED);
+			r = call(f, "lease/keepalive", json_pack("{s:I}", "ID", (json_int_t)lease), REQUEST_TIMEOUT_MS,
+				 &reply, err, sizeof(err));
 			/* No TTL: the lease is gone (etcd was away longer than lock_ttl). */
-			if (r < 0 || etcd_int(json_object_get(reply, "result"), "TTL") <= 0) {
+			if (r == -EIO || (r == 0 && etcd_int(json_object_get(reply, "result"), "TTL") <= 0)) {
 				log_warning("Fleet: the node lease expired; registering again");
 				pthread_mutex_lock(&f->lock);
 				f->lease = 0;
@@ -1244,7 +1247,10 @@ void fleet_metrics(struct auth_core *core, FILE *out)
 		     "# HELP sessionfs_fleet_lock_wait_seconds_total Seconds spent waiting for other nodes' logins.\n"
 		     "# TYPE sessionfs_fleet_lock_wait_seconds_total counter\nsessionfs_fleet_lock_wait_seconds_total %.3f\n"
 		     "# HELP sessionfs_fleet_watch_reconnects_total Times the watch on the fleet prefix was set up again.\n"
-		     "# TYPE sessionfs_fleet_watch_reconnects_total counter\nsessionfs_fleet_watch_reconnects_total %llu\n",
+		     "# TYPE sessionfs_fleet_watch_reconnects_total counter\nsessionfs_fleet_watch_reconnects_total %llu\n"
+		     "# HELP sessionfs_fleet_lease_keepalives_total Keep-alives of the node lease (part of the requests).\n"
+		     "# TYPE sessionfs_fleet_lease_keepalives_total counter\nsessionfs_fleet_lease_keepalives_total %llu\n",
 		(unsigned long long)etcd_requests(f->etcd), (unsigned long long)etcd_errors(f->etcd),
-		(unsigned long long)waits, wait_s, (unsigned long long)reconnects);
+		(unsigned long long)waits, wait_s, (unsigned long long)reconnects,
+		(unsigned long long)__atomic_load_n(&f->keepalives, __ATOMIC_RELAXED));
 }

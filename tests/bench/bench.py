@@ -8,6 +8,10 @@ same run (these machines are noisy). Run by tests/bench/run.
                    doing the same login to the same mock over TLS
   4. scale         10,000 targets with live sessions: RSS, `ls aos/`, refreshes
                    in flight, threads
+  5. fleet         3 daemons x 1,000 AOS targets (distinct users) sharing
+                   sessions through a real etcd: logins, etcd requests per
+                   renewal, etcd requests of cached reads, extra RSS
+                   (BENCH_ONLY=fleet for this figure alone)
 """
 
 import os
@@ -31,6 +35,8 @@ BINARY = os.environ.get("SESSIONFS_BIN", str(ROOT / "build" / "sessionfs"))
 TOOLS = Path(os.environ["BENCH_TOOLS"])
 SCALE_TARGETS = int(os.environ.get("BENCH_TARGETS", "10000"))
 ONLY_CACHED = os.environ.get("BENCH_ONLY") == "cached"  # just figure 1, for repeated runs
+ONLY_FLEET = os.environ.get("BENCH_ONLY") == "fleet"
+FLEET_TARGETS = int(os.environ.get("BENCH_FLEET_TARGETS", "1000"))
 
 
 class CountingAos(AosMock):
@@ -221,7 +227,115 @@ def scale(work, mock, ca):
             "max_in_flight": mock.max_in_flight}
 
 
+def fleet_metric(m, name):
+    text = (m.mnt / ".metrics").read_text()
+    return sum(float(line.split()[1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def read_everything(mounts, names):
+    errors = []
+
+    def read_all(m, part):
+        for n in part:
+            try:
+                (m.mnt / f"aos/{n}/token").read_bytes()
+            except OSError as e:
+                errors.append(f"{n}: {e}")
+    workers = [threading.Thread(target=read_all, args=(m, names[i::4])) for m in mounts for i in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    if errors:
+        sys.exit(f"{len(errors)} reads failed, e.g. {errors[:3]}")
+
+
+def fleet(work, ca):
+    """3 nodes x FLEET_TARGETS targets, each target its own AOS user (the
+    fleet key is provider, host:port and user)."""
+    from tests.integration.etcd import Cluster
+    users = {f"u{i:04d}": secrets.token_urlsafe(12) for i in range(FLEET_TARGETS)}
+    mock = CountingAos(ca, users, ttl=60)  # renewed 38 s after login (refresh_margin 20)
+    (work / "etcd").mkdir()
+    etcd = Cluster(work / "etcd", 1).start()
+    key = work / "fleet.key"
+    key.write_text(secrets.token_hex(32) + "\n")
+    key.chmod(0o600)
+    names = list(users)
+
+    def conf(node, with_fleet=True):
+        lines = ["[sessionfs]", f"state_dir = {work / ('state-' + node)}", "timeout = 30", "refresh_margin = 20"]
+        if with_fleet:
+            lines += ["[fleet]", f"endpoints = {etcd.endpoints}", "name = bench", f"node = {node}",
+                      f"key_file = {key}", "lock_ttl = 30"]
+        lines += ["[aos]", f"port = {mock.port}", f"ca_path = {ca.ca}"]
+        lines += [f'[aos "{n}"]\nserver = 127.0.0.1\nuser = {n}\npassword = {users[n]}' for n in names]
+        return "\n".join(lines) + "\n"
+
+    with mock:
+        mounts = []
+        try:
+            mounts = [Mount(work, conf(f"node{i}"), f"fleet{i}") for i in range(3)]
+            read_everything(mounts, names)
+            logins = mock.logins
+            # Steady state: every token read again on every node, from cache.
+            req = [fleet_metric(m, "sessionfs_fleet_store_requests_total") for m in mounts]
+            ka = [fleet_metric(m, "sessionfs_fleet_lease_keepalives_total") for m in mounts]
+            read_everything(mounts, names)
+            cached_requests = sum(fleet_metric(m, "sessionfs_fleet_store_requests_total") - r - (
+                fleet_metric(m, "sessionfs_fleet_lease_keepalives_total") - k) for m, r, k in zip(mounts, req, ka))
+            rss_fleet = max(rss_kib(m.proc.pid) for m in mounts)
+            # The renewal wave: keep everything hot on every node until each
+            # target was renewed once.
+            req = [fleet_metric(m, "sessionfs_fleet_store_requests_total") for m in mounts]
+            ka = [fleet_metric(m, "sessionfs_fleet_lease_keepalives_total") for m in mounts]
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and mock.logins - logins < len(names):
+                read_everything(mounts, names)
+                time.sleep(1)
+            renewals = mock.logins - logins
+            wave_requests = sum(fleet_metric(m, "sessionfs_fleet_store_requests_total") - r - (
+                fleet_metric(m, "sessionfs_fleet_lease_keepalives_total") - k) for m, r, k in zip(mounts, req, ka))
+            rss_fleet = max([rss_fleet] + [rss_kib(m.proc.pid) for m in mounts])
+        finally:
+            for m in mounts:
+                m.stop()
+        # The same node without fleet mode, for the RSS it adds.
+        alone = Mount(work, conf("alone", with_fleet=False), "alone")
+        try:
+            read_everything([alone], names)
+            rss_alone = rss_kib(alone.proc.pid)
+        finally:
+            alone.stop()
+    etcd.stop()
+    return {"logins": logins, "targets": len(names), "cached_requests": cached_requests,
+            "renewals": renewals, "per_renewal": wave_requests / max(renewals, 1),
+            "extra_rss_mib": (rss_fleet - rss_alone) / 1024}
+
+
+def print_fleet(f):
+    rows = [(f"fleet, 3 nodes x {f['targets']} targets: logins", f["logins"], f"= {f['targets']}",
+             f["logins"] == f["targets"]),
+            ("fleet: etcd requests per renewal (fleet-wide, lease keep-alives excluded)", f["per_renewal"], "<= 3",
+             f["per_renewal"] <= 3),
+            ("fleet: etcd requests of 3 x 1,000 cached reads", f["cached_requests"], "= 0", f["cached_requests"] == 0),
+            ("fleet: extra RSS per node, MiB", f["extra_rss_mib"], "<= 16", f["extra_rss_mib"] <= 16)]
+    for name, value, target, _ in rows:
+        print(f"| {name} | {value:.1f} | | | {target} |")
+    print(f"| fleet: renewals in the wave | {f['renewals']} | | | |")
+    return all(ok for *_, ok in rows)
+
+
 def main():
+    if ONLY_FLEET:
+        with tempfile.TemporaryDirectory(prefix="sessionfs-bench-") as tmp:
+            work = Path(tmp)
+            f = fleet(work, make_ca(work / "ca"))
+        print("| figure | sessionfs | reference | ratio | target |")
+        print("| --- | --- | --- | --- | --- |")
+        ok = print_fleet(f)
+        print("\nall targets met" if ok else "\nSOME TARGETS MISSED")
+        return 0 if ok else 1
     with tempfile.TemporaryDirectory(prefix="sessionfs-bench-") as tmp:
         work = Path(tmp)
         ca = make_ca(work / "ca")
@@ -237,6 +351,7 @@ def main():
                 if ONLY_CACHED:
                     return 0 if ratio <= target else 1
             s = scale(work, mock, ca)
+        fl = fleet(work, ca)
     print()
     print(f"sessionfs benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, kernel {os.uname().release}")
     print("| figure | sessionfs | reference | ratio | target |")
@@ -254,6 +369,7 @@ def main():
     print(f"| {s['targets']} targets: hot sessions refreshed in the wave | {s['refreshed']} | of {s['hot']} | | |")
     print(f"| {s['targets']} targets: those refreshes spread over, s | {s['spread']:.1f} | | | jitter |")
     print(f"| {s['targets']} targets: first read of every target, s | {s['login_s']:.1f} | | | |")
+    ok &= print_fleet(fl)
     print("\nall targets met" if ok else "\nSOME TARGETS MISSED")
     return 0 if ok else 1
 
