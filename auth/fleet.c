@@ -19,7 +19,8 @@
 #include "target.h"
 
 #define REQUEST_TIMEOUT_MS 5000
-#define WAIT_SLICE 0.5        /* seconds a lock waiter sleeps between looks, watch or not */
+#define WAIT_SLICE 2.0        /* seconds a lock waiter waits for the watch before it looks itself */
+#define STAGGER_MS 1000       /* renewals: nodes start up to this much apart, by a hash of node and key */
 #define RECONNECT_MAX 5       /* seconds between watch reconnects, at most */
 
 enum store_down_mode { DOWN_STALE, DOWN_LOCAL, DOWN_FAIL };
@@ -64,6 +65,9 @@ struct fleet_target {
 	int64_t ended_mod;     /* the value this node ended (rm token): never adopted again */
 	bool leading;
 	char holder[64];       /* node holding the lock, as the watch last saw */
+	uint64_t events;       /* watch events on its keys */
+	char *seen_value;      /* the value the watch last delivered (base64, sealed), or NULL */
+	int64_t seen_mod;
 };
 
 static struct fleet *fleet_of(const struct auth_target *t)
@@ -76,6 +80,7 @@ void fleet_target_free(struct fleet_target *ft)
 	if (ft) {
 		free(ft->key);
 		free(ft->lock_key);
+		free(ft->seen_value);
 		free(ft);
 	}
 }
@@ -459,6 +464,11 @@ static int take_lock(struct auth_target *t, const char *lock_key, const char *ke
 	pthread_mutex_lock(&f->lock);
 	snprintf(lease, sizeof(lease), "%lld", (long long)f->lease);
 	pthread_mutex_unlock(&f->lock);
+	if (strcmp(lease, "0") == 0) {
+		/* Never a lock without a lease: it would outlive this node. */
+		snprintf(err, size, "no lease from etcd yet");
+		return -EHOSTDOWN;
+	}
 	body = json_pack("{s:[o,o], s:[{s:{s:s, s:s, s:s}}]}", "compare", compare(lock_key, "CREATE", "create_revision", 0),
 			 compare(key, "MOD", "mod_revision", mod), "success", "request_put", "key", k, "value", v, "lease",
 			 lease);
@@ -472,24 +482,96 @@ static int take_lock(struct auth_target *t, const char *lock_key, const char *ke
 	return r;
 }
 
-/* Waits for a watch event (or a slice of time) before the next look. */
-static void wait_event(struct fleet *f, uint64_t seen, double deadline)
+/* Waits until the watch brings an event on t's keys (true) or until passes. */
+static bool wait_target(struct fleet *f, struct auth_target *t, uint64_t seen, double until)
 {
-	double until = now_mono() + WAIT_SLICE;
-	struct timespec ts;
+	struct timespec ts = { .tv_sec = (time_t)until, .tv_nsec = (long)((until - (double)(time_t)until) * 1e9) };
+	bool changed = false;
 
-	if (until > deadline) {
-		until = deadline;
-	}
-	ts.tv_sec = (time_t)until;
-	ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
-	pthread_mutex_lock(&f->lock);
-	while (f->events == seen && !f->stopping && now_mono() < until) {
-		if (pthread_cond_timedwait(&f->event, &f->lock, &ts) == ETIMEDOUT) {
-			break;
+	for (;;) {
+		uint64_t global;
+		pthread_mutex_lock(&f->lock);
+		global = f->events; /* before looking at t: no event slips in between */
+		pthread_mutex_unlock(&f->lock);
+		pthread_mutex_lock(&t->lock);
+		changed = t->fleet && t->fleet->events != seen;
+		pthread_mutex_unlock(&t->lock);
+		if (changed || now_mono() >= until || __atomic_load_n(&f->stopping, __ATOMIC_RELAXED)) {
+			return changed;
 		}
+		pthread_mutex_lock(&f->lock);
+		while (f->events == global && !f->stopping &&
+		       pthread_cond_timedwait(&f->event, &f->lock, &ts) != ETIMEDOUT) {
+		}
+		pthread_mutex_unlock(&f->lock);
 	}
-	pthread_mutex_unlock(&f->lock);
+}
+
+/* What the watch delivered for t's key: 1 with *ret when it is a session to
+ * adopt (no request to etcd needed). */
+static int from_watch(struct auth_target *t, const char *key, const struct auth_session *current, int64_t ended_mod,
+		      struct auth_session **ret)
+{
+	_cleanup_free_ char *value = NULL;
+	struct auth_session *s = NULL;
+	int64_t mod = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->fleet && t->fleet->seen_value && strcmp(t->fleet->key, key) == 0) {
+		value = strdup(t->fleet->seen_value);
+		mod = t->fleet->seen_mod;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (!value || mod == ended_mod || open_session(t, key, value, &s) < 0) {
+		return 0;
+	}
+	if (!session_usable(t, s) || !newer(s, current)) {
+		auth_session_free(s);
+		return 0;
+	}
+	pthread_mutex_lock(&t->lock);
+	if (t->fleet && mod > t->fleet->mod_rev) {
+		t->fleet->mod_rev = mod;
+	}
+	pthread_mutex_unlock(&t->lock);
+	*ret = s;
+	return 1;
+}
+
+/* This node's place among the nodes that may renew t: a stable delay, so
+ * that one node renews and the others adopt what it publishes. */
+static double stagger(const struct fleet *f, const char *key)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = f->node; *p; p++) {
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	}
+	for (const char *p = key; *p; p++) {
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	}
+	return (double)(h % STAGGER_MS) / 1000;
+}
+
+/* Someone else holds t's lock, as far as the watch knows. */
+static bool locked_elsewhere(struct fleet *f, struct auth_target *t)
+{
+	bool r;
+
+	pthread_mutex_lock(&t->lock);
+	r = t->fleet && t->fleet->holder[0] && strcmp(t->fleet->holder, f->node) != 0;
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+static uint64_t target_events(struct auth_target *t)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&t->lock);
+	n = t->fleet ? t->fleet->events : 0;
+	pthread_mutex_unlock(&t->lock);
+	return n;
 }
 
 int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct auth_session *current,
@@ -517,14 +599,25 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 	if (r < 0) {
 		return r;
 	}
-	for (;;) {
-		uint64_t seen;
+	/* A renewal ahead of time (no reader waits): the nodes take turns. */
+	if (current && session_usable(t, current)) {
+		double until = now_mono() + stagger(f, key);
+		uint64_t seen = target_events(t);
+		while (wait_target(f, t, seen, until < ctx->deadline ? until : ctx->deadline)) {
+			if (from_watch(t, key, current, ended_mod, ret_shared) == 1) {
+				return 1;
+			}
+			seen = target_events(t);
+		}
+	}
+	for (bool woken = false;;) {
+		uint64_t seen = target_events(t);
 		int64_t mod = 0, lock_rev = 0;
 		char err[256] = "";
 
-		pthread_mutex_lock(&f->lock);
-		seen = f->events;
-		pthread_mutex_unlock(&f->lock);
+		if (woken && locked_elsewhere(f, t)) {
+			goto wait; /* the holder will publish: nothing to ask etcd yet */
+		}
 		r = look(t, ctx, key, current, ended_mod, &mod, ret_shared);
 		if (r == 1) {
 			pthread_mutex_lock(&t->lock);
@@ -555,12 +648,16 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 			f->lock_waits++;
 			pthread_mutex_unlock(&f->lock);
 		}
+wait:
 		if (now_mono() >= ctx->deadline) {
-			r = auth_ctx_fail(ctx, -ETIMEDOUT, "timed out waiting for node %s to log in for the fleet",
-					  t->fleet->holder[0] ? t->fleet->holder : "(another)");
+			r = auth_ctx_fail(ctx, -ETIMEDOUT, "timed out waiting for another node to log in for the fleet");
 			break;
 		}
-		wait_event(f, seen, ctx->deadline);
+		woken = wait_target(f, t, seen, now_mono() + WAIT_SLICE < ctx->deadline ? now_mono() + WAIT_SLICE
+											 : ctx->deadline);
+		if (woken && (r = from_watch(t, key, current, ended_mod, ret_shared)) == 1) {
+			break;
+		}
 	}
 	if (waited) {
 		pthread_mutex_lock(&f->lock);
@@ -613,6 +710,64 @@ static void release(struct auth_target *t, const char *lock_key, int64_t lock_re
 		       REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) == 0) {
 		json_decref(reply);
 	}
+}
+
+/* Our lock lapsed and another node took over: end our new session (a BMC
+ * slot) and use the one the fleet has, or waits for, instead. theirs: the
+ * published value the fenced txn found (a reference taken over), or NULL. */
+static int fenced_off(struct auth_target *t, struct auth_ctx *ctx, const char *key, json_t *theirs,
+		      struct auth_session **fresh, bool *is_login)
+{
+	struct auth_session *shared = NULL;
+	int64_t lock_rev = 0;
+	bool leading = false;
+	int r;
+
+	log_info("%s/%s: another node took over the fleet lock; ending this node's new session", t->provider->name,
+		 t->name);
+	if (*fresh && *is_login && t->provider->logout(ctx, *fresh) < 0) {
+		log_warning("%s/%s: failed to end the session: %s", t->provider->name, t->name, ctx->error);
+	}
+	auth_session_free(TAKE_PTR(*fresh));
+	*is_login = false;
+	if (theirs) {
+		r = open_session(t, key, json_string_value(json_object_get(theirs, "value")) ?: "", &shared);
+		pthread_mutex_lock(&t->lock);
+		if (t->fleet) {
+			t->fleet->mod_rev = etcd_int(theirs, "mod_revision");
+		}
+		pthread_mutex_unlock(&t->lock);
+		json_decref(theirs);
+		if (r < 0) {
+			return auth_ctx_fail(ctx, -EBADMSG, "the fleet's session for this target does not decrypt with key_file");
+		}
+		*fresh = shared;
+		return 0;
+	}
+	/* Not published yet: wait for it like any other node. */
+	r = fleet_flight_begin(t, ctx, NULL, &shared);
+	if (r == 1) {
+		*fresh = shared;
+		return 0;
+	}
+	if (r == 0) {
+		pthread_mutex_lock(&t->lock);
+		if (t->fleet && t->fleet->leading) {
+			leading = true;
+			t->fleet->leading = false;
+			lock_rev = t->fleet->lock_rev;
+		}
+		pthread_mutex_unlock(&t->lock);
+		if (leading) {
+			char *lock_key = NULL;
+			if (asprintf(&lock_key, "%s/lock", key) >= 0) {
+				release(t, lock_key, lock_rev);
+				free(lock_key);
+			}
+		}
+		r = auth_ctx_fail(ctx, -EAGAIN, "lost the fleet lock while logging in, and nobody published: try again");
+	}
+	return r;
 }
 
 int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const struct auth_session *current,
@@ -669,32 +824,10 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 		t->fleet->mod_rev = rev;
 	}
 	pthread_mutex_unlock(&t->lock);
-	if (p == 1 || !theirs) {
-		return r; /* published, or nothing to adopt instead: keep ours */
+	if (p == 1) {
+		return r;
 	}
-	/* Another node took over (our lock lapsed): end ours, use theirs. */
-	log_info("%s/%s: another node published first; ending this node's session", t->provider->name, t->name);
-	if (*fresh && *is_login) {
-		t->provider->logout(ctx, *fresh);
-	}
-	{
-		struct auth_session *shared = NULL;
-		if (open_session(t, key, json_string_value(json_object_get(theirs, "value")) ?: "", &shared) < 0) {
-			json_decref(theirs);
-			auth_session_free(TAKE_PTR(*fresh));
-			return auth_ctx_fail(ctx, -EBADMSG, "the fleet's session for this target does not decrypt with key_file");
-		}
-		pthread_mutex_lock(&t->lock);
-		if (t->fleet) {
-			t->fleet->mod_rev = etcd_int(theirs, "mod_revision");
-		}
-		pthread_mutex_unlock(&t->lock);
-		auth_session_free(*fresh);
-		*fresh = shared;
-		*is_login = false;
-	}
-	json_decref(theirs);
-	return r;
+	return fenced_off(t, ctx, key, theirs, fresh, is_login);
 }
 
 void fleet_session_ended(struct auth_target *t)
@@ -943,6 +1076,14 @@ static void apply(struct fleet *f, const char *key, const char *value_b64, bool 
 		after = t->id;
 		pthread_mutex_lock(&t->lock);
 		ft = t->fleet;
+		if (ft && (strcmp(ft->key, key) == 0 || strcmp(ft->lock_key, key) == 0)) {
+			ft->events++;
+		}
+		if (ft && strcmp(ft->key, key) == 0 && rev >= ft->seen_mod) {
+			free(ft->seen_value);
+			ft->seen_value = !deleted && value_b64 ? strdup(value_b64) : NULL;
+			ft->seen_mod = rev;
+		}
 		if (f->share_credentials && !deleted && value_b64 && is_credentials_key(f, t, key)) {
 			adopt_credentials(t, key, value_b64);
 		} else if (ft && strcmp(ft->lock_key, key) == 0) {

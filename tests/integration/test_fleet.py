@@ -359,3 +359,26 @@ def test_credentials_not_shared_by_default(aos_mock, fleet, etcd):
     assert not any("/c/" in k for k in etcd.get_prefix())
     time.sleep(0.5)
     assert_errno(nodes[1].read_err("aos/lab/token"), errno.ENOKEY)
+
+
+def test_fenced_off_winner_ends_its_own_session(aos_mock, fleet, etcd):
+    aos_mock.delay = 2
+    nodes = fleet(aos_section(aos_mock, "lab"), n=2, timeout=20)
+    results = {}
+
+    def read(i):
+        results[i] = nodes[i].read("aos/lab/token")
+    first = threading.Thread(target=read, args=(0,))
+    first.start()
+    assert wait_until(lambda: aos_mock.logins == 1, 5)
+    (lock,) = [k for k in etcd.get_prefix() if k.endswith("/lock")]
+    # As if node0's lease had lapsed: node1 takes over while node0 logs in.
+    etcd.call("kv/deleterange", {"key": etcdh.b64(lock)})
+    second = threading.Thread(target=read, args=(1,))
+    second.start()
+    first.join(25)
+    second.join(25)
+    assert results.get(0) and results[0] == results.get(1), results
+    assert aos_mock.logins == 2 and aos_mock.logouts == 1, "node0 ended the session it could not publish"
+    live = [rec.token for rec in aos_mock.tokens if aos_mock.is_live(rec.token)]
+    assert live == [results[0]], "only the published session is left on the server"
