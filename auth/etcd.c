@@ -4,11 +4,13 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "etcd.h"
 #include "log.h"
 
 #define TRY_TIMEOUT_MS 3000 /* one endpoint; a member without quorum hangs until its own timeout */
+#define RETRY_PAUSE_MS 200  /* between rounds over every endpoint */
 
 struct etcd {
 	struct etcd_settings s;
@@ -265,11 +267,16 @@ int etcd_call(struct etcd *e, const char *path, json_t *body, long timeout_ms, j
 	pthread_mutex_lock(&e->lock);
 	first = e->current;
 	pthread_mutex_unlock(&e->lock);
-	for (size_t i = 0; i < e->s.n_endpoints; i++) {
+	/* Every member in turn, again and again until the deadline: a leader
+	 * election takes a second or two. */
+	for (size_t i = 0;; i++) {
 		size_t ep = (first + i) % e->s.n_endpoints;
 		long left = (long)((deadline - now_mono()) * 1000);
 		if (left <= 0) {
 			break;
+		}
+		if (i > 0 && ep == first) {
+			usleep(RETRY_PAUSE_MS * 1000);
 		}
 		r = try_endpoint(e, ep, path, text, left < TRY_TIMEOUT_MS ? left : TRY_TIMEOUT_MS, ret, err, err_size);
 		if (r != -EHOSTDOWN) {

@@ -20,7 +20,10 @@
 
 #define REQUEST_TIMEOUT_MS 5000
 #define WAIT_SLICE 2.0        /* seconds a lock waiter waits for the watch before it looks itself */
-#define STAGGER_MS 1000       /* renewals: nodes start up to this much apart, by a hash of node and key */
+#define TURN_MAX 5            /* seconds between the renewal turns of two nodes, at most */
+#define NODES_MAX 1024
+#define TAKE_FLAG(b) ({ bool _b = (b); (b) = false; _b; })
+#define TAKE_INT(i) ({ __typeof__(i) _i = (i); (i) = 0; _i; })
 #define RECONNECT_MAX 5       /* seconds between watch reconnects, at most */
 
 enum store_down_mode { DOWN_STALE, DOWN_LOCAL, DOWN_FAIL };
@@ -55,6 +58,8 @@ struct fleet {
 	double lock_wait_seconds;
 	uint64_t watch_reconnects;
 	uint64_t keepalives;
+	char **nodes;          /* live nodes, as the watch sees nodes/ */
+	size_t n_nodes;
 };
 
 struct fleet_target {
@@ -64,6 +69,7 @@ struct fleet_target {
 	int64_t lock_rev;      /* our lock's create revision while leading */
 	int64_t ended_mod;     /* the value this node ended (rm token): never adopted again */
 	bool leading;
+	bool checking;         /* a check of a session not yet due for renewal: no lock */
 	char holder[64];       /* node holding the lock, as the watch last saw */
 	uint64_t events;       /* watch events on its keys */
 	char *seen_value;      /* the value the watch last delivered (base64, sealed), or NULL */
@@ -453,10 +459,11 @@ static int look(struct auth_target *t, struct auth_ctx *ctx, const char *key, co
 /* The lock txn: create it under our lease if absent and nobody published
  * since mod. 1 when taken (*ret_rev: its revision), 0 when not. */
 static int take_lock(struct auth_target *t, const char *lock_key, const char *key, int64_t mod, int64_t *ret_rev,
-		     char *err, size_t size)
+		     json_t **ret_kv, char *err, size_t size)
 {
 	struct fleet *f = fleet_of(t);
 	_cleanup_free_ char *k = etcd_b64(lock_key, strlen(lock_key)), *v = etcd_b64(f->node, strlen(f->node));
+	_cleanup_free_ char *vk = etcd_b64(key, strlen(key));
 	json_t *reply = NULL, *body;
 	char lease[24];
 	int r;
@@ -469,15 +476,23 @@ static int take_lock(struct auth_target *t, const char *lock_key, const char *ke
 		snprintf(err, size, "no lease from etcd yet");
 		return -EHOSTDOWN;
 	}
-	body = json_pack("{s:[o,o], s:[{s:{s:s, s:s, s:s}}]}", "compare", compare(lock_key, "CREATE", "create_revision", 0),
-			 compare(key, "MOD", "mod_revision", mod), "success", "request_put", "key", k, "value", v, "lease",
-			 lease);
+	if (!vk) {
+		return -ENOMEM;
+	}
+	/* Failing, it reads the value: whoever changed it, this node adopts it. */
+	body = json_pack("{s:[o,o], s:[{s:{s:s, s:s, s:s}}], s:[{s:{s:s}}]}", "compare",
+			 compare(lock_key, "CREATE", "create_revision", 0), compare(key, "MOD", "mod_revision", mod),
+			 "success", "request_put", "key", k, "value", v, "lease", lease, "failure", "request_range", "key", vk);
 	r = call(f, "kv/txn", body, REQUEST_TIMEOUT_MS, &reply, err, size);
 	if (r < 0) {
 		return r;
 	}
 	r = json_is_true(json_object_get(reply, "succeeded"));
 	*ret_rev = etcd_int(json_object_get(reply, "header"), "revision");
+	if (!r) {
+		*ret_kv = json_incref(first_kv(json_object_get(json_array_get(json_object_get(reply, "responses"), 0),
+							     "response_range")));
+	}
 	json_decref(reply);
 	return r;
 }
@@ -538,21 +553,6 @@ static int from_watch(struct auth_target *t, const char *key, const struct auth_
 	return 1;
 }
 
-/* This node's place among the nodes that may renew t: a stable delay, so
- * that one node renews and the others adopt what it publishes. */
-static double stagger(const struct fleet *f, const char *key)
-{
-	uint32_t h = 2166136261u;
-
-	for (const char *p = f->node; *p; p++) {
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	}
-	for (const char *p = key; *p; p++) {
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	}
-	return (double)(h % STAGGER_MS) / 1000;
-}
-
 /* Someone else holds t's lock, as far as the watch knows. */
 static bool locked_elsewhere(struct fleet *f, struct auth_target *t)
 {
@@ -581,7 +581,7 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 	_cleanup_free_ char *key = NULL, *lock_key = NULL;
 	double started = now_mono();
 	bool waited = false;
-	int64_t ended_mod = 0;
+	int64_t ended_mod = 0, known_mod;
 	int r;
 
 	if (!f) {
@@ -599,35 +599,66 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 	if (r < 0) {
 		return r;
 	}
-	/* A renewal ahead of time (no reader waits): the nodes take turns. */
-	if (current && session_usable(t, current)) {
-		double until = now_mono() + stagger(f, key);
-		uint64_t seen = target_events(t);
-		while (wait_target(f, t, seen, until < ctx->deadline ? until : ctx->deadline)) {
-			if (from_watch(t, key, current, ended_mod, ret_shared) == 1) {
-				return 1;
-			}
-			seen = target_events(t);
-		}
+	/* The watch may have brought a newer session already. */
+	if (from_watch(t, key, current, ended_mod, ret_shared) == 1) {
+		return 1;
 	}
-	for (bool woken = false;;) {
+	/* Checking a session that is not due for renewal changes nothing the
+	 * fleet shares: no lock (only a new login, if the check fails, is
+	 * published, see fleet_flight_end). */
+	pthread_mutex_lock(&t->lock);
+	t->fleet->checking = current && session_usable(t, current) && t->provider->refresh &&
+			     !t->provider->renews_in_place && !(t->expiry_due && now_real() >= t->expiry_due);
+	r = t->fleet->checking;
+	pthread_mutex_unlock(&t->lock);
+	if (r) {
+		return 0;
+	}
+	pthread_mutex_lock(&t->lock);
+	known_mod = current ? t->fleet->mod_rev : 0;
+	pthread_mutex_unlock(&t->lock);
+	for (bool woken = true;;) { /* at first, trust the watch as if just woken */
 		uint64_t seen = target_events(t);
 		int64_t mod = 0, lock_rev = 0;
+		json_t *kv = NULL;
 		char err[256] = "";
 
 		if (woken && locked_elsewhere(f, t)) {
 			goto wait; /* the holder will publish: nothing to ask etcd yet */
 		}
-		r = look(t, ctx, key, current, ended_mod, &mod, ret_shared);
-		if (r == 1) {
-			pthread_mutex_lock(&t->lock);
-			t->fleet->mod_rev = mod > t->fleet->mod_rev ? mod : t->fleet->mod_rev;
-			pthread_mutex_unlock(&t->lock);
+		if (known_mod > 0) {
+			/* Renewing what this node has: the lock txn checks that the
+			 * value is still that one (no read first). */
+			mod = TAKE_INT(known_mod);
+		} else {
+			r = look(t, ctx, key, current, ended_mod, &mod, ret_shared);
+			if (r == 1) {
+				pthread_mutex_lock(&t->lock);
+				t->fleet->mod_rev = mod > t->fleet->mod_rev ? mod : t->fleet->mod_rev;
+				pthread_mutex_unlock(&t->lock);
+			}
+			if (r != 0) {
+				break;
+			}
 		}
-		if (r != 0) {
-			break;
+		r = take_lock(t, lock_key, key, mod, &lock_rev, &kv, err, sizeof(err));
+		if (r == 0 && kv) {
+			int64_t kv_mod = etcd_int(kv, "mod_revision");
+			struct auth_session *s = NULL;
+			if (kv_mod != mod && kv_mod != ended_mod &&
+			    open_session(t, key, json_string_value(json_object_get(kv, "value")) ?: "", &s) == 0 &&
+			    session_usable(t, s) && newer(s, current)) {
+				pthread_mutex_lock(&t->lock);
+				t->fleet->mod_rev = kv_mod > t->fleet->mod_rev ? kv_mod : t->fleet->mod_rev;
+				pthread_mutex_unlock(&t->lock);
+				json_decref(kv);
+				*ret_shared = s;
+				r = 1;
+				break;
+			}
+			auth_session_free(s);
 		}
-		r = take_lock(t, lock_key, key, mod, &lock_rev, err, sizeof(err));
+		json_decref(kv);
 		if (r < 0) {
 			r = store_failure(t, ctx, r, err);
 			r = r == 0 ? -EREMOTE : r;
@@ -770,6 +801,43 @@ static int fenced_off(struct auth_target *t, struct auth_ctx *ctx, const char *k
 	return r;
 }
 
+/* A login after a failed check (no lock held): put it if the key is still
+ * what this node last saw, else end it and use the fleet's. */
+static int publish_checked(struct auth_target *t, struct auth_ctx *ctx, const char *key, struct auth_session **fresh,
+			   bool *is_login)
+{
+	_cleanup_free_ char *value = NULL, *k = etcd_b64(key, strlen(key));
+	json_t *reply = NULL, *body, *theirs = NULL;
+	int64_t seen;
+	char err[256];
+	int r;
+
+	pthread_mutex_lock(&t->lock);
+	seen = t->fleet->mod_rev;
+	pthread_mutex_unlock(&t->lock);
+	r = seal_session(t, key, *fresh, &value);
+	if (r < 0 || !k) {
+		return r < 0 ? r : -ENOMEM;
+	}
+	body = json_pack("{s:[o], s:[{s:{s:s, s:s}}], s:[{s:{s:s}}]}", "compare", compare(key, "MOD", "mod_revision", seen),
+			 "success", "request_put", "key", k, "value", value, "failure", "request_range", "key", k);
+	if (call(fleet_of(t), "kv/txn", body, REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
+		log_warning("%s/%s: could not publish the session to the fleet: %s", t->provider->name, t->name, err);
+		return 0;
+	}
+	if (json_is_true(json_object_get(reply, "succeeded"))) {
+		pthread_mutex_lock(&t->lock);
+		t->fleet->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
+		pthread_mutex_unlock(&t->lock);
+		json_decref(reply);
+		return 0;
+	}
+	theirs = json_incref(first_kv(json_object_get(json_array_get(json_object_get(reply, "responses"), 0),
+						      "response_range")));
+	json_decref(reply);
+	return fenced_off(t, ctx, key, theirs, fresh, is_login);
+}
+
 int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const struct auth_session *current,
 		     time_t expires_at, struct auth_session **fresh, bool *is_login)
 {
@@ -778,6 +846,7 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 	const struct auth_session *s = *fresh;
 	json_t *theirs = NULL;
 	int64_t lock_rev, rev = 0;
+	bool checking = false;
 	char err[256] = "";
 	int p;
 
@@ -785,13 +854,19 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 		return r;
 	}
 	pthread_mutex_lock(&t->lock);
-	if (t->fleet && t->fleet->leading) {
+	if (t->fleet && (t->fleet->leading || t->fleet->checking)) {
 		t->fleet->leading = false;
+		checking = TAKE_FLAG(t->fleet->checking);
 		key = strdup(t->fleet->key);
 		lock_key = strdup(t->fleet->lock_key);
 	}
 	lock_rev = t->fleet ? t->fleet->lock_rev : 0;
 	pthread_mutex_unlock(&t->lock);
+	if (checking && key && lock_key) {
+		/* The check passed (nothing to tell), or failed and this node logged
+		 * in: publish that unless another node published meanwhile. */
+		return r < 0 || !*fresh ? r : publish_checked(t, ctx, key, fresh, is_login);
+	}
 	if (!key || !lock_key) {
 		return r; /* not leading: fleet store down with on_store_down = local */
 	}
@@ -1063,9 +1138,95 @@ static bool is_credentials_key(const struct fleet *f, const struct auth_target *
 	return streq_ptr(mine, key);
 }
 
+/* nodes/<node> appeared or went (f->lock held). */
+static void node_seen(struct fleet *f, const char *name, bool alive)
+{
+	for (size_t i = 0; i < f->n_nodes; i++) {
+		if (strcmp(f->nodes[i], name) == 0) {
+			if (!alive) {
+				free(f->nodes[i]);
+				f->nodes[i] = f->nodes[--f->n_nodes];
+			}
+			return;
+		}
+	}
+	if (alive && f->n_nodes < NODES_MAX) {
+		char **n = realloc(f->nodes, (f->n_nodes + 1) * sizeof(*n));
+		if (n && (n[f->n_nodes] = strdup(name))) {
+			f->nodes = n;
+			f->n_nodes++;
+		} else if (n) {
+			f->nodes = n;
+		}
+	}
+}
+
+static bool node_key(const struct fleet *f, const char *key, const char **ret_name)
+{
+	size_t len = strlen(f->root);
+
+	if (strncmp(key, f->root, len) != 0 || strncmp(key + len, "nodes/", 6) != 0) {
+		return false;
+	}
+	*ret_name = key + len + 6;
+	return true;
+}
+
+static uint32_t fnv1a(const char *a, const char *b)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = a; *p; p++) {
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	}
+	for (const char *p = b; *p; p++) {
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	}
+	return h;
+}
+
+time_t fleet_renewal_delay(struct auth_target *t, time_t due)
+{
+	struct fleet *f = fleet_of(t);
+	uint32_t mine;
+	time_t window, turn;
+	size_t rank = 0, n;
+
+	if (!f || !t->fleet || !t->session || !due) {
+		return 0;
+	}
+	/* Rendezvous hashing: every node ranks the live nodes alike for this
+	 * target; the first renews at due, the next a turn later (if the first
+	 * did not, or is not reading it), and so on. */
+	mine = fnv1a(f->node, t->fleet->key);
+	pthread_mutex_lock(&f->lock);
+	for (size_t i = 0; i < f->n_nodes; i++) {
+		uint32_t h = fnv1a(f->nodes[i], t->fleet->key);
+		if (strcmp(f->nodes[i], f->node) != 0 && (h > mine || (h == mine && strcmp(f->nodes[i], f->node) < 0))) {
+			rank++;
+		}
+	}
+	n = f->n_nodes ? f->n_nodes : 1;
+	pthread_mutex_unlock(&f->lock);
+	window = session_serve_until(t, t->session) - due;
+	turn = window / (time_t)(2 * n);
+	if (turn > TURN_MAX) {
+		turn = TURN_MAX;
+	}
+	return turn > 0 ? (time_t)rank * turn : 0;
+}
+
 /* Applies one key's new state to the target it belongs to, if any. */
 static void apply(struct fleet *f, const char *key, const char *value_b64, bool deleted, int64_t rev)
 {
+	const char *node;
+
+	if (node_key(f, key, &node)) {
+		pthread_mutex_lock(&f->lock);
+		node_seen(f, node, !deleted);
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
 	for (uint32_t after = 0;;) {
 		struct auth_target *t = auth_target_next(f->core, AUTH_ANY_PROVIDER, after);
 		struct auth_session *s = NULL;
@@ -1172,6 +1333,12 @@ static int reread(struct fleet *f, bool drop_missing)
 	}
 	rev = etcd_int(json_object_get(reply, "header"), "revision");
 	kvs = json_object_get(reply, "kvs");
+	pthread_mutex_lock(&f->lock);
+	for (size_t n = 0; n < f->n_nodes; n++) {
+		free(f->nodes[n]);
+	}
+	f->n_nodes = 0;
+	pthread_mutex_unlock(&f->lock);
 	if (drop_missing) {
 		for (uint32_t after = 0;;) {
 			struct auth_target *t = auth_target_next(f->core, AUTH_ANY_PROVIDER, after);
@@ -1269,7 +1436,9 @@ static void *watch_thread(void *userdata)
 			}
 		}
 		backoff = r < 0 ? (backoff < RECONNECT_MAX ? backoff + 1 : RECONNECT_MAX) : 0;
-		for (unsigned i = 0; i < backoff * 10 && !__atomic_load_n(&f->stopping, __ATOMIC_RELAXED); i++) {
+		/* The first retry at once (on the next member), then slower. */
+		for (unsigned i = 0; i < (backoff ? backoff - 1 : 0) * 10 && !__atomic_load_n(&f->stopping, __ATOMIC_RELAXED);
+		     i++) {
 			usleep(100 * 1000);
 		}
 	}
@@ -1335,6 +1504,10 @@ void fleet_free(struct fleet *f)
 	free(f->es.endpoints);
 	secret_free(f->etcd_password);
 	fleet_keys_free(f->keys);
+	for (size_t i = 0; i < f->n_nodes; i++) {
+		free(f->nodes[i]);
+	}
+	free(f->nodes);
 	free(f->root);
 	free(f->node);
 	free(f->node_key);

@@ -37,6 +37,9 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 		       struct auth_session **ret_shared);
 int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const struct auth_session *current,
 		     time_t expires_at, struct auth_session **fresh, bool *is_login);
+/* Renewal turns (t->lock held): how much later than due this node renews t,
+ * so that one node renews and the others adopt what it publishes. */
+time_t fleet_renewal_delay(struct auth_target *t, time_t due);
 /* rm token, rmdir: the fleet's copy goes too. */
 void fleet_session_ended(struct auth_target *t);
 /* share_credentials = true: credentials written here (normalized JSON text)

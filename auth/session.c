@@ -85,6 +85,7 @@ void session_schedule(struct auth_target *t)
 		time_t span = (due - now_real()) / 10;
 		due -= (time_t)arc4random_uniform((uint32_t)(span < margin ? span : margin) + 1);
 	}
+	due += fleet_renewal_delay(t, due);
 	__atomic_store_n(&t->refresh_due, due, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&t->core->sched_lock);
 	t->core->sched_epoch++;

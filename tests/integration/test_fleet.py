@@ -283,9 +283,11 @@ def test_three_member_cluster_quorum(aos_mock, etcd3, key_file, make_daemon):
     leader = etcd3.leader()
     assert leader
     etcd3.kill(leader)
+    time.sleep(1.5)  # an election (election timeout 1 s), and the watches move to other members
     nodes[0].unlink("aos/lab/token")
     token = nodes[1].read("aos/lab/token")
-    assert wait_until(lambda: all(d.read("aos/lab/token") == token for d in nodes), 5)
+    assert wait_until(lambda: all(d.read("aos/lab/token") == token for d in nodes), 5), \
+        ([d.read("aos/lab/token") == token for d in nodes], [status(d, "aos/lab") for d in nodes])
     assert aos_mock.logins == 2
 
     # Quorum lost: cached tokens are still served; a new login fails clearly.
