@@ -384,3 +384,15 @@ def test_fenced_off_winner_ends_its_own_session(aos_mock, fleet, etcd):
     assert aos_mock.logins == 2 and aos_mock.logouts == 1, "node0 ended the session it could not publish"
     live = [rec.token for rec in aos_mock.tokens if aos_mock.is_live(rec.token)]
     assert live == [results[0]], "only the published session is left on the server"
+
+
+def test_store_down_local_logs_in_alone(aos_mock, fleet, etcd):
+    nodes = fleet(aos_section(aos_mock, "lab"), n=2, on_store_down="local", timeout=15)
+    token = nodes[0].read("aos/lab/token")
+    etcd.stop()
+    assert nodes[0].read("aos/lab/token") == token  # cached: no etcd needed
+    local = nodes[1].read("aos/lab/token")          # a login of its own
+    assert local != token and aos_mock.logins == 2
+    st = status(nodes[1], "aos/lab")
+    assert st["fleet"]["state"] == "down_local", st
+    assert "session slots" in nodes[1].log()  # warned at start and when it happened
