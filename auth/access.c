@@ -10,12 +10,9 @@
 
 static const char *file_name(const struct auth_target *t, int f)
 {
-	for (size_t i = 0; i < t->provider->n_files; i++) {
-		if ((int)t->provider->files[i].file == f) {
-			return t->provider->files[i].name;
-		}
-	}
-	return NULL;
+	const struct auth_file_info *fi = target_file(t, (unsigned)f);
+
+	return fi ? fi->name : NULL;
 }
 
 static void apply_rule(struct file_access *a, const struct access_rule *rule)
@@ -58,9 +55,9 @@ int target_load_access(struct auth_target *t)
 {
 	const struct config *cfg = t->core->cfg;
 	_cleanup_secret_ struct secret *saved = NULL;
-	json_t *j = NULL;
+	json_auto_t *j = NULL;
 
-	for (int f = 0; f <= _AUTH_FILE_MAX; f++) {
+	for (int f = 0; f <= AUTH_FILES_MAX; f++) {
 		const char *name = f == AUTH_TARGET_DIR ? "" : file_name(t, f);
 		char path[600];
 		if (!name) {
@@ -75,14 +72,13 @@ int target_load_access(struct auth_target *t)
 	}
 	if (store_load(t->core->store, t->provider->name, t->name, "access", &saved) == 0) {
 		j = json_loadb(saved->data, saved->len, 0, NULL);
-		for (int f = 0; f <= _AUTH_FILE_MAX; f++) {
+		for (int f = 0; f <= AUTH_FILES_MAX; f++) {
 			const char *name = f == AUTH_TARGET_DIR ? "." : file_name(t, f);
 			if (name) {
 				apply_json(&t->access_saved[f], json_object_get(j, name));
 				apply_json(&t->access[f], json_object_get(j, name));
 			}
 		}
-		json_decref(j);
 	}
 	return 0;
 }
@@ -111,12 +107,12 @@ int auth_file_access(struct auth_target *t, int f, uid_t *uid, gid_t *gid, mode_
 {
 	struct file_access a;
 
-	if (f < 0 || f > _AUTH_FILE_MAX) {
+	if (f < 0 || f > AUTH_FILES_MAX) {
 		return -EINVAL;
 	}
-	pthread_mutex_lock(&t->lock);
+	pthread_mutex_lock(&t->access_lock);
 	a = t->access[f];
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&t->access_lock);
 	if (a.has_uid) {
 		*uid = a.uid;
 	}
@@ -145,14 +141,14 @@ static json_t *access_json(const struct file_access *a)
 	return j;
 }
 
-/* Saves every override of the target (lock held). */
+/* Saves every override of the target (access_lock held). */
 static int save_access(struct auth_target *t)
 {
-	json_t *j = json_object();
+	json_auto_t *j = json_object();
 	char *text;
 	int r;
 
-	for (int f = 0; f <= _AUTH_FILE_MAX; f++) {
+	for (int f = 0; f <= AUTH_FILES_MAX; f++) {
 		const char *name = f == AUTH_TARGET_DIR ? "." : file_name(t, f);
 		const struct file_access *a = &t->access_saved[f];
 		if (name && (a->has_uid || a->has_gid || a->has_mode)) {
@@ -160,7 +156,6 @@ static int save_access(struct auth_target *t)
 		}
 	}
 	text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-	json_decref(j);
 	if (!text) {
 		return -ENOMEM;
 	}
@@ -175,10 +170,10 @@ int auth_file_set_access(struct auth_target *t, int f, uid_t uid, gid_t gid, mod
 	struct file_access *a;
 	int r;
 
-	if (f < 0 || f > _AUTH_FILE_MAX) {
+	if (f < 0 || f > AUTH_FILES_MAX) {
 		return -EINVAL;
 	}
-	pthread_mutex_lock(&t->lock);
+	pthread_mutex_lock(&t->access_lock);
 	a = &t->access_saved[f];
 	old = *a;
 	if (uid != (uid_t)-1) {
@@ -201,6 +196,6 @@ int auth_file_set_access(struct auth_target *t, int f, uid_t uid, gid_t gid, mod
 					    .has_uid = a->has_uid, .has_gid = a->has_gid, .has_mode = a->has_mode };
 		apply_rule(&t->access[f], &rule);
 	}
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&t->access_lock);
 	return r;
 }

@@ -8,17 +8,19 @@
 #include "provider.h"
 #include "validate.h"
 
+enum { FILE_TOKEN, FILE_SESSION_JSON };
+
 static const struct auth_file_info aos_files[] = {
-	{ "token", AUTH_FILE_TOKEN, S_IFREG | 0400, true },
-	{ "session.json", AUTH_FILE_SESSION_JSON, S_IFREG | 0600, true },
-	{ "credentials", AUTH_FILE_CREDENTIALS, S_IFREG | 0200, false },
-	{ "status", AUTH_FILE_STATUS, S_IFREG | 0400, false },
+	{ "token", S_IFREG | 0400, AUTH_FILE_SESSION, AUTH_FILE_LOGOUT, FILE_TOKEN, NULL },
+	{ "session.json", S_IFREG | 0600, AUTH_FILE_SESSION, AUTH_FILE_RESUME, FILE_SESSION_JSON, NULL },
+	{ "credentials", S_IFREG | 0200, AUTH_FILE_CREDENTIALS, 0, 0, NULL },
+	{ "status", S_IFREG | 0400, AUTH_FILE_STATUS, 0, 0, NULL },
 };
 
 /* The server's own words from an error body, or a short excerpt of it. */
 static void server_message(const struct http_response *resp, char *buf, size_t size)
 {
-	json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
+	json_auto_t *j = json_loadb(resp->body, resp->len, 0, NULL);
 	json_t *m = json_object_get(j, "errors");
 
 	if (!m) {
@@ -27,13 +29,11 @@ static void server_message(const struct http_response *resp, char *buf, size_t s
 	if (json_is_string(m)) {
 		snprintf(buf, size, "%s", json_string_value(m));
 	} else if (m) {
-		char *dump = json_dumps(m, JSON_COMPACT);
+		_cleanup_free_ char *dump = json_dumps(m, JSON_COMPACT);
 		snprintf(buf, size, "%s", dump ? dump : "");
-		free(dump);
 	} else {
 		auth_body_excerpt(resp, buf, size);
 	}
-	json_decref(j);
 }
 
 static int fail_status(struct auth_ctx *ctx, const char *what, const struct http_response *resp)
@@ -92,7 +92,7 @@ static int session_from_token(const char *token, struct auth_session **ret)
 /* 2xx with {"token","id"}: a session; else the server's error in words. */
 int aos_login_reply(struct auth_ctx *ctx, const struct http_response *resp, struct auth_session **ret)
 {
-	json_t *reply = NULL;
+	json_auto_t *reply = NULL;
 	const char *token;
 	int r;
 
@@ -112,7 +112,6 @@ int aos_login_reply(struct auth_ctx *ctx, const struct http_response *resp, stru
 	} else {
 		r = session_from_token(token, ret);
 	}
-	json_decref(reply);
 	return r;
 }
 
@@ -120,12 +119,10 @@ static int aos_login(struct auth_ctx *ctx, struct auth_session **ret)
 {
 	struct http_response resp = { 0 };
 	_cleanup_erase_ char *body = NULL;
-	json_t *req;
+	json_auto_t *req = json_pack("{s:s, s:s}", "username", ctx->user, "password", secret_str(ctx->password));
 	int r;
 
-	req = json_pack("{s:s, s:s}", "username", ctx->user, "password", secret_str(ctx->password));
 	body = req ? json_dumps(req, JSON_COMPACT) : NULL;
-	json_decref(req);
 	if (!body) {
 		return -ENOMEM;
 	}
@@ -148,8 +145,10 @@ static int aos_validate(struct auth_ctx *ctx, const struct auth_session *s, time
 			r = -ESTALE; /* this token is dead; the credentials may be fine */
 		}
 	}
-	*ret_expires_at = 0;
 	http_response_done(&resp);
+	if (r == 0) {
+		*ret_expires_at = 0;
+	}
 	return r;
 }
 
@@ -180,29 +179,30 @@ static int aos_session_save(const struct target_info *info, const struct auth_se
 	return auth_json_secret(session_json(info, s), JSON_COMPACT, ret);
 }
 
-static int aos_render(const struct target_info *info, const struct auth_session *s, enum auth_file f,
+static int aos_render(const struct target_info *info, const struct auth_session *s, const struct auth_file_info *f,
 		      struct auth_blob **ret)
 {
 	_cleanup_secret_ struct secret *text = NULL;
+	struct auth_blob *b;
 	int r;
 
-	switch (f) {
-	case AUTH_FILE_TOKEN:
+	if (f->id == FILE_TOKEN) {
 		if (!validate_token(secret_str(s->token))) {
 			return -EBADMSG; /* never reached: checked when stored */
 		}
-		*ret = auth_blob_new(s->token->data, s->token->len);
-		return *ret ? 0 : -ENOMEM;
-	case AUTH_FILE_SESSION_JSON:
+		b = auth_blob_new(s->token->data, s->token->len);
+	} else {
 		r = aos_session_save(info, s, &text);
 		if (r < 0) {
 			return r;
 		}
-		*ret = auth_blob_new_line(text->data);
-		return *ret ? 0 : -ENOMEM;
-	default:
-		return -EINVAL;
+		b = auth_blob_new_line(text->data);
 	}
+	if (!b) {
+		return -ENOMEM;
+	}
+	*ret = b;
+	return 0;
 }
 
 /* {"server","port","token"} (aos-pyez Session.session); server and port, when
@@ -210,35 +210,65 @@ static int aos_render(const struct target_info *info, const struct auth_session 
 static int aos_session_load(const struct target_info *info, const char *text, size_t len,
 			    struct auth_session **ret)
 {
-	json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+	json_auto_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
 	json_t *server = json_object_get(j, "server"), *port = json_object_get(j, "port");
 	const char *token = json_string_value(json_object_get(j, "token"));
-	int r = -EINVAL;
 
 	if (!json_is_object(j) || !validate_token(token)) {
-		goto out;
+		return -EINVAL;
 	}
 	if (server && (!json_is_string(server) || strcmp(json_string_value(server), info->host) != 0)) {
-		goto out;
+		return -EINVAL;
 	}
 	if (port && !(json_is_integer(port) && json_integer_value(port) == info->port) &&
 	    !(json_is_string(port) && atol(json_string_value(port)) == (long)info->port)) {
-		goto out;
+		return -EINVAL;
 	}
-	r = session_from_token(token, ret);
-out:
-	json_decref(j);
-	return r;
+	return session_from_token(token, ret);
+}
+
+/* The server the AOS tools' environment names (aos-pyez: AOS_SERVER,
+ * AOS_SERVER_PORT, AOS_USER, AOS_PASSWD, AOS_SESSION_TOKEN). */
+static int aos_discover(struct auth_found **ret, size_t *ret_n)
+{
+	struct auth_found *f;
+	const char *server = getenv("AOS_SERVER"), *v;
+	long port = 0;
+
+	if (!server || !*server) {
+		*ret = NULL;
+		*ret_n = 0;
+		return 0;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f || !(f->name = strdup(server))) {
+		free(f);
+		return -ENOMEM;
+	}
+	if ((v = getenv("AOS_SERVER_PORT")) && parse_int(v, 1, 65535, &port) == 0) {
+		f->port = (unsigned)port;
+	}
+	if ((v = getenv("AOS_USER")) && getenv("AOS_PASSWD")) {
+		f->user = strdup(v);
+		f->password = secret_new_str(getenv("AOS_PASSWD"));
+	}
+	if ((v = getenv("AOS_SESSION_TOKEN"))) {
+		json_auto_t *j = json_pack("{s:s}", "token", v);
+		auth_json_secret(json_incref(j), JSON_COMPACT, &f->session);
+	}
+	*ret = f;
+	*ret_n = 1;
+	return 0;
 }
 
 const struct auth_provider aos_provider = {
 	.name = "aos",
 	.files = aos_files,
 	.n_files = ELEMENTSOF(aos_files),
+	.features = AUTH_PROVIDER_HOST_NAMES, /* no LOGOUT_ON_EXIT: the saved session is resumed after a restart */
 	.default_port = 443,
-	.default_logout_on_exit = false, /* the saved session is resumed after a restart */
-	.credentials_hint = "write user:password to credentials, or set user and password (or password_file, password_env) in the config",
 	.min_validity = 2,
+	.credentials_hint = "write user:password to credentials, or set user and password (or password_file, password_env) in the config",
 	.login = aos_login,
 	.validate = aos_validate,
 	.refresh = aos_validate, /* a 401 for a live token (server restart): log in again */
@@ -246,4 +276,5 @@ const struct auth_provider aos_provider = {
 	.render = aos_render,
 	.session_save = aos_session_save,
 	.session_load = aos_session_load,
+	.discover = aos_discover,
 };

@@ -11,25 +11,36 @@
 #include "config.h"
 #include "store.h"
 
-enum auth_file {
-	AUTH_FILE_TOKEN,
-	AUTH_FILE_SESSION_JSON,
-	AUTH_FILE_CREDENTIALS,
-	AUTH_FILE_STATUS,
-	AUTH_FILE_SESSIONS_DIR,
-	AUTH_FILE_CREDS_JSON,
-	AUTH_FILE_ENV,
-	AUTH_FILE_MFA,
-	_AUTH_FILE_MAX,
+/* A file of a target directory, as its provider's file table describes it.
+ * The core and fs/ know a file by its index in that table and by its role;
+ * only the provider knows what its session files hold. */
+enum auth_file_role {
+	AUTH_FILE_SESSION,     /* read: rendered from the session by the provider (may log in) */
+	AUTH_FILE_STATUS,      /* read: the target's state, rendered by the core from memory */
+	AUTH_FILE_CREDENTIALS, /* write: credentials (the provider's parse_credentials), saved */
+	AUTH_FILE_ONE_TIME,    /* write: a value the next login uses once (a one-time code) */
+	AUTH_FILE_SESSIONS,    /* directory: the sessions on the server (sessions_* hooks) */
 };
 
-/* What a target directory holds, per provider. */
+/* Flags of a file. */
+#define AUTH_FILE_RESUME (1u << 0) /* a write is a session to resume (session_load, then validate) */
+#define AUTH_FILE_LOGOUT (1u << 1) /* rm logs out and drops the session */
+
+/* One line of a provider's file table. */
 struct auth_file_info {
 	const char *name;
-	enum auth_file file;
-	mode_t mode;       /* S_IFREG|0400, S_IFREG|0200, S_IFDIR|0500, ... */
-	bool from_session; /* content derives from the session (cacheable, invalidated on change) */
+	mode_t mode;   /* S_IFREG|0400, S_IFREG|0200, S_IFDIR|0500, ... */
+	enum auth_file_role role;
+	unsigned flags;
+	int id;        /* the provider's own tag for the file, for its render() */
+	/* Optional: a write in progress is 0 when complete and valid, -ENODATA
+	 * when more data may make it valid, -EINVAL when nothing can. Without
+	 * it, the core's check for the role (credentials, resume) applies. */
+	int (*check)(const char *data, size_t len);
 };
+
+/* Files per provider: inode numbers leave room for this many. */
+#define AUTH_FILES_MAX 15
 
 #define AUTH_WRITE_MAX (64 * 1024)
 
@@ -51,10 +62,12 @@ void auth_blob_unref(struct auth_blob *b);
 struct auth_core;
 struct auth_target;
 
+/* Once per process: makes jansson, libxml2 and libcurl wipe what they free,
+ * starts HTTP, and loads the targets. */
 int auth_core_new(const struct config *cfg, struct store *store, struct auth_core **ret);
-int auth_core_start(struct auth_core *core); /* background refresh */
+int auth_core_start(struct auth_core *core); /* HTTP's worker and background refresh */
 void auth_core_stop(struct auth_core *core);  /* stops it; before what it notifies goes away */
-void auth_core_free(struct auth_core *core); /* stops, logs out where asked to */
+void auth_core_free(struct auth_core *core); /* stops, logs out where asked to, ends HTTP */
 
 /* Called after a target's session changed (outside any lock): the FUSE layer
  * invalidates the kernel's cached pages of that target's files. */
@@ -64,8 +77,11 @@ void auth_core_set_notify(struct auth_core *core, void (*fn)(void *userdata, uin
 size_t auth_provider_count(void);
 const char *auth_provider_name(size_t provider);
 int auth_provider_index(const char *name); /* -ENOENT if unknown */
+/* The ranges of a provider's numeric settings, for config_load(); NULL if none. */
+const struct config_range *auth_config_ranges(const char *provider);
 const struct auth_file_info *auth_provider_files(size_t provider, size_t *ret_n);
-const struct auth_file_info *auth_provider_file(size_t provider, const char *name);
+/* The file named name, and its index in the table in *ret_index; NULL if none. */
+const struct auth_file_info *auth_provider_file(size_t provider, const char *name, unsigned *ret_index);
 
 /* Registry. Returned targets carry a reference; drop it with auth_target_unref(). */
 struct auth_target *auth_target_lookup(struct auth_core *core, size_t provider, const char *name);
@@ -78,25 +94,26 @@ uint32_t auth_target_id(const struct auth_target *t);
 const char *auth_target_name(const struct auth_target *t);
 size_t auth_target_provider(const struct auth_target *t);
 
-/* mkdir and rmdir. Names: host, host:port or [v6]:port. */
+/* mkdir and rmdir. Any valid name; for providers whose targets are hosts
+ * (AUTH_PROVIDER_HOST_NAMES) also host, host:port or [v6]:port. */
 int auth_target_create(struct auth_core *core, size_t provider, const char *name, struct auth_target **ret);
 int auth_target_destroy(struct auth_core *core, size_t provider, const char *name);
 /* -EINVAL or -ENAMETOOLONG for a name that cannot be a target. */
 int auth_name_valid(const char *name);
 
-/* Files. read may log in (waits at most `timeout`); peek never touches the network
+/* Files, by their index in the provider's table. read may log in (waits at most `timeout`); peek never touches the network
  * and returns -ENODATA when there is no session, -EAGAIN when the session is due
  * for renewal. */
-int auth_file_read(struct auth_target *t, enum auth_file f, struct auth_blob **ret);
-int auth_file_peek(struct auth_target *t, enum auth_file f, struct auth_blob **ret);
-/* A write in progress: 0 when data is a complete, well-formed value of f,
- * -ENODATA when it is not yet but more data may make it one (JSON cut short,
- * a line still being written), -EINVAL when nothing can, -EFBIG when too large. */
-int auth_file_check(struct auth_target *t, enum auth_file f, const char *data, size_t len);
-int auth_file_write(struct auth_target *t, enum auth_file f, const char *data, size_t len);
-int auth_file_unlink(struct auth_target *t, enum auth_file f);
+int auth_file_read(struct auth_target *t, unsigned f, struct auth_blob **ret);
+int auth_file_peek(struct auth_target *t, unsigned f, struct auth_blob **ret);
+/* A write of what a program wrote so far. -ENODATA (nothing applied) when
+ * data is no complete value yet but more may make it one (JSON cut short, a
+ * line still being written); with final (the writer closes), that is
+ * -EINVAL, as is anything more can't mend. */
+int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t len, bool final);
+int auth_file_unlink(struct auth_target *t, unsigned f);
 
-/* Sessions on the server (Redfish sessions/): ids, one entry, delete. Deleting
+/* Sessions on the server (an AUTH_FILE_SESSIONS directory): ids, one entry, delete. Deleting
  * one that is already gone succeeds. */
 int auth_sessions_list(struct auth_target *t, char ***ret_ids, size_t *ret_n);
 int auth_sessions_read(struct auth_target *t, const char *id, struct auth_blob **ret);
@@ -107,10 +124,10 @@ char *auth_sessions_id(struct auth_target *t, unsigned slot);
 bool auth_session_id_valid(const char *id);
 void auth_strv_free(char **v, size_t n);
 
-/* Owner and mode of a target's files (f) or its directory (f = _AUTH_FILE_MAX):
+/* Owner and mode of a target's files (f) or its directory (f = AUTH_TARGET_DIR):
  * from chown/chmod (saved in the state dir), else the config's [access]
  * section. Fields not set there are left as they are. */
-#define AUTH_TARGET_DIR _AUTH_FILE_MAX
+#define AUTH_TARGET_DIR AUTH_FILES_MAX
 int auth_file_access(struct auth_target *t, int f, uid_t *uid, gid_t *gid, mode_t *mode);
 /* chown/chmod: (uid_t)-1, (gid_t)-1, (mode_t)-1 leave a field unchanged. */
 int auth_file_set_access(struct auth_target *t, int f, uid_t uid, gid_t gid, mode_t mode);

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "auth.h"
 #include "awsfiles.h"
+#include "provider.h"
 
 #define AWS_FILE_MAX (1024 * 1024)
 

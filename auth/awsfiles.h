@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "secret.h"
+#include "provider.h"
 
 /* As libinih's handler: nonzero to go on. */
 typedef int (*aws_ini_handler)(void *userdata, const char *section, const char *key, const char *value);

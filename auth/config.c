@@ -201,13 +201,34 @@ static const struct numeric_key {
 	{ "sessionfs", "check_interval", 1, 86400 },
 	{ NULL, "timeout", 1, 3600 },
 	{ NULL, "port", 1, 65535 },
-	{ "sts", "duration_seconds", 900, 129600 }, /* GetSessionToken's range */
 	{ "fleet", "lock_ttl", 2, 600 },
 };
 
+/* A provider's own ranges (c->ranges), for keys of its sections. */
+static const struct config_range *provider_range(const struct config *c, const char *provider, const char *key)
+{
+	const struct config_range *r = c->ranges ? c->ranges(provider) : NULL;
+
+	for (; r && r->key; r++) {
+		if (strcmp(r->key, key) == 0) {
+			return r;
+		}
+	}
+	return NULL;
+}
+
 static int check_numeric(struct config *c, const char *provider, const char *key, const char *value)
 {
+	const struct config_range *range = strcmp(provider, "sessionfs") ? provider_range(c, provider, key) : NULL;
 	long v;
+
+	if (range && parse_int(value, range->min, range->max, &v) < 0) {
+		if (!c->error[0]) {
+			snprintf(c->error, sizeof(c->error), "%s = %s: expected a whole number from %ld to %ld", key,
+				 value, range->min, range->max);
+		}
+		return -EINVAL;
+	}
 
 	for (size_t i = 0; i < ELEMENTSOF(numeric_keys); i++) {
 		const struct numeric_key *k = &numeric_keys[i];
@@ -347,23 +368,25 @@ static int config_finish(struct config *c, int line, const char *origin, struct 
 	return 0;
 }
 
-int config_parse_string(const char *text, struct config **ret)
+int config_parse_string(const char *text, config_ranges_fn ranges, struct config **ret)
 {
 	struct config *c = config_new();
 
 	if (!c) {
 		return -ENOMEM;
 	}
+	c->ranges = ranges;
 	return config_finish(c, ini_parse_string(text, on_line, c), "string", ret);
 }
 
-int config_load(const char *path, struct config **ret)
+int config_load(const char *path, config_ranges_fn ranges, struct config **ret)
 {
 	struct config *c = config_new();
 
 	if (!c) {
 		return -ENOMEM;
 	}
+	c->ranges = ranges;
 	if (!path) {
 		*ret = c;
 		return 0;
@@ -399,6 +422,7 @@ int read_secret_file(const char *path, struct secret **ret)
 {
 	_cleanup_free_ char *real = NULL;
 	char buf[65536];
+	struct secret *s;
 	struct stat st;
 	ssize_t n;
 	int fd;
@@ -429,9 +453,23 @@ int read_secret_file(const char *path, struct secret **ret)
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
 		n--;
 	}
-	*ret = secret_new(buf, (size_t)n);
+	s = secret_new(buf, (size_t)n);
 	OPENSSL_cleanse(buf, sizeof(buf));
-	return *ret ? 0 : -ENOMEM;
+	if (!s) {
+		return -ENOMEM;
+	}
+	*ret = s;
+	return 0;
+}
+
+/* s (NULL: out of memory) into *ret, which is written only on success. */
+static int secret_take(struct secret *s, struct secret **ret)
+{
+	if (!s) {
+		return -ENOMEM;
+	}
+	*ret = s;
+	return 0;
 }
 
 /* prefix "password" → password, password_file, password_env. */
@@ -441,8 +479,7 @@ int config_resolve_secret(const struct target_config *t, const char *prefix, str
 	const char *v;
 
 	if ((v = target_config_get(t, prefix))) {
-		*ret = secret_new_str(v);
-		return *ret ? 0 : -ENOMEM;
+		return secret_take(secret_new_str(v), ret);
 	}
 	snprintf(key, sizeof(key), "%s_file", prefix);
 	/* A named file or variable that is not there is an error, not "unset". */
@@ -456,8 +493,7 @@ int config_resolve_secret(const struct target_config *t, const char *prefix, str
 		if (!e) {
 			return log_error_errno(-EINVAL, "Environment variable %s named by %s is not set", v, key);
 		}
-		*ret = secret_new_str(e);
-		return *ret ? 0 : -ENOMEM;
+		return secret_take(secret_new_str(e), ret);
 	}
 	return -ENOENT;
 }

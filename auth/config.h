@@ -31,6 +31,8 @@ struct access_rule {
 	bool has_uid, has_gid, has_mode;
 };
 
+struct config_range;
+
 struct config {
 	char *state_dir;
 	int timeout;        /* seconds a read may wait for the network */
@@ -43,6 +45,7 @@ struct config {
 	struct access_rule *access;
 	size_t n_access;
 	char error[256]; /* while parsing: what is wrong with the first bad line */
+	const struct config_range *(*ranges)(const char *provider); /* while parsing */
 };
 
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/sessionfs"
@@ -50,9 +53,18 @@ struct config {
 #define CONFIG_DEFAULT_REFRESH_MARGIN 300
 #define CONFIG_DEFAULT_CHECK_INTERVAL 60
 
-/* path NULL: built-in defaults only. */
-int config_load(const char *path, struct config **ret);
-int config_parse_string(const char *text, struct config **ret);
+/* The range of a numeric setting of a provider's sections: checked while
+ * the file is read, so that an error names the line. */
+struct config_range {
+	const char *key; /* NULL ends a list */
+	long min, max;
+};
+/* The ranges of a provider's settings, or NULL (the providers' tables). */
+typedef const struct config_range *(*config_ranges_fn)(const char *provider);
+
+/* path NULL: built-in defaults only. ranges may be NULL. */
+int config_load(const char *path, config_ranges_fn ranges, struct config **ret);
+int config_parse_string(const char *text, config_ranges_fn ranges, struct config **ret);
 void config_free(struct config *c);
 
 const char *target_config_get(const struct target_config *t, const char *key);

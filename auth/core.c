@@ -2,73 +2,14 @@
  * the environment and mkdir; lookups by name and by id; rmdir. */
 #include <ctype.h>
 #include <errno.h>
+#include <jansson.h>
+#include <libxml/xmlmemory.h>
 #include <limits.h>
 #include <stdio.h>
 
+#include "http.h"
 #include "log.h"
 #include "target.h"
-
-const struct auth_provider *const auth_providers[] = {
-	&aos_provider,
-	&redfish_provider,
-	&sts_provider,
-};
-
-size_t auth_provider_count(void)
-{
-	return ELEMENTSOF(auth_providers);
-}
-
-const char *auth_provider_name(size_t provider)
-{
-	return auth_providers[provider]->name;
-}
-
-int auth_provider_index(const char *name)
-{
-	for (size_t i = 0; i < ELEMENTSOF(auth_providers); i++) {
-		if (strcmp(auth_providers[i]->name, name) == 0) {
-			return (int)i;
-		}
-	}
-	return -ENOENT;
-}
-
-const struct auth_file_info *auth_provider_files(size_t provider, size_t *ret_n)
-{
-	*ret_n = auth_providers[provider]->n_files;
-	return auth_providers[provider]->files;
-}
-
-const struct auth_file_info *auth_provider_file(size_t provider, const char *name)
-{
-	const struct auth_provider *p = auth_providers[provider];
-
-	for (size_t i = 0; i < p->n_files; i++) {
-		if (strcmp(p->files[i].name, name) == 0) {
-			return &p->files[i];
-		}
-	}
-	return NULL;
-}
-
-int auth_name_valid(const char *name)
-{
-	size_t len = strlen(name);
-
-	if (len > 255) {
-		return -ENAMETOOLONG;
-	}
-	if (len == 0 || name[0] == '.' || strchr(name, '/')) {
-		return -EINVAL;
-	}
-	for (const char *p = name; *p; p++) {
-		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == ' ' || *p == '\\') {
-			return -EINVAL;
-		}
-	}
-	return 0;
-}
 
 /* "host", "host:port", "[v6]" or "[v6]:port" → host and port (0 if none). */
 static int parse_host_port(const char *name, char **ret_host, unsigned *ret_port)
@@ -121,95 +62,11 @@ static int parse_host_port(const char *name, char **ret_host, unsigned *ret_port
 		return -EINVAL;
 	}
 	*ret_host = strndup(host, hlen);
-	*ret_port = (unsigned)port;
-	return *ret_host ? 0 : -ENOMEM;
-}
-
-static void target_free(struct auth_target *t)
-{
-	if (!t) {
-		return;
-	}
-	auth_session_free(t->session);
-	auth_session_free(t->pending);
-	secret_free(t->password);
-	secret_free(t->mfa_code);
-	free(t->user);
-	auth_strv_free(t->slot_ids, t->n_slots);
-	fleet_target_free(t->fleet);
-	free(t->slot_used);
-	free(t->info.scheme);
-	free(t->info.host);
-	free(t->info.base_url);
-	free((char *)t->info.tls.ca_path);
-	free(t->name);
-	pthread_mutex_destroy(&t->lock);
-	pthread_cond_destroy(&t->cond);
-	free(t);
-}
-
-struct auth_target *target_ref(struct auth_target *t)
-{
-	__atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
-	return t;
-}
-
-void auth_target_unref(struct auth_target *t)
-{
-	if (t && __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0) {
-		target_free(t);
-	}
-}
-
-uint32_t auth_target_id(const struct auth_target *t)
-{
-	return t->id;
-}
-
-const char *auth_target_name(const struct auth_target *t)
-{
-	return t->name;
-}
-
-size_t auth_target_provider(const struct auth_target *t)
-{
-	return t->provider_idx;
-}
-
-void target_notify(struct auth_target *t)
-{
-	if (t->core->notify) {
-		t->core->notify(t->core->notify_userdata, t->id, t->gen);
-	}
-}
-
-void target_set_error(struct auth_target *t, int r, const char *msg)
-{
-	t->last_errno = r;
-	t->last_error_at = now_real();
-	snprintf(t->last_error, sizeof(t->last_error), "%s", msg && *msg ? msg : strerror(-r));
-}
-
-int ctx_init(struct auth_target *t, struct auth_ctx *ctx)
-{
-	*ctx = (struct auth_ctx){ .info = &t->info };
-	ctx->user = t->user ? strdup(t->user) : NULL;
-	ctx->password = secret_dup(t->password);
-	ctx->mfa_code = secret_dup(t->mfa_code);
-	if ((t->user && !ctx->user) || (t->password && !ctx->password) || (t->mfa_code && !ctx->mfa_code)) {
-		ctx_done(ctx);
+	if (!*ret_host) {
 		return -ENOMEM;
 	}
+	*ret_port = (unsigned)port;
 	return 0;
-}
-
-void ctx_done(struct auth_ctx *ctx)
-{
-	free((char *)ctx->user);
-	secret_free((struct secret *)ctx->password);
-	secret_free((struct secret *)ctx->mfa_code);
-	ctx->user = NULL;
-	ctx->password = ctx->mfa_code = NULL;
 }
 
 /* A target without a section of its own (mkdir) that inherits plain http or
@@ -283,7 +140,7 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 	if ((v = target_setting(i, "timeout")) && parse_int(v, 1, 3600, &n) == 0) {
 		i->timeout = (int)n;
 	}
-	i->logout_on_exit = t->provider->default_logout_on_exit;
+	i->logout_on_exit = t->provider->features & AUTH_PROVIDER_LOGOUT_ON_EXIT;
 	if ((v = target_setting(i, "logout_on_exit")) && parse_bool(v, &b) == 0) {
 		i->logout_on_exit = b;
 	}
@@ -417,14 +274,21 @@ static int target_new(struct auth_core *core, size_t provider, const char *name,
 	t->provider = auth_providers[provider];
 	pthread_mutex_init(&t->lock, NULL);
 	cond_init_monotonic(&t->cond);
+	pthread_mutex_init(&t->access_lock, NULL);
+	pthread_mutex_init(&t->slots_lock, NULL);
 	t->name = strdup(name);
 	if (!t->name) {
 		target_free(t);
 		return -ENOMEM;
 	}
-	/* A name that is no host (a config alias) is fine when the section names the host. */
-	if (parse_host_port(name, &host, &port) < 0) {
+	/* A name that is no host (a config alias, a profile) is fine: the
+	 * section or the provider's init_info() says where the server is. */
+	if (!(t->provider->features & AUTH_PROVIDER_HOST_NAMES) || parse_host_port(name, &host, &port) < 0) {
 		host = strdup(name);
+	}
+	if (!host) {
+		target_free(t);
+		return -ENOMEM;
 	}
 	r = target_info_init(t, core->cfg, section, host, port, port_override);
 	if (r == 0) {
@@ -552,18 +416,23 @@ int auth_target_create(struct auth_core *core, size_t provider, const char *name
 {
 	_cleanup_free_ char *host = NULL, *marker = NULL;
 	struct auth_target *t;
-	unsigned port;
+	unsigned port = 0;
 	int r;
 
 	r = auth_name_valid(name);
 	if (r < 0) {
 		return r;
 	}
-	if (parse_host_port(name, &host, &port) < 0) {
-		return -EINVAL;
+	if (auth_providers[provider]->features & AUTH_PROVIDER_HOST_NAMES) {
+		if (parse_host_port(name, &host, &port) < 0) {
+			return -EINVAL;
+		}
+		r = asprintf(&marker, "{\"host\":\"%s\",\"port\":%u}", host, port);
+	} else {
+		r = asprintf(&marker, "{}");
 	}
 	/* Remembered across restarts: a target that can't be saved is not made. */
-	if (asprintf(&marker, "{\"host\":\"%s\",\"port\":%u}", host, port) < 0) {
+	if (r < 0) {
 		marker = NULL;
 		return -ENOMEM;
 	}
@@ -573,7 +442,7 @@ int auth_target_create(struct auth_core *core, size_t provider, const char *name
 	}
 	r = store_save(core->store, auth_providers[provider]->name, name, "target", marker, strlen(marker));
 	if (r < 0) {
-		log_error_errno(r, "Failed to save target %s/%s in the state dir: %m", auth_providers[provider]->name, name);
+		/* store_save() said why; mkdir fails with it. */
 		if (registry_remove(core, t)) {
 			auth_target_unref(t); /* the registry's reference */
 		}
@@ -616,10 +485,8 @@ int auth_target_destroy(struct auth_core *core, size_t provider, const char *nam
 		return -ENOENT;
 	}
 	target_retire(t, now_mono() + t->info.timeout);
-	r = store_remove_target(core->store, t->provider->name, t->name);
-	if (r < 0) {
-		log_error_errno(r, "Failed to remove %s/%s from the state dir: %m", t->provider->name, t->name);
-	} else {
+	r = store_remove_target(core->store, t->provider->name, t->name); /* logs its failure */
+	if (r == 0) {
 		log_info("Removed target %s/%s", t->provider->name, t->name);
 	}
 	target_notify(t);
@@ -641,72 +508,65 @@ static void add_stored_target(const char *name, void *userdata)
 	}
 }
 
-/* Targets a provider finds by itself, e.g. every profile of the AWS files. */
-static int add_discovered_targets(struct auth_core *core, size_t provider)
+/* Default credentials and a session to resume, for a found target that has
+ * none of its own. */
+static void adopt_found(struct auth_target *t, struct auth_found *f)
+{
+	pthread_mutex_lock(&t->lock);
+	if (!t->password && f->user && f->password) {
+		free(t->user);
+		t->user = TAKE_PTR(f->user);
+		t->password = TAKE_PTR(f->password);
+	}
+	/* Validated before first use, like a session.json write. */
+	if (f->session &&
+	    t->provider->session_load(&t->info, f->session->data, f->session->len, &t->pending) == 0) {
+		t->pending_loaded = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Targets a provider finds by itself (its discover hook): in its tools'
+ * files or environment variables. */
+static int add_found_targets(struct auth_core *core, size_t provider)
 {
 	const struct auth_provider *p = auth_providers[provider];
-	char **names = NULL;
+	struct auth_found *found = NULL;
+	struct auth_target *t;
 	size_t n = 0;
 	int r;
 
-	if (!p->discover_targets) {
+	if (!p->discover) {
 		return 0;
 	}
-	r = p->discover_targets(&names, &n);
+	r = p->discover(&found, &n);
 	for (size_t i = 0; r == 0 && i < n; i++) {
-		r = add_target(core, provider, names[i], NULL, 0, NULL);
-		if (r == -EEXIST) {
-			r = 0; /* configured as well */
-		} else if (r < 0) {
-			log_warning("Skipping %s target %s: %s", p->name, names[i], strerror(-r));
+		if (auth_name_valid(found[i].name) < 0) {
+			continue;
+		}
+		r = add_target(core, provider, found[i].name, NULL, found[i].port, &t);
+		if (r == 0) {
+			adopt_found(t, &found[i]);
+			auth_target_unref(t);
+		} else if (r == -EEXIST) {
+			r = 0; /* configured or mkdir'd as well */
+		} else {
+			log_warning("Skipping %s target %s: %s", p->name, found[i].name, strerror(-r));
 			r = 0;
 		}
 	}
-	auth_strv_free(names, n);
+	auth_found_free(found, n);
 	return r;
 }
 
-/* The environment variables the AOS tools (aos-pyez) read. */
-static int add_env_targets(struct auth_core *core)
-{
-	const char *server = getenv("AOS_SERVER"), *v;
-	struct auth_target *t;
-	long port = 0;
-	int r;
-
-	if (!server || auth_name_valid(server) < 0) {
-		return 0;
-	}
-	if ((v = getenv("AOS_SERVER_PORT")) && parse_int(v, 1, 65535, &port) < 0) {
-		port = 0;
-	}
-	r = add_target(core, (size_t)auth_provider_index("aos"), server, NULL, (unsigned)port, &t);
-	if (r == -EEXIST) {
-		return 0;
-	}
-	if (r < 0) {
-		return log_error_errno(r, "Failed to add AOS_SERVER target %s: %m", server);
-	}
-	pthread_mutex_lock(&t->lock);
-	if (!t->password && (v = getenv("AOS_USER")) && getenv("AOS_PASSWD")) {
-		free(t->user);
-		t->user = strdup(v);
-		t->password = secret_new_str(getenv("AOS_PASSWD"));
-	}
-	if ((v = getenv("AOS_SESSION_TOKEN"))) {
-		/* Validated with GET /api/user before first use, like a session.json write. */
-		json_t *j = json_pack("{s:s}", "token", v);
-		char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-		json_decref(j);
-		if (text && aos_provider.session_load(&t->info, text, strlen(text), &t->pending) == 0) {
-			t->pending_loaded = true;
-		}
-		erase_and_free_str(text);
-	}
-	pthread_mutex_unlock(&t->lock);
-	auth_target_unref(t);
-	return 0;
-}
+/* Fleet mode's view of the engine. */
+static const struct fleet_engine fleet_engine = {
+	.next_target = auth_target_next,
+	.can_serve = session_usable,
+	.serve_until = session_serve_until,
+	.install = session_install,
+	.forget = session_forget,
+};
 
 int auth_core_new(const struct config *cfg, struct store *store, struct auth_core **ret)
 {
@@ -721,6 +581,22 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 	pthread_rwlock_init(&core->registry_lock, NULL);
 	pthread_mutex_init(&core->sched_lock, NULL);
 	cond_init_monotonic(&core->sched_cond);
+	/* Their buffers may hold tokens: wiped before they go back to malloc,
+	 * and when realloc moves them (wiped_realloc). Once per process, before
+	 * any of them allocates. */
+	json_set_alloc_funcs(malloc, wiped_free);
+	xmlMemSetup(wiped_free, malloc, wiped_realloc, strdup);
+	r = http_global_init();
+	if (r < 0) {
+		log_error_errno(r, "Failed to initialize HTTP: %m");
+	}
+	core->http_up = true; /* cleaned up even when half done */
+	for (size_t p = 0; p < auth_provider_count() && r == 0; p++) {
+		if (auth_providers[p]->n_files > AUTH_FILES_MAX) {
+			r = log_error_errno(-E2BIG, "Provider %s has more than %d files", auth_providers[p]->name,
+					    AUTH_FILES_MAX);
+		}
+	}
 	for (size_t i = 0; i < cfg->n_defaults && r == 0; i++) {
 		if (auth_provider_index(cfg->defaults[i].provider) < 0 && strcmp(cfg->defaults[i].provider, "fleet") != 0) {
 			r = log_error_errno(-EINVAL, "Unknown section [%s] in config", cfg->defaults[i].provider);
@@ -737,18 +613,15 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 			r = add_target(core, (size_t)p, tc->name, tc, 0, NULL);
 		}
 	}
-	for (size_t p = 0; p < ELEMENTSOF(auth_providers) && r == 0; p++) {
+	for (size_t p = 0; p < auth_provider_count() && r == 0; p++) {
 		r = store_list(store, auth_providers[p]->name, "target", add_stored_target,
 			       &(struct store_scan){ core, p });
 		if (r == 0) {
-			r = add_discovered_targets(core, p);
+			r = add_found_targets(core, p);
 		}
 	}
 	if (r == 0) {
-		r = add_env_targets(core);
-	}
-	if (r == 0) {
-		r = fleet_new(cfg, &core->fleet);
+		r = fleet_new(cfg, &fleet_engine, &core->fleet);
 	}
 	if (r < 0) {
 		auth_core_free(core);
@@ -767,8 +640,11 @@ void auth_core_set_notify(struct auth_core *core, void (*fn)(void *userdata, uin
 
 int auth_core_start(struct auth_core *core)
 {
-	int r = scheduler_start(core);
+	int r = http_start();
 
+	if (r == 0) {
+		r = scheduler_start(core);
+	}
 	return r < 0 ? r : fleet_start(core->fleet, core);
 }
 
@@ -843,6 +719,9 @@ void auth_core_free(struct auth_core *core)
 		auth_target_unref(core->targets[i]);
 	}
 	free(core->targets);
+	if (core->http_up) {
+		http_global_cleanup();
+	}
 	pthread_rwlock_destroy(&core->registry_lock);
 	pthread_mutex_destroy(&core->sched_lock);
 	pthread_cond_destroy(&core->sched_cond);

@@ -83,6 +83,7 @@ static int parse_json(const char *data, size_t len, char **ret_user, struct secr
 
 int credentials_parse(const char *data, size_t len, char **ret_user, struct secret **ret_password)
 {
+	struct secret *password;
 	const char *colon;
 	char *user;
 
@@ -102,14 +103,13 @@ int credentials_parse(const char *data, size_t len, char **ret_user, struct secr
 		return -EINVAL;
 	}
 	user = strndup(data, (size_t)(colon - data));
-	if (!user) {
-		return -ENOMEM;
-	}
-	*ret_password = secret_new(colon + 1, (size_t)(data + len - colon - 1));
-	if (!*ret_password) {
+	password = secret_new(colon + 1, (size_t)(data + len - colon - 1));
+	if (!user || !password) {
 		free(user);
+		secret_free(password);
 		return -ENOMEM;
 	}
 	*ret_user = user;
+	*ret_password = password;
 	return 0;
 }

@@ -32,8 +32,9 @@ static const char *state_name(const struct auth_target *t)
 static int render_status(struct auth_target *t, struct auth_blob **ret)
 {
 	char exp[21], login[21], err_at[21];
-	json_t *j;
-	char *text;
+	json_auto_t *j = NULL;
+	_cleanup_free_ char *text = NULL;
+	struct auth_blob *b;
 
 	j = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:s?, s:{s:I, s:I, s:I, s:I, s:I}}",
 		      "target", t->name, "provider", t->provider->name, "server", t->info.base_url,
@@ -54,45 +55,44 @@ static int render_status(struct auth_target *t, struct auth_blob **ret)
 		fleet_status(t, j);
 	}
 	text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
-	json_decref(j);
-	if (!text) {
+	b = text ? auth_blob_new_line(text) : NULL;
+	if (!b) {
 		return -ENOMEM;
 	}
-	*ret = auth_blob_new_line(text);
-	free(text);
-	return *ret ? 0 : -ENOMEM;
+	*ret = b;
+	return 0;
 }
 
-static bool from_session(const struct auth_target *t, enum auth_file f)
+static bool has_role(const struct auth_target *t, unsigned f, enum auth_file_role role)
 {
-	for (size_t i = 0; i < t->provider->n_files; i++) {
-		if (t->provider->files[i].file == f) {
-			return t->provider->files[i].from_session;
-		}
-	}
-	return false;
+	const struct auth_file_info *fi = target_file(t, f);
+
+	return fi && fi->role == role;
 }
 
-static int render_locked(struct auth_target *t, enum auth_file f, struct auth_blob **ret)
+static int render_locked(struct auth_target *t, unsigned f, struct auth_blob **ret)
 {
-	int r = t->provider->render(&t->info, t->session, f, ret);
+	struct auth_blob *b = NULL;
+	int r = t->provider->render(&t->info, t->session, target_file(t, f), &b);
 
-	if (r == 0) {
-		(*ret)->gen = t->gen;
-		(*ret)->valid_until = session_serve_until(t, t->session);
+	if (r < 0) {
+		return r;
 	}
-	return r;
+	b->gen = t->gen;
+	b->valid_until = session_serve_until(t, t->session);
+	*ret = b;
+	return 0;
 }
 
-int auth_file_read(struct auth_target *t, enum auth_file f, struct auth_blob **ret)
+int auth_file_read(struct auth_target *t, unsigned f, struct auth_blob **ret)
 {
 	int r;
 
-	if (f == AUTH_FILE_STATUS) {
+	if (has_role(t, f, AUTH_FILE_STATUS)) {
 		return auth_file_peek(t, f, ret);
 	}
-	if (!from_session(t, f)) {
-		return -EACCES; /* credentials and mfa are write-only */
+	if (!has_role(t, f, AUTH_FILE_SESSION)) {
+		return -EACCES; /* credentials and one-time files are write-only */
 	}
 	r = session_acquire(t);
 	if (r < 0) {
@@ -103,14 +103,14 @@ int auth_file_read(struct auth_target *t, enum auth_file f, struct auth_blob **r
 	return r;
 }
 
-int auth_file_peek(struct auth_target *t, enum auth_file f, struct auth_blob **ret)
+int auth_file_peek(struct auth_target *t, unsigned f, struct auth_blob **ret)
 {
 	int r = -ENODATA;
 
 	pthread_mutex_lock(&t->lock);
-	if (f == AUTH_FILE_STATUS) {
+	if (has_role(t, f, AUTH_FILE_STATUS)) {
 		r = render_status(t, ret);
-	} else if (from_session(t, f)) {
+	} else if (has_role(t, f, AUTH_FILE_SESSION)) {
 		session_touch(t); /* the kernel asks before it serves a read from its cache */
 		if (t->session && !session_usable(t, t->session)) {
 			r = -EAGAIN; /* there is one, due for renewal */
@@ -122,15 +122,63 @@ int auth_file_peek(struct auth_target *t, enum auth_file f, struct auth_blob **r
 	return r;
 }
 
-static int write_credentials(struct auth_target *t, const char *data, size_t len)
+/* JSON cut short (more may follow) or malformed. */
+static int check_json(const char *data, size_t len)
+{
+	json_error_t err;
+	json_auto_t *j = json_loadb(data, len, 0, &err);
+
+	if (j) {
+		return 0;
+	}
+	return json_error_code(&err) == json_error_premature_end_of_input ? -ENODATA : -EINVAL;
+}
+
+/* Text lines: a line still being written, or complete "key = value" lines
+ * (INI) that may yet be joined by the missing key, may
+ * become valid; anything else can't. */
+static int check_lines(const char *data, size_t len)
+{
+	if (len == 0 || data[len - 1] != '\n') {
+		return -ENODATA;
+	}
+	for (const char *p = data, *end = data + len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)(nl - p);
+		if (n > 0 && *p != '#' && *p != ';' && *p != '[' && !memchr(p, '=', n)) {
+			return -EINVAL;
+		}
+		p = nl + 1;
+	}
+	return -ENODATA;
+}
+
+/* -ENODATA: data is no value yet, but more may make it one. */
+static int incomplete(const char *data, size_t len)
+{
+	size_t skip = 0;
+
+	while (skip < len && isspace((unsigned char)data[skip])) {
+		skip++;
+	}
+	if (skip == len) {
+		return -ENODATA;
+	}
+	return data[skip] == '{' ? check_json(data, len) : check_lines(data, len);
+}
+
+static int write_credentials(struct auth_target *t, const char *data, size_t len, bool final)
 {
 	_cleanup_secret_ struct secret *password = NULL, *text = NULL;
 	_cleanup_free_ char *user = NULL;
 	int r;
 
 	r = (t->provider->parse_credentials ?: credentials_parse)(data, len, &user, &password);
+	if (r == -EINVAL && !final && incomplete(data, len) == -ENODATA) {
+		return -ENODATA;
+	}
 	if (r < 0) {
-		return log_info_errno(r, "%s/%s: refused a malformed credentials write", t->provider->name, t->name);
+		return r; /* the writer gets EINVAL; fs/ logs it */
 	}
 	/* Saved normalized, so the store never holds a half-parsed value. */
 	r = auth_json_secret(json_pack("{s:s, s:s}", "username", user, "password", secret_str(password)),
@@ -158,25 +206,28 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 	return 0;
 }
 
-/* A one-time code: exactly six digits (and the newline echo adds). */
-static int write_mfa(struct auth_target *t, const char *data, size_t len)
+/* A value for the next login (a one-time code), as the file's check()
+ * accepts it, without the newline echo adds. */
+static int write_one_time(struct auth_target *t, const struct auth_file_info *fi, const char *data, size_t len,
+			  bool final)
 {
-	struct secret *code;
+	struct secret *value;
+	int r = fi->check ? fi->check(data, len) : 0;
 
-	if (len == 7 && data[6] == '\n') {
+	if (r < 0) {
+		return r == -ENODATA && !final ? -ENODATA : -EINVAL;
+	}
+	if (len > 0 && data[len - 1] == '\n') {
 		len--;
 	}
-	if (len != 6 || strspn(data, "0123456789") < 6) {
-		return log_info_errno(-EINVAL, "%s/%s: refused an MFA code that is not six digits", t->provider->name, t->name);
-	}
-	code = secret_new(data, len);
-	if (!code) {
+	value = secret_new(data, len);
+	if (!value) {
 		return -ENOMEM;
 	}
 	pthread_mutex_lock(&t->lock);
-	secret_free(t->mfa_code);
-	t->mfa_code = code;
-	t->rejected = false; /* a new code is a new user action */
+	secret_free(t->one_time);
+	t->one_time = value;
+	t->rejected = false; /* a new value is a new user action */
 	t->failed_at = 0;
 	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED) {
 		t->last_errno = 0;
@@ -185,102 +236,39 @@ static int write_mfa(struct auth_target *t, const char *data, size_t len)
 	return 0;
 }
 
-/* JSON cut short (more may follow) or malformed. */
-static int check_json(const char *data, size_t len)
+int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t len, bool final)
 {
-	json_error_t err;
-	json_t *j = json_loadb(data, len, 0, &err);
-
-	if (j) {
-		json_decref(j);
-		return 0;
-	}
-	return json_error_code(&err) == json_error_premature_end_of_input ? -ENODATA : -EINVAL;
-}
-
-/* Text lines: a line still being written, or complete "key = value" lines
- * (INI, as the AWS files) that may yet be joined by the missing key, may
- * become valid; anything else can't. */
-static int check_lines(const char *data, size_t len)
-{
-	if (len == 0 || data[len - 1] != '\n') {
-		return -ENODATA;
-	}
-	for (const char *p = data, *end = data + len; p < end;) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t n = (size_t)(nl - p);
-		if (n > 0 && *p != '#' && *p != ';' && *p != '[' && !memchr(p, '=', n)) {
-			return -EINVAL;
-		}
-		p = nl + 1;
-	}
-	return -ENODATA;
-}
-
-static int check_mfa(const char *data, size_t len)
-{
-	size_t digits = strspn(data, "0123456789");
-
-	if (digits > len) {
-		digits = len;
-	}
-	if (digits == 6 && (len == 6 || (len == 7 && data[6] == '\n'))) {
-		return 0;
-	}
-	return digits == len && len < 6 ? -ENODATA : -EINVAL;
-}
-
-int auth_file_check(struct auth_target *t, enum auth_file f, const char *data, size_t len)
-{
-	_cleanup_secret_ struct secret *password = NULL;
-	_cleanup_free_ char *user = NULL;
-	size_t skip = 0;
+	const struct auth_file_info *fi = target_file(t, f);
+	int r;
 
 	if (len > AUTH_WRITE_MAX) {
 		return -EFBIG;
 	}
-	while (skip < len && isspace((unsigned char)data[skip])) {
-		skip++;
+	if (!fi) {
+		return -EACCES;
 	}
-	switch (f) {
-	case AUTH_FILE_CREDENTIALS:
-		if ((t->provider->parse_credentials ?: credentials_parse)(data, len, &user, &password) == 0) {
-			return 0;
+	if (fi->role == AUTH_FILE_CREDENTIALS) {
+		return write_credentials(t, data, len, final);
+	}
+	if (fi->flags & AUTH_FILE_RESUME) {
+		r = incomplete(data, len);
+		if (r == -ENODATA) {
+			return final ? -EINVAL : -ENODATA;
 		}
-		return skip < len && data[skip] == '{' ? check_json(data, len) : check_lines(data, len);
-	case AUTH_FILE_SESSION_JSON:
-		return skip == len ? -ENODATA : check_json(data, len);
-	case AUTH_FILE_MFA:
-		return check_mfa(data, len);
-	default:
-		return -EACCES;
+		return r < 0 ? r : session_resume(t, data, len);
 	}
+	if (fi->role == AUTH_FILE_ONE_TIME) {
+		return write_one_time(t, fi, data, len, final);
+	}
+	return -EACCES;
 }
 
-int auth_file_write(struct auth_target *t, enum auth_file f, const char *data, size_t len)
+int auth_file_unlink(struct auth_target *t, unsigned f)
 {
-	if (len > AUTH_WRITE_MAX) {
-		return -EFBIG;
-	}
-	switch (f) {
-	case AUTH_FILE_CREDENTIALS:
-		return write_credentials(t, data, len);
-	case AUTH_FILE_SESSION_JSON:
-		return session_resume(t, data, len);
-	case AUTH_FILE_MFA:
-		return write_mfa(t, data, len);
-	default:
-		return -EACCES;
-	}
-}
+	const struct auth_file_info *fi = target_file(t, f);
 
-int auth_file_unlink(struct auth_target *t, enum auth_file f)
-{
-	switch (f) {
-	case AUTH_FILE_TOKEN:
-	case AUTH_FILE_CREDS_JSON:
-		return session_logout(t, now_mono() + t->info.timeout);
-	default:
+	if (!fi || !(fi->flags & AUTH_FILE_LOGOUT)) {
 		return -EPERM;
 	}
+	return session_logout(t, now_mono() + t->info.timeout);
 }

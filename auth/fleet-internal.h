@@ -25,6 +25,7 @@ extern const char *const fleet_down_modes[];
 
 struct fleet {
 	struct auth_core *core;
+	const struct fleet_engine *engine;
 	struct etcd *etcd;
 	struct etcd_settings es;
 	struct secret *etcd_password;
@@ -56,19 +57,6 @@ struct fleet {
 	size_t n_nodes;
 };
 
-struct fleet_target {
-	char *key;
-	char *lock_key;
-	int64_t mod_rev;       /* the value's revision this node has (published or adopted) */
-	int64_t lock_rev;      /* our lock's create revision while leading */
-	int64_t ended_mod;     /* the value this node ended (rm token): never adopted again */
-	bool leading;
-	bool checking;         /* a check of a session not yet due for renewal: no lock */
-	char holder[64];       /* node holding the lock, as the watch last saw */
-	uint64_t events;       /* watch events on its keys */
-	char *seen_value;      /* the value the watch last delivered (base64, sealed), or NULL */
-	int64_t seen_mod;
-};
 
 static inline struct fleet *fleet_of(const struct auth_target *t)
 {

@@ -17,15 +17,6 @@
 
 const char *const fleet_down_modes[] = { "stale", "local", "fail" };
 
-void fleet_target_free(struct fleet_target *ft)
-{
-	if (ft) {
-		free(ft->key);
-		free(ft->lock_key);
-		free(ft->seen_value);
-		free(ft);
-	}
-}
 
 /* --- config ---------------------------------------------------------------- */
 
@@ -140,7 +131,7 @@ static int read_settings(struct fleet *f, const struct target_config *c)
 	return etcd_new(&f->es, &f->etcd);
 }
 
-int fleet_new(const struct config *cfg, struct fleet **ret)
+int fleet_new(const struct config *cfg, const struct fleet_engine *engine, struct fleet **ret)
 {
 	const struct target_config *c = config_find_defaults(cfg, "fleet");
 	struct fleet *f;
@@ -154,6 +145,7 @@ int fleet_new(const struct config *cfg, struct fleet **ret)
 	if (!f) {
 		return -ENOMEM;
 	}
+	f->engine = engine;
 	f->others_alive = -1;
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_condattr_t ca;
@@ -336,7 +328,7 @@ static int store_failure(struct auth_target *t, struct auth_ctx *ctx, int r, con
 	if (r != -EHOSTDOWN) {
 		return auth_ctx_fail(ctx, r, "fleet store (etcd): %s", err);
 	}
-	if (f->on_down == DOWN_LOCAL && !(t->provider->needs_mfa && t->provider->needs_mfa(&t->info))) {
+	if (f->on_down == DOWN_LOCAL && !(t->provider->needs_one_time && t->provider->needs_one_time(&t->info))) {
 		pthread_mutex_lock(&f->lock);
 		if (!f->warned_local) {
 			log_warning("Fleet store down: logging in locally (on_store_down = local); BMC slots may run out");
@@ -381,7 +373,7 @@ static int look(struct auth_target *t, struct auth_ctx *ctx, const char *key, co
 					     "key_file (key id %s): wrong key, or rotated without keeping the old one",
 					     fleet_keys_id(fleet_of(t)->keys));
 		}
-		if (session_usable(t, s) && newer(s, current)) {
+		if (fleet_of(t)->engine->can_serve(t, s) && newer(s, current)) {
 			*ret = s;
 			return 1;
 		}
@@ -476,7 +468,7 @@ static int from_watch(struct auth_target *t, const char *key, const struct auth_
 	if (!value || mod == ended_mod || fleet_open_session(t, key, value, &s) < 0) {
 		return 0;
 	}
-	if (!session_usable(t, s) || !newer(s, current)) {
+	if (!fleet_of(t)->engine->can_serve(t, s) || !newer(s, current)) {
 		auth_session_free(s);
 		return 0;
 	}
@@ -516,6 +508,8 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 	struct fleet *f = fleet_of(t);
 	_cleanup_free_ char *key = NULL, *lock_key = NULL;
 	double started = now_mono();
+	/* Waiting for another node's login: no longer than a read waits. */
+	double deadline = ctx->deadline ? ctx->deadline : started + t->info.timeout;
 	bool waited = false;
 	int64_t ended_mod = 0, known_mod;
 	int r;
@@ -543,8 +537,8 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 	 * fleet shares: no lock (only a new login, if the check fails, is
 	 * published, see fleet_flight_end). */
 	pthread_mutex_lock(&t->lock);
-	t->fleet->checking = current && session_usable(t, current) && t->provider->refresh &&
-			     !t->provider->renews_in_place && !(t->expiry_due && now_real() >= t->expiry_due);
+	t->fleet->checking = current && fleet_of(t)->engine->can_serve(t, current) && t->provider->refresh &&
+			     !(t->provider->features & AUTH_PROVIDER_RENEWS_IN_PLACE) && !(t->expiry_due && now_real() >= t->expiry_due);
 	r = t->fleet->checking;
 	pthread_mutex_unlock(&t->lock);
 	if (r) {
@@ -583,7 +577,7 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 			struct auth_session *s = NULL;
 			if (kv_mod != mod && kv_mod != ended_mod &&
 			    fleet_open_session(t, key, json_string_value(json_object_get(kv, "value")) ?: "", &s) == 0 &&
-			    session_usable(t, s) && newer(s, current)) {
+			    fleet_of(t)->engine->can_serve(t, s) && newer(s, current)) {
 				pthread_mutex_lock(&t->lock);
 				t->fleet->mod_rev = kv_mod > t->fleet->mod_rev ? kv_mod : t->fleet->mod_rev;
 				pthread_mutex_unlock(&t->lock);
@@ -616,12 +610,11 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 			pthread_mutex_unlock(&f->lock);
 		}
 wait:
-		if (now_mono() >= ctx->deadline) {
+		if (now_mono() >= deadline) {
 			r = auth_ctx_fail(ctx, -ETIMEDOUT, "timed out waiting for another node to log in for the fleet");
 			break;
 		}
-		woken = wait_target(f, t, seen, now_mono() + WAIT_SLICE < ctx->deadline ? now_mono() + WAIT_SLICE
-											 : ctx->deadline);
+		woken = wait_target(f, t, seen, now_mono() + WAIT_SLICE < deadline ? now_mono() + WAIT_SLICE : deadline);
 		if (woken && (r = from_watch(t, key, current, ended_mod, ret_shared)) == 1) {
 			break;
 		}
@@ -922,6 +915,53 @@ out:
 	f->others_alive = other;
 	pthread_mutex_unlock(&f->lock);
 	return other;
+}
+
+void fleet_stop(struct fleet *f)
+{
+	if (!f || !f->threads) {
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	__atomic_store_n(&f->stopping, true, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&f->event);
+	pthread_mutex_unlock(&f->lock);
+	pthread_join(f->watch_thread, NULL);
+	pthread_join(f->keepalive_thread, NULL);
+	f->threads = false;
+}
+
+void fleet_free(struct fleet *f)
+{
+	if (!f) {
+		return;
+	}
+	fleet_stop(f);
+	if (f->lease && f->etcd) {
+		json_t *reply = NULL;
+		char err[256];
+		if (etcd_call(f->etcd, "lease/revoke", json_pack("{s:I}", "ID", (json_int_t)f->lease), 2000, &reply, err,
+			      sizeof(err)) == 0) {
+			json_decref(reply);
+		}
+	}
+	etcd_free(f->etcd);
+	for (size_t i = 0; i < f->es.n_endpoints; i++) {
+		free(f->es.endpoints[i]);
+	}
+	free(f->es.endpoints);
+	secret_free(f->etcd_password);
+	fleet_keys_free(f->keys);
+	for (size_t i = 0; i < f->n_nodes; i++) {
+		free(f->nodes[i]);
+	}
+	free(f->nodes);
+	free(f->root);
+	free(f->node);
+	free(f->node_key);
+	pthread_mutex_destroy(&f->lock);
+	pthread_cond_destroy(&f->event);
+	free(f);
 }
 
 /* --- visibility -------------------------------------------------------------- */

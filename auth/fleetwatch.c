@@ -228,7 +228,7 @@ time_t fleet_renewal_delay(struct auth_target *t, time_t due)
 	}
 	n = f->n_nodes ? f->n_nodes : 1;
 	pthread_mutex_unlock(&f->lock);
-	window = session_serve_until(t, t->session) - due;
+	window = fleet_of(t)->engine->serve_until(t, t->session) - due;
 	turn = window / (time_t)(2 * n);
 	if (turn > TURN_MAX) {
 		turn = TURN_MAX;
@@ -248,7 +248,7 @@ static void apply(struct fleet *f, const char *key, const char *value_b64, bool 
 		return;
 	}
 	for (uint32_t after = 0;;) {
-		struct auth_target *t = auth_target_next(f->core, AUTH_ANY_PROVIDER, after);
+		struct auth_target *t = f->engine->next_target(f->core, AUTH_ANY_PROVIDER, after);
 		struct auth_session *s = NULL;
 		struct fleet_target *ft;
 		if (!t) {
@@ -280,11 +280,11 @@ static void apply(struct fleet *f, const char *key, const char *value_b64, bool 
 		} else if (ft && strcmp(ft->key, key) == 0 && rev > ft->mod_rev && !t->flight && !t->removed) {
 			ft->mod_rev = rev;
 			if (deleted) {
-				session_forget(t);
+				fleet_of(t)->engine->forget(t);
 			} else if (fleet_open_session(t, key, value_b64 ?: "", &s) == 0) {
-				session_install(t, s);
+				fleet_of(t)->engine->install(t, s);
 			} else {
-				session_forget(t);
+				fleet_of(t)->engine->forget(t);
 				target_set_error(t, -EBADMSG, "the fleet's session for this target does not decrypt with key_file");
 			}
 		}
@@ -361,7 +361,7 @@ static int reread(struct fleet *f, bool drop_missing)
 	pthread_mutex_unlock(&f->lock);
 	if (drop_missing) {
 		for (uint32_t after = 0;;) {
-			struct auth_target *t = auth_target_next(f->core, AUTH_ANY_PROVIDER, after);
+			struct auth_target *t = f->engine->next_target(f->core, AUTH_ANY_PROVIDER, after);
 			bool found = false;
 			if (!t) {
 				break;
@@ -375,7 +375,7 @@ static int reread(struct fleet *f, bool drop_missing)
 									 &len) == 0 && strcmp((char *)k, t->fleet->key) == 0);
 			}
 			if (t->fleet && !found && t->session && !t->flight) {
-				session_forget(t);
+				fleet_of(t)->engine->forget(t);
 			}
 			pthread_mutex_unlock(&t->lock);
 			auth_target_unref(t);
@@ -396,14 +396,14 @@ static int reread(struct fleet *f, bool drop_missing)
 static void forget_all(struct fleet *f)
 {
 	for (uint32_t after = 0;;) {
-		struct auth_target *t = auth_target_next(f->core, AUTH_ANY_PROVIDER, after);
+		struct auth_target *t = f->engine->next_target(f->core, AUTH_ANY_PROVIDER, after);
 		if (!t) {
 			return;
 		}
 		after = t->id;
 		pthread_mutex_lock(&t->lock);
 		if (t->fleet && !t->flight) {
-			session_forget(t);
+			fleet_of(t)->engine->forget(t);
 		}
 		pthread_mutex_unlock(&t->lock);
 		auth_target_unref(t);
@@ -489,50 +489,4 @@ int fleet_start(struct fleet *f, struct auth_core *core)
 	return 0;
 }
 
-void fleet_stop(struct fleet *f)
-{
-	if (!f || !f->threads) {
-		return;
-	}
-	pthread_mutex_lock(&f->lock);
-	__atomic_store_n(&f->stopping, true, __ATOMIC_RELAXED);
-	pthread_cond_broadcast(&f->event);
-	pthread_mutex_unlock(&f->lock);
-	pthread_join(f->watch_thread, NULL);
-	pthread_join(f->keepalive_thread, NULL);
-	f->threads = false;
-}
-
-void fleet_free(struct fleet *f)
-{
-	if (!f) {
-		return;
-	}
-	fleet_stop(f);
-	if (f->lease && f->etcd) {
-		json_t *reply = NULL;
-		char err[256];
-		if (etcd_call(f->etcd, "lease/revoke", json_pack("{s:I}", "ID", (json_int_t)f->lease), 2000, &reply, err,
-			      sizeof(err)) == 0) {
-			json_decref(reply);
-		}
-	}
-	etcd_free(f->etcd);
-	for (size_t i = 0; i < f->es.n_endpoints; i++) {
-		free(f->es.endpoints[i]);
-	}
-	free(f->es.endpoints);
-	secret_free(f->etcd_password);
-	fleet_keys_free(f->keys);
-	for (size_t i = 0; i < f->n_nodes; i++) {
-		free(f->nodes[i]);
-	}
-	free(f->nodes);
-	free(f->root);
-	free(f->node);
-	free(f->node_key);
-	pthread_mutex_destroy(&f->lock);
-	pthread_cond_destroy(&f->event);
-	free(f);
-}
 

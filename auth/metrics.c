@@ -62,6 +62,7 @@ static void put_target(FILE *f, size_t m, struct auth_target *t)
 
 int auth_core_metrics(struct auth_core *core, struct auth_blob **ret)
 {
+	struct auth_blob *b;
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);
@@ -86,7 +87,11 @@ int auth_core_metrics(struct auth_core *core, struct auth_blob **ret)
 		free(text);
 		return -ENOMEM;
 	}
-	*ret = auth_blob_new(text, len);
+	b = auth_blob_new(text, len);
 	free(text);
-	return *ret ? 0 : -ENOMEM;
+	if (!b) {
+		return -ENOMEM;
+	}
+	*ret = b;
+	return 0;
 }

@@ -1,6 +1,7 @@
 /* Helpers every provider shares: sessions, blobs, error mapping. */
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <string.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -67,6 +68,7 @@ int auth_call(struct auth_ctx *ctx, const struct auth_call *call, struct http_re
 		.method = call->method, .url = url, .body = call->body, .body_len = call->body_len,
 		.content_type = call->content_type, .headers = call->headers, .secret_headers = secret_headers,
 		.timeout_ms = auth_ctx_timeout_ms(ctx), .tls = &ctx->info->tls,
+		.aws_sigv4 = call->aws_sigv4, .userpwd = call->userpwd,
 	}, resp);
 	if (r < 0) {
 		return auth_ctx_transport_fail(ctx, r, resp);
@@ -131,14 +133,19 @@ void auth_blob_unref(struct auth_blob *b)
 int auth_json_secret(json_t *j, size_t flags, struct secret **ret)
 {
 	char *text = j ? json_dumps(j, flags) : NULL;
+	struct secret *s;
 
 	json_decref(j);
 	if (!text) {
 		return -ENOMEM;
 	}
-	*ret = secret_new_str(text);
+	s = secret_new_str(text);
 	erase_and_free_str(text); /* jansson's buffer: wiped */
-	return *ret ? 0 : -ENOMEM;
+	if (!s) {
+		return -ENOMEM;
+	}
+	*ret = s;
+	return 0;
 }
 
 int auth_ctx_fail(struct auth_ctx *ctx, int r, const char *fmt, ...)
@@ -202,4 +209,41 @@ int auth_parse_json(struct auth_ctx *ctx, const struct http_response *resp, json
 	}
 	*ret = j;
 	return 0;
+}
+
+int auth_name_valid(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len > 255) {
+		return -ENAMETOOLONG;
+	}
+	if (len == 0 || name[0] == '.' || strchr(name, '/')) {
+		return -EINVAL;
+	}
+	for (const char *p = name; *p; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == ' ' || *p == '\\') {
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+void auth_strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++) {
+		free(v[i]);
+	}
+	free(v);
+}
+
+void auth_found_free(struct auth_found *f, size_t n)
+{
+	for (size_t i = 0; f && i < n; i++) {
+		free(f[i].name);
+		free(f[i].user);
+		secret_free(f[i].password);
+		secret_free(f[i].session);
+	}
+	free(f);
 }

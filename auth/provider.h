@@ -1,5 +1,7 @@
-/* What a provider (aos, redfish, sts) implements, and what the core gives it.
- * Providers know nothing of FUSE; they reach the network only through http.h. */
+/* What a provider implements, and all it sees of the core: a provider's
+ * sources include this header (and their own), no other core header.
+ * Providers know nothing of FUSE; they reach the network only through
+ * auth_call(). */
 #pragma once
 
 #include <jansson.h>
@@ -51,7 +53,7 @@ struct auth_ctx {
 	const struct target_info *info;
 	const char *user;              /* NULL when none configured */
 	const struct secret *password; /* NULL when none configured */
-	const struct secret *mfa_code; /* STS: the one-time code, if written */
+	const struct secret *one_time; /* what was written to the AUTH_FILE_ONE_TIME file (STS: the MFA code) */
 	double deadline;               /* now_mono() by which every request must end; 0: none */
 	char error[512];
 };
@@ -73,14 +75,44 @@ const char *target_setting(const struct target_info *info, const char *key);
  * the defaults' `hosts` shell patterns (hosts.c). */
 bool target_defaults_allowed(const struct target_info *info);
 
-struct auth_provider {
-	const char *name;
-	const struct auth_file_info *files;
-	size_t n_files;
-	unsigned default_port;
-	bool default_logout_on_exit;
-	int min_validity;        /* never hand out a session with this little left (s) */
+/* A target found outside the config: by the environment variables the
+ * provider's own tools read (AOS_SERVER, ...), or in files of theirs (the
+ * AWS profiles). Every field but name may be empty. */
+struct auth_found {
+	char *name;
+	unsigned port;          /* overrides the name's and the config's (0: none) */
+	char *user;             /* default credentials, used when the target has none */
+	struct secret *password;
+	struct secret *session; /* session_load() text of a session to resume (validated first) */
+};
+void auth_found_free(struct auth_found *f, size_t n);
 
+/* Features a provider has (its `features` bitmask). */
+#define AUTH_PROVIDER_HOST_NAMES (1u << 0)       /* target names may be host, host:port, [v6]:port (mkdir) */
+#define AUTH_PROVIDER_RENEWS_IN_PLACE (1u << 1)  /* refresh() extends the session (Redfish keep-alive);
+						    * otherwise a session due for renewal gets a new login */
+#define AUTH_PROVIDER_LOGOUT_REPLACED (1u << 2)  /* end a stale session before replacing it (never leak a BMC slot) */
+#define AUTH_PROVIDER_LOGOUT_ON_EXIT (1u << 3)   /* logout_on_exit defaults to true */
+
+/* A provider: one file (auth/<name>.c) and one line in the table in core.c.
+ * Data first, then the hooks every provider has, then the optional ones
+ * (NULL when not needed). Hooks run without any lock and may block on the
+ * network (within ctx's deadline); they know nothing of targets or FUSE. */
+struct auth_provider {
+	/* --- data --- */
+	const char *name;                   /* the top directory, and [name "target"] in the config */
+	const struct auth_file_info *files; /* what a target directory holds (at most AUTH_FILES_MAX) */
+	size_t n_files;
+	unsigned features;                  /* AUTH_PROVIDER_* */
+	unsigned default_port;
+	int min_validity;                   /* never hand out a session with this little left (s) */
+	const char *credentials_hint;       /* how to provide credentials, for the ENOKEY message */
+	const char *one_time_hint;          /* why a login waits for the AUTH_FILE_ONE_TIME file */
+	const char *env_user;               /* environment variables with default credentials */
+	const char *env_password;
+	const struct config_range *settings; /* ranges of numeric settings, checked at mount (NULL key ends) */
+
+	/* --- hooks every provider has --- */
 	/* Obtain a new session. -EKEYREJECTED when credentials are refused. */
 	int (*login)(struct auth_ctx *ctx, struct auth_session **ret);
 	/* Is s still accepted by the server? 0 yes (with its new expiry, or 0 for
@@ -88,49 +120,42 @@ struct auth_provider {
 	int (*validate)(struct auth_ctx *ctx, const struct auth_session *s, time_t *ret_expires_at);
 	/* End s on the server. Already gone counts as success. */
 	int (*logout)(struct auth_ctx *ctx, const struct auth_session *s);
-	/* Renders a session-derived file into a newly allocated blob. */
-	int (*render)(const struct target_info *info, const struct auth_session *s, enum auth_file f,
+	/* Renders the AUTH_FILE_SESSION file f of the table into a new blob. */
+	int (*render)(const struct target_info *info, const struct auth_session *s, const struct auth_file_info *f,
 		      struct auth_blob **ret);
 	/* The session as saved in the store (JSON text). */
 	int (*session_save)(const struct target_info *info, const struct auth_session *s, struct secret **ret);
 	/* Parses a saved session or a write to session.json; -EINVAL when malformed. */
 	int (*session_load)(const struct target_info *info, const char *text, size_t len,
 			    struct auth_session **ret);
-	/* Optional: check s with the server every check_interval while it is read,
-	 * as validate(); -ESTALE makes the daemon log in again. */
+
+	/* --- optional hooks --- */
+	/* Check s with the server every check_interval while it is read, as
+	 * validate(); -ESTALE makes the daemon log in again. */
 	int (*refresh)(struct auth_ctx *ctx, const struct auth_session *s, time_t *ret_expires_at);
-	/* refresh() also extends s (Redfish: resets the idle timer); otherwise a
-	 * session due for renewal gets a new login. */
-	bool renews_in_place;
-	/* Delete a stale session before replacing it (Redfish: never leak a slot). */
-	bool logout_replaced;
-	/* Environment variables with default credentials for every target. */
-	const char *env_user;
-	const char *env_password;
-	/* Optional: when to refresh s; NULL means margin before expiry. */
-	time_t (*refresh_at)(const struct target_info *info, const struct auth_session *s, int margin);
-	/* Optional: fix up a new target's facts (STS: base_url is the endpoint). */
+	/* Fix up a new target's facts (STS, OAuth 2.0: base_url is the endpoint). */
 	int (*init_info)(struct target_info *info);
-	/* Optional: credentials when the config has none (STS: the AWS shared files). */
+	/* Credentials when the config has none (STS: the AWS shared files). */
 	int (*default_credentials)(const struct target_info *info, char **ret_user, struct secret **ret_password);
-	/* Optional: parse a write to credentials; NULL means credentials_parse(). */
+	/* Parse a write to credentials; NULL means credentials_parse(). */
 	int (*parse_credentials)(const char *data, size_t len, char **ret_user, struct secret **ret_password);
-	/* Optional: targets that exist without a config section (STS: AWS profiles). */
-	int (*discover_targets)(char ***ret_names, size_t *ret_n);
-	/* Optional: does the next login need a one-time code written to `mfa`? */
-	bool (*needs_mfa)(const struct target_info *info);
-	/* How to provide credentials, for the ENOKEY message. */
-	const char *credentials_hint;
-	/* Optional: the sessions/ directory, using session s to authenticate.
-	 * -ESTALE when s itself is no longer accepted. */
+	/* Targets that exist without a config section. */
+	int (*discover)(struct auth_found **ret, size_t *ret_n);
+	/* Does the next login need a value written to the AUTH_FILE_ONE_TIME file? */
+	bool (*needs_one_time)(const struct target_info *info);
+	/* The sessions/ directory (an AUTH_FILE_SESSIONS file), using session s
+	 * to authenticate (NULL: the credentials). -ESTALE when s itself is no
+	 * longer accepted. */
 	int (*sessions_list)(struct auth_ctx *ctx, const struct auth_session *s, char ***ret_ids, size_t *ret_n);
 	int (*sessions_get)(struct auth_ctx *ctx, const struct auth_session *s, const char *id, struct auth_blob **ret);
 	int (*sessions_delete)(struct auth_ctx *ctx, const struct auth_session *s, const char *id);
-	/* Optional (STS: role ARNs, MFA sessions): more members for `status`,
-	 * from memory only. status is borrowed; s may be NULL. */
+	/* More members for `status`, from memory only (STS: role ARNs, MFA
+	 * sessions). status is borrowed; s may be NULL. */
 	void (*status_extra)(const struct target_info *info, const struct auth_session *s, json_t *status);
 };
 
+/* Exposed for the unit tests and fuzzers; the core knows providers only
+ * through the table in providers.c. */
 extern const struct auth_provider aos_provider;
 extern const struct auth_provider redfish_provider;
 extern const struct auth_provider sts_provider;
@@ -147,6 +172,8 @@ struct auth_call {
 	const char *body;
 	size_t body_len;
 	const char *content_type;
+	const char *aws_sigv4;          /* "aws:amz:REGION:SERVICE": sign with SigV4 using userpwd */
+	const struct secret *userpwd;   /* "key:secret" for SigV4 */
 };
 int auth_call(struct auth_ctx *ctx, const struct auth_call *call, struct http_response *resp);
 
@@ -156,7 +183,7 @@ int auth_http_status_errno(long status);
 int auth_json_secret(json_t *j, size_t flags, struct secret **ret);
 /* JSON parse of a response body (borrowed text); -EBADMSG with a message on failure. */
 int auth_parse_json(struct auth_ctx *ctx, const struct http_response *resp, json_t **ret);
-/* The transport failure of an http_perform() call, in words. */
+/* The transport failure of a request, in words. */
 int auth_ctx_transport_fail(struct auth_ctx *ctx, int r, const struct http_response *resp);
 
 /* The providers' response parsers, exposed for the unit tests and fuzzers. */
@@ -171,6 +198,10 @@ int sts_login_reply(struct auth_ctx *ctx, const struct http_response *resp, stru
 int jwt_expiry(const char *token, time_t *ret);
 /* base64url (no padding needed) → bytes, NUL-terminated. */
 int base64url_decode(const char *in, size_t len, char **ret, size_t *ret_len);
+
+/* -EINVAL or -ENAMETOOLONG for a name that cannot be a target. */
+int auth_name_valid(const char *name);
+void auth_strv_free(char **v, size_t n);
 
 /* A credentials write: "user:password" or {"username","password"}; -EINVAL otherwise.
  * Also the format credentials are saved in. */

@@ -12,12 +12,15 @@
 
 #define DEFAULT_SESSION_TIMEOUT 1800 /* DSP0266's usual default, when the BMC won't say */
 
+enum { FILE_TOKEN, FILE_SESSION_JSON };
+
 static const struct auth_file_info redfish_files[] = {
-	{ "token", AUTH_FILE_TOKEN, S_IFREG | 0400, true },
-	{ "session.json", AUTH_FILE_SESSION_JSON, S_IFREG | 0400, true },
-	{ "credentials", AUTH_FILE_CREDENTIALS, S_IFREG | 0200, false },
-	{ "status", AUTH_FILE_STATUS, S_IFREG | 0400, false },
-	{ "sessions", AUTH_FILE_SESSIONS_DIR, S_IFDIR | 0700, false },
+	{ "token", S_IFREG | 0400, AUTH_FILE_SESSION, AUTH_FILE_LOGOUT, FILE_TOKEN, NULL },
+	/* Read-only to users; root's write resumes a session, as for AOS. */
+	{ "session.json", S_IFREG | 0400, AUTH_FILE_SESSION, AUTH_FILE_RESUME, FILE_SESSION_JSON, NULL },
+	{ "credentials", S_IFREG | 0200, AUTH_FILE_CREDENTIALS, 0, 0, NULL },
+	{ "status", S_IFREG | 0400, AUTH_FILE_STATUS, 0, 0, NULL },
+	{ "sessions", S_IFDIR | 0700, AUTH_FILE_SESSIONS, 0, 0, NULL },
 };
 
 static const char *const fallback_uris[] = {
@@ -52,7 +55,7 @@ static json_t *details_load(const struct auth_session *s, struct details *ret)
 /* The BMC's own words: error.@Message.ExtendedInfo[].Message, else error.message. */
 static void bmc_message(const struct http_response *resp, char *buf, size_t size, bool *ret_limit)
 {
-	json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
+	json_auto_t *j = json_loadb(resp->body, resp->len, 0, NULL);
 	json_t *err = json_object_get(j, "error"), *info = json_object_get(err, "@Message.ExtendedInfo"), *e;
 	size_t i, used = 0;
 
@@ -72,7 +75,6 @@ static void bmc_message(const struct http_response *resp, char *buf, size_t size
 	if (!buf[0] && !j) {
 		auth_body_excerpt(resp, buf, size);
 	}
-	json_decref(j);
 }
 
 int redfish_error_reply(struct auth_ctx *ctx, const char *what, const struct http_response *resp)
@@ -196,16 +198,15 @@ static json_int_t session_timeout(struct auth_ctx *ctx, const struct secret *hdr
 /* session_data: the session resource without its @odata annotations. */
 static json_t *session_data(const struct http_response *resp)
 {
-	json_t *j = json_loadb(resp->body, resp->len, 0, NULL), *data = json_object();
+	json_auto_t *j = json_loadb(resp->body, resp->len, 0, NULL);
+	json_t *data = json_object(), *v;
 	const char *key;
-	json_t *v;
 
 	json_object_foreach(j, key, v) {
 		if (strncmp(key, "@odata.", 7) != 0) {
 			json_object_set(data, key, v);
 		}
 	}
-	json_decref(j);
 	return data;
 }
 
@@ -324,7 +325,7 @@ static int redfish_validate(struct auth_ctx *ctx, const struct auth_session *s, 
 	_cleanup_secret_ struct secret *hdr = secret_printf("X-Auth-Token: %s", secret_str(s->token));
 	struct http_response resp = { 0 };
 	struct details d;
-	json_t *j = details_load(s, &d);
+	_unused_ json_auto_t *j = details_load(s, &d);
 	int r;
 
 	r = hdr ? request(ctx, "GET", s->location, hdr, NULL, &resp) : -ENOMEM;
@@ -333,9 +334,10 @@ static int redfish_validate(struct auth_ctx *ctx, const struct auth_session *s, 
 	} else if (r == 0 && (resp.status < 200 || resp.status >= 300)) {
 		r = redfish_error_reply(ctx, "session check", &resp);
 	}
-	*ret_expires_at = r == 0 ? now_real() + (time_t)d.timeout : 0;
-	json_decref(j);
 	http_response_done(&resp);
+	if (r == 0) {
+		*ret_expires_at = now_real() + (time_t)d.timeout;
+	}
 	return r;
 }
 
@@ -345,10 +347,9 @@ static int redfish_logout(struct auth_ctx *ctx, const struct auth_session *s)
 	_cleanup_free_ char *checked = NULL;
 	struct http_response resp = { 0 };
 	struct details d;
-	json_t *j = details_load(s, &d);
+	_unused_ json_auto_t *j = details_load(s, &d);
 	int r = validate_session_location(s->location, ctx->info->base_url, d.sessions_uri, &checked);
 
-	json_decref(j);
 	/* A DELETE only ever goes to a member of the Sessions collection. */
 	if (r == -EBADMSG) {
 		return auth_ctx_fail(ctx, r, "%s: session %s is not under the Sessions collection; not deleted",
@@ -366,22 +367,11 @@ static int redfish_logout(struct auth_ctx *ctx, const struct auth_session *s)
 	return r;
 }
 
-/* Before the idle timeout runs out: margin ahead, or halfway for short timeouts. */
-static time_t redfish_refresh_at(const struct target_info *info, const struct auth_session *s, int margin)
-{
-	struct details d;
-	json_t *j = details_load(s, &d);
-	time_t ahead = d.timeout / 2 < margin ? (time_t)d.timeout / 2 : margin;
-
-	(void)info;
-	json_decref(j);
-	return s->expires_at - ahead;
-}
-
 static json_t *session_json(const struct auth_session *s, bool for_store)
 {
 	struct details d;
-	json_t *details = details_load(s, &d), *j;
+	_unused_ json_auto_t *details = details_load(s, &d);
+	json_t *j;
 
 	j = json_pack("{s:s, s:s, s:s, s:O?}", "id", s->id, "location", s->location, "x_auth_token",
 		      secret_str(s->token), "session_data", d.data);
@@ -389,7 +379,6 @@ static json_t *session_json(const struct auth_session *s, bool for_store)
 		json_object_set_new(j, "sessions_uri", json_string(d.sessions_uri ? d.sessions_uri : fallback_uris[0]));
 		json_object_set_new(j, "session_timeout", json_integer(d.timeout));
 	}
-	json_decref(details);
 	return j;
 }
 
@@ -399,29 +388,31 @@ static int redfish_session_save(const struct target_info *info, const struct aut
 	return auth_json_secret(session_json(s, true), JSON_COMPACT, ret);
 }
 
-static int redfish_render(const struct target_info *info, const struct auth_session *s, enum auth_file f,
-			  struct auth_blob **ret)
+static int redfish_render(const struct target_info *info, const struct auth_session *s,
+			  const struct auth_file_info *f, struct auth_blob **ret)
 {
 	_cleanup_secret_ struct secret *text = NULL;
+	struct auth_blob *b;
 	int r;
 
 	(void)info;
-	if (f == AUTH_FILE_TOKEN) {
+	if (f->id == FILE_TOKEN) {
 		if (!validate_token(secret_str(s->token))) {
 			return -EBADMSG; /* never reached: checked when stored */
 		}
-		*ret = auth_blob_new(s->token->data, s->token->len);
-		return *ret ? 0 : -ENOMEM;
+		b = auth_blob_new(s->token->data, s->token->len);
+	} else {
+		r = auth_json_secret(session_json(s, false), JSON_INDENT(2), &text);
+		if (r < 0) {
+			return r;
+		}
+		b = auth_blob_new_line(text->data);
 	}
-	if (f != AUTH_FILE_SESSION_JSON) {
-		return -EINVAL;
+	if (!b) {
+		return -ENOMEM;
 	}
-	r = auth_json_secret(session_json(s, false), JSON_INDENT(2), &text);
-	if (r < 0) {
-		return r;
-	}
-	*ret = auth_blob_new_line(text->data);
-	return *ret ? 0 : -ENOMEM;
+	*ret = b;
+	return 0;
 }
 
 /* A saved session, as written by redfish_session_save(). Its expiry is unknown
@@ -532,7 +523,7 @@ int redfish_members_reply(struct auth_ctx *ctx, const struct http_response *resp
 	ids = calloc(json_array_size(members) + 1, sizeof(*ids));
 	json_array_foreach(members, i, m) {
 		const char *uri = json_string_value(json_object_get(m, "@odata.id"));
-		if (ids && uri && auth_session_id_valid(last_segment(uri)) && (ids[n] = strdup(last_segment(uri)))) {
+		if (ids && uri && validate_redfish_id(last_segment(uri)) && (ids[n] = strdup(last_segment(uri)))) {
 			n++;
 		}
 	}
@@ -597,22 +588,20 @@ const struct auth_provider redfish_provider = {
 	.name = "idrac",
 	.files = redfish_files,
 	.n_files = ELEMENTSOF(redfish_files),
+	.features = AUTH_PROVIDER_HOST_NAMES | AUTH_PROVIDER_RENEWS_IN_PLACE | AUTH_PROVIDER_LOGOUT_REPLACED |
+		    AUTH_PROVIDER_LOGOUT_ON_EXIT,
 	.default_port = 443,
-	.default_logout_on_exit = true,
-	.credentials_hint = "write user:password to credentials, or set user and password (or password_file, password_env) in the config",
 	.min_validity = 0,
+	.credentials_hint = "write user:password to credentials, or set user and password (or password_file, password_env) in the config",
+	.env_user = "IDRAC_USERNAME",
+	.env_password = "IDRAC_PASSWORD",
 	.login = redfish_login,
 	.validate = redfish_validate,
 	.logout = redfish_logout,
-	.refresh = redfish_validate,
-	.renews_in_place = true,
-	.refresh_at = redfish_refresh_at,
-	.logout_replaced = true,
-	.env_user = "IDRAC_USERNAME",
-	.env_password = "IDRAC_PASSWORD",
 	.render = redfish_render,
 	.session_save = redfish_session_save,
 	.session_load = redfish_session_load,
+	.refresh = redfish_validate,
 	.sessions_list = redfish_sessions_list,
 	.sessions_get = redfish_sessions_get,
 	.sessions_delete = redfish_sessions_delete,

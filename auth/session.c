@@ -1,6 +1,7 @@
 /* The session cache: single-flight login, resume of saved sessions, logout,
  * and the background refresh that keeps hot sessions valid. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "log.h"
@@ -11,11 +12,12 @@
 #define BACKOFF_MAX 120
 #define RECENT_FAILURE 1.0 /* seconds */
 #define MIN_RENEW_INTERVAL 1 /* seconds between two renewals of one session */
+#define FLIGHT_STACK_SIZE (256 * 1024)
 
 /* The lifetime rule (README, "How sessions are kept"): a session of lifetime
  * L is served while more than min(min_validity, L/2) seconds are left. A
- * session that can never meet the provider's minimum (a 900 s STS credential
- * against botocore's 15 minutes) is served for half its life instead of being
+ * session that can never meet the provider's minimum (a 900 s credential
+ * against a 15-minute minimum) is served for half its life instead of being
  * replaced in a loop. */
 static time_t serve_floor(const struct auth_target *t, const struct auth_session *s)
 {
@@ -114,9 +116,9 @@ static void save_session(struct auth_target *t)
 		r = store_save(t->core->store, t->provider->name, t->name, "session", text->data, text->len);
 	}
 	if (r < 0) {
-		/* The session works; only a restart will have to log in again. */
+		/* The session works; only a restart will have to log in again
+		 * (store_save() logged why). */
 		target_set_error(t, r, "the session could not be saved in the state dir; a restart will log in again");
-		log_warning("%s/%s: failed to save the session: %s", t->provider->name, t->name, strerror(-r));
 	}
 }
 
@@ -203,6 +205,17 @@ static int login(struct auth_target *t, struct auth_ctx *ctx, struct auth_sessio
 	return 0;
 }
 
+/* The name of the provider's AUTH_FILE_ONE_TIME file. */
+static const char *one_time_file(const struct auth_target *t)
+{
+	for (size_t i = 0; i < t->provider->n_files; i++) {
+		if (t->provider->files[i].role == AUTH_FILE_ONE_TIME) {
+			return t->provider->files[i].name;
+		}
+	}
+	return "?";
+}
+
 /* Validate a saved session (or one from the environment), else log in. Runs
  * without the lock; *ret_fresh tells whether a new login happened. */
 static int obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_session **pending,
@@ -233,9 +246,9 @@ static int obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_sessi
 		return auth_ctx_fail(ctx, -ENOKEY, "no credentials: %s (%s/%s/credentials)",
 				     t->provider->credentials_hint, t->provider->name, t->name);
 	}
-	if (t->provider->needs_mfa && t->provider->needs_mfa(&t->info) && !ctx->mfa_code) {
-		return auth_ctx_fail(ctx, -ENOKEY, "MFA required: write the current code to %s/%s/mfa",
-				     t->provider->name, t->name);
+	if (t->provider->needs_one_time && t->provider->needs_one_time(&t->info) && !ctx->one_time) {
+		return auth_ctx_fail(ctx, -ENOKEY, "%s %s/%s/%s", t->provider->one_time_hint, t->provider->name, t->name,
+				     one_time_file(t));
 	}
 	*ret_fresh = true;
 	return login(t, ctx, ret);
@@ -264,13 +277,13 @@ static int renew_or_obtain(struct auth_target *t, struct auth_ctx *ctx, struct a
 {
 	int r = -ESTALE;
 
-	if (current && t->provider->refresh && (t->provider->renews_in_place || !renewal_due)) {
+	if (current && t->provider->refresh && ((t->provider->features & AUTH_PROVIDER_RENEWS_IN_PLACE) || !renewal_due)) {
 		r = t->provider->refresh(ctx, current, ret_expires_at);
 		if (r != -ESTALE) {
 			return r;
 		}
 		log_info("%s/%s: the session is gone on the server; logging in again", t->provider->name, t->name);
-		if (t->provider->logout_replaced) {
+		if (t->provider->features & AUTH_PROVIDER_LOGOUT_REPLACED) {
 			t->provider->logout(ctx, current); /* best effort: never leave it behind */
 		}
 	}
@@ -312,9 +325,12 @@ static struct auth_session *flight_result(struct auth_target *t, struct auth_ses
 	return NULL;
 }
 
-/* Runs one login or refresh as the single flight, with every request ending
- * by deadline; called and returns with the lock held. */
-static int lead(struct auth_target *t, bool background, double deadline)
+/* Runs one login or refresh as the single flight; called and returns with
+ * the lock held. Each request gets the whole timeout: a flight is never cut
+ * short between sending a login and reading its answer, which would leave a
+ * session on the server that nobody knows of (a BMC slot). Readers wait for
+ * it no longer than their own deadline. */
+static int lead(struct auth_target *t, bool background)
 {
 	struct auth_session *pending, *current = NULL, *fresh = NULL, *old = NULL;
 	struct auth_ctx ctx;
@@ -329,9 +345,11 @@ static int lead(struct auth_target *t, bool background, double deadline)
 		r = -ENOMEM;
 	}
 	if (r < 0) {
+		if (t->flight) {
+			flight_end(t, r); /* a reader's, started for this lead */
+		}
 		return r;
 	}
-	ctx.deadline = deadline;
 	due = t->expiry_due && now_real() >= t->expiry_due;
 	pending = TAKE_PTR(t->pending);
 	t->flight = true;
@@ -357,8 +375,8 @@ static int lead(struct auth_target *t, bool background, double deadline)
 	if (pending && !t->pending && !t->removed) {
 		t->pending = TAKE_PTR(pending);
 	}
-	if (is_login && ctx.mfa_code && secret_equal(ctx.mfa_code, t->mfa_code)) {
-		secret_free(TAKE_PTR(t->mfa_code)); /* a one-time code is used once */
+	if (is_login && ctx.one_time && secret_equal(ctx.one_time, t->one_time)) {
+		secret_free(TAKE_PTR(t->one_time)); /* a one-time value is used once */
 	}
 	if (r < 0 && !t->removed) {
 		record_failure(t, r, ctx.error);
@@ -371,8 +389,54 @@ static int lead(struct auth_target *t, bool background, double deadline)
 	ctx_done(&ctx);
 	auth_session_free(pending);
 	auth_session_free(current);
-	auth_session_free(old); /* AOS tokens expire by themselves; readers may still use the old one */
+	auth_session_free(old); /* replaced, not logged out: readers may still use the old one until it expires */
 	return r;
+}
+
+static void *flight_thread(void *userdata)
+{
+	struct auth_target *t = userdata;
+	struct auth_core *core = t->core;
+
+	pthread_mutex_lock(&t->lock);
+	lead(t, false);
+	pthread_mutex_unlock(&t->lock);
+	auth_target_unref(t);
+	pthread_mutex_lock(&core->sched_lock);
+	core->flights--;
+	pthread_cond_broadcast(&core->sched_cond);
+	pthread_mutex_unlock(&core->sched_lock);
+	return NULL;
+}
+
+/* A reader's login runs in a thread of its own (lock held): the reader waits
+ * for it until its deadline, and it finishes even when every reader has
+ * given up, so that what it got on the server is kept, or ended. */
+static int flight_start(struct auth_target *t)
+{
+	struct auth_core *core = t->core;
+	pthread_attr_t attr;
+	pthread_t thread;
+	int r;
+
+	pthread_mutex_lock(&core->sched_lock);
+	core->flights++;
+	pthread_mutex_unlock(&core->sched_lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, FLIGHT_STACK_SIZE);
+	t->flight = true;
+	r = -pthread_create(&thread, &attr, flight_thread, target_ref(t));
+	pthread_attr_destroy(&attr);
+	if (r < 0) {
+		t->flight = false;
+		auth_target_unref(t);
+		pthread_mutex_lock(&core->sched_lock);
+		core->flights--;
+		pthread_mutex_unlock(&core->sched_lock);
+		return log_error_errno(r, "%s/%s: failed to start a login: %m", t->provider->name, t->name);
+	}
+	return 0;
 }
 
 /* One read: at most one login attempt, and done by deadline. Returns with the
@@ -380,6 +444,7 @@ static int lead(struct auth_target *t, bool background, double deadline)
 int session_acquire(struct auth_target *t)
 {
 	double deadline = now_mono() + t->info.timeout;
+	struct timespec ts = mono_timespec(deadline);
 	bool led = false, waited = false;
 	int r = 0;
 
@@ -387,6 +452,7 @@ int session_acquire(struct auth_target *t)
 	t->counters.reads++;
 	for (;;) {
 		time_t now = now_real();
+		uint64_t seq;
 		if (t->removed) {
 			r = -ENOENT;
 			break;
@@ -396,10 +462,11 @@ int session_acquire(struct auth_target *t)
 			session_touch(t);
 			return 0;
 		}
-		if (led) {
-			r = t->last_errno < 0 ? t->last_errno : -EIO;
+		if (led && t->flight_result < 0) {
+			r = t->flight_result;
 			break;
 		}
+		led = false; /* logged in, and logged out since (rm token): once more */
 		if (t->rejected) {
 			r = t->last_errno < 0 ? t->last_errno : -EKEYREJECTED;
 			break;
@@ -414,28 +481,28 @@ int session_acquire(struct auth_target *t)
 			waited = true;
 			t->counters.reader_waits++;
 		}
-		if (t->flight) {
-			uint64_t seq = t->flight_seq;
-			struct timespec ts = mono_timespec(deadline);
-			while (t->flight && t->flight_seq == seq && r == 0) {
-				r = -pthread_cond_timedwait(&t->cond, &t->lock, &ts);
-			}
-			if (r == -ETIMEDOUT) {
+		seq = t->flight_seq;
+		if (!t->flight) {
+			r = flight_start(t);
+			if (r < 0) {
 				break;
 			}
-			if (t->flight_result < 0 && !usable(t, t->session, now_real())) {
-				r = t->flight_result; /* share the leader's failure: one attempt for all */
-				break;
-			}
-			continue;
+			led = true;
 		}
-		if (now_mono() >= deadline) {
-			r = -ETIMEDOUT;
+		while (t->flight && t->flight_seq == seq && r == 0) {
+			r = -pthread_cond_timedwait(&t->cond, &t->lock, &ts);
+		}
+		if (r < 0) {
+			/* -ETIMEDOUT: the flight goes on without this reader; status
+			 * says so until it ends. */
+			char msg[sizeof(t->last_error)];
+			snprintf(msg, sizeof(msg), "%s: no answer within %d s; the login goes on in the background",
+				 t->info.base_url, t->info.timeout);
+			target_set_error(t, r, msg);
 			break;
 		}
-		r = lead(t, false, deadline);
-		led = true;
-		if (r < 0) {
+		if (!led && t->flight_result < 0 && !usable(t, t->session, now_real())) {
+			r = t->flight_result; /* share the leader's failure: one attempt for all */
 			break;
 		}
 	}
@@ -541,10 +608,7 @@ int session_logout(struct auth_target *t, double deadline)
 	t->failed_at = 0;
 	t->gen++;
 	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
-	r = store_remove(t->core->store, t->provider->name, t->name, "session");
-	if (r < 0 && r != -ENOENT) {
-		log_warning("%s/%s: failed to remove the saved session: %s", t->provider->name, t->name, strerror(-r));
-	}
+	store_remove(t->core->store, t->provider->name, t->name, "session"); /* logs its failure */
 	r = s ? ctx_init(t, &ctx) : 0;
 	target_notify(t);
 	pthread_mutex_unlock(&t->lock);
@@ -573,7 +637,7 @@ static void refresh_one(struct auth_target *t)
 	if (t->removed || t->rejected || !t->session) {
 		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
 	} else if (!t->hot) {
-		/* Not read since the last renewal: let it lapse (frees a BMC slot);
+		/* Not read since the last renewal: let it lapse (frees a server slot);
 		 * the next read renews it or logs in. */
 		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
 		t->dormant = true;
@@ -581,7 +645,7 @@ static void refresh_one(struct auth_target *t)
 		__atomic_store_n(&t->retry_at, now_real() + 1, __ATOMIC_RELAXED); /* a reader is logging in already */
 	} else {
 		log_debug("%s/%s: refreshing ahead of expiry", t->provider->name, t->name);
-		lead(t, true, now_mono() + t->info.timeout);
+		lead(t, true);
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -682,6 +746,12 @@ void scheduler_stop(struct auth_core *core)
 	for (size_t i = 0; i < core->n_workers; i++) {
 		pthread_join(core->workers[i], NULL);
 	}
+	/* Readers' logins still running: they end by their requests' timeouts. */
+	pthread_mutex_lock(&core->sched_lock);
+	while (core->flights > 0) {
+		pthread_cond_wait(&core->sched_cond, &core->sched_lock);
+	}
+	pthread_mutex_unlock(&core->sched_lock);
 	free(core->workers);
 	core->workers = NULL;
 	core->n_workers = 0;

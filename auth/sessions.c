@@ -17,14 +17,6 @@ bool auth_session_id_valid(const char *id)
 	return validate_redfish_id(id);
 }
 
-void auth_strv_free(char **v, size_t n)
-{
-	for (size_t i = 0; v && i < n; i++) {
-		free(v[i]);
-	}
-	free(v);
-}
-
 int session_borrow(struct auth_target *t, struct auth_session **ret, struct auth_ctx *ctx)
 {
 	int r = session_acquire(t);
@@ -184,7 +176,7 @@ int auth_sessions_slot(struct auth_target *t, const char *id)
 	char *copy;
 	int slot = -ENOMEM;
 
-	pthread_mutex_lock(&t->lock);
+	pthread_mutex_lock(&t->slots_lock);
 	for (size_t i = 0; i < t->n_slots; i++) {
 		if (strcmp(t->slot_ids[i], id) == 0) {
 			t->slot_used[i] = ++t->slot_clock;
@@ -218,7 +210,7 @@ int auth_sessions_slot(struct auth_target *t, const char *id)
 	t->slot_used[victim] = ++t->slot_clock;
 	slot = (int)victim;
 out:
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&t->slots_lock);
 	return slot;
 }
 
@@ -226,10 +218,10 @@ char *auth_sessions_id(struct auth_target *t, unsigned slot)
 {
 	char *id = NULL;
 
-	pthread_mutex_lock(&t->lock);
+	pthread_mutex_lock(&t->slots_lock);
 	if (slot < t->n_slots) {
 		id = strdup(t->slot_ids[slot]);
 	}
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&t->slots_lock);
 	return id;
 }

@@ -429,7 +429,7 @@ int store_remove(struct store *s, const char *provider, const char *name, const 
 		return dfd == -ENOENT ? 0 : log_error_errno(dfd, "Failed to remove %s of %s/%s: %s", item, provider, name, why);
 	}
 	if (unlinkat(dfd, item, 0) < 0 && errno != ENOENT) {
-		r = -errno;
+		r = log_error_errno(-errno, "Failed to remove %s of %s/%s: %m", item, provider, name);
 	} else {
 		fsync(dfd);
 	}
@@ -449,8 +449,9 @@ int store_remove_target(struct store *s, const char *provider, const char *name)
 	}
 	d = fdopendir(dfd);
 	if (!d) {
+		r = -errno;
 		close(dfd);
-		return -errno;
+		return log_error_errno(r, "Failed to remove the state of %s/%s: %m", provider, name);
 	}
 	for (struct dirent *de; (de = readdir(d));) {
 		if ((de->d_name[0] != '.' || (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))) &&
@@ -460,17 +461,22 @@ int store_remove_target(struct store *s, const char *provider, const char *name)
 	}
 	closedir(d);
 	pfd = openat(s->dir_fd, provider, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	if (pfd < 0) {
-		return r ?: -errno;
-	}
-	if (unlinkat(pfd, name, AT_REMOVEDIR) < 0 && r == 0) {
+	if (pfd < 0 && r == 0) {
 		r = -errno;
 	}
-	if (fsync(pfd) < 0 && r == 0) {
+	if (pfd >= 0 && unlinkat(pfd, name, AT_REMOVEDIR) < 0 && r == 0) {
 		r = -errno;
 	}
-	close(pfd);
-	return r;
+	if (pfd >= 0 && fsync(pfd) < 0 && r == 0) {
+		r = -errno;
+	}
+	if (pfd >= 0) {
+		close(pfd);
+	}
+	if (r < 0) {
+		return log_error_errno(r, "Failed to remove the state of %s/%s: %m", provider, name);
+	}
+	return 0;
 }
 
 /* Untrusted entries are skipped with a log line naming them. */

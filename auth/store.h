@@ -16,6 +16,9 @@ void store_free(struct store *s);
 /* The state dir's absolute path, as checked. */
 const char *store_path(const struct store *s);
 
+/* Every failure of save and remove is logged here, with the path and the
+ * problem: callers decide what it means, and do not log it again. */
+
 /* Atomic: temp file, fsync, rename, fsync dir. Files are 0600. */
 int store_save(struct store *s, const char *provider, const char *name, const char *item,
 	       const char *data, size_t len);

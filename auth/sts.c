@@ -13,14 +13,35 @@
 #include "sts.h"
 
 #define BOTOCORE_REFRESH_WINDOW 900 /* 15 min: the CLI refreshes on every call below it */
-#define MIN_REFRESH_INTERVAL 10
+
+/* An MFA code: six digits (and the newline echo adds); fewer digits may
+ * still become one. */
+static int check_mfa(const char *data, size_t len)
+{
+	size_t digits = strspn(data, "0123456789");
+
+	if (digits > len) {
+		digits = len;
+	}
+	if (digits == 6 && (len == 6 || (len == 7 && data[6] == '\n'))) {
+		return 0;
+	}
+	return digits == len && len < 6 ? -ENODATA : -EINVAL;
+}
+
+enum { FILE_CREDS_JSON, FILE_ENV };
+
+static const struct config_range sts_settings[] = {
+	{ "duration_seconds", 900, 129600 }, /* GetSessionToken's range */
+	{ NULL, 0, 0 },
+};
 
 static const struct auth_file_info sts_files[] = {
-	{ "creds.json", AUTH_FILE_CREDS_JSON, S_IFREG | 0400, true },
-	{ "env", AUTH_FILE_ENV, S_IFREG | 0400, true },
-	{ "credentials", AUTH_FILE_CREDENTIALS, S_IFREG | 0200, false },
-	{ "mfa", AUTH_FILE_MFA, S_IFREG | 0200, false },
-	{ "status", AUTH_FILE_STATUS, S_IFREG | 0400, false },
+	{ "creds.json", S_IFREG | 0400, AUTH_FILE_SESSION, AUTH_FILE_LOGOUT, FILE_CREDS_JSON, NULL },
+	{ "env", S_IFREG | 0400, AUTH_FILE_SESSION, 0, FILE_ENV, NULL },
+	{ "credentials", S_IFREG | 0200, AUTH_FILE_CREDENTIALS, 0, 0, NULL },
+	{ "mfa", S_IFREG | 0200, AUTH_FILE_ONE_TIME, 0, 0, check_mfa },
+	{ "status", S_IFREG | 0400, AUTH_FILE_STATUS, 0, 0, NULL },
 };
 
 const char *sts_profile_name(const struct target_info *info)
@@ -124,12 +145,19 @@ static int sts_default_credentials(const struct target_info *info, char **ret_us
 	int r;
 
 	if (id) {
-		r = config_resolve_secret(info->section, "aws_secret_access_key", ret_password);
+		_cleanup_secret_ struct secret *secret = NULL;
+		char *user;
+		r = config_resolve_secret(info->section, "aws_secret_access_key", &secret);
 		if (r < 0) {
 			return r;
 		}
-		*ret_user = strdup(id);
-		return *ret_user ? 0 : -ENOMEM;
+		user = strdup(id);
+		if (!user) {
+			return -ENOMEM;
+		}
+		*ret_user = user;
+		*ret_password = TAKE_PTR(secret);
+		return 0;
 	}
 	r = aws_profile_load(sts_profile_name(info), &p);
 	if (r == -ENOENT && target_setting(info, "role_arn")) {
@@ -215,7 +243,7 @@ int sts_creds_from_env(struct sts_creds *ret)
 
 int sts_creds_from_session(const struct auth_session *s, const char *origin, struct sts_creds *ret)
 {
-	json_t *j = json_loads(s->extra->data, 0, NULL);
+	json_auto_t *j = json_loads(s->extra->data, 0, NULL);
 	const char *secret = json_string_value(json_object_get(j, "SecretAccessKey"));
 	int r = -EBADMSG;
 
@@ -225,7 +253,6 @@ int sts_creds_from_session(const struct auth_session *s, const char *origin, str
 			ret->expires_at = s->expires_at;
 		}
 	}
-	json_decref(j);
 	return r;
 }
 
@@ -289,6 +316,7 @@ static int sts_parse_credentials(const char *data, size_t len, char **ret_user, 
 {
 	_cleanup_free_ char *text = strndup(data, len);
 	struct key_pair k = { 0 };
+	struct secret *password;
 	json_t *j;
 
 	if (!text || memchr(data, 0, len)) {
@@ -314,11 +342,16 @@ static int sts_parse_credentials(const char *data, size_t len, char **ret_user, 
 		secret_free(k.token);
 		return -EINVAL;
 	}
-	*ret_user = k.id;
-	*ret_password = secret_with_token(k.secret, k.token);
+	password = secret_with_token(k.secret, k.token);
 	secret_free(k.secret);
 	secret_free(k.token);
-	return *ret_password ? 0 : -ENOMEM;
+	if (!password) {
+		free(k.id);
+		return -ENOMEM;
+	}
+	*ret_user = k.id;
+	*ret_password = password;
+	return 0;
 }
 
 /* GetSessionToken with mfa_serial needs a code each time. A role profile's
@@ -479,8 +512,8 @@ static int request_body(struct auth_ctx *ctx, char **ret)
 	if (duration) {
 		fprintf(f, "&DurationSeconds=%ld", strtol(duration, NULL, 10));
 	}
-	if (serial && ctx->mfa_code) {
-		fprintf(f, "&SerialNumber=%s&TokenCode=%s", serial_escaped, secret_str(ctx->mfa_code));
+	if (serial && ctx->one_time) {
+		fprintf(f, "&SerialNumber=%s&TokenCode=%s", serial_escaped, secret_str(ctx->one_time));
 	}
 	if (fclose(f) != 0) {
 		erase_and_free_str(body);
@@ -556,31 +589,25 @@ int sts_request(struct auth_ctx *ctx, const char *action, const char *body, cons
 {
 	_cleanup_free_ char *region = region_of(ctx->info);
 	_cleanup_secret_ struct secret *userpwd = NULL, *token_header = NULL;
-	const struct secret *secret_headers[] = { NULL, NULL };
 	struct http_response resp = { 0 };
-	char sigv4[128], url[1024];
+	char sigv4[128];
 	int r;
 
 	userpwd = secret_printf("%s:%s", c->id, secret_str(c->secret));
 	if (c->token) {
 		token_header = secret_printf("X-Amz-Security-Token: %s", secret_str(c->token));
-		secret_headers[0] = token_header;
 	}
 	if (!region || !userpwd || (c->token && !token_header)) {
 		return -ENOMEM;
 	}
 	snprintf(sigv4, sizeof(sigv4), "aws:amz:%s:sts", region);
-	snprintf(url, sizeof(url), "%s/", ctx->info->base_url);
 	log_debug("sts/%s: %s signed with %s (key %s)", ctx->info->name, action, c->origin, c->id);
-	r = http_perform(&(struct http_request){
-		.method = "POST", .url = url, .body = body, .body_len = strlen(body),
+	r = auth_call(ctx, &(struct auth_call){
+		.method = "POST", .path = "/", .auth_header = token_header, .body = body, .body_len = strlen(body),
 		.content_type = "application/x-www-form-urlencoded; charset=utf-8",
-		.secret_headers = secret_headers,
-		.timeout_ms = auth_ctx_timeout_ms(ctx), .tls = &ctx->info->tls, .aws_sigv4 = sigv4, .userpwd = userpwd,
+		.aws_sigv4 = sigv4, .userpwd = userpwd,
 	}, &resp);
-	if (r < 0) {
-		r = auth_ctx_transport_fail(ctx, r, &resp);
-	} else {
+	if (r == 0) {
 		r = sts_reply(ctx, action, c, &resp, ret);
 	}
 	http_response_done(&resp);
@@ -634,8 +661,11 @@ static int sts_login(struct auth_ctx *ctx, struct auth_session **ret)
 static int sts_validate(struct auth_ctx *ctx, const struct auth_session *s, time_t *ret_expires_at)
 {
 	(void)ctx;
+	if (s->expires_at <= now_real()) {
+		return -ESTALE;
+	}
 	*ret_expires_at = 0;
-	return s->expires_at > now_real() ? 0 : -ESTALE;
+	return 0;
 }
 
 static int sts_logout(struct auth_ctx *ctx, const struct auth_session *s)
@@ -643,15 +673,6 @@ static int sts_logout(struct auth_ctx *ctx, const struct auth_session *s)
 	(void)ctx;
 	(void)s;
 	return 0; /* STS has no way to revoke session credentials; dropping them is all */
-}
-
-/* Ahead of botocore's 15-minute window, never more often than every 10 s. */
-static time_t sts_refresh_at(const struct target_info *info, const struct auth_session *s, int margin)
-{
-	time_t due = s->expires_at - BOTOCORE_REFRESH_WINDOW - margin;
-
-	(void)info;
-	return due > s->obtained_at + MIN_REFRESH_INTERVAL ? due : s->obtained_at + MIN_REFRESH_INTERVAL;
 }
 
 /* `export NAME='value'` lines; the values were checked when stored, and are
@@ -665,7 +686,7 @@ static int render_env(const char *extra, struct auth_blob **ret)
 		{ "AWS_CREDENTIAL_EXPIRATION", "Expiration" },
 	};
 	char *quoted[ELEMENTSOF(vars)] = { 0 };
-	json_t *j = json_loads(extra, 0, NULL);
+	json_auto_t *j = json_loads(extra, 0, NULL);
 	size_t len = 0, at = 0;
 	char *text = NULL;
 	int r = 0;
@@ -680,7 +701,6 @@ static int render_env(const char *extra, struct auth_blob **ret)
 			len += strlen("export =\n") + strlen(vars[i][0]) + strlen(quoted[i]);
 		}
 	}
-	json_decref(j);
 	if (r == 0 && !(text = malloc(len + 1))) {
 		r = -ENOMEM;
 	}
@@ -700,18 +720,46 @@ static int render_env(const char *extra, struct auth_blob **ret)
 	return r;
 }
 
-static int sts_render(const struct target_info *info, const struct auth_session *s, enum auth_file f,
+static int sts_render(const struct target_info *info, const struct auth_session *s, const struct auth_file_info *f,
 		      struct auth_blob **ret)
 {
+	struct auth_blob *b;
+
 	(void)info;
-	if (f == AUTH_FILE_CREDS_JSON) {
-		*ret = auth_blob_new_line(s->extra->data);
-		return *ret ? 0 : -ENOMEM;
+	if (f->id == FILE_ENV) {
+		return render_env(s->extra->data, ret);
 	}
-	if (f != AUTH_FILE_ENV) {
-		return -EINVAL;
+	b = auth_blob_new_line(s->extra->data);
+	if (!b) {
+		return -ENOMEM;
 	}
-	return render_env(s->extra->data, ret);
+	*ret = b;
+	return 0;
+}
+
+/* Every profile of the AWS shared files is a target. */
+static int sts_discover(struct auth_found **ret, size_t *ret_n)
+{
+	struct auth_found *found;
+	char **names = NULL;
+	size_t n = 0;
+	int r = aws_profiles_list(&names, &n);
+
+	if (r < 0) {
+		return r;
+	}
+	found = calloc(n ?: 1, sizeof(*found));
+	if (!found) {
+		auth_strv_free(names, n);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		found[i].name = TAKE_PTR(names[i]);
+	}
+	free(names);
+	*ret = found;
+	*ret_n = n;
+	return 0;
 }
 
 /* Saved: the creds.json object, plus the assumed role's ARN if any. */
@@ -721,8 +769,12 @@ static int sts_session_save(const struct target_info *info, const struct auth_se
 
 	(void)info;
 	if (!s->location) {
-		*ret = secret_dup(s->extra);
-		return *ret ? 0 : -ENOMEM;
+		struct secret *copy = secret_dup(s->extra);
+		if (!copy) {
+			return -ENOMEM;
+		}
+		*ret = copy;
+		return 0;
 	}
 	j = json_loads(s->extra->data, 0, NULL);
 	if (!j || json_object_set_new(j, "AssumedRoleArn", json_string(s->location)) < 0) {
@@ -772,20 +824,20 @@ const struct auth_provider sts_provider = {
 	.files = sts_files,
 	.n_files = ELEMENTSOF(sts_files),
 	.default_port = 443,
-	.default_logout_on_exit = false,
 	.min_validity = BOTOCORE_REFRESH_WINDOW,
 	.credentials_hint = "write aws_access_key_id and aws_secret_access_key lines (or JSON {\"AccessKeyId\",\"SecretAccessKey\"}), or put the keys in the shared AWS credentials file",
+	.one_time_hint = "MFA required: write the current code to",
+	.settings = sts_settings,
 	.login = sts_login,
 	.validate = sts_validate,
 	.logout = sts_logout,
-	.refresh_at = sts_refresh_at,
 	.render = sts_render,
 	.session_save = sts_session_save,
 	.session_load = sts_session_load,
 	.init_info = sts_init_info,
 	.default_credentials = sts_default_credentials,
 	.parse_credentials = sts_parse_credentials,
-	.discover_targets = aws_profiles_list,
-	.needs_mfa = sts_needs_mfa,
+	.discover = sts_discover,
+	.needs_one_time = sts_needs_mfa,
 	.status_extra = sts_role_status,
 };

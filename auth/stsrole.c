@@ -356,7 +356,7 @@ static int assume_role_body(struct auth_ctx *ctx, const struct hop *h, bool chai
 		ok = form_add(f, "ExternalId", h->p.external_id) && ok;
 	}
 	if (mfa_serial) {
-		ok = form_add(f, "SerialNumber", mfa_serial) && form_add(f, "TokenCode", secret_str(ctx->mfa_code)) && ok;
+		ok = form_add(f, "SerialNumber", mfa_serial) && form_add(f, "TokenCode", secret_str(ctx->one_time)) && ok;
 	}
 	if (h->p.source_identity) {
 		ok = form_add(f, "SourceIdentity", h->p.source_identity) && ok;
@@ -400,11 +400,11 @@ static int mfa_session(struct auth_ctx *ctx, const struct chain *c, const char *
 		log_debug("sts/%s: reusing the MFA session of %s", ctx->info->name, source);
 		return 0;
 	}
-	if (!ctx->mfa_code) {
+	if (!ctx->one_time) {
 		return need_code(ctx, serial);
 	}
 	if (asprintf(&body, "Action=GetSessionToken&Version=2011-06-15&SerialNumber=%s&TokenCode=%s", serial_escaped,
-		     secret_str(ctx->mfa_code)) < 0) {
+		     secret_str(ctx->one_time)) < 0) {
 		body = NULL;
 		return -ENOMEM;
 	}
@@ -455,7 +455,7 @@ int sts_role_login(struct auth_ctx *ctx, const struct sts_creds *own, struct aut
 			session_serial = c.hops[mfa_at].p.mfa_serial;
 		}
 	}
-	if (r == 0 && code_serial && !ctx->mfa_code) {
+	if (r == 0 && code_serial && !ctx->one_time) {
 		r = need_code(ctx, code_serial);
 	}
 	if (r == 0) {

@@ -24,21 +24,27 @@ struct file_access {
 	mode_t mode;
 };
 
+/* A target. Its fields fall in groups by what guards them; each lock's
+ * comment says what it protects. Locks are never nested, except that
+ * core->sched_lock may be taken with t->lock held. */
 struct auth_target {
+	/* Fixed at creation, read without a lock. */
 	struct auth_core *core;
-	unsigned refs;
+	unsigned refs;                /* atomic */
 	uint32_t id;
 	size_t provider_idx;
 	const struct auth_provider *provider;
 	char *name;
-	struct target_info info;  /* immutable */
+	struct target_info info;
 
-	pthread_mutex_t lock;     /* guards everything below */
-	pthread_cond_t cond;      /* a login finished */
+	/* lock: the session and everything a login reads or changes: the
+	 * credentials, the single flight, the error state, the counters. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;          /* a login finished */
 	bool removed;
 	char *user;
 	struct secret *password;
-	struct secret *mfa_code;
+	struct secret *one_time;      /* written to the AUTH_FILE_ONE_TIME file, used by one login */
 	struct auth_session *session;
 	struct auth_session *pending; /* to validate before first use (saved, or from the environment) */
 	bool pending_loaded;          /* the store was checked for a saved session */
@@ -55,15 +61,23 @@ struct auth_target {
 	bool hot;                     /* read since the last renewal started */
 	time_t last_renew;            /* last login or in-place renewal */
 	bool dormant;                 /* background refresh paused until the next read */
-	time_t refresh_due;           /* 0: nothing scheduled (atomic) */
 	time_t expiry_due;            /* when the session itself needs renewing */
-	time_t retry_at;              /* background retries wait until then (atomic) */
 	unsigned failures_in_row;
-	bool refreshing;              /* claimed by a refresh worker (atomic) */
 	struct target_counters counters;
-	struct file_access access[_AUTH_FILE_MAX + 1]; /* in effect: files, then the dir */
-	struct file_access access_saved[_AUTH_FILE_MAX + 1]; /* chown/chmod, on top of [access] */
 	char warning[256];            /* for status: insecure inherited settings, withheld defaults */
+
+	/* No lock, atomics: what the refresh scheduler scans (session.c). */
+	time_t refresh_due;           /* 0: nothing scheduled */
+	time_t retry_at;              /* background retries wait until then */
+	bool refreshing;              /* claimed by a refresh worker */
+
+	/* access_lock: owners and modes (access.c). */
+	pthread_mutex_t access_lock;
+	struct file_access access[AUTH_FILES_MAX + 1];       /* in effect: files by index, then the dir */
+	struct file_access access_saved[AUTH_FILES_MAX + 1]; /* chown/chmod, on top of [access] */
+
+	/* slots_lock: the sessions/ entries' inode slots (sessions.c). */
+	pthread_mutex_t slots_lock;
 	char **slot_ids;              /* sessions/ entries by slot */
 	uint64_t *slot_used;          /* when each slot was last used (slot_clock) */
 	uint64_t slot_clock;
@@ -74,22 +88,30 @@ struct auth_target {
 struct auth_core {
 	const struct config *cfg;
 	struct store *store;
+	bool http_up;                 /* HTTP initialized by this core */
+
+	/* registry_lock: the targets array (read: lookups, scans; write: add, remove). */
 	pthread_rwlock_t registry_lock;
 	struct auth_target **targets; /* indexed by id - 1; NULL once removed */
 	uint32_t n_targets;
 	void (*notify)(void *userdata, uint32_t target_id, uint64_t gen);
 	void *notify_userdata;
 
+	/* sched_lock: the refresh workers' wake-ups and stop. */
 	pthread_mutex_t sched_lock;
 	pthread_cond_t sched_cond;
 	uint64_t sched_epoch;         /* bumped whenever a schedule changes */
 	bool stopping;
+	unsigned flights;             /* readers' logins running in threads of their own */
 	pthread_t *workers;
 	size_t n_workers;
 	struct fleet *fleet;          /* fleet mode ([fleet] in the config), else NULL */
 };
 
 extern const struct auth_provider *const auth_providers[];
+
+/* The file of t's table with that index, or NULL. */
+const struct auth_file_info *target_file(const struct auth_target *t, unsigned f);
 
 /* session.c */
 int session_acquire(struct auth_target *t); /* returns with t->lock held on success */
@@ -118,7 +140,8 @@ void scheduler_stop(struct auth_core *core);
 /* access.c */
 int target_load_access(struct auth_target *t);
 
-/* core.c */
+/* target.c */
+void target_free(struct auth_target *t);
 void target_notify(struct auth_target *t);
 struct auth_target *target_ref(struct auth_target *t);
 /* A context for one operation; ctx_done() wipes the credential copies. */

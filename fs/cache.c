@@ -56,8 +56,8 @@ void cache_drop_target(struct fs *fs, uint32_t target_id)
 	}
 	files = auth_provider_files(auth_target_provider(t), &n);
 	for (size_t i = 0; i < n; i++) {
-		struct node node = { .kind = NODE_TARGET_FILE, .target_id = target_id, .file = files[i].file };
-		if (files[i].from_session) {
+		struct node node = { .kind = NODE_TARGET_FILE, .target_id = target_id, .file = (unsigned)i };
+		if (files[i].role == AUTH_FILE_SESSION) {
 			inval_attr(fs, tree_ino(&node));
 		}
 	}

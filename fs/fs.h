@@ -13,12 +13,12 @@
 /* Inode numbers are computed, not allocated: a target's files are
  * (target id << 12) | slot, so forget() has nothing to free. */
 #define INO_ROOT 1
-#define INO_PROVIDER_BASE 2 /* + provider index */
-#define INO_METRICS 10
+#define INO_METRICS 2
+#define INO_PROVIDER_BASE 3 /* + provider index, below 1 << INO_TARGET_SHIFT */
 #define INO_TARGET_SHIFT 12
 #define SLOT_DIR 0
-#define SLOT_FILE_BASE 1     /* + enum auth_file */
-#define SLOT_SESSION_BASE 16 /* + index of a sessions/ entry */
+#define SLOT_FILE_BASE 1     /* + index in the provider's file table */
+#define SLOT_SESSION_BASE (SLOT_FILE_BASE + AUTH_FILES_MAX) /* + index of a sessions/ entry */
 
 enum node_kind {
 	NODE_ROOT,
@@ -33,7 +33,7 @@ struct node {
 	enum node_kind kind;
 	size_t provider;
 	uint32_t target_id;
-	enum auth_file file;
+	unsigned file;     /* index in the provider's file table */
 	unsigned slot;
 };
 
@@ -61,12 +61,12 @@ struct fs {
 fuse_ino_t tree_ino(const struct node *n);
 int tree_decode(fuse_ino_t ino, struct node *ret);
 int tree_lookup(struct fs *fs, fuse_ino_t parent, const char *name, struct node *ret);
-/* Attributes. reader: asked for an open file (the kernel, before a read).
- * Touches the network only for a sessions/ entry, for a reader, or to renew a
- * session due for renewal on behalf of a caller who may read it. */
-int tree_stat(struct fs *fs, const struct node *n, const struct fuse_ctx *caller, bool reader,
-	      struct stat *st, double *ret_timeout);
+/* Attributes, from memory: never touches the network. */
+int tree_stat(struct fs *fs, const struct node *n, struct stat *st, double *ret_timeout);
+/* The file of a NODE_TARGET_FILE whose provider is filled in, or NULL. */
 const struct auth_file_info *tree_file_info(const struct node *n);
+/* Fills n's provider from its target (tree_decode can't know it). */
+int tree_node_target(struct fs *fs, struct node *n);
 /* A readable node's content, rendered now (a session file may log in). */
 int tree_render(struct fs *fs, const struct node *n, struct auth_blob **ret);
 /* Content that changes on its own (status, .metrics, sessions/ entries). */

@@ -1,8 +1,6 @@
 /* sessionfs: options, config, mount, the multithreaded loop, clean exit. */
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
-#include <libxml/xmlmemory.h>
 #include <limits.h>
 #include <malloc.h>
 #include <openssl/crypto.h>
@@ -14,7 +12,6 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#include "../auth/http.h"
 #include "../auth/log.h"
 #include "fs.h"
 
@@ -56,7 +53,7 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 static void usage(const char *prog)
 {
 	printf("usage: %s [options] MOUNTPOINT\n\n"
-	       "Authentication sessions as files: cat MOUNTPOINT/aos/NAME/token.\n\n"
+	       "Authentication sessions as files: cat MOUNTPOINT/PROVIDER/TARGET/token.\n\n"
 	       "sessionfs options:\n"
 	       "    -o config=FILE         config file (default /etc/sessionfs.conf if present)\n"
 	       "    -o allow_other         let other users in, as [access] in the config allows\n\n",
@@ -95,7 +92,7 @@ static int load_config(const char *path, struct config **ret)
 	if (!path && access("/etc/sessionfs.conf", F_OK) == 0) {
 		path = "/etc/sessionfs.conf";
 	}
-	r = config_load(path, ret);
+	r = config_load(path, auth_config_ranges, ret);
 	if (r < 0) {
 		return r;
 	}
@@ -138,10 +135,7 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 	}
 	r = cache_start(fs);
 	if (r == 0) {
-		r = http_start();
-	}
-	if (r == 0) {
-		r = auth_core_start(fs->core);
+		r = auth_core_start(fs->core); /* and with it HTTP */
 	}
 	if (r == 0) {
 		log_info("Mounted on %s", opts->mountpoint);
@@ -210,10 +204,7 @@ int main(int argc, char *argv[])
 	}
 	log_set_level(opts.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
 	secret_init(SECRET_HEAP_SIZE);
-	/* Their buffers may hold tokens: wiped before they go back to malloc. */
-	json_set_alloc_funcs(malloc, wiped_free);
-	xmlMemSetup(wiped_free, malloc, wiped_realloc, strdup);
-	if (http_global_init() < 0 || load_config(options.config, &cfg) < 0 ||
+	if (load_config(options.config, &cfg) < 0 ||
 	    store_open(cfg->state_dir, &store) < 0 || auth_core_new(cfg, store, &fs.core) < 0) {
 		goto out;
 	}
@@ -225,13 +216,12 @@ int main(int argc, char *argv[])
 	fuse_opt_add_arg(&args, "-ofsname=sessionfs,subtype=sessionfs");
 	r = run(&fs, &args, &opts) < 0;
 out:
-	auth_core_free(fs.core); /* logs out where logout_on_exit says so */
+	auth_core_free(fs.core); /* logs out where logout_on_exit says so, ends HTTP */
 	if (fs.se) {
 		fuse_session_destroy(fs.se);
 	}
 	store_free(store);
 	config_free(cfg);
-	http_global_cleanup();
 	free(opts.mountpoint);
 	free(options.config);
 	free(options.nonopt[0]);

@@ -45,7 +45,7 @@ static void reply_entry(fuse_req_t req, const struct node *n)
 {
 	struct fuse_entry_param e = { 0 };
 	double timeout;
-	int r = tree_stat(FS(req), n, fuse_req_ctx(req), false, &e.attr, &timeout);
+	int r = tree_stat(FS(req), n, &e.attr, &timeout);
 
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -70,7 +70,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	reply_entry(req, &n);
 }
 
-static void reply_attr(fuse_req_t req, fuse_ino_t ino, bool reader)
+static void reply_attr(fuse_req_t req, fuse_ino_t ino)
 {
 	struct stat st;
 	struct node n;
@@ -79,7 +79,7 @@ static void reply_attr(fuse_req_t req, fuse_ino_t ino, bool reader)
 
 	r = tree_decode(ino, &n);
 	if (r == 0) {
-		r = tree_stat(FS(req), &n, fuse_req_ctx(req), reader, &st, &timeout);
+		r = tree_stat(FS(req), &n, &st, &timeout);
 	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
@@ -88,11 +88,10 @@ static void reply_attr(fuse_req_t req, fuse_ino_t ino, bool reader)
 	fuse_reply_attr(req, &st, timeout);
 }
 
-/* fi is set when the kernel asks for an open file's attributes: before a
- * read (auto_inval_data), or fstat(). */
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	reply_attr(req, ino, fi != NULL);
+	(void)fi;
+	reply_attr(req, ino);
 }
 
 /* chown and chmod of a target's files and directory, saved; only root (and
@@ -147,7 +146,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		fuse_reply_err(req, -r);
 		return;
 	}
-	reply_attr(req, ino, false);
+	reply_attr(req, ino);
 }
 
 struct dirbuf {
@@ -214,7 +213,7 @@ static void readdir_target(struct fs *fs, struct dirbuf *b, const struct node *d
 	}
 	files = auth_provider_files(auth_target_provider(t), &n);
 	for (size_t i = (size_t)off; i < n; i++) {
-		struct node f = { .kind = NODE_TARGET_FILE, .target_id = dir->target_id, .file = files[i].file };
+		struct node f = { .kind = NODE_TARGET_FILE, .target_id = dir->target_id, .file = (unsigned)i };
 		if (!dir_add(b, files[i].name, tree_ino(&f), files[i].mode, (off_t)i + 1)) {
 			break;
 		}
@@ -229,9 +228,24 @@ struct listing {
 	size_t n;
 };
 
+/* Has the file node n (its provider filled in) this role, or this flag? */
+static bool has_role(const struct node *n, enum auth_file_role role)
+{
+	const struct auth_file_info *fi = n->kind == NODE_TARGET_FILE ? tree_file_info(n) : NULL;
+
+	return fi && fi->role == role;
+}
+
+static bool has_flag(const struct node *n, unsigned flag)
+{
+	const struct auth_file_info *fi = n->kind == NODE_TARGET_FILE ? tree_file_info(n) : NULL;
+
+	return fi && (fi->flags & flag);
+}
+
 static bool is_sessions_dir(const struct node *n)
 {
-	return n->kind == NODE_TARGET_FILE && n->file == AUTH_FILE_SESSIONS_DIR;
+	return has_role(n, AUTH_FILE_SESSIONS);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -242,7 +256,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	int r;
 
 	fi->fh = 0;
-	if (tree_decode(ino, &n) < 0 || !is_sessions_dir(&n)) {
+	if (tree_decode(ino, &n) < 0 || n.kind != NODE_TARGET_FILE || tree_node_target(FS(req), &n) < 0 ||
+	    !is_sessions_dir(&n)) {
 		fuse_reply_open(req, fi);
 		return;
 	}
@@ -328,20 +343,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 	free(b.data);
 }
 
-/* Fills n's provider (tree_decode can't know it). */
-static int node_target(struct fs *fs, struct node *n)
-{
-	struct auth_target *t = auth_target_get(fs->core, n->target_id);
-
-	if (!t) {
-		return -ENOENT;
-	}
-	n->provider = auth_target_provider(t);
-	auth_target_unref(t);
-	return 0;
-}
-
-/* Write-only files (credentials, mfa) can't be read, not even by root. */
+/* Write-only files (credentials, one-time codes) can't be read, not even by root. */
 static bool readable(const struct node *n)
 {
 	const struct auth_file_info *fi;
@@ -360,7 +362,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct node n;
 	int r;
 
-	if (tree_decode(ino, &n) < 0 || (n.kind >= NODE_TARGET_DIR && node_target(FS(req), &n) < 0)) {
+	if (tree_decode(ino, &n) < 0 || (n.kind >= NODE_TARGET_DIR && tree_node_target(FS(req), &n) < 0)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -411,7 +413,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	/* Opened for writing too (O_RDWR): the content as it is now. */
 	r = tree_decode(ino, &n);
 	if (r == 0) {
-		r = node_target(FS(req), &n);
+		r = tree_node_target(FS(req), &n);
 	}
 	if (r == 0) {
 		r = tree_render(FS(req), &n, &b);
@@ -444,26 +446,24 @@ static int write_apply(struct fs *fs, const struct node *n, struct handle *h, bo
 	if (h->error) {
 		return h->error;
 	}
-	/* Nothing written (`: > credentials`), or only what may follow an applied
-	 * value (print's separate "\n"): nothing to do. */
-	if (only_space(h->buf + h->applied, h->len - h->applied) && (h->applied > 0 || h->len == 0)) {
-		return 0;
+	/* An applied value may be followed by white space (print's separate
+	 * "\n"), nothing else: it is wiped from buf once it took effect. */
+	if (h->applied > 0) {
+		return only_space(h->buf + h->applied, h->len - h->applied) ? 0 : -EINVAL;
+	}
+	if (h->len == 0) {
+		return 0; /* nothing written (`: > credentials`): nothing to do */
 	}
 	t = auth_target_get(fs->core, n->target_id);
 	if (!t) {
 		return -ENOENT;
 	}
-	r = auth_file_check(t, n->file, h->buf, h->len);
-	if (r == -ENODATA && !final) {
+	r = auth_file_write(t, n->file, h->buf, h->len, final);
+	if (r == -ENODATA) {
 		r = 0; /* more may follow */
-	} else {
-		r = r == -ENODATA ? -EINVAL : r;
-		if (r == 0) {
-			r = auth_file_write(t, n->file, h->buf, h->len);
-		}
-		if (r == 0) {
-			h->applied = h->len;
-		}
+	} else if (r == 0) {
+		h->applied = h->len;
+		explicit_bzero(h->buf, h->len); /* it may be a password */
 	}
 	auth_target_unref(t);
 	h->error = r;
@@ -483,6 +483,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_err(req, EACCES);
 		return;
 	}
+	if (tree_node_target(FS(req), &n) < 0) {
+		fuse_reply_err(req, ENOENT); /* the target is gone */
+		return;
+	}
 	if (h->error) {
 		r = h->error;
 	} else if ((size_t)off != h->len) {
@@ -494,7 +498,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		h->len += size;
 		r = write_apply(FS(req), &n, h, false);
 	}
-	if (r == 0 && n.file == AUTH_FILE_SESSION_JSON && h->applied == h->len) {
+	if (r == 0 && has_flag(&n, AUTH_FILE_RESUME) && h->applied == h->len) {
 		/* A resumed session: the next read must not get the old one. */
 		cache_drop_target(FS(req), n.target_id);
 	}
@@ -515,8 +519,12 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int r = 0;
 
 	if (h && h->writing && tree_decode(ino, &n) == 0) {
-		r = write_apply(FS(req), &n, h, true);
-		if (r == 0 && n.file == AUTH_FILE_SESSION_JSON) {
+		if (tree_node_target(FS(req), &n) < 0) {
+			r = h->len > h->applied ? -ENOENT : 0; /* the target went away with the value unapplied */
+		} else {
+			r = write_apply(FS(req), &n, h, true);
+		}
+		if (r == 0 && has_flag(&n, AUTH_FILE_RESUME)) {
 			cache_drop_target(FS(req), n.target_id);
 		}
 	}
@@ -592,7 +600,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* Files are small. Without readahead a failed read is not tried again
 	 * synchronously by the kernel: one login attempt, one timeout. */
 	conn->max_readahead = 0;
-	/* A changed mtime or size drops cached pages: how session files stay fresh. */
+	/* A changed mtime or size drops cached pages. */
 	if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) {
 		conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
 	}

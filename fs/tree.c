@@ -46,7 +46,8 @@ int tree_decode(fuse_ino_t ino, struct node *ret)
 		ret->kind = NODE_METRICS;
 		return 0;
 	}
-	if (ino >= INO_PROVIDER_BASE && ino < INO_PROVIDER_BASE + auth_provider_count()) {
+	if (ino >= INO_PROVIDER_BASE && ino < INO_PROVIDER_BASE + auth_provider_count() &&
+	    ino < (1u << INO_TARGET_SHIFT)) {
 		ret->kind = NODE_PROVIDER_DIR;
 		ret->provider = ino - INO_PROVIDER_BASE;
 		return 0;
@@ -58,9 +59,9 @@ int tree_decode(fuse_ino_t ino, struct node *ret)
 	slot = ino & ((1u << INO_TARGET_SHIFT) - 1);
 	if (slot == SLOT_DIR) {
 		ret->kind = NODE_TARGET_DIR;
-	} else if (slot < SLOT_FILE_BASE + _AUTH_FILE_MAX) {
+	} else if (slot < SLOT_FILE_BASE + AUTH_FILES_MAX) {
 		ret->kind = NODE_TARGET_FILE;
-		ret->file = (enum auth_file)(slot - SLOT_FILE_BASE);
+		ret->file = slot - SLOT_FILE_BASE;
 	} else if (slot >= SLOT_SESSION_BASE) {
 		ret->kind = NODE_SESSION_ENTRY;
 		ret->slot = slot - SLOT_SESSION_BASE;
@@ -75,25 +76,33 @@ const struct auth_file_info *tree_file_info(const struct node *n)
 	size_t count;
 	const struct auth_file_info *files = auth_provider_files(n->provider, &count);
 
-	for (size_t i = 0; i < count; i++) {
-		if (files[i].file == n->file) {
-			return &files[i];
-		}
+	return n->file < count ? &files[n->file] : NULL;
+}
+
+int tree_node_target(struct fs *fs, struct node *n)
+{
+	struct auth_target *t = auth_target_get(fs->core, n->target_id);
+
+	if (!t) {
+		return -ENOENT;
 	}
-	return NULL;
+	n->provider = auth_target_provider(t);
+	auth_target_unref(t);
+	return 0;
 }
 
 static int lookup_in_target(struct fs *fs, const struct node *dir, const char *name, struct node *ret)
 {
 	struct auth_target *t = auth_target_get(fs->core, dir->target_id);
 	const struct auth_file_info *fi;
+	unsigned index = 0;
 
 	if (!t) {
 		return -ENOENT;
 	}
-	fi = auth_provider_file(auth_target_provider(t), name);
+	fi = auth_provider_file(auth_target_provider(t), name, &index);
 	*ret = (struct node){ .kind = NODE_TARGET_FILE, .provider = auth_target_provider(t),
-			      .target_id = dir->target_id, .file = fi ? fi->file : 0 };
+			      .target_id = dir->target_id, .file = index };
 	auth_target_unref(t);
 	return fi ? 0 : -ENOENT;
 }
@@ -152,7 +161,8 @@ int tree_lookup(struct fs *fs, fuse_ino_t parent, const char *name, struct node 
 	case NODE_TARGET_DIR:
 		return lookup_in_target(fs, &dir, name, ret);
 	case NODE_TARGET_FILE:
-		if (dir.file == AUTH_FILE_SESSIONS_DIR) {
+		if (tree_node_target(fs, &dir) == 0 && tree_file_info(&dir) &&
+		    tree_file_info(&dir)->role == AUTH_FILE_SESSIONS) {
 			return lookup_in_sessions(fs, &dir, name, ret);
 		}
 		return -ENOTDIR;
@@ -218,59 +228,29 @@ int tree_render(struct fs *fs, const struct node *n, struct auth_blob **ret)
 
 bool tree_is_dynamic(const struct node *n)
 {
-	return n->kind == NODE_METRICS || n->kind == NODE_SESSION_ENTRY ||
-	       (n->kind == NODE_TARGET_FILE && n->file == AUTH_FILE_STATUS);
+	const struct auth_file_info *fi = n->kind == NODE_TARGET_FILE ? tree_file_info(n) : NULL;
+
+	return n->kind == NODE_METRICS || n->kind == NODE_SESSION_ENTRY || (fi && fi->role == AUTH_FILE_STATUS);
 }
 
-/* May the caller read a file with these attributes? The kernel's rule with
- * the caller's primary group only: a member through a supplementary group is
- * refused here (no login on stat) but not at read, whose getattr logs in. */
-static bool may_read(const struct fuse_ctx *caller, const struct stat *st)
+/* Session files: sized by the session there is now, from memory: a stat
+ * never logs in. (The kernel lets one lookup at a time into a directory, so a
+ * lookup that waited for a hanging server would hold up every name beside
+ * it.) Reads don't depend on the size: they are direct I/O from what the open
+ * rendered. With no session, or one due for renewal, the size is 0 and the
+ * attributes are stale at once. The kernel keeps them at most a second, and
+ * no longer than the session may be served. */
+static void stat_session_file(struct fs *fs, const struct node *n, struct stat *st, double *ret_timeout)
 {
-	if (!caller) {
-		return false;
-	}
-	if (caller->uid == 0) {
-		return true;
-	}
-	if (caller->uid == st->st_uid) {
-		return st->st_mode & S_IRUSR;
-	}
-	return caller->gid == st->st_gid ? st->st_mode & S_IRGRP : st->st_mode & S_IROTH;
-}
-
-/* Session files: sized exactly by the session's content, which a caller who
- * may read the file gets here, logging in or renewing if needed (one login
- * for any number of callers): the kernel trusts the size, so it must never
- * be a guess. session.json, which may be written to resume a session, and
- * callers the kernel will refuse never cause a login. Where there is no
- * content the size is 0 with attributes that are stale at once, so a read
- * asks again; a reader's getattr (with its open file, fi) then returns why
- * there is none, and so does read(). The kernel keeps a file while its
- * session is usable: the attributes time out with the session (and after a
- * second), and the next read asks again. */
-static int stat_session_file(struct fs *fs, const struct node *n, const struct fuse_ctx *caller, bool reader,
-			     struct stat *st, double *ret_timeout)
-{
-	const struct auth_file_info *fi = tree_file_info(n);
 	struct auth_target *t = auth_target_get(fs->core, n->target_id);
 	struct auth_blob *b = NULL;
 	int r = t ? auth_file_peek(t, n->file, &b) : -ENOENT;
 
 	auth_target_unref(t);
-	if ((r == -ENODATA || r == -EAGAIN) && (reader || (!(fi->mode & 0222) && may_read(caller, st)))) {
-		r = tree_render(fs, n, &b);
-		if (r < 0 && reader) {
-			return r;
-		}
-	}
-	if (r == -ENOENT) {
-		return r;
-	}
 	if (r < 0) {
 		st->st_size = 0;
-		*ret_timeout = 0; /* 0 s: stale at once, the next read asks again */
-		return 0;
+		*ret_timeout = 0;
+		return;
 	}
 	st->st_size = (off_t)b->len;
 	st->st_mtim.tv_nsec = (long)(b->gen % 1000000000);
@@ -280,11 +260,11 @@ static int stat_session_file(struct fs *fs, const struct node *n, const struct f
 		*ret_timeout = left < 0 ? 0 : left < *ret_timeout ? left : *ret_timeout;
 	}
 	auth_blob_unref(b);
-	return 0;
 }
 
-/* Status, .metrics, sessions/ entries: sized by a rendering now, and a new
- * mtime on every getattr. */
+/* Status, .metrics, sessions/ entries: a new mtime on every getattr, and a
+ * size from a rendering where that costs no request (a sessions/ entry would
+ * be a GET on the BMC: its size is a guess, as reads don't depend on it). */
 static void stat_dynamic(struct fs *fs, const struct node *n, struct stat *st, double *ret_timeout)
 {
 	uint64_t v = __atomic_add_fetch(&fs->dynamic_version, 1, __ATOMIC_RELAXED);
@@ -293,7 +273,7 @@ static void stat_dynamic(struct fs *fs, const struct node *n, struct stat *st, d
 	st->st_mtim.tv_sec = fs->started + (time_t)(v / 1000000000);
 	st->st_mtim.tv_nsec = (long)(v % 1000000000);
 	*ret_timeout = 0;
-	if (tree_render(fs, n, &b) == 0) {
+	if (n->kind != NODE_SESSION_ENTRY && tree_render(fs, n, &b) == 0) {
 		st->st_size = (off_t)b->len;
 	} else {
 		st->st_size = SIZE_UNKNOWN; /* the read reports the error */
@@ -301,8 +281,7 @@ static void stat_dynamic(struct fs *fs, const struct node *n, struct stat *st, d
 	auth_blob_unref(b);
 }
 
-int tree_stat(struct fs *fs, const struct node *n_in, const struct fuse_ctx *caller, bool reader,
-	      struct stat *st, double *ret_timeout)
+int tree_stat(struct fs *fs, const struct node *n_in, struct stat *st, double *ret_timeout)
 {
 	const struct auth_file_info *fi;
 	struct node n = *n_in;
@@ -340,9 +319,9 @@ int tree_stat(struct fs *fs, const struct node *n_in, const struct fuse_ctx *cal
 		if (S_ISDIR(fi->mode)) {
 			st->st_nlink = 2;
 		}
-		if (fi->from_session) {
-			return stat_session_file(fs, &n, caller, reader, st, ret_timeout);
-		} else if (fi->file == AUTH_FILE_STATUS) {
+		if (fi->role == AUTH_FILE_SESSION) {
+			stat_session_file(fs, &n, st, ret_timeout);
+		} else if (fi->role == AUTH_FILE_STATUS) {
 			stat_dynamic(fs, &n, st, ret_timeout);
 		} else if (S_ISREG(fi->mode)) {
 			/* Write-only: not empty, so that a read reaches us and gets EACCES

@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct config *c = NULL;
 	int r;
 
-	r = config_parse_string(text, &c);
+	r = config_parse_string(text, NULL, &c);
 	if (r == 0) {
 		FUZZ_CHECK(c, "success without a config");
 		check_config(c);

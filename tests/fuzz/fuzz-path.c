@@ -36,10 +36,13 @@ static void check_ino(fuse_ino_t ino)
 		FUZZ_CHECK(n.target_id > 0, "target id 0");
 		break;
 	case NODE_TARGET_FILE:
-		FUZZ_CHECK(n.target_id > 0 && n.file < _AUTH_FILE_MAX, "target %u file %d", n.target_id, (int)n.file);
+		FUZZ_CHECK(n.target_id > 0 && n.file < AUTH_FILES_MAX, "target %u file %u", n.target_id, n.file);
 		for (n.provider = 0; n.provider < auth_provider_count(); n.provider++) {
 			const struct auth_file_info *fi = tree_file_info(&n);
-			FUZZ_CHECK(!fi || fi->file == n.file, "file %d is %s", (int)n.file, fi->name);
+			size_t count;
+			const struct auth_file_info *files = auth_provider_files(n.provider, &count);
+			FUZZ_CHECK(fi == (n.file < count ? &files[n.file] : NULL), "file %u of provider %zu", n.file,
+				   n.provider);
 		}
 		break;
 	default:

@@ -88,15 +88,12 @@ static inline void fuzz_session_exercise(const struct auth_provider *p, const st
 	FUZZ_CHECK(s->token, "%s: session without a token", p->name);
 	for (size_t i = 0; i < p->n_files; i++) {
 		struct auth_blob *b = NULL;
-		if (!p->files[i].from_session) {
+		if (p->files[i].role != AUTH_FILE_SESSION) {
 			continue;
 		}
-		r = p->render(info, s, p->files[i].file, &b);
+		r = p->render(info, s, &p->files[i], &b);
 		FUZZ_CHECK(r == 0 ? b != NULL : r == -ENOMEM && !b, "%s: render %s: r=%d", p->name, p->files[i].name, r);
 		auth_blob_unref(b);
-	}
-	if (p->refresh_at) {
-		(void)p->refresh_at(info, s, 300);
 	}
 	r = p->session_save(info, s, &saved);
 	FUZZ_CHECK(r == 0 ? saved != NULL : r == -ENOMEM && !saved, "%s: save: r=%d", p->name, r);

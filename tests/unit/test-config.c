@@ -29,7 +29,7 @@ static void test_defaults(void)
 {
 	struct config *c = NULL;
 
-	is_int(config_parse_string("", &c), 0, "empty config parses");
+	is_int(config_parse_string("", NULL, &c), 0, "empty config parses");
 	if (!c) {
 		return;
 	}
@@ -43,7 +43,7 @@ static void test_defaults(void)
 	config_free(c);
 
 	c = NULL;
-	is_int(config_parse_string("[aos \"lab\"]\nserver = lab.example.net\n", &c), 0, "config without [sessionfs]");
+	is_int(config_parse_string("[aos \"lab\"]\nserver = lab.example.net\n", NULL, &c), 0, "config without [sessionfs]");
 	if (c) {
 		is_str(c->state_dir, CONFIG_DEFAULT_STATE_DIR, "state_dir defaults when [sessionfs] is absent");
 		is_int(c->timeout, CONFIG_DEFAULT_TIMEOUT, "timeout defaults when [sessionfs] is absent");
@@ -52,7 +52,7 @@ static void test_defaults(void)
 	config_free(c);
 
 	c = NULL;
-	is_int(config_load(NULL, &c), 0, "config_load(NULL) gives built-in defaults");
+	is_int(config_load(NULL, NULL, &c), 0, "config_load(NULL) gives built-in defaults");
 	if (c) {
 		is_int(c->timeout, 30, "config_load(NULL): timeout");
 	}
@@ -68,7 +68,7 @@ static void test_globals(void)
 				   "state_dir = /srv/state\n"
 				   "timeout = 7\n"
 				   "refresh_margin = 0\n",
-				   &c),
+				   NULL, &c),
 	       0, "[sessionfs] keys parse");
 	if (!c) {
 		return;
@@ -80,7 +80,7 @@ static void test_globals(void)
 	config_free(c);
 
 	c = NULL;
-	is_int(config_parse_string("[sessionfs]\ntimeout = 5\ntimeout = 3600\nrefresh_margin = 86400\n", &c), 0,
+	is_int(config_parse_string("[sessionfs]\ntimeout = 5\ntimeout = 3600\nrefresh_margin = 86400\n", NULL, &c), 0,
 	       "bounds of timeout and refresh_margin");
 	if (c) {
 		is_int(c->timeout, 3600, "later timeout wins, 3600 allowed");
@@ -121,7 +121,7 @@ static void test_design_example(void)
 	const struct target_config *t;
 	struct config *c = NULL;
 
-	is_int(config_parse_string(text, &c), 0, "the DESIGN.md example parses");
+	is_int(config_parse_string(text, NULL, &c), 0, "the DESIGN.md example parses");
 	if (!c) {
 		return;
 	}
@@ -168,7 +168,7 @@ static void test_sections(void)
 				   "user = third\n"
 				   "[idrac \"lab\"]\n"
 				   "host = 10.0.0.9\n",
-				   &c),
+				   NULL, &c),
 	       0, "named and defaults sections parse");
 	if (!c) {
 		return;
@@ -203,7 +203,7 @@ static void test_sections(void)
 	config_free(c);
 
 	c = NULL;
-	is_int(config_parse_string("[aos \"a b.example.net:8443\"]\nuser = x\n", &c), 0,
+	is_int(config_parse_string("[aos \"a b.example.net:8443\"]\nuser = x\n", NULL, &c), 0,
 	       "quoted name with space, dots and colon");
 	t = find_target(c, "aos", "a b.example.net:8443");
 	is_str(target_config_get(t, "user"), "x", "name kept verbatim");
@@ -214,7 +214,7 @@ static void check_invalid(const char *text, const char *what)
 {
 	struct config *c = SENTINEL;
 
-	is_int(config_parse_string(text, &c), -EINVAL, "invalid: %s", what);
+	is_int(config_parse_string(text, NULL, &c), -EINVAL, "invalid: %s", what);
 	ok(c == SENTINEL, "invalid: %s: output untouched", what);
 	if (c != SENTINEL) {
 		config_free(c);
@@ -262,7 +262,7 @@ static void test_access(void)
 				   "aos/lab/token = uid:1001 gid:1002 mode:0440\n"
 				   "aos/lab/status = mode:644\n"
 				   "aos/prod/token = gid:0\n",
-				   &c),
+				   NULL, &c),
 	       0, "[access] lines parse");
 	if (!c) {
 		return;
@@ -285,7 +285,7 @@ static void test_access(void)
 	/* Targets may be named host:port; their access lines must still work, but
 	 * libinih also splits "name: value" at the first ':'. */
 	c = NULL;
-	is_int(config_parse_string("[access]\naos/10.0.0.1:8443/token = uid:1001\n", &c), 0,
+	is_int(config_parse_string("[access]\naos/10.0.0.1:8443/token = uid:1001\n", NULL, &c), 0,
 	       "[access] line for a host:port target parses");
 	is_str(c && c->n_access == 1 ? c->access[0].path : NULL, "aos/10.0.0.1:8443/token",
 	       "[access] path keeps the port");
@@ -389,7 +389,7 @@ _printf_(1, 2) static struct config *section(const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vasprintf(&body, fmt, ap);
 	va_end(ap);
-	if (n < 0 || asprintf(&text, "[aos \"t\"]\n%s", body) < 0 || config_parse_string(text, &c) < 0) {
+	if (n < 0 || asprintf(&text, "[aos \"t\"]\n%s", body) < 0 || config_parse_string(text, NULL, &c) < 0) {
 		abort();
 	}
 	return c;

@@ -47,11 +47,11 @@ static void test_fixed(void)
 	size_t providers = auth_provider_count();
 
 	ok(providers >= 1, "at least one provider");
-	ok(INO_PROVIDER_BASE + providers <= INO_METRICS, "provider dirs (%zu) stay below the metrics ino", providers);
+	ok(INO_PROVIDER_BASE + providers < 1 << INO_TARGET_SHIFT, "provider dirs (%zu) stay below the first target", providers);
 	round_trip((struct node){ .kind = NODE_ROOT }, 1);
-	round_trip((struct node){ .kind = NODE_METRICS }, 10);
+	round_trip((struct node){ .kind = NODE_METRICS }, 2);
 	for (size_t p = 0; p < providers; p++) {
-		round_trip((struct node){ .kind = NODE_PROVIDER_DIR, .provider = p }, 2 + p);
+		round_trip((struct node){ .kind = NODE_PROVIDER_DIR, .provider = p }, 3 + p);
 	}
 }
 
@@ -64,7 +64,7 @@ static void test_targets(void)
 		fuse_ino_t base = (fuse_ino_t)ids[i] << 12;
 
 		round_trip((struct node){ .kind = NODE_TARGET_DIR, .target_id = ids[i] }, base);
-		for (int f = 0; f < _AUTH_FILE_MAX; f++) {
+		for (unsigned f = 0; f < AUTH_FILES_MAX; f++) {
 			round_trip((struct node){ .kind = NODE_TARGET_FILE, .target_id = ids[i], .file = f },
 				   base | (fuse_ino_t)(1 + f));
 		}
@@ -74,10 +74,10 @@ static void test_targets(void)
 		}
 	}
 	/* Spot values, written out. */
-	is_int(tree_ino(&(struct node){ .kind = NODE_TARGET_FILE, .target_id = 3, .file = AUTH_FILE_STATUS }), 0x3004,
-	       "aos target 3, status → 0x3004");
-	is_int(tree_ino(&(struct node){ .kind = NODE_TARGET_FILE, .target_id = 1, .file = AUTH_FILE_TOKEN }), 0x1001,
-	       "target 1, token → 0x1001");
+	is_int(tree_ino(&(struct node){ .kind = NODE_TARGET_FILE, .target_id = 3, .file = 3 }), 0x3004,
+	       "target 3, its fourth file (aos: status) → 0x3004");
+	is_int(tree_ino(&(struct node){ .kind = NODE_TARGET_FILE, .target_id = 1, .file = 0 }), 0x1001,
+	       "target 1, its first file → 0x1001");
 	is_int(tree_ino(&(struct node){ .kind = NODE_SESSION_ENTRY, .target_id = 2, .slot = 5 }), 0x2015,
 	       "target 2, sessions entry 5 → 0x2015");
 }
@@ -87,12 +87,11 @@ static void test_invalid(void)
 	size_t providers = auth_provider_count();
 
 	check_invalid(0, "zero");
-	for (fuse_ino_t ino = INO_PROVIDER_BASE + providers; ino < INO_METRICS; ino++) {
+	for (fuse_ino_t ino = INO_PROVIDER_BASE + providers; ino < INO_PROVIDER_BASE + providers + 16; ino++) {
 		check_invalid(ino, "past the last provider");
 	}
-	check_invalid(11, "after metrics");
 	check_invalid(0xfff, "last ino below the first target");
-	for (unsigned slot = 1 + _AUTH_FILE_MAX; slot < 16; slot++) {
+	for (unsigned slot = 1 + AUTH_FILES_MAX; slot < SLOT_SESSION_BASE; slot++) {
 		check_invalid((fuse_ino_t)7 << 12 | slot, "slot between files and sessions");
 	}
 	check_invalid(((fuse_ino_t)UINT32_MAX + 1) << 12, "target id 2^32");
@@ -122,7 +121,7 @@ static void test_exhaustive(void)
 	}
 	is_int(mismatches, 0, "every decodable ino below 0x3000 re-encodes to itself");
 	is_int(valid_low, 2 + providers, "below 0x1000: root, metrics and %zu provider dirs", providers);
-	is_int(valid_target, 1 + _AUTH_FILE_MAX + (4096 - 16), "one target's block: dir, files, session slots");
+	is_int(valid_target, 1 + AUTH_FILES_MAX + (4096 - SLOT_SESSION_BASE), "one target's block: dir, files, session slots");
 }
 
 static void check_name(const char *name, int want, const char *what)

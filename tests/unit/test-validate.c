@@ -331,17 +331,19 @@ static void test_sts_env(void)
 {
 	struct auth_session *s = auth_session_new();
 	struct auth_blob *b = NULL;
+	unsigned index;
+	const struct auth_file_info *env = auth_provider_file((size_t)auth_provider_index("sts"), "env", &index);
 	const char *extra = "{\"Version\":1,\"AccessKeyId\":\"ASIA'$(touch /tmp/x)'\",\"SecretAccessKey\":\"k\","
 			    "\"SessionToken\":\"t\",\"Expiration\":\"2030-01-01T00:00:00Z\"}";
 
 	s->extra = secret_new_str(extra);
-	is_int(sts_provider.render(&info, s, AUTH_FILE_ENV, &b), 0, "env renders even a hostile stored value");
+	is_int(sts_provider.render(&info, s, env, &b), 0, "env renders even a hostile stored value");
 	ok(b && strstr(b->data, "export AWS_ACCESS_KEY_ID='ASIA'\\''$(touch /tmp/x)'\\'''\n"), "quoted with '\\''");
 	auth_blob_unref(b);
 	secret_free(s->extra);
 	s->extra = secret_new_str("{\"AccessKeyId\":\"A\\nB\",\"SecretAccessKey\":\"k\",\"SessionToken\":\"t\",\"Expiration\":\"e\"}");
 	b = NULL;
-	is_int(sts_provider.render(&info, s, AUTH_FILE_ENV, &b), -EBADMSG, "env refuses a value with a line break");
+	is_int(sts_provider.render(&info, s, env, &b), -EBADMSG, "env refuses a value with a line break");
 	auth_session_free(s);
 }
 
