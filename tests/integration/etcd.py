@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -37,8 +38,11 @@ def b64(s):
 class Cluster:
     """n members; endpoints is the comma list for [fleet] endpoints."""
 
-    def __init__(self, workdir, n=1):
+    def __init__(self, workdir, n=1, tls=None):
+        """tls: (ca, server cert, server key, client cert, client key) for
+        https with client certificates required, or None for http."""
         self.workdir = workdir
+        self.tls = tls
         self.names = [f"m{i}" for i in range(n)]
         self.client = {m: free_port() for m in self.names}
         self.peer = {m: free_port() for m in self.names}
@@ -50,7 +54,7 @@ class Cluster:
         return ",".join(self.url(m) for m in self.names)
 
     def url(self, m):
-        return f"http://127.0.0.1:{self.client[m]}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client[m]}"
 
     def start_member(self, m):
         initial = ",".join(f"{x}=http://127.0.0.1:{self.peer[x]}" for x in self.names)
@@ -62,6 +66,10 @@ class Cluster:
                 "--initial-cluster", initial, "--initial-cluster-state", "new",
                 "--heartbeat-interval", "100", "--election-timeout", "1000",
                 "--log-level", "error"]
+        if self.tls:
+            ca, cert, key, _, _ = self.tls
+            argv += ["--cert-file", str(cert), "--key-file", str(key), "--trusted-ca-file", str(ca),
+                     "--client-cert-auth"]
         log = open(self.workdir / f"{m}.log", "ab")
         self.procs[m] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                          start_new_session=True, env={"PATH": os.environ.get("PATH", ""),
@@ -123,8 +131,12 @@ class Cluster:
                                          headers={"Content-Type": "application/json"})
             if self.auth_token:
                 req.add_header("Authorization", self.auth_token)
+            ctx = None
+            if self.tls:
+                ctx = ssl.create_default_context(cafile=str(self.tls[0]))
+                ctx.load_cert_chain(str(self.tls[3]), str(self.tls[4]))
             try:
-                with urllib.request.urlopen(req, timeout=timeout) as r:
+                with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
                     return json.loads(r.read())
             except (urllib.error.URLError, OSError) as e:
                 last = e
@@ -138,6 +150,30 @@ class Cluster:
                 for kv in r.get("kvs", [])}
 
     def etcdctl(self, *args, user=None):
+        if self.tls:
+            args = ("--cacert", str(self.tls[0]), "--cert", str(self.tls[3]), "--key", str(self.tls[4])) + args
         argv = [ETCDCTL, "--endpoints", self.endpoints] + (["--user", user] if user else []) + list(args)
         return subprocess.run(argv, capture_output=True, timeout=20, env={"ETCDCTL_API": "3",
                                                                          "PATH": os.environ.get("PATH", "")})
+
+
+def client_cert(ca_dir, name="client", server=False):
+    """A client certificate without a CN (SANs only), signed by the test CA
+    in ca_dir (tests.mocks.common.make_ca): etcd's gateway would take a CN
+    as the etcd user. server=True: etcd's own certificate, for 127.0.0.1 and
+    for client auth too (its gateway dials etcd itself with it). Returns
+    (cert, key)."""
+    d = ca_dir
+    usage = "serverAuth,clientAuth\nsubjectAltName = IP:127.0.0.1" if server else \
+        "clientAuth\nsubjectAltName = DNS:sessionfs-node"
+    (d / f"{name}.cnf").write_text("[req]\ndistinguished_name = dn\n[dn]\n[client_ext]\n"
+                                   "basicConstraints = critical,CA:FALSE\n"
+                                   "keyUsage = critical,digitalSignature,keyEncipherment\n"
+                                   f"extendedKeyUsage = {usage}\n")
+    run = lambda *a: subprocess.run(("openssl",) + a, cwd=d, check=True, capture_output=True)
+    run("req", "-config", f"{name}.cnf", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", "/O=sessionfs tests")
+    run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "0x" + os.urandom(8).hex(),
+        "-days", "7", "-extfile", f"{name}.cnf", "-extensions", "client_ext", "-out", f"{name}.pem")
+    (d / f"{name}.key").chmod(0o600)
+    return d / f"{name}.pem", d / f"{name}.key"

@@ -396,3 +396,24 @@ def test_store_down_local_logs_in_alone(aos_mock, fleet, etcd):
     st = status(nodes[1], "aos/lab")
     assert st["fleet"]["state"] == "down_local", st
     assert "session slots" in nodes[1].log()  # warned at start and when it happened
+
+
+def test_tls_with_client_certificates(aos_mock, ca, key_file, make_daemon, tmp_path):
+    reason = etcdh.missing()
+    if reason:
+        pytest.skip(reason)
+    cert, key = etcdh.client_cert(ca.ca.parent)
+    server_cert, server_key = etcdh.client_cert(ca.ca.parent, "etcd-server", server=True)
+    (tmp_path / "etcd").mkdir()
+    cluster = etcdh.Cluster(tmp_path / "etcd", 1, tls=(ca.ca, server_cert, server_key, cert, key)).start()
+    try:
+        nodes = [make_daemon(fleet_section(cluster, key_file, f"node{i}", ca_path=ca.ca, cert=cert, key=key),
+                             aos_section(aos_mock, "lab")) for i in range(2)]
+        token = nodes[0].read("aos/lab/token")
+        assert nodes[1].read("aos/lab/token") == token and aos_mock.logins == 1
+        assert status(nodes[1], "aos/lab")["fleet"]["state"] == "connected"
+        assert any("/t/aos/" in k for k in cluster.get_prefix())
+    finally:
+        for d in nodes if "nodes" in locals() else ():
+            d.stop()
+        cluster.stop()
