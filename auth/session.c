@@ -95,8 +95,7 @@ void session_schedule(struct auth_target *t)
 	pthread_mutex_unlock(&t->core->sched_lock);
 }
 
-/* A read of any kind (the daemon's, an open, the kernel's getattr before a
- * page-cache read): renewal follows it. Lock held. */
+/* A read of any kind (an open, a stat): renewal follows it. Lock held. */
 void session_touch(struct auth_target *t)
 {
 	t->hot = true;

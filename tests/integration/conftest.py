@@ -6,6 +6,13 @@ Every test that starts a daemon gets its log checked for secrets afterwards
 
 import pytest
 
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "concurrency: many threads at once; tests/run runs these again "
+        "against the ThreadSanitizer build (build-tsan)")
+    config.addinivalue_line("markers", "slow: takes more than about 20 s")
+
 from tests.integration.harness import (Daemon, SecretGuard, aos_section, ini_section,
                                        missing_prerequisite, new_password)
 from tests.mocks.aos import AosMock

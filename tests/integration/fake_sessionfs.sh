@@ -8,8 +8,9 @@ if [ -n "$FAKE_EXIT" ]; then
 	echo "fake sessionfs: failing on purpose" >&2
 	exit "$FAKE_EXIT"
 fi
-mount -t tmpfs sessionfs-fake "$mnt" || exit 1
+# The trap first: the harness may send SIGTERM as soon as the mount shows.
 trap 'umount "$mnt"; exit 0' TERM
+mount -t tmpfs sessionfs-fake "$mnt" || exit 1
 while :; do
 	sleep 0.1
 done

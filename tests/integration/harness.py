@@ -9,6 +9,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -79,6 +80,63 @@ def is_mounted(path):
             if mount_point == target:
                 return True
     return False
+
+
+FUSECTL = Path("/sys/fs/fuse/connections")
+
+
+def mount_fusectl():
+    """Mount the fusectl file system where it belongs, if it is not there
+    yet (some machines boot without it): the way to abort a hung mount."""
+    if not is_mounted(FUSECTL):
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", str(FUSECTL)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def fuse_connection(path):
+    """The /sys/fs/fuse/connections/N directory of the FUSE mount at path,
+    or None. Found through mountinfo (N is the mount's device minor), so it
+    works when the daemon is hung or dead and stat() of the mount would
+    block or fail."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4].encode().decode("unicode_escape") == target:
+                major, minor = (int(x) for x in fields[2].split(":"))
+                # Named after the kernel's own dev_t encoding.
+                mount_fusectl()
+                conn = FUSECTL / str((major << 20) | minor)
+                return conn if conn.is_dir() else None
+    return None
+
+
+def abort_connection(path):
+    """Abort the FUSE connection of the mount at path, as an admin frees a
+    hung mount: every request waiting on the daemon fails with ENOTCONN.
+    Returns whether there was one to abort."""
+    conn = fuse_connection(path)
+    if conn is None:
+        return False
+    try:
+        (conn / "abort").write_text("1")
+    except OSError:
+        return False
+    return True
+
+
+def threads_in_d_state(pid):
+    """{tid: wchan} of the process's threads in uninterruptible sleep (D)."""
+    stuck = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            stat = (task / "stat").read_text()
+            state = stat.rsplit(")", 1)[1].split()[0]
+            if state == "D":
+                stuck[task.name] = (task / "wchan").read_text().strip() or "?"
+        except (OSError, IndexError):
+            continue  # the thread (or process) is gone
+    return stuck
 
 
 def force_unmount(path):
@@ -162,17 +220,26 @@ class Daemon:
             try:
                 self.proc.wait(STOP_WAIT)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                self._kill_and_reap()
         self.clean_stop = not is_mounted(self.mnt)
         force_unmount(self.mnt)
         return self.proc.returncode
 
+    def _kill_and_reap(self, wait=5):
+        """SIGKILL and wait; a process that stays a zombie (a thread stuck
+        in the kernel on its own mount) is freed by aborting the connection,
+        so no test can hang here."""
+        self.proc.kill()
+        try:
+            self.proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            abort_connection(self.mnt)
+            self.proc.wait(wait)
+
     def kill9(self):
         """Die without cleanup, as on a crash; the dead mount is removed."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self._kill_and_reap()
         force_unmount(self.mnt)
 
     def restart(self):
@@ -251,6 +318,36 @@ def timed_err(d, rel):
     return err, time.monotonic() - start
 
 
+class Hung(AssertionError):
+    pass
+
+
+def within(seconds, fn, *args):
+    """Run fn(*args) in a thread; return (value, None, elapsed) or (None,
+    errno, elapsed) for an OSError. A call still running after `seconds`
+    fails the test (the thread is left to the teardown's abort)."""
+    box = {}
+
+    def run():
+        start = time.monotonic()
+        try:
+            box["value"] = fn(*args)
+        except OSError as e:
+            box["errno"] = e.errno
+        except BaseException as e:  # e.g. an assertion of fn: raised below
+            box["exception"] = e
+        box["elapsed"] = time.monotonic() - start
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        raise Hung(f"{getattr(fn, '__name__', fn)}{args} did not return within {seconds} s")
+    if "exception" in box:
+        raise box["exception"]
+    return box.get("value"), box.get("errno"), box["elapsed"]
+
+
 def assert_errno(err, expected, what=""):
     """err must be expected, or one of expected (a tuple)."""
     if isinstance(expected, int):
@@ -261,8 +358,11 @@ def assert_errno(err, expected, what=""):
 
 # --- secrets in logs --------------------------------------------------------
 
-# What AddressSanitizer, LeakSanitizer and UBSan print when they find something.
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+# What AddressSanitizer, LeakSanitizer, UBSan and ThreadSanitizer print when
+# they find something (TSan: "WARNING: ThreadSanitizer: data race ...", and
+# "FATAL: ThreadSanitizer: ..." when it cannot run at all).
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "ThreadSanitizer:")
 
 
 class SecretGuard:
@@ -303,7 +403,7 @@ class SecretGuard:
 
     def check(self):
         """Raise AssertionError naming each log line that holds a secret, or
-        a sanitizer report (a daemon built with ASan/UBSan writes them there)."""
+        a sanitizer report (a daemon built with ASan/UBSan/TSan writes them there)."""
         all_secrets = self._all()
         problems, reports = [], []
         for log_path in self._logs:

@@ -71,6 +71,7 @@ def test_token_read_twice_logs_in_once(aos_mock, aos_daemon):
     assert r.status == 200
 
 
+@pytest.mark.concurrency
 def test_concurrent_cold_readers_share_one_login(aos_mock, aos_daemon):
     aos_mock.delay = 0.5  # keep the login in flight while all readers arrive
     readers = 50
@@ -132,6 +133,7 @@ def test_refreshes_reuse_the_connection(aos_mock, make_daemon):
         f"{aos_mock.logins} logins over {aos_mock.connections} connections"
 
 
+@pytest.mark.concurrency
 def test_herd_of_256_cold_readers_makes_one_login(aos_mock, aos_daemon):
     """The kernel lets one read of a cold token through; the other 255 wait
     for its page and get the same token."""

@@ -295,6 +295,7 @@ FIRST_READS = {"aos": ("token", "session.json"), "idrac": ("token", "session.jso
                "sts": ("creds.json", "env")}
 
 
+@pytest.mark.concurrency
 @pytest.mark.parametrize("provider", ["aos", "idrac", "sts"])
 def test_reads_that_log_in_get_exactly_the_content(provider, request, make_daemon):
     """Right after rm the next read logs in, and the login invalidates the
@@ -320,6 +321,7 @@ def test_reads_that_log_in_get_exactly_the_content(provider, request, make_daemo
     assert bad == [], "reads that logged in came back NUL-padded:\n" + "\n".join(bad)
 
 
+@pytest.mark.concurrency
 def test_no_stale_token_right_after_a_session_change(aos_mock, make_daemon):
     """DESIGN §5: a session change invalidates the kernel's cached pages
     before anyone can read them; the read right after a session.json write

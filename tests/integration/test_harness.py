@@ -126,3 +126,21 @@ def test_daemon_env_is_hermetic(stand_in, monkeypatch):
     assert "AOS_SERVER" not in d.env and "https_proxy" not in d.env
     assert "SSL_CERT_FILE" not in d.env
     assert d.env["AOS_USER"] == "test" and d.env["HOME"] == str(d.workdir)
+
+
+def test_secret_guard_flags_a_thread_sanitizer_report(tmp_path):
+    log = tmp_path / "log"
+    log.write_text("starting\nWARNING: ThreadSanitizer: data race (pid=42)\nok\n")
+    guard = SecretGuard()
+    guard.watch(log)
+    with pytest.raises(AssertionError, match="sanitizer report"):
+        guard.check()
+
+
+def test_sigterm_right_after_mount_stops_cleanly(stand_in):
+    # The stand-in must handle SIGTERM from the moment its mount shows, as
+    # the real daemon does; the harness stops it that early.
+    d = stand_in()
+    for i in range(10):
+        d.start()
+        assert d.stop() == 0 and d.clean_stop, f"round {i}"

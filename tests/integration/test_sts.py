@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.integration.harness import DaemonDied, assert_errno, ini_section, strerror, timed_err
+from tests.integration.harness import (DaemonDied, assert_errno, ini_section, strerror,
+                                       timed_err, within)
 from tests.mocks.sts import new_secret_access_key
 
 AWS = "/usr/bin/aws"
@@ -178,6 +179,48 @@ def test_short_lived_credentials_are_served_for_half_their_life(sts_mock, make_d
     assert len(sts_mock.calls) == 1, "GetSessionToken more than once"
     st = status(d)
     assert st["counters"]["reader_waits"] == 1
+
+
+def test_short_credentials_are_renewed_in_the_background_at_the_rule(sts_mock, make_daemon):
+    """Credentials that can never have 15 minutes left (here 40 s, as if
+    DurationSeconds were short) follow the documented rule instead of
+    looping: served while more than min(900, L/2) = 20 s are left, renewed
+    in the background min(refresh_margin, ...) = 10 s before that, i.e.
+    10 s after issue. A reader every 0.1 s never waits for STS."""
+    key = sts_mock.new_key()
+    sts_mock.lifetime = 40
+    d = make_daemon(sts_section(sts_mock, key=key), refresh_margin=10, timeout=5)
+    within(10, read_creds, d)  # cold: this one waits for GetSessionToken
+    sts_mock.delay = 1.0  # from now on a read that waits for STS is slow
+
+    samples, failures = [], []  # (start, creds, end)
+    end_of_test = time.time() + 35
+    while time.time() < end_of_test:
+        start = time.time()
+        creds, err, _ = within(10, read_creds, d)
+        if err:
+            failures.append(f"{start:.1f}: {strerror(err)}")
+            continue
+        samples.append((start, creds, time.time()))
+        time.sleep(0.1)
+
+    assert not failures, f"reads failed: {failures}"
+    for start, creds, end in samples:
+        check_issued(sts_mock, creds)
+        left = as_unix(creds["Expiration"]) - end
+        assert left > 19, f"served credentials with {left:.1f} s left (read at {end:.1f})"
+        assert sts_mock.is_valid(creds["AccessKeyId"], at=end)
+        assert end - start < 0.5, \
+            f"a steady-state read waited {end - start:.1f} s (for STS?)"
+    # 35 s of 40 s credentials renewed every ~11 s (10 s, plus the 1 s answer).
+    assert 3 <= len(sts_mock.calls) <= 6, len(sts_mock.calls)
+    assert all(c.ok for c in sts_mock.calls), [c.error for c in sts_mock.calls]
+    assert len({c["AccessKeyId"] for _, c, _ in samples}) >= 3
+    issued = sts_mock.issued
+    for old, new in zip(issued, issued[1:]):
+        assert new.issued_at < old.expiration - 20, \
+            f"renewed {new.issued_at - (old.expiration - 20):+.1f} s after the serving floor"
+        assert new.issued_at - old.issued_at >= 8, "renewed more often than the rule says"
 
 
 def test_long_lived_credentials_keep_botocores_window(sts_mock, make_daemon):

@@ -213,6 +213,7 @@ class _HTTPServer(ThreadingHTTPServer):
                 return
             sock.settimeout(None)
         self.mock._count("connections")
+        self.mock._enter("open_connections", "max_connections")
         with self.conns_lock:
             self.conns.add(sock)
         try:
@@ -222,6 +223,7 @@ class _HTTPServer(ThreadingHTTPServer):
             with self.conns_lock:
                 self.conns.discard(sock)
             sock.close()
+            self.mock._leave("open_connections")
 
     def handle_error(self, request, client_address):
         # Broken connections are expected (faults, stop()); keep them quiet.
@@ -255,6 +257,14 @@ class MockServer:
                           trickle_interval seconds
       delay   seconds to wait before answering each request (e.g. to widen a
               race window for single-flight tests)
+      slow    {(method or None, path regex): seconds}: a server that answers
+              slowly (neither hanging nor fast) on some endpoints only, e.g.
+              {("POST", LOGIN): 1.0}; added to delay. See set_slow().
+
+    Read-only figures for tests and benchmarks:
+      connections / max_connections  TCP connections accepted in all / the
+              most open at once; in_flight / max_in_flight: requests being
+              answered now / the most at once (reset_peaks() starts afresh)
     """
 
     def __init__(self, ca=None, host="127.0.0.1"):
@@ -263,6 +273,7 @@ class MockServer:
         self.port = 0
         self.fail = None
         self.delay = 0.0
+        self.slow = {}
         self.trickle_interval = 1.0
         self.ssl_context = None
         if ca is not None:
@@ -270,6 +281,10 @@ class MockServer:
             self.ssl_context.load_cert_chain(str(ca.cert), str(ca.key))
         self.connections = 0   # TCP connections accepted (after TLS)
         self.tls_failures = 0  # TLS handshakes that failed (e.g. wrong CA)
+        self.open_connections = 0
+        self.max_connections = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._routes = []
         self._requests = []
         self._lock = threading.Lock()
@@ -351,6 +366,37 @@ class MockServer:
         with self._lock:
             setattr(self, counter, getattr(self, counter) + 1)
 
+    def _enter(self, gauge, peak):
+        with self._lock:
+            value = getattr(self, gauge) + 1
+            setattr(self, gauge, value)
+            setattr(self, peak, max(getattr(self, peak), value))
+
+    def _leave(self, gauge):
+        with self._lock:
+            setattr(self, gauge, getattr(self, gauge) - 1)
+
+    def reset_peaks(self):
+        """max_connections and max_in_flight from now on (start at the
+        current values)."""
+        with self._lock:
+            self.max_connections = self.open_connections
+            self.max_in_flight = self.in_flight
+
+    def set_slow(self, seconds, method=None, path=".*"):
+        """Answer requests matching method (None: any) and path (a regex
+        matched against the whole path) after `seconds`; 0 removes the rule."""
+        key = (method, path)
+        if seconds:
+            self.slow = {**self.slow, key: seconds}
+        else:
+            self.slow = {k: v for k, v in self.slow.items() if k != key}
+
+    def _slowness(self, req):
+        return self.delay + sum(
+            seconds for (method, path), seconds in self.slow.items()
+            if method in (None, req.method) and re.fullmatch(path, req.path))
+
     def handle(self, req):
         """Route a request to a Response (subclasses may override)."""
         path_known = False
@@ -369,8 +415,16 @@ class MockServer:
     def _serve(self, handler, req):
         with self._lock:
             self._requests.append(req)
+        self._enter("in_flight", "max_in_flight")
+        try:
+            self._answer(handler, req)
+        finally:
+            self._leave("in_flight")
+
+    def _answer(self, handler, req):
         stopped = handler.server.stopped
-        if self.delay and stopped.wait(self.delay):
+        delay = self._slowness(req)
+        if delay and stopped.wait(delay):
             handler.close_connection = True
             return
         fault = self.fail

@@ -57,6 +57,14 @@ NO_VALID_SESSION = f"{BASE}.NoValidSession"
 SESSION_LIMIT_EXCEEDED = f"{BASE}.SessionLimitExceeded"
 IDRAC_BAD_LOGIN = "IDRAC.2.8.SYS415"
 IDRAC_SESSION_LIMIT = "IDRAC.2.8.RAC0218"
+INSUFFICIENT_PRIVILEGE = f"{BASE}.InsufficientPrivilege"
+INSUFFICIENT_PRIVILEGE_MESSAGE = ("There are insufficient privileges for the account or "
+                                  "credentials associated with the current session to "
+                                  "perform the requested operation.")
+# Redfish's predefined roles; only these may end another user's session
+# (ConfigureUsers privilege). Anyone may end their own (ConfigureSelf).
+ROLES = ("Administrator", "Operator", "ReadOnly")
+ADMIN_ROLES = ("Administrator",)
 SESSION_LIMIT_MESSAGE = "The maximum number of user sessions is reached."
 
 
@@ -168,6 +176,7 @@ class RedfishMock(MockServer):
         self.uuid = str(uuid.uuid4())
         self._state = threading.Lock()
         self._users = {}
+        self._roles = {}       # user -> one of ROLES
         self._passwords = []   # every password ever set, for the log check
         self._tokens = []      # every token ever issued, likewise
         self._sessions = {}    # id -> _Session, live (until reaped)
@@ -191,10 +200,15 @@ class RedfishMock(MockServer):
         """A session's path (what Location and @odata.id hold)."""
         return self.sessions_uri.rstrip("/") + "/" + session_id
 
-    def add_user(self, name, password):
-        """Create a user or change its password (live sessions stay)."""
+    def add_user(self, name, password, role="Administrator"):
+        """Create a user or change its password (live sessions stay). role:
+        one of ROLES; a non-Administrator gets 403 InsufficientPrivilege for
+        a DELETE of another user's session."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; one of {ROLES}")
         with self._state:
             self._users[name] = password
+            self._roles[name] = role
             self._passwords.append(password)
 
     def remove_user(self, name):
@@ -423,7 +437,7 @@ class RedfishMock(MockServer):
                 and path != prefix:
             sid = path[len(prefix):]
             routes = {"GET": self._authed(req, lambda auth: self._get_session(sid)),
-                      "DELETE": self._authed(req, lambda auth: self._delete(sid))}
+                      "DELETE": self._authed(req, lambda auth: self._delete(sid, auth))}
         elif path == SESSION_SERVICE:
             routes = {"GET": self._authed(req, lambda auth: self._session_service()),
                       "PATCH": self._authed(req, lambda auth: self._patch_service(req))}
@@ -572,8 +586,20 @@ class RedfishMock(MockServer):
             return self._not_found(self.session_uri(sid))
         return redfish_response(200, body)
 
-    def _delete(self, sid):
+    @staticmethod
+    def _insufficient_privilege():
+        return redfish_error(403, message(
+            INSUFFICIENT_PRIVILEGE, INSUFFICIENT_PRIVILEGE_MESSAGE,
+            "Either abandon the operation or change the associated access rights "
+            "and resubmit the request if the operation failed."),
+            code=INSUFFICIENT_PRIVILEGE)
+
+    def _delete(self, sid, auth):
         with self._state:
+            s = self._sessions.get(sid)
+            if s is not None and s.user != auth.user \
+                    and self._roles.get(auth.user) not in ADMIN_ROLES:
+                return self._insufficient_privilege()
             s = self._sessions.pop(sid, None)
             if s is not None:
                 self._deletes.append(sid)
