@@ -160,7 +160,7 @@ static const char *last_segment_of_path(const char *path)
 static int discover(struct auth_ctx *ctx, char **ret)
 {
 	struct http_response resp = { 0 };
-	json_t *root = NULL;
+	json_auto_t *root = NULL;
 	const char *uri;
 	int r;
 
@@ -175,7 +175,6 @@ static int discover(struct auth_ctx *ctx, char **ret)
 			r = -ENOMEM;
 		}
 	}
-	json_decref(root);
 	http_response_done(&resp);
 	return r;
 }
@@ -184,12 +183,11 @@ static json_int_t session_timeout(struct auth_ctx *ctx, const struct secret *hdr
 {
 	struct http_response resp = { 0 };
 	json_int_t timeout = DEFAULT_SESSION_TIMEOUT;
-	json_t *j;
+	json_auto_t *j = NULL;
 
 	if (request(ctx, "GET", "/redfish/v1/SessionService", hdr, NULL, &resp) == 0 && resp.status == 200 &&
 	    (j = json_loadb(resp.body, resp.len, 0, NULL))) {
 		timeout = clamp_timeout(json_integer_value(json_object_get(j, "SessionTimeout")));
-		json_decref(j);
 	}
 	http_response_done(&resp);
 	return timeout;
@@ -218,7 +216,7 @@ int redfish_session_reply(struct auth_ctx *ctx, const char *sessions_uri, json_i
 	_cleanup_session_ struct auth_session *s = auth_session_new();
 	_cleanup_free_ char *token = http_response_header(resp, "X-Auth-Token");
 	_cleanup_free_ char *location = http_response_header(resp, "Location");
-	json_t *body = json_loadb(resp->body, resp->len, 0, NULL), *details;
+	json_auto_t *body = json_loadb(resp->body, resp->len, 0, NULL), *details = NULL;
 	const char *id = json_string_value(json_object_get(body, "Id"));
 	const char *bad = NULL, *last;
 	char *extra;
@@ -228,7 +226,6 @@ int redfish_session_reply(struct auth_ctx *ctx, const char *sessions_uri, json_i
 		location = strdup(json_string_value(json_object_get(body, "@odata.id")));
 	}
 	if (!s || !token || !*token || !location) {
-		json_decref(body);
 		erase_and_free_str(TAKE_PTR(token));
 		return auth_ctx_fail(ctx, -EBADMSG, "%s created a session without %s", ctx->info->base_url,
 				     !token || !*token ? "an X-Auth-Token header" : "a Location or @odata.id");
@@ -242,7 +239,6 @@ int redfish_session_reply(struct auth_ctx *ctx, const char *sessions_uri, json_i
 		bad = "a malformed Id";
 	}
 	if (bad || r < 0) {
-		json_decref(body);
 		erase_and_free_str(TAKE_PTR(token));
 		return bad ? auth_ctx_fail(ctx, -EBADMSG, "%s created a session with %s", ctx->info->base_url, bad) : r;
 	}
@@ -250,7 +246,6 @@ int redfish_session_reply(struct auth_ctx *ctx, const char *sessions_uri, json_i
 	erase_and_free_str(TAKE_PTR(token));
 	last = last_segment_of_path(s->location);
 	s->id = id ? strdup(id) : strndup(last, strcspn(last, "/"));
-	json_decref(body);
 	if (!s->token || !s->id) {
 		return -ENOMEM;
 	}
@@ -259,7 +254,6 @@ int redfish_session_reply(struct auth_ctx *ctx, const char *sessions_uri, json_i
 			    "session_data", session_data(resp));
 	extra = details ? json_dumps(details, JSON_COMPACT) : NULL;
 	s->expires_at = now_real() + json_integer_value(json_object_get(details, "session_timeout"));
-	json_decref(details);
 	s->extra = secret_new_str(extra);
 	erase_and_free_str(extra);
 	if (!s->extra) {
@@ -302,7 +296,7 @@ static int redfish_login(struct auth_ctx *ctx, struct auth_session **ret)
 	}
 	j = json_pack("{s:s, s:s}", "UserName", ctx->user, "Password", secret_str(ctx->password));
 	body = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
+	json_decref(j); /* the password's copy: wiped now, not at return */
 	if (!body) {
 		return -ENOMEM;
 	}
@@ -421,37 +415,33 @@ static int redfish_session_load(const struct target_info *info, const char *text
 				struct auth_session **ret)
 {
 	_cleanup_session_ struct auth_session *s = auth_session_new();
-	json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL), *details;
+	json_auto_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL), *details = NULL;
 	const char *id = json_string_value(json_object_get(j, "id"));
 	const char *location = json_string_value(json_object_get(j, "location"));
 	const char *token = json_string_value(json_object_get(j, "x_auth_token"));
 	const char *uri = json_string_value(json_object_get(j, "sessions_uri"));
 	_cleanup_free_ char *checked = NULL;
 	char *extra;
-	int r = -EINVAL;
 
 	if (!s || !validate_redfish_id(id) || !validate_token(token) || !uri || !location ||
 	    validate_session_location(location, info->base_url, uri, &checked) < 0) {
-		goto out;
+		return -EINVAL;
 	}
 	details = json_pack("{s:s, s:I, s:O?}", "sessions_uri", uri, "session_timeout",
 			    clamp_timeout(json_integer_value(json_object_get(j, "session_timeout"))), "session_data",
 			    json_object_get(j, "session_data"));
 	extra = details ? json_dumps(details, JSON_COMPACT) : NULL;
-	json_decref(details);
 	s->token = secret_new_str(token);
 	s->extra = secret_new_str(extra);
 	erase_and_free_str(extra);
 	s->id = strdup(id);
 	s->location = strdup(location);
 	s->expires_at = now_real() + 60; /* provisional; validation sets the real one */
-	r = s->token && s->extra && s->id && s->location ? 0 : -ENOMEM;
-	if (r == 0) {
-		*ret = TAKE_PTR(s);
+	if (!s->token || !s->extra || !s->id || !s->location) {
+		return -ENOMEM;
 	}
-out:
-	json_decref(j);
-	return r;
+	*ret = TAKE_PTR(s);
+	return 0;
 }
 
 /* The collection URI: from the session's details, or discovered again. */
@@ -507,7 +497,8 @@ static int member_call(struct auth_ctx *ctx, const struct auth_session *s, const
 /* The Sessions collection: the Id (last path segment) of every member. */
 int redfish_members_reply(struct auth_ctx *ctx, const struct http_response *resp, char ***ret_ids, size_t *ret_n)
 {
-	json_t *j = NULL, *members, *m;
+	json_auto_t *j = NULL;
+	json_t *members, *m;
 	char **ids;
 	size_t i, n = 0;
 	int r;
@@ -527,7 +518,6 @@ int redfish_members_reply(struct auth_ctx *ctx, const struct http_response *resp
 			n++;
 		}
 	}
-	json_decref(j);
 	if (!ids) {
 		return -ENOMEM;
 	}
@@ -552,7 +542,7 @@ static int redfish_sessions_get(struct auth_ctx *ctx, const struct auth_session 
 				struct auth_blob **ret)
 {
 	struct http_response resp = { 0 };
-	json_t *j = NULL;
+	json_auto_t *j = NULL;
 	char *text;
 	int r = member_call(ctx, s, "GET", id, &resp);
 
@@ -566,7 +556,6 @@ static int redfish_sessions_get(struct auth_ctx *ctx, const struct auth_session 
 		r = *ret ? 0 : -ENOMEM;
 		free(text);
 	}
-	json_decref(j);
 	http_response_done(&resp);
 	return r;
 }
