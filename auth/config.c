@@ -201,6 +201,7 @@ static const struct numeric_key {
 	{ "sessionfs", "check_interval", 1, 86400 },
 	{ NULL, "timeout", 1, 3600 },
 	{ NULL, "port", 1, 65535 },
+	{ "fleet", "lock_ttl", 2, 600 },
 };
 
 /* A provider's own ranges (c->ranges), for keys of its sections. */

@@ -559,6 +559,15 @@ static int add_found_targets(struct auth_core *core, size_t provider)
 	return r;
 }
 
+/* Fleet mode's view of the engine. */
+static const struct fleet_engine fleet_engine = {
+	.next_target = auth_target_next,
+	.can_serve = session_usable,
+	.serve_until = session_serve_until,
+	.install = session_install,
+	.forget = session_forget,
+};
+
 int auth_core_new(const struct config *cfg, struct store *store, struct auth_core **ret)
 {
 	struct auth_core *core = calloc(1, sizeof(*core));
@@ -589,7 +598,7 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 		}
 	}
 	for (size_t i = 0; i < cfg->n_defaults && r == 0; i++) {
-		if (auth_provider_index(cfg->defaults[i].provider) < 0) {
+		if (auth_provider_index(cfg->defaults[i].provider) < 0 && strcmp(cfg->defaults[i].provider, "fleet") != 0) {
 			r = log_error_errno(-EINVAL, "Unknown section [%s] in config", cfg->defaults[i].provider);
 		}
 	}
@@ -611,6 +620,9 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 			r = add_found_targets(core, p);
 		}
 	}
+	if (r == 0) {
+		r = fleet_new(cfg, &fleet_engine, &core->fleet);
+	}
 	if (r < 0) {
 		auth_core_free(core);
 		return r;
@@ -630,12 +642,16 @@ int auth_core_start(struct auth_core *core)
 {
 	int r = http_start();
 
-	return r < 0 ? r : scheduler_start(core);
+	if (r == 0) {
+		r = scheduler_start(core);
+	}
+	return r < 0 ? r : fleet_start(core->fleet, core);
 }
 
 void auth_core_stop(struct auth_core *core)
 {
 	if (core) {
+		fleet_stop(core->fleet);
 		scheduler_stop(core);
 	}
 }
@@ -673,7 +689,7 @@ static void exit_logouts(struct auth_core *core)
 	}
 	for (uint32_t i = 0; i < core->n_targets; i++) {
 		struct auth_target *t = core->targets[i];
-		if (t && t->info.logout_on_exit) {
+		if (t && t->info.logout_on_exit && !fleet_shared_elsewhere(t)) {
 			x.targets[x.n++] = t;
 		}
 	}
@@ -695,8 +711,10 @@ void auth_core_free(struct auth_core *core)
 	if (!core) {
 		return;
 	}
+	fleet_stop(core->fleet);
 	scheduler_stop(core);
 	exit_logouts(core);
+	fleet_free(core->fleet);
 	for (uint32_t i = 0; i < core->n_targets; i++) {
 		auth_target_unref(core->targets[i]);
 	}

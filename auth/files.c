@@ -51,6 +51,9 @@ static int render_status(struct auth_target *t, struct auth_blob **ret)
 	if (j && t->provider->status_extra) {
 		t->provider->status_extra(&t->info, t->session, j);
 	}
+	if (j) {
+		fleet_status(t, j);
+	}
 	text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	b = text ? auth_blob_new_line(text) : NULL;
 	if (!b) {
@@ -188,6 +191,7 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 		return r;
 	}
 	log_info("%s/%s: saved new credentials for user %s", t->provider->name, t->name, user);
+	fleet_credentials_written(t, text->data, text->len);
 	pthread_mutex_lock(&t->lock);
 	free(t->user);
 	secret_free(t->password);

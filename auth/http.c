@@ -334,6 +334,10 @@ static void setup(CURL *e, const struct http_request *req, struct curl_slist *he
 	if (req->tls && req->tls->ca_path) {
 		curl_easy_setopt(e, CURLOPT_CAINFO, req->tls->ca_path);
 	}
+	if (req->tls && req->tls->cert) {
+		curl_easy_setopt(e, CURLOPT_SSLCERT, req->tls->cert);
+		curl_easy_setopt(e, CURLOPT_SSLKEY, req->tls->key ? req->tls->key : req->tls->cert);
+	}
 	if (req->tls && !req->tls->validate_certs) {
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -434,4 +438,84 @@ char *http_escape(const char *s)
 	copy = strdup(e);
 	curl_free(e);
 	return copy;
+}
+
+struct stream {
+	bool (*on_data)(const char *data, size_t len, void *userdata);
+	void *userdata;
+	const bool *stop;
+};
+
+static size_t on_stream_body(char *ptr, size_t size, size_t n, void *userdata)
+{
+	struct stream *st = userdata;
+
+	return st->on_data(ptr, size * n, st->userdata) ? size * n : 0;
+}
+
+static int on_stream_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+			      curl_off_t ulnow)
+{
+	struct stream *st = userdata;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return __atomic_load_n(st->stop, __ATOMIC_RELAXED) ? 1 : 0;
+}
+
+int http_stream(const struct http_request *req, bool (*on_data)(const char *data, size_t len, void *userdata),
+		void *userdata, const bool *stop, char *error, size_t error_size)
+{
+	struct stream st = { on_data, userdata, stop };
+	struct buffer hdrs = { 0 };
+	char errbuf[CURL_ERROR_SIZE] = "";
+	struct curl_slist *headers;
+	long os_errno = 0, status = 0;
+	CURLcode res;
+	CURL *e;
+	bool ok;
+	int r;
+
+	e = curl_easy_init();
+	headers = build_headers(req, &ok);
+	if (!e || !ok) {
+		slist_wipe_free(headers);
+		curl_easy_cleanup(e);
+		return -ENOMEM;
+	}
+	setup(e, req, headers, NULL, &hdrs, errbuf);
+	curl_easy_setopt(e, CURLOPT_SHARE, NULL); /* its own thread: no locking dance for one connection */
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 0L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 30000L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 10L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_stream_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &st);
+	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_stream_progress);
+	curl_easy_setopt(e, CURLOPT_XFERINFODATA, &st);
+	res = curl_easy_perform(e);
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno);
+	curl_easy_cleanup(e);
+	slist_wipe_free(headers);
+	if (hdrs.data) {
+		erase_and_free(hdrs.data, hdrs.cap);
+	}
+	if (res == CURLE_ABORTED_BY_CALLBACK || (res == CURLE_WRITE_ERROR && __atomic_load_n(stop, __ATOMIC_RELAXED))) {
+		return -ECANCELED;
+	}
+	r = http_curl_errno(res, os_errno);
+	if (r == 0 && status != 200) {
+		snprintf(error, error_size, "HTTP status %ld", status);
+		return -EIO;
+	}
+	if (r < 0) {
+		snprintf(error, error_size, "%s", errbuf[0] ? errbuf : curl_easy_strerror(res));
+		error[strcspn(error, "\n")] = 0;
+	}
+	return r;
 }

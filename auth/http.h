@@ -12,6 +12,8 @@
 struct http_tls {
 	const char *ca_path;  /* NULL: the system's CA bundle */
 	bool validate_certs;  /* false only when the config says so */
+	const char *cert;     /* client certificate (PEM), or NULL */
+	const char *key;      /* its private key (PEM), or NULL */
 };
 
 struct http_request {
@@ -52,6 +54,13 @@ void http_response_done(struct http_response *resp);
 
 /* The value of header name (case-insensitive) in resp, copied; NULL if absent. */
 char *http_response_header(const struct http_response *resp, const char *name);
+
+/* A long-lived request whose body is handed to on_data as it arrives (etcd's
+ * watch), run in the calling thread on a connection of its own. on_data
+ * returns false to end it; *stop (checked at least once a second) ends it too.
+ * 0 when the server ended it, -ECANCELED when stopped, -errno otherwise. */
+int http_stream(const struct http_request *req, bool (*on_data)(const char *data, size_t len, void *userdata),
+		void *userdata, const bool *stop, char *error, size_t error_size);
 
 /* Maps a curl result code (and the socket errno behind it) to -errno. */
 int http_curl_errno(int curl_code, long os_errno);

@@ -87,6 +87,7 @@ void session_schedule(struct auth_target *t)
 		time_t span = (due - now_real()) / 10;
 		due -= (time_t)arc4random_uniform((uint32_t)(span < margin ? span : margin) + 1);
 	}
+	due += fleet_renewal_delay(t, due);
 	__atomic_store_n(&t->refresh_due, due, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&t->core->sched_lock);
 	t->core->sched_epoch++;
@@ -354,7 +355,13 @@ static int lead(struct auth_target *t, bool background)
 	t->hot = false; /* reads from now on count towards the next renewal */
 	pthread_mutex_unlock(&t->lock);
 
-	r = renew_or_obtain(t, &ctx, current, due, &pending, &fresh, &is_login, &exp);
+	r = fleet_flight_begin(t, &ctx, current, &fresh);
+	if (r == 0) {
+		r = renew_or_obtain(t, &ctx, current, due, &pending, &fresh, &is_login, &exp);
+		r = fleet_flight_end(t, &ctx, r, current, exp, &fresh, &is_login);
+	} else if (r > 0) {
+		r = 0; /* the fleet's session: adopted, no login */
+	}
 
 	pthread_mutex_lock(&t->lock);
 	if (t->removed) {
@@ -567,12 +574,30 @@ int session_resume(struct auth_target *t, const char *text, size_t len)
 	return r;
 }
 
+void session_install(struct auth_target *t, struct auth_session *s)
+{
+	auth_session_free(adopt(t, s, false));
+}
+
+void session_forget(struct auth_target *t)
+{
+	if (!t->session) {
+		return;
+	}
+	auth_session_free(TAKE_PTR(t->session));
+	t->gen++;
+	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
+	store_remove(t->core->store, t->provider->name, t->name, "session");
+	target_notify(t);
+}
+
 int session_logout(struct auth_target *t, double deadline)
 {
 	struct auth_session *s;
 	struct auth_ctx ctx;
 	int r;
 
+	fleet_session_ended(t);
 	pthread_mutex_lock(&t->lock);
 	wait_flight(t, deadline);
 	s = TAKE_PTR(t->session);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "fleet.h"
 #include "provider.h"
 
 struct target_counters {
@@ -81,6 +82,7 @@ struct auth_target {
 	uint64_t *slot_used;          /* when each slot was last used (slot_clock) */
 	uint64_t slot_clock;
 	size_t n_slots;
+	struct fleet_target *fleet;   /* fleet mode: its keys and state (fleet.c), else NULL */
 };
 
 struct auth_core {
@@ -103,6 +105,7 @@ struct auth_core {
 	unsigned flights;             /* readers' logins running in threads of their own */
 	pthread_t *workers;
 	size_t n_workers;
+	struct fleet *fleet;          /* fleet mode ([fleet] in the config), else NULL */
 };
 
 extern const struct auth_provider *const auth_providers[];
@@ -127,6 +130,10 @@ int session_borrow(struct auth_target *t, struct auth_session **ret, struct auth
 /* The server refused the session with this id: renew it at next use. */
 void session_mark_stale(struct auth_target *t, const char *token_id);
 void session_schedule(struct auth_target *t); /* call with t->lock held */
+/* Fleet mode (lock held): another node's session replaces ours; the fleet
+ * dropped the session (rm or a 401 elsewhere): forget ours, the server's is gone. */
+void session_install(struct auth_target *t, struct auth_session *s);
+void session_forget(struct auth_target *t);
 int scheduler_start(struct auth_core *core);
 void scheduler_stop(struct auth_core *core);
 

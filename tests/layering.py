@@ -23,9 +23,9 @@ FS = REPO / "fs"
 
 # The core: the auth core and the libraries it offers. Every other auth/*.c
 # is a provider's.
-CORE = {"access", "auth", "config", "core", "credentials", "files", "hosts", "http", "jwt", "log",
-        "metrics", "provider", "providers", "secret", "session", "sessions", "store", "target", "util",
-        "validate"}
+CORE = {"access", "auth", "config", "core", "credentials", "etcd", "files", "fleet", "fleet-internal",
+        "fleetcrypt", "fleetwatch", "hosts", "http", "jwt", "log", "metrics", "provider", "providers", "secret",
+        "session", "sessions", "store", "target", "util", "validate"}
 PROVIDER_MAY_INCLUDE = {"provider.h", "log.h", "util.h", "validate.h"}
 FS_MAY_INCLUDE = {"auth.h", "log.h", "util.h"}
 NO_PROVIDER_NAMES = [AUTH / "core.c", AUTH / "session.c", AUTH / "files.c"]

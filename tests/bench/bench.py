@@ -14,9 +14,12 @@ same run (these machines are noisy). Run by tests/bench/run.
                    waited on ("reader_waits"; the first, cold one aside)
   6. scale         10,000 targets with live sessions: RSS, `ls aos/`, refreshes
                    in flight, threads
+  7. fleet         3 daemons x 1,000 AOS targets (distinct users) sharing
+                   sessions through a real etcd: logins, etcd requests per
+                   renewal, etcd requests of cached reads, extra RSS
 
 BENCH_ONLY=<name> runs one figure: cached, herd, warm, login, inflight,
-renewal or scale (exit status: whether it met its target).
+renewal, scale or fleet (exit status: whether it met its target).
 """
 
 import json
@@ -41,7 +44,8 @@ BINARY = os.environ.get("SESSIONFS_BIN", str(ROOT / "build" / "sessionfs"))
 TOOLS = Path(os.environ["BENCH_TOOLS"])
 SCALE_TARGETS = int(os.environ.get("BENCH_TARGETS", "10000"))
 ONLY = os.environ.get("BENCH_ONLY")  # one figure, for repeated runs
-FIGURES = ("cached", "herd", "warm", "login", "inflight", "renewal", "scale")
+FIGURES = ("cached", "herd", "warm", "login", "inflight", "renewal", "scale", "fleet")
+FLEET_TARGETS = int(os.environ.get("BENCH_FLEET_TARGETS", "1000"))
 if ONLY is not None and ONLY not in FIGURES:
     sys.exit(f"BENCH_ONLY={ONLY}: one of {', '.join(FIGURES)}")
 
@@ -281,6 +285,105 @@ def scale(work, mock, ca):
             "max_in_flight": mock.max_in_flight}
 
 
+def fleet_metric(m, name):
+    text = (m.mnt / ".metrics").read_text()
+    return sum(float(line.split()[1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def read_everything(mounts, names):
+    errors = []
+
+    def read_all(m, part):
+        for n in part:
+            try:
+                (m.mnt / f"aos/{n}/token").read_bytes()
+            except OSError as e:
+                errors.append(f"{n}: {e}")
+    workers = [threading.Thread(target=read_all, args=(m, names[i::4])) for m in mounts for i in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    if errors:
+        sys.exit(f"{len(errors)} reads failed, e.g. {errors[:3]}")
+
+
+def fleet(work, ca):
+    """3 nodes x FLEET_TARGETS targets, each target its own AOS user (the
+    fleet key is provider, host:port and user)."""
+    from tests.integration.etcd import Cluster
+    users = {f"u{i:04d}": secrets.token_urlsafe(12) for i in range(FLEET_TARGETS)}
+    mock = AosMock(ca, users, ttl=60)  # renewed 38 s after login (refresh_margin 20)
+    (work / "etcd").mkdir()
+    etcd = Cluster(work / "etcd", 1).start()
+    key = work / "fleet.key"
+    key.write_text(secrets.token_hex(32) + "\n")
+    key.chmod(0o600)
+    names = list(users)
+
+    def conf(node, with_fleet=True):
+        lines = ["[sessionfs]", f"state_dir = {work / ('state-' + node)}", "timeout = 30", "refresh_margin = 20"]
+        if with_fleet:
+            lines += ["[fleet]", f"endpoints = {etcd.endpoints}", "name = bench", f"node = {node}",
+                      f"key_file = {key}", "lock_ttl = 30"]
+        lines += ["[aos]", f"port = {mock.port}", f"ca_path = {ca.ca}"]
+        lines += [f'[aos "{n}"]\nserver = 127.0.0.1\nuser = {n}\npassword = {users[n]}' for n in names]
+        return "\n".join(lines) + "\n"
+
+    with mock:
+        mounts = []
+        try:
+            mounts = [Mount(work, conf(f"node{i}"), f"fleet{i}") for i in range(3)]
+            read_everything(mounts, names)
+            logins = mock.logins
+            # Steady state: every token read again on every node, from cache.
+            req = [fleet_metric(m, "sessionfs_fleet_store_requests_total") for m in mounts]
+            ka = [fleet_metric(m, "sessionfs_fleet_lease_keepalives_total") for m in mounts]
+            read_everything(mounts, names)
+            cached_requests = sum(fleet_metric(m, "sessionfs_fleet_store_requests_total") - r - (
+                fleet_metric(m, "sessionfs_fleet_lease_keepalives_total") - k) for m, r, k in zip(mounts, req, ka))
+            rss_fleet = max(rss_kib(m.proc.pid) for m in mounts)
+            # The renewal wave: keep everything hot on every node until each
+            # target was renewed once.
+            req = [fleet_metric(m, "sessionfs_fleet_store_requests_total") for m in mounts]
+            ka = [fleet_metric(m, "sessionfs_fleet_lease_keepalives_total") for m in mounts]
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and mock.logins - logins < len(names):
+                read_everything(mounts, names)
+                time.sleep(1)
+            renewals = mock.logins - logins
+            wave_requests = sum(fleet_metric(m, "sessionfs_fleet_store_requests_total") - r - (
+                fleet_metric(m, "sessionfs_fleet_lease_keepalives_total") - k) for m, r, k in zip(mounts, req, ka))
+            rss_fleet = max([rss_fleet] + [rss_kib(m.proc.pid) for m in mounts])
+        finally:
+            for m in mounts:
+                m.stop()
+        # The same node without fleet mode, for the RSS it adds.
+        alone = Mount(work, conf("alone", with_fleet=False), "alone")
+        try:
+            read_everything([alone], names)
+            rss_alone = rss_kib(alone.proc.pid)
+        finally:
+            alone.stop()
+    etcd.stop()
+    return {"logins": logins, "targets": len(names), "cached_requests": cached_requests,
+            "renewals": renewals, "per_renewal": wave_requests / max(renewals, 1),
+            "extra_rss_mib": (rss_fleet - rss_alone) / 1024}
+
+
+def print_fleet(f):
+    rows = [(f"fleet, 3 nodes x {f['targets']} targets: logins", f["logins"], f"= {f['targets']}",
+             f["logins"] == f["targets"]),
+            ("fleet: etcd requests per renewal (fleet-wide, lease keep-alives excluded)", f["per_renewal"], "<= 3",
+             f["per_renewal"] <= 3),
+            ("fleet: etcd requests of 3 x 1,000 cached reads", f["cached_requests"], "= 0", f["cached_requests"] == 0),
+            ("fleet: extra RSS per node, MiB", f["extra_rss_mib"], "<= 16", f["extra_rss_mib"] <= 16)]
+    for name, value, target, _ in rows:
+        print(f"| {name} | {value:.1f} | | | {target} |")
+    print(f"| fleet: renewals in the wave | {f['renewals']} | | | |")
+    return all(ok for *_, ok in rows)
+
+
 def main():
     with tempfile.TemporaryDirectory(prefix="sessionfs-bench-") as tmp:
         work = Path(tmp)
@@ -313,6 +416,7 @@ def main():
                             r["slow_reads"], 0)]
             if ONLY in (None, "scale"):
                 s = scale(work, mock, ca)
+        fl = fleet(work, ca) if ONLY in (None, "fleet") else None
     print()
     print(f"sessionfs benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, kernel {os.uname().release}")
     print("| figure | sessionfs | reference | ratio | target |")
@@ -326,6 +430,8 @@ def main():
         print(f"| {name} | {value} | limit {limit} | | <= {limit} |")
     if r is not None:
         print(f"| the same: renewals done in the background (status refreshes) | {r['refreshes']} | | | info |")
+    if fl is not None:
+        ok &= print_fleet(fl)
     if s is None:
         print("\nall targets met" if ok else "\nSOME TARGETS MISSED")
         return 0 if ok else 1

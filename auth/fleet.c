@@ -1,0 +1,1018 @@
+/* Fleet mode over etcd. Keys (all under <prefix>v1/<fleet>/):
+ *   t/<provider>/<host:port>@<hash of user>        the target's session, sealed
+ *   t/<provider>/<host:port>@<hash of user>/lock   the node logging in (its lease)
+ *   nodes/<node>                                   a live node (its lease)
+ * A node that needs a session reads the target's key; if the fleet has a newer
+ * one it adopts it. Otherwise it takes the lock (a txn: create if absent and
+ * nobody published meanwhile), logs in and publishes with a txn fenced on its
+ * lock, which also deletes the lock. The others wait for the watch. */
+#include <errno.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "fleet-internal.h"
+#include "log.h"
+
+const char *const fleet_down_modes[] = { "stale", "local", "fail" };
+
+
+/* --- config ---------------------------------------------------------------- */
+
+static int split_endpoints(const char *list, struct etcd_settings *es)
+{
+	_cleanup_free_ char *copy = strdup(list);
+	char *save = NULL;
+
+	if (!copy) {
+		return -ENOMEM;
+	}
+	for (char *w = strtok_r(copy, ", \t", &save); w; w = strtok_r(NULL, ", \t", &save)) {
+		char **n = realloc(es->endpoints, (es->n_endpoints + 1) * sizeof(*n));
+		size_t len = strlen(w);
+		if (!n) {
+			return -ENOMEM;
+		}
+		es->endpoints = n;
+		while (len > 0 && w[len - 1] == '/') {
+			w[--len] = 0;
+		}
+		if (strncmp(w, "http://", 7) && strncmp(w, "https://", 8)) {
+			return log_error_errno(-EINVAL, "[fleet] endpoints: %s is no http:// or https:// URL", w);
+		}
+		if (!(n[es->n_endpoints] = strdup(w))) {
+			return -ENOMEM;
+		}
+		es->n_endpoints++;
+	}
+	return es->n_endpoints ? 0 : log_error_errno(-EINVAL, "[fleet] endpoints is empty");
+}
+
+static int read_settings(struct fleet *f, const struct target_config *c)
+{
+	static const char *const known[] = { "endpoints", "prefix", "name", "node", "key_file", "ca_path", "cert", "key",
+					     "user", "password_file", "lock_ttl", "on_store_down", "share_credentials" };
+	const char *v, *prefix = target_config_get(c, "prefix") ?: "sessionfs/";
+	char host[HOST_NAME_MAX + 1] = "";
+	long ttl = 10;
+	int r;
+
+	for (size_t i = 0; i < c->n_kv; i++) {
+		bool ok = false;
+		for (size_t k = 0; k < ELEMENTSOF(known); k++) {
+			ok = ok || strcmp(c->kv[i].key, known[k]) == 0;
+		}
+		if (!ok) {
+			return log_error_errno(-EINVAL, "[fleet]: unknown key %s", c->kv[i].key);
+		}
+	}
+	if (!(v = target_config_get(c, "endpoints")) || (r = split_endpoints(v, &f->es)) < 0) {
+		return v ? r : log_error_errno(-EINVAL, "[fleet]: endpoints is required");
+	}
+	if (!(v = target_config_get(c, "key_file"))) {
+		return log_error_errno(-EINVAL, "[fleet]: key_file is required (32 random bytes, e.g. openssl rand -base64 32)");
+	}
+	r = fleet_keys_load(v, &f->keys);
+	if (r < 0) {
+		return log_error_errno(r, "[fleet]: key_file %s: not one or two keys of 32 bytes (base64 or hex lines), "
+				       "or not a root-only file: %m", v);
+	}
+	if ((v = target_config_get(c, "lock_ttl")) && parse_int(v, 2, 600, &ttl) < 0) {
+		return log_error_errno(-EINVAL, "[fleet]: lock_ttl = %s: expected a whole number from 2 to 600", v);
+	}
+	f->lock_ttl = (int)ttl;
+	f->on_down = DOWN_STALE;
+	if ((v = target_config_get(c, "on_store_down"))) {
+		bool found = false;
+		for (size_t i = 0; i < ELEMENTSOF(fleet_down_modes); i++) {
+			if (strcmp(v, fleet_down_modes[i]) == 0) {
+				f->on_down = (enum store_down_mode)i;
+				found = true;
+			}
+		}
+		if (!found) {
+			return log_error_errno(-EINVAL, "[fleet]: on_store_down = %s: expected stale, local or fail", v);
+		}
+	}
+	if ((v = target_config_get(c, "share_credentials")) && parse_bool(v, &f->share_credentials) < 0) {
+		return log_error_errno(-EINVAL, "[fleet]: share_credentials = %s: expected true or false", v);
+	}
+	if (f->on_down == DOWN_LOCAL) {
+		log_warning("[fleet] on_store_down = local: while etcd is down every node logs in by itself, "
+			    "which can exhaust a BMC's session slots");
+	}
+	gethostname(host, sizeof(host) - 1);
+	if (!(v = target_config_get(c, "node")) && !(v = getenv("SESSIONFS_NODE_NAME"))) {
+		v = host;
+	}
+	f->node = strdup(v);
+	v = target_config_get(c, "name") ?: "default";
+	if (!f->node || !*f->node || strchr(f->node, '/') || strchr(v, '/')) {
+		return log_error_errno(-EINVAL, "[fleet]: node and name must be non-empty and without '/'");
+	}
+	if (asprintf(&f->root, "%sv1/%s/", prefix, v) < 0 || asprintf(&f->node_key, "%snodes/%s", f->root, f->node) < 0) {
+		return -ENOMEM;
+	}
+	f->es.tls.validate_certs = true;
+	f->es.tls.ca_path = target_config_get(c, "ca_path");
+	f->es.tls.cert = target_config_get(c, "cert");
+	f->es.tls.key = target_config_get(c, "key");
+	if ((f->es.user = target_config_get(c, "user"))) {
+		if (!(v = target_config_get(c, "password_file"))) {
+			return log_error_errno(-EINVAL, "[fleet]: user needs password_file");
+		}
+		r = read_secret_file(v, &f->etcd_password);
+		if (r < 0) {
+			return log_error_errno(r, "[fleet]: password_file %s: %m", v);
+		}
+		f->es.password = f->etcd_password;
+	}
+	return etcd_new(&f->es, &f->etcd);
+}
+
+int fleet_new(const struct config *cfg, const struct fleet_engine *engine, struct fleet **ret)
+{
+	const struct target_config *c = config_find_defaults(cfg, "fleet");
+	struct fleet *f;
+	int r;
+
+	*ret = NULL;
+	if (!c) {
+		return 0;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		return -ENOMEM;
+	}
+	f->engine = engine;
+	f->others_alive = -1;
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&f->event, &ca);
+	pthread_condattr_destroy(&ca);
+	r = read_settings(f, c);
+	if (r < 0) {
+		fleet_free(f);
+		return r;
+	}
+	log_info("Fleet mode: node %s in %s, key id %s", f->node, f->root, fleet_keys_id(f->keys));
+	*ret = f;
+	return 0;
+}
+
+/* --- helpers --------------------------------------------------------------- */
+
+void fleet_set_down(struct fleet *f, bool down)
+{
+	pthread_mutex_lock(&f->lock);
+	if (f->down != down) {
+		if (down) {
+			log_warning("Fleet store (etcd) unavailable: serving cached sessions (on_store_down = %s)",
+				    fleet_down_modes[f->on_down]);
+		} else {
+			log_info("Fleet store (etcd) reachable again");
+		}
+	}
+	f->down = down;
+	pthread_mutex_unlock(&f->lock);
+}
+
+int fleet_call(struct fleet *f, const char *path, json_t *body, long timeout_ms, json_t **ret, char *err, size_t size)
+{
+	int r = etcd_call(f->etcd, path, body, timeout_ms, ret, err, size);
+
+	fleet_set_down(f, r == -EHOSTDOWN);
+	return r;
+}
+
+void fleet_wake_waiters(struct fleet *f)
+{
+	pthread_mutex_lock(&f->lock);
+	f->events++;
+	pthread_cond_broadcast(&f->event);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* 32 hex digits of SHA-256 over the user and, for STS, the options that make
+ * a different credential (role, duration, MFA device). */
+static int user_hash(const struct auth_target *t, const char *user, char out[33])
+{
+	static const char *const sts_keys[] = { "role_arn", "source_profile", "duration_seconds", "mfa_serial_number",
+						"external_id", "role_session_name", "region" };
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	bool ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) && EVP_DigestUpdate(c, user ?: "", strlen(user ?: ""));
+
+	if (ok && strcmp(t->provider->name, "sts") == 0) {
+		for (size_t i = 0; i < ELEMENTSOF(sts_keys); i++) {
+			const char *v = target_setting(&t->info, sts_keys[i]) ?: "";
+			ok = ok && EVP_DigestUpdate(c, "\n", 1) && EVP_DigestUpdate(c, v, strlen(v));
+		}
+	}
+	ok = ok && EVP_DigestFinal_ex(c, md, &mdlen);
+	EVP_MD_CTX_free(c);
+	for (size_t i = 0; ok && i < 16; i++) {
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	}
+	return ok ? 0 : -ENOMEM;
+}
+
+/* The target's keys for user (t->lock held). */
+static int target_keys(struct auth_target *t, const char *user)
+{
+	struct fleet *f = fleet_of(t);
+	struct fleet_target *ft = t->fleet;
+	_cleanup_free_ char *key = NULL;
+	char hash[33];
+	int r = user_hash(t, user, hash);
+
+	if (r < 0) {
+		return r;
+	}
+	if (asprintf(&key, "%st/%s/%s:%u@%s", f->root, t->provider->name, t->info.host, t->info.port, hash) < 0) {
+		key = NULL;
+		return -ENOMEM;
+	}
+	if (ft && strcmp(ft->key, key) == 0) {
+		return 0;
+	}
+	if (!ft && !(ft = t->fleet = calloc(1, sizeof(*ft)))) {
+		return -ENOMEM;
+	}
+	free(ft->lock_key);
+	free(ft->key);
+	ft->mod_rev = 0;
+	ft->key = TAKE_PTR(key);
+	return asprintf(&ft->lock_key, "%s/lock", ft->key) < 0 ? (ft->lock_key = NULL, -ENOMEM) : 0;
+}
+
+/* The sealed value of s: its saved form and its times. */
+static int seal_session(struct auth_target *t, const char *key, const struct auth_session *s, char **ret_b64)
+{
+	_cleanup_secret_ struct secret *saved = NULL, *plain = NULL;
+	_cleanup_free_ unsigned char *sealed = NULL;
+	size_t len = 0;
+	json_t *j;
+	int r;
+
+	r = t->provider->session_save(&t->info, s, &saved);
+	if (r < 0) {
+		return r;
+	}
+	j = json_pack("{s:s, s:I, s:I}", "s", saved->data, "e", (json_int_t)s->expires_at, "o", (json_int_t)s->obtained_at);
+	r = auth_json_secret(j, JSON_COMPACT, &plain);
+	if (r == 0) {
+		r = fleet_seal(fleet_of(t)->keys, key, plain->data, plain->len, &sealed, &len);
+	}
+	if (r == 0 && !(*ret_b64 = etcd_b64(sealed, len))) {
+		r = -ENOMEM;
+	}
+	return r;
+}
+
+int fleet_open_session(struct auth_target *t, const char *key, const char *b64, struct auth_session **ret)
+{
+	_cleanup_free_ unsigned char *sealed = NULL;
+	_cleanup_secret_ struct secret *plain = NULL;
+	struct auth_session *s = NULL;
+	json_t *j;
+	size_t len;
+	int r;
+
+	r = etcd_unb64(b64, &sealed, &len);
+	if (r == 0) {
+		r = fleet_open(fleet_of(t)->keys, key, sealed, len, &plain);
+	}
+	if (r < 0) {
+		return -EBADMSG;
+	}
+	j = json_loadb(plain->data, plain->len, 0, NULL);
+	if (!json_is_string(json_object_get(j, "s")) ||
+	    t->provider->session_load(&t->info, json_string_value(json_object_get(j, "s")),
+				      json_string_length(json_object_get(j, "s")), &s) < 0) {
+		json_decref(j);
+		return -EBADMSG;
+	}
+	s->expires_at = (time_t)json_integer_value(json_object_get(j, "e"));
+	s->obtained_at = (time_t)json_integer_value(json_object_get(j, "o"));
+	json_decref(j);
+	*ret = s;
+	return 0;
+}
+
+/* The first kv of a range reply, or NULL. */
+static json_t *first_kv(json_t *range_reply)
+{
+	return json_array_get(json_object_get(range_reply, "kvs"), 0);
+}
+
+static json_t *compare(const char *key, const char *target, const char *field, int64_t value)
+{
+	_cleanup_free_ char *k = etcd_b64(key, strlen(key));
+	char v[24];
+
+	snprintf(v, sizeof(v), "%lld", (long long)value);
+	return k ? json_pack("{s:s, s:s, s:s, s:s}", "key", k, "target", target, "result", "EQUAL", field, v) : NULL;
+}
+
+/* --- the fleet-wide single flight ----------------------------------------- */
+
+static int store_failure(struct auth_target *t, struct auth_ctx *ctx, int r, const char *err)
+{
+	struct fleet *f = fleet_of(t);
+
+	if (r != -EHOSTDOWN) {
+		return auth_ctx_fail(ctx, r, "fleet store (etcd): %s", err);
+	}
+	if (f->on_down == DOWN_LOCAL && !(t->provider->needs_one_time && t->provider->needs_one_time(&t->info))) {
+		pthread_mutex_lock(&f->lock);
+		if (!f->warned_local) {
+			log_warning("Fleet store down: logging in locally (on_store_down = local); BMC slots may run out");
+			f->warned_local = true;
+		}
+		pthread_mutex_unlock(&f->lock);
+		return 0;
+	}
+	return auth_ctx_fail(ctx, -EHOSTDOWN, "fleet store (etcd) unavailable, no new session until it is back "
+			     "(on_store_down = %s): %s", fleet_down_modes[f->on_down], err);
+}
+
+/* Is s (the fleet's) newer than current (this node's)? */
+static bool newer(const struct auth_session *s, const struct auth_session *current)
+{
+	return !current || !secret_equal(s->token, current->token) || s->expires_at > current->expires_at ||
+	       s->obtained_at > current->obtained_at;
+}
+
+/* Reads the target's key: 1 with *ret when the fleet has a session this node
+ * should adopt, 0 when not (*ret_mod: the key's revision, 0 if absent). */
+static int look(struct auth_target *t, struct auth_ctx *ctx, const char *key, const struct auth_session *current,
+		int64_t ended_mod, int64_t *ret_mod, struct auth_session **ret)
+{
+	json_t *reply = NULL, *kv;
+	char err[256];
+	int r;
+
+	r = fleet_call(fleet_of(t), "kv/range", etcd_key(key, false), REQUEST_TIMEOUT_MS, &reply, err, sizeof(err));
+	if (r < 0) {
+		r = store_failure(t, ctx, r, err);
+		return r == 0 ? -EREMOTE : r;
+	}
+	kv = first_kv(reply);
+	*ret_mod = etcd_int(kv, "mod_revision");
+	if (kv && *ret_mod != ended_mod) { /* one ended here while the store was down is as good as gone */
+		struct auth_session *s = NULL;
+		r = fleet_open_session(t, key, json_string_value(json_object_get(kv, "value")) ?: "", &s);
+		json_decref(reply);
+		if (r < 0) {
+			return auth_ctx_fail(ctx, -EBADMSG, "the fleet's session for this target does not decrypt with "
+					     "key_file (key id %s): wrong key, or rotated without keeping the old one",
+					     fleet_keys_id(fleet_of(t)->keys));
+		}
+		if (fleet_of(t)->engine->can_serve(t, s) && newer(s, current)) {
+			*ret = s;
+			return 1;
+		}
+		auth_session_free(s);
+		return 0;
+	}
+	json_decref(reply);
+	return 0;
+}
+
+/* The lock txn: create it under our lease if absent and nobody published
+ * since mod. 1 when taken (*ret_rev: its revision), 0 when not. */
+static int take_lock(struct auth_target *t, const char *lock_key, const char *key, int64_t mod, int64_t *ret_rev,
+		     json_t **ret_kv, char *err, size_t size)
+{
+	struct fleet *f = fleet_of(t);
+	_cleanup_free_ char *k = etcd_b64(lock_key, strlen(lock_key)), *v = etcd_b64(f->node, strlen(f->node));
+	_cleanup_free_ char *vk = etcd_b64(key, strlen(key));
+	json_t *reply = NULL, *body;
+	char lease[24];
+	int r;
+
+	pthread_mutex_lock(&f->lock);
+	snprintf(lease, sizeof(lease), "%lld", (long long)f->lease);
+	pthread_mutex_unlock(&f->lock);
+	if (strcmp(lease, "0") == 0) {
+		/* Never a lock without a lease: it would outlive this node. */
+		snprintf(err, size, "no lease from etcd yet");
+		return -EHOSTDOWN;
+	}
+	if (!vk) {
+		return -ENOMEM;
+	}
+	/* Failing, it reads the value: whoever changed it, this node adopts it. */
+	body = json_pack("{s:[o,o], s:[{s:{s:s, s:s, s:s}}], s:[{s:{s:s}}]}", "compare",
+			 compare(lock_key, "CREATE", "create_revision", 0), compare(key, "MOD", "mod_revision", mod),
+			 "success", "request_put", "key", k, "value", v, "lease", lease, "failure", "request_range", "key", vk);
+	r = fleet_call(f, "kv/txn", body, REQUEST_TIMEOUT_MS, &reply, err, size);
+	if (r < 0) {
+		return r;
+	}
+	r = json_is_true(json_object_get(reply, "succeeded"));
+	*ret_rev = etcd_int(json_object_get(reply, "header"), "revision");
+	if (!r) {
+		*ret_kv = json_incref(first_kv(json_object_get(json_array_get(json_object_get(reply, "responses"), 0),
+							     "response_range")));
+	}
+	json_decref(reply);
+	return r;
+}
+
+/* Waits until the watch brings an event on t's keys (true) or until passes. */
+static bool wait_target(struct fleet *f, struct auth_target *t, uint64_t seen, double until)
+{
+	struct timespec ts = { .tv_sec = (time_t)until, .tv_nsec = (long)((until - (double)(time_t)until) * 1e9) };
+	bool changed = false;
+
+	for (;;) {
+		uint64_t global;
+		pthread_mutex_lock(&f->lock);
+		global = f->events; /* before looking at t: no event slips in between */
+		pthread_mutex_unlock(&f->lock);
+		pthread_mutex_lock(&t->lock);
+		changed = t->fleet && t->fleet->events != seen;
+		pthread_mutex_unlock(&t->lock);
+		if (changed || now_mono() >= until || __atomic_load_n(&f->stopping, __ATOMIC_RELAXED)) {
+			return changed;
+		}
+		pthread_mutex_lock(&f->lock);
+		while (f->events == global && !f->stopping &&
+		       pthread_cond_timedwait(&f->event, &f->lock, &ts) != ETIMEDOUT) {
+		}
+		pthread_mutex_unlock(&f->lock);
+	}
+}
+
+/* What the watch delivered for t's key: 1 with *ret when it is a session to
+ * adopt (no request to etcd needed). */
+static int from_watch(struct auth_target *t, const char *key, const struct auth_session *current, int64_t ended_mod,
+		      struct auth_session **ret)
+{
+	_cleanup_free_ char *value = NULL;
+	struct auth_session *s = NULL;
+	int64_t mod = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->fleet && t->fleet->seen_value && strcmp(t->fleet->key, key) == 0) {
+		value = strdup(t->fleet->seen_value);
+		mod = t->fleet->seen_mod;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (!value || mod == ended_mod || fleet_open_session(t, key, value, &s) < 0) {
+		return 0;
+	}
+	if (!fleet_of(t)->engine->can_serve(t, s) || !newer(s, current)) {
+		auth_session_free(s);
+		return 0;
+	}
+	pthread_mutex_lock(&t->lock);
+	if (t->fleet && mod > t->fleet->mod_rev) {
+		t->fleet->mod_rev = mod;
+	}
+	pthread_mutex_unlock(&t->lock);
+	*ret = s;
+	return 1;
+}
+
+/* Someone else holds t's lock, as far as the watch knows. */
+static bool locked_elsewhere(struct fleet *f, struct auth_target *t)
+{
+	bool r;
+
+	pthread_mutex_lock(&t->lock);
+	r = t->fleet && t->fleet->holder[0] && strcmp(t->fleet->holder, f->node) != 0;
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+static uint64_t target_events(struct auth_target *t)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&t->lock);
+	n = t->fleet ? t->fleet->events : 0;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct auth_session *current,
+		       struct auth_session **ret_shared)
+{
+	struct fleet *f = fleet_of(t);
+	_cleanup_free_ char *key = NULL, *lock_key = NULL;
+	double started = now_mono();
+	/* Waiting for another node's login: no longer than a read waits. */
+	double deadline = ctx->deadline ? ctx->deadline : started + t->info.timeout;
+	bool waited = false;
+	int64_t ended_mod = 0, known_mod;
+	int r;
+
+	if (!f) {
+		return 0;
+	}
+	pthread_mutex_lock(&t->lock);
+	r = target_keys(t, ctx->user);
+	if (r == 0 && (!(key = strdup(t->fleet->key)) || !(lock_key = strdup(t->fleet->lock_key)))) {
+		r = -ENOMEM;
+	}
+	if (r == 0) {
+		ended_mod = t->fleet->ended_mod;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (r < 0) {
+		return r;
+	}
+	/* The watch may have brought a newer session already. */
+	if (from_watch(t, key, current, ended_mod, ret_shared) == 1) {
+		return 1;
+	}
+	/* Checking a session that is not due for renewal changes nothing the
+	 * fleet shares: no lock (only a new login, if the check fails, is
+	 * published, see fleet_flight_end). */
+	pthread_mutex_lock(&t->lock);
+	t->fleet->checking = current && fleet_of(t)->engine->can_serve(t, current) && t->provider->refresh &&
+			     !(t->provider->features & AUTH_PROVIDER_RENEWS_IN_PLACE) && !(t->expiry_due && now_real() >= t->expiry_due);
+	r = t->fleet->checking;
+	pthread_mutex_unlock(&t->lock);
+	if (r) {
+		return 0;
+	}
+	pthread_mutex_lock(&t->lock);
+	known_mod = current ? t->fleet->mod_rev : 0;
+	pthread_mutex_unlock(&t->lock);
+	for (bool woken = true;;) { /* at first, trust the watch as if just woken */
+		uint64_t seen = target_events(t);
+		int64_t mod = 0, lock_rev = 0;
+		json_t *kv = NULL;
+		char err[256] = "";
+
+		if (woken && locked_elsewhere(f, t)) {
+			goto wait; /* the holder will publish: nothing to ask etcd yet */
+		}
+		if (known_mod > 0) {
+			/* Renewing what this node has: the lock txn checks that the
+			 * value is still that one (no read first). */
+			mod = TAKE_INT(known_mod);
+		} else {
+			r = look(t, ctx, key, current, ended_mod, &mod, ret_shared);
+			if (r == 1) {
+				pthread_mutex_lock(&t->lock);
+				t->fleet->mod_rev = mod > t->fleet->mod_rev ? mod : t->fleet->mod_rev;
+				pthread_mutex_unlock(&t->lock);
+			}
+			if (r != 0) {
+				break;
+			}
+		}
+		r = take_lock(t, lock_key, key, mod, &lock_rev, &kv, err, sizeof(err));
+		if (r == 0 && kv) {
+			int64_t kv_mod = etcd_int(kv, "mod_revision");
+			struct auth_session *s = NULL;
+			if (kv_mod != mod && kv_mod != ended_mod &&
+			    fleet_open_session(t, key, json_string_value(json_object_get(kv, "value")) ?: "", &s) == 0 &&
+			    fleet_of(t)->engine->can_serve(t, s) && newer(s, current)) {
+				pthread_mutex_lock(&t->lock);
+				t->fleet->mod_rev = kv_mod > t->fleet->mod_rev ? kv_mod : t->fleet->mod_rev;
+				pthread_mutex_unlock(&t->lock);
+				json_decref(kv);
+				*ret_shared = s;
+				r = 1;
+				break;
+			}
+			auth_session_free(s);
+		}
+		json_decref(kv);
+		if (r < 0) {
+			r = store_failure(t, ctx, r, err);
+			r = r == 0 ? -EREMOTE : r;
+			break;
+		}
+		if (r == 1) {
+			pthread_mutex_lock(&t->lock);
+			t->fleet->leading = true;
+			t->fleet->lock_rev = lock_rev;
+			snprintf(t->fleet->holder, sizeof(t->fleet->holder), "%s", f->node);
+			pthread_mutex_unlock(&t->lock);
+			r = 0;
+			break;
+		}
+		if (!waited) {
+			waited = true;
+			pthread_mutex_lock(&f->lock);
+			f->lock_waits++;
+			pthread_mutex_unlock(&f->lock);
+		}
+wait:
+		if (now_mono() >= deadline) {
+			r = auth_ctx_fail(ctx, -ETIMEDOUT, "timed out waiting for another node to log in for the fleet");
+			break;
+		}
+		woken = wait_target(f, t, seen, now_mono() + WAIT_SLICE < deadline ? now_mono() + WAIT_SLICE : deadline);
+		if (woken && (r = from_watch(t, key, current, ended_mod, ret_shared)) == 1) {
+			break;
+		}
+	}
+	if (waited) {
+		pthread_mutex_lock(&f->lock);
+		f->lock_wait_seconds += now_mono() - started;
+		pthread_mutex_unlock(&f->lock);
+	}
+	return r == -EREMOTE ? 0 : r; /* -EREMOTE: store down, on_store_down = local */
+}
+
+/* The fenced publish: put the value and delete our lock, if it is still ours.
+ * 1 published, 0 fence lost (*ret_current: the fleet's value, or NULL). */
+static int publish(struct auth_target *t, const char *key, const char *lock_key, int64_t lock_rev,
+		   const struct auth_session *s, int64_t *ret_rev, json_t **ret_current, char *err, size_t size)
+{
+	_cleanup_free_ char *value = NULL, *k = etcd_b64(key, strlen(key)), *lk = etcd_b64(lock_key, strlen(lock_key));
+	json_t *reply = NULL, *body;
+	int r;
+
+	r = seal_session(t, key, s, &value);
+	if (r < 0 || !k || !lk) {
+		return r < 0 ? r : -ENOMEM;
+	}
+	body = json_pack("{s:[o], s:[{s:{s:s, s:s}}, {s:{s:s}}], s:[{s:{s:s}}]}", "compare",
+			 compare(lock_key, "CREATE", "create_revision", lock_rev), "success", "request_put", "key", k,
+			 "value", value, "request_delete_range", "key", lk, "failure", "request_range", "key", k);
+	r = fleet_call(fleet_of(t), "kv/txn", body, REQUEST_TIMEOUT_MS, &reply, err, size);
+	if (r < 0) {
+		return r;
+	}
+	*ret_rev = etcd_int(json_object_get(reply, "header"), "revision");
+	r = json_is_true(json_object_get(reply, "succeeded"));
+	if (!r) {
+		json_t *range = json_object_get(json_array_get(json_object_get(reply, "responses"), 0), "response_range");
+		*ret_current = json_incref(first_kv(range));
+	}
+	json_decref(reply);
+	return r;
+}
+
+/* Gives the lock back after a failed login, so another node may try. */
+static void release(struct auth_target *t, const char *lock_key, int64_t lock_rev)
+{
+	_cleanup_free_ char *lk = etcd_b64(lock_key, strlen(lock_key));
+	json_t *reply = NULL;
+	char err[256];
+
+	if (lk && fleet_call(fleet_of(t), "kv/txn",
+		       json_pack("{s:[o], s:[{s:{s:s}}]}", "compare", compare(lock_key, "CREATE", "create_revision", lock_rev),
+				 "success", "request_delete_range", "key", lk),
+		       REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) == 0) {
+		json_decref(reply);
+	}
+}
+
+/* Our lock lapsed and another node took over: end our new session (a BMC
+ * slot) and use the one the fleet has, or waits for, instead. theirs: the
+ * published value the fenced txn found (a reference taken over), or NULL. */
+static int fenced_off(struct auth_target *t, struct auth_ctx *ctx, const char *key, json_t *theirs,
+		      struct auth_session **fresh, bool *is_login)
+{
+	struct auth_session *shared = NULL;
+	int64_t lock_rev = 0;
+	bool leading = false;
+	int r;
+
+	log_info("%s/%s: another node took over the fleet lock; ending this node's new session", t->provider->name,
+		 t->name);
+	if (*fresh && *is_login && t->provider->logout(ctx, *fresh) < 0) {
+		log_warning("%s/%s: failed to end the session: %s", t->provider->name, t->name, ctx->error);
+	}
+	auth_session_free(TAKE_PTR(*fresh));
+	*is_login = false;
+	if (theirs) {
+		r = fleet_open_session(t, key, json_string_value(json_object_get(theirs, "value")) ?: "", &shared);
+		pthread_mutex_lock(&t->lock);
+		if (t->fleet) {
+			t->fleet->mod_rev = etcd_int(theirs, "mod_revision");
+		}
+		pthread_mutex_unlock(&t->lock);
+		json_decref(theirs);
+		if (r < 0) {
+			return auth_ctx_fail(ctx, -EBADMSG, "the fleet's session for this target does not decrypt with key_file");
+		}
+		*fresh = shared;
+		return 0;
+	}
+	/* Not published yet: wait for it like any other node. */
+	r = fleet_flight_begin(t, ctx, NULL, &shared);
+	if (r == 1) {
+		*fresh = shared;
+		return 0;
+	}
+	if (r == 0) {
+		pthread_mutex_lock(&t->lock);
+		if (t->fleet && t->fleet->leading) {
+			leading = true;
+			t->fleet->leading = false;
+			lock_rev = t->fleet->lock_rev;
+		}
+		pthread_mutex_unlock(&t->lock);
+		if (leading) {
+			char *lock_key = NULL;
+			if (asprintf(&lock_key, "%s/lock", key) >= 0) {
+				release(t, lock_key, lock_rev);
+				free(lock_key);
+			}
+		}
+		r = auth_ctx_fail(ctx, -EAGAIN, "lost the fleet lock while logging in, and nobody published: try again");
+	}
+	return r;
+}
+
+/* A login after a failed check (no lock held): put it if the key is still
+ * what this node last saw, else end it and use the fleet's. */
+static int publish_checked(struct auth_target *t, struct auth_ctx *ctx, const char *key, struct auth_session **fresh,
+			   bool *is_login)
+{
+	_cleanup_free_ char *value = NULL, *k = etcd_b64(key, strlen(key));
+	json_t *reply = NULL, *body, *theirs = NULL;
+	int64_t seen;
+	char err[256];
+	int r;
+
+	pthread_mutex_lock(&t->lock);
+	seen = t->fleet->mod_rev;
+	pthread_mutex_unlock(&t->lock);
+	r = seal_session(t, key, *fresh, &value);
+	if (r < 0 || !k) {
+		return r < 0 ? r : -ENOMEM;
+	}
+	body = json_pack("{s:[o], s:[{s:{s:s, s:s}}], s:[{s:{s:s}}]}", "compare", compare(key, "MOD", "mod_revision", seen),
+			 "success", "request_put", "key", k, "value", value, "failure", "request_range", "key", k);
+	if (fleet_call(fleet_of(t), "kv/txn", body, REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
+		log_warning("%s/%s: could not publish the session to the fleet: %s", t->provider->name, t->name, err);
+		return 0;
+	}
+	if (json_is_true(json_object_get(reply, "succeeded"))) {
+		pthread_mutex_lock(&t->lock);
+		t->fleet->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
+		pthread_mutex_unlock(&t->lock);
+		json_decref(reply);
+		return 0;
+	}
+	theirs = json_incref(first_kv(json_object_get(json_array_get(json_object_get(reply, "responses"), 0),
+						      "response_range")));
+	json_decref(reply);
+	return fenced_off(t, ctx, key, theirs, fresh, is_login);
+}
+
+int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const struct auth_session *current,
+		     time_t expires_at, struct auth_session **fresh, bool *is_login)
+{
+	_cleanup_free_ char *key = NULL, *lock_key = NULL;
+	_cleanup_session_ struct auth_session *renewed = NULL;
+	const struct auth_session *s = *fresh;
+	json_t *theirs = NULL;
+	int64_t lock_rev, rev = 0;
+	bool checking = false;
+	char err[256] = "";
+	int p;
+
+	if (!fleet_of(t)) {
+		return r;
+	}
+	pthread_mutex_lock(&t->lock);
+	if (t->fleet && (t->fleet->leading || t->fleet->checking)) {
+		t->fleet->leading = false;
+		checking = TAKE_FLAG(t->fleet->checking);
+		key = strdup(t->fleet->key);
+		lock_key = strdup(t->fleet->lock_key);
+	}
+	lock_rev = t->fleet ? t->fleet->lock_rev : 0;
+	pthread_mutex_unlock(&t->lock);
+	if (checking && key && lock_key) {
+		/* The check passed (nothing to tell), or failed and this node logged
+		 * in: publish that unless another node published meanwhile. */
+		return r < 0 || !*fresh ? r : publish_checked(t, ctx, key, fresh, is_login);
+	}
+	if (!key || !lock_key) {
+		return r; /* not leading: fleet store down with on_store_down = local */
+	}
+	if (r < 0) {
+		release(t, lock_key, lock_rev);
+		return r;
+	}
+	if (!s && current) {
+		/* Renewed in place: the same session with its new expiry. */
+		if (!(renewed = auth_session_dup(current))) {
+			return -ENOMEM;
+		}
+		if (expires_at) {
+			renewed->expires_at = expires_at;
+			renewed->obtained_at = now_real();
+		}
+		s = renewed;
+	}
+	if (!s) {
+		return r;
+	}
+	p = publish(t, key, lock_key, lock_rev, s, &rev, &theirs, err, sizeof(err));
+	if (p < 0) {
+		/* Ours works: serve it here; the lock lapses with its lease. */
+		log_warning("%s/%s: could not publish the session to the fleet: %s", t->provider->name, t->name, err);
+		return r;
+	}
+	pthread_mutex_lock(&t->lock);
+	if (p == 1 && t->fleet) {
+		t->fleet->mod_rev = rev;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (p == 1) {
+		return r;
+	}
+	return fenced_off(t, ctx, key, theirs, fresh, is_login);
+}
+
+void fleet_session_ended(struct auth_target *t)
+{
+	struct fleet *f = fleet_of(t);
+	_cleanup_free_ char *key = NULL;
+	json_t *reply = NULL;
+	char err[256];
+
+	if (!f) {
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	key = t->fleet ? strdup(t->fleet->key) : NULL;
+	if (t->fleet) {
+		t->fleet->ended_mod = t->fleet->mod_rev;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (!key) {
+		return;
+	}
+	if (fleet_call(f, "kv/deleterange", etcd_key(key, false), REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
+		log_warning("%s/%s: could not remove the session from the fleet store: %s", t->provider->name, t->name, err);
+	} else {
+		pthread_mutex_lock(&t->lock);
+		if (t->fleet) {
+			t->fleet->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
+		}
+		pthread_mutex_unlock(&t->lock);
+	}
+	json_decref(reply);
+}
+
+bool fleet_shared_elsewhere(struct auth_target *t)
+{
+	struct fleet *f = fleet_of(t);
+	_cleanup_free_ char *prefix = NULL;
+	json_t *reply = NULL, *kvs, *kv;
+	bool other = false;
+	char err[256];
+	size_t i;
+
+	if (!f) {
+		return false;
+	}
+	/* Asked once at exit, for every target: the answer is the same. */
+	pthread_mutex_lock(&f->lock);
+	if (f->others_alive >= 0) {
+		other = f->others_alive;
+		pthread_mutex_unlock(&f->lock);
+		return other;
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (asprintf(&prefix, "%snodes/", f->root) < 0) {
+		return false;
+	}
+	json_t *body = etcd_key(prefix, true);
+	json_object_set_new(body, "keys_only", json_true());
+	if (fleet_call(f, "kv/range", body, REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
+		/* Can't tell: don't end what others may be using. */
+		log_warning("Fleet: not logging out of shared sessions: the fleet store cannot say whether other nodes "
+			    "use them");
+		other = true;
+		goto out;
+	}
+	kvs = json_object_get(reply, "kvs");
+	json_array_foreach(kvs, i, kv) {
+		_cleanup_free_ unsigned char *k = NULL;
+		size_t len;
+		if (etcd_unb64(json_string_value(json_object_get(kv, "key")) ?: "", &k, &len) == 0 &&
+		    strcmp((char *)k, f->node_key) != 0) {
+			other = true;
+		}
+	}
+	json_decref(reply);
+	if (other) {
+		log_info("Fleet: other nodes are alive; leaving the shared sessions on the servers");
+	}
+out:
+	pthread_mutex_lock(&f->lock);
+	f->others_alive = other;
+	pthread_mutex_unlock(&f->lock);
+	return other;
+}
+
+void fleet_stop(struct fleet *f)
+{
+	if (!f || !f->threads) {
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	__atomic_store_n(&f->stopping, true, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&f->event);
+	pthread_mutex_unlock(&f->lock);
+	pthread_join(f->watch_thread, NULL);
+	pthread_join(f->keepalive_thread, NULL);
+	f->threads = false;
+}
+
+void fleet_free(struct fleet *f)
+{
+	if (!f) {
+		return;
+	}
+	fleet_stop(f);
+	if (f->lease && f->etcd) {
+		json_t *reply = NULL;
+		char err[256];
+		if (etcd_call(f->etcd, "lease/revoke", json_pack("{s:I}", "ID", (json_int_t)f->lease), 2000, &reply, err,
+			      sizeof(err)) == 0) {
+			json_decref(reply);
+		}
+	}
+	etcd_free(f->etcd);
+	for (size_t i = 0; i < f->es.n_endpoints; i++) {
+		free(f->es.endpoints[i]);
+	}
+	free(f->es.endpoints);
+	secret_free(f->etcd_password);
+	fleet_keys_free(f->keys);
+	for (size_t i = 0; i < f->n_nodes; i++) {
+		free(f->nodes[i]);
+	}
+	free(f->nodes);
+	free(f->root);
+	free(f->node);
+	free(f->node_key);
+	pthread_mutex_destroy(&f->lock);
+	pthread_cond_destroy(&f->event);
+	free(f);
+}
+
+/* --- visibility -------------------------------------------------------------- */
+
+void fleet_status(struct auth_target *t, json_t *status)
+{
+	struct fleet *f = fleet_of(t);
+	int64_t rev;
+	bool down;
+
+	if (!f) {
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	rev = f->revision;
+	down = f->down;
+	pthread_mutex_unlock(&f->lock);
+	json_object_set_new(status, "fleet",
+			    json_pack("{s:s, s:s, s:s?, s:I}", "state",
+				      !down ? "connected" : f->on_down == DOWN_LOCAL ? "down_local" : "down", "node", f->node,
+				      "lock_holder", t->fleet && t->fleet->holder[0] ? t->fleet->holder : NULL, "revision",
+				      (json_int_t)rev));
+}
+
+void fleet_metrics(struct auth_core *core, FILE *out)
+{
+	struct fleet *f = core->fleet;
+	uint64_t waits, reconnects;
+	double wait_s;
+
+	if (!f) {
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	waits = f->lock_waits;
+	wait_s = f->lock_wait_seconds;
+	reconnects = f->watch_reconnects;
+	pthread_mutex_unlock(&f->lock);
+	fprintf(out, "# HELP sessionfs_fleet_store_requests_total Requests made to the fleet store (etcd).\n"
+		     "# TYPE sessionfs_fleet_store_requests_total counter\nsessionfs_fleet_store_requests_total %llu\n"
+		     "# HELP sessionfs_fleet_store_errors_total Requests to the fleet store that failed.\n"
+		     "# TYPE sessionfs_fleet_store_errors_total counter\nsessionfs_fleet_store_errors_total %llu\n"
+		     "# HELP sessionfs_fleet_lock_waits_total Flights that waited for another node's login.\n"
+		     "# TYPE sessionfs_fleet_lock_waits_total counter\nsessionfs_fleet_lock_waits_total %llu\n"
+		     "# HELP sessionfs_fleet_lock_wait_seconds_total Seconds spent waiting for other nodes' logins.\n"
+		     "# TYPE sessionfs_fleet_lock_wait_seconds_total counter\nsessionfs_fleet_lock_wait_seconds_total %.3f\n"
+		     "# HELP sessionfs_fleet_watch_reconnects_total Times the watch on the fleet prefix was set up again.\n"
+		     "# TYPE sessionfs_fleet_watch_reconnects_total counter\nsessionfs_fleet_watch_reconnects_total %llu\n"
+		     "# HELP sessionfs_fleet_lease_keepalives_total Keep-alives of the node lease (part of the requests).\n"
+		     "# TYPE sessionfs_fleet_lease_keepalives_total counter\nsessionfs_fleet_lease_keepalives_total %llu\n",
+		(unsigned long long)etcd_requests(f->etcd), (unsigned long long)etcd_errors(f->etcd),
+		(unsigned long long)waits, wait_s, (unsigned long long)reconnects,
+		(unsigned long long)__atomic_load_n(&f->keepalives, __ATOMIC_RELAXED));
+}

@@ -1,0 +1,419 @@
+"""Fleet mode: three daemons share one session per target through a real
+etcd (README, "Fleet mode"; issue 13)."""
+
+import base64
+import errno
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.integration import etcd as etcdh
+from tests.integration.harness import aos_section, assert_errno, ini_section
+from tests.mocks.common import wait_until
+
+LOCK_TTL = 3
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    reason = etcdh.missing()
+    if reason:
+        pytest.skip(reason)
+    d = tmp_path / "etcd"
+    d.mkdir()
+    c = etcdh.Cluster(d, 1).start()
+    yield c
+    c.stop()
+
+
+def new_key_file(path):
+    path.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def key_file(tmp_path):
+    return new_key_file(tmp_path / "fleet.key")
+
+
+def fleet_section(cluster, key_file, node, **overrides):
+    values = {"endpoints": cluster.endpoints, "name": "test", "node": node,
+              "key_file": key_file, "lock_ttl": LOCK_TTL}
+    values.update(overrides)
+    return ini_section("fleet", values)
+
+
+@pytest.fixture
+def fleet(etcd, key_file, make_daemon):
+    """fleet(*sections, n=3, **fleet_overrides) -> n daemons of one fleet."""
+    def factory(*sections, n=3, timeout=10, refresh_margin=300, **overrides):
+        return [make_daemon(fleet_section(etcd, key_file, f"node{i}", **overrides), *sections,
+                            timeout=timeout, refresh_margin=refresh_margin) for i in range(n)]
+    return factory
+
+
+def status(d, target):
+    return json.loads(d.read(f"{target}/status"))
+
+
+def concurrent_reads(daemons, rel, per_node=50):
+    """per_node readers on each daemon at once; {(node, i): token or errno}."""
+    results = {}
+    barrier = threading.Barrier(len(daemons) * per_node)
+
+    def reader(n, d, i):
+        barrier.wait(10)
+        try:
+            results[(n, i)] = d.read(rel)
+        except OSError as e:
+            results[(n, i)] = e.errno
+
+    threads = [threading.Thread(target=reader, args=(n, d, i))
+               for n, d in enumerate(daemons) for i in range(per_node)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads), "a reader hung"
+    return results
+
+
+def test_cold_readers_one_login(aos_mock, fleet, etcd):
+    aos_mock.delay = 0.3  # a login long enough for every reader to pile up
+    nodes = fleet(aos_section(aos_mock, "lab"))
+    results = concurrent_reads(nodes, "aos/lab/token")
+    tokens = set(results.values())
+    assert len(tokens) == 1, tokens
+    assert all(isinstance(t, str) for t in tokens), tokens
+    assert aos_mock.logins == 1
+    st = status(nodes[1], "aos/lab")
+    assert st["fleet"]["state"] == "connected" and st["fleet"]["node"] == "node1", st
+    assert etcd.get_prefix(), "nothing was published to etcd"
+    # The fleet's status: who holds no lock now, at which revision.
+    assert st["fleet"]["revision"] > 0 and st["fleet"].get("lock_holder") is None, st
+    metrics = {}
+    for d in nodes:
+        text = d.read(".metrics")
+        for line in text.splitlines():
+            if line.startswith("sessionfs_fleet_"):
+                name, value = line.split()
+                metrics[name] = metrics.get(name, 0) + float(value)
+        if shutil.which("promtool"):
+            out = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True,
+                                 timeout=20)
+            assert out.returncode == 0, out.stdout + out.stderr
+    assert metrics["sessionfs_fleet_lock_waits_total"] >= 1, metrics  # two nodes waited for the third
+    assert metrics["sessionfs_fleet_lock_wait_seconds_total"] > 0, metrics
+    assert metrics["sessionfs_fleet_store_requests_total"] > 0, metrics
+    assert metrics["sessionfs_fleet_store_errors_total"] == 0, metrics
+    # Cached reads make no etcd requests.
+    started = time.monotonic()
+    before = [d.read(".metrics") for d in nodes]
+    for d in nodes:
+        for _ in range(20):
+            d.read("aos/lab/token")
+    after = [d.read(".metrics") for d in nodes]
+
+    def requests(text):
+        return next(float(line.split()[1]) for line in text.splitlines()
+                    if line.startswith("sessionfs_fleet_store_requests_total "))
+    # Only the node lease's keep-alives (every lock_ttl / 3 s) may fall in between.
+    keepalives = 1 + int((time.monotonic() - started) / (LOCK_TTL / 3))
+    assert all(requests(b) + keepalives >= requests(a) for b, a in zip(before, after)), (before, after)
+
+
+def idrac_section(mock, name="bmc"):
+    return ini_section(f'idrac "{name}"', {"host": mock.host, "port": mock.port, "scheme": mock.scheme,
+                                           "user": "root", "password": mock.password("root"),
+                                           "ca_path": mock.ca.ca})
+
+
+def test_bmc_holds_one_session(redfish_mock, fleet):
+    redfish_mock.delay = 0.2
+    nodes = fleet(idrac_section(redfish_mock))
+    results = concurrent_reads(nodes, "idrac/bmc/token")
+    tokens = set(results.values())
+    assert len(tokens) == 1 and all(isinstance(t, str) for t in tokens), tokens
+    assert redfish_mock.logins == 1
+    assert len(redfish_mock.live_sessions()) == 1
+    # logout_on_exit (Redfish's default) leaves the shared session alone while
+    # other nodes are alive; the last one out ends it.
+    nodes[0].stop()
+    nodes[1].stop()
+    assert len(redfish_mock.live_sessions()) == 1 and not redfish_mock.deletes
+    nodes[2].stop()
+    assert len(redfish_mock.live_sessions()) == 0 and len(redfish_mock.deletes) == 1
+
+
+def test_lock_holder_killed_during_login(aos_mock, fleet, etcd):
+    login_time = 3
+    aos_mock.delay = login_time
+    nodes = fleet(aos_section(aos_mock, "lab"), timeout=20)
+    first = threading.Thread(target=nodes[0].read_err, args=("aos/lab/token",), daemon=True)
+    first.start()
+    assert wait_until(lambda: any(k.endswith("/lock") and v == b"node0" for k, v in etcd.get_prefix().items()), 5), \
+        "node0 never took the fleet lock"
+    assert wait_until(lambda: aos_mock.logins == 1, 5)
+    nodes[0].kill9()
+    started = time.monotonic()
+    results = concurrent_reads(nodes[1:], "aos/lab/token", per_node=5)
+    took = time.monotonic() - started
+    tokens = set(results.values())
+    assert len(tokens) == 1 and all(isinstance(t, str) for t in tokens), tokens
+    assert aos_mock.logins == 2, "exactly one more login, by another node"
+    assert took < LOCK_TTL + login_time + 3, took
+
+
+def test_rm_token_invalidates_everywhere(aos_mock, fleet):
+    nodes = fleet(aos_section(aos_mock, "lab"))
+    old = {d.read("aos/lab/token") for d in nodes}
+    assert len(old) == 1 and aos_mock.logins == 1
+    old = old.pop()
+    nodes[0].unlink("aos/lab/token")
+    removed = time.monotonic()
+    new = nodes[1].read("aos/lab/token")
+    assert time.monotonic() - removed < 1.0
+    assert new != old and aos_mock.logins == 2
+    # Not served again anywhere, page cache included.
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        for d in nodes:
+            assert d.read("aos/lab/token") == new
+    assert aos_mock.logins == 2
+
+
+def test_values_are_sealed(aos_mock, fleet, etcd, tmp_path):
+    nodes = fleet(aos_section(aos_mock, "lab"), n=2)
+    token = nodes[0].read("aos/lab/token")
+    assert nodes[1].read("aos/lab/token") == token
+    out = etcd.etcdctl("get", "--prefix", "sessionfs/")
+    assert out.returncode == 0, out.stderr
+    values = etcd.get_prefix()
+    assert values
+    blob = out.stdout + b"".join(values.values())
+    for secret in (token, aos_mock.password("admin")):
+        assert secret.encode() not in blob
+        assert base64.b64encode(secret.encode())[:16] not in blob
+    sealed = [v for k, v in values.items() if "/t/aos/" in k]
+    assert len(sealed) == 1
+    for word in (b"token", b"expires", b"server", b"\"s\":", b"admin"):
+        assert word not in sealed[0]
+    assert not sealed[0].startswith(b"{")
+    assert "admin" not in "".join(values)  # the user is hashed in the key
+
+
+def test_wrong_key_file_is_ebadmsg(aos_mock, fleet, etcd, tmp_path, make_daemon):
+    nodes = fleet(aos_section(aos_mock, "lab"), n=1)
+    nodes[0].read("aos/lab/token")
+    other = new_key_file(tmp_path / "other.key")
+    d = make_daemon(fleet_section(etcd, other, "stranger"), aos_section(aos_mock, "lab"))
+    assert_errno(d.read_err("aos/lab/token"), errno.EBADMSG)
+    st = status(d, "aos/lab")
+    assert "decrypt" in st["last_error"], st
+    assert aos_mock.logins == 1, "no login over a value it cannot read"
+
+
+def test_etcd_auth_role_limited_to_prefix(aos_mock, etcd, key_file, make_daemon, tmp_path, log_secrets):
+    root_pw, fleet_pw = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+    log_secrets.add(root_pw)
+    log_secrets.add(fleet_pw)
+    for args in (("user", "add", f"root:{root_pw}"), ("role", "add", "sfs"),
+                 ("role", "grant-permission", "sfs", "--prefix=true", "readwrite", "sessionfs/"),
+                 ("user", "add", f"sfs:{fleet_pw}"), ("user", "grant-role", "sfs", "sfs"),
+                 ("auth", "enable")):
+        out = etcd.etcdctl(*args)
+        assert out.returncode == 0, (args, out.stderr)
+    pw_file = tmp_path / "etcd.pw"
+    pw_file.write_text(fleet_pw)
+    pw_file.chmod(0o600)
+    nodes = [make_daemon(fleet_section(etcd, key_file, f"node{i}", user="sfs", password_file=pw_file),
+                         aos_section(aos_mock, "lab")) for i in range(2)]
+    token = nodes[0].read("aos/lab/token")
+    assert nodes[1].read("aos/lab/token") == token and aos_mock.logins == 1
+    # The role is limited to the prefix: the same user cannot write elsewhere.
+    out = etcd.etcdctl("put", "elsewhere", "x", user=f"sfs:{fleet_pw}")
+    assert out.returncode != 0 and b"permission denied" in out.stderr
+    out = etcd.etcdctl("get", "--prefix", "sessionfs/", "--keys-only", user=f"root:{root_pw}")
+    assert b"/t/aos/" in out.stdout
+
+
+MFA_SERIAL = "arn:aws:iam::123456789012:mfa/sessionfs-fleet"
+
+
+def test_sts_one_mfa_code_serves_the_fleet(sts_mock, fleet):
+    akid, secret = sts_mock.new_key(mfa_serial=MFA_SERIAL, mfa_code="123456")
+    section = ini_section('sts "p"', {"aws_access_key_id": akid, "aws_secret_access_key": secret,
+                                      "region": "eu-west-1", "endpoint_url": sts_mock.url,
+                                      "ca_path": sts_mock.ca.ca, "mfa_serial_number": MFA_SERIAL})
+    nodes = fleet(section)
+    assert_errno(nodes[1].read_err("sts/p/creds.json"), errno.ENOKEY)
+    nodes[0].write("sts/p/mfa", "123456\n")
+    creds = [json.loads(d.read("sts/p/creds.json")) for d in nodes]
+    assert len({c["SessionToken"] for c in creds}) == 1
+    assert len(sts_mock.calls_of("GetSessionToken")) == 1
+    assert sts_mock.calls_of("GetSessionToken")[0].token_code == "123456"
+
+
+@pytest.fixture
+def etcd3(tmp_path):
+    reason = etcdh.missing()
+    if reason:
+        pytest.skip(reason)
+    d = tmp_path / "etcd3"
+    d.mkdir()
+    c = etcdh.Cluster(d, 3).start()
+    yield c
+    c.stop()
+
+
+def test_three_member_cluster_quorum(aos_mock, etcd3, key_file, make_daemon):
+    nodes = [make_daemon(fleet_section(etcd3, key_file, f"node{i}"), aos_section(aos_mock, "lab"), timeout=15)
+             for i in range(3)]
+    token = nodes[0].read("aos/lab/token")
+    assert all(d.read("aos/lab/token") == token for d in nodes)
+
+    # The leader dies: everything keeps working, a new session included.
+    leader = etcd3.leader()
+    assert leader
+    etcd3.kill(leader)
+    time.sleep(1.5)  # an election (election timeout 1 s), and the watches move to other members
+    nodes[0].unlink("aos/lab/token")
+    token = nodes[1].read("aos/lab/token")
+    assert wait_until(lambda: all(d.read("aos/lab/token") == token for d in nodes), 5), \
+        ([d.read("aos/lab/token") == token for d in nodes], [status(d, "aos/lab") for d in nodes])
+    assert aos_mock.logins == 2
+
+    # Quorum lost: cached tokens are still served; a new login fails clearly.
+    second = next(m for m in etcd3.names if m in etcd3.procs)
+    etcd3.kill(second)
+    assert all(d.read("aos/lab/token") == token for d in nodes)
+    aos_mock.revoke_all()
+    nodes[2].unlink("aos/lab/token")  # ends it on the server, cannot tell the fleet
+    assert_errno(nodes[2].read_err("aos/lab/token"), errno.EHOSTDOWN)
+    st = status(nodes[2], "aos/lab")
+    assert "etcd" in st["last_error"] and st["fleet"]["state"] == "down", st
+    assert aos_mock.logins == 2
+
+    # Quorum back: it heals by itself.
+    for m in etcd3.names:
+        if m not in etcd3.procs:
+            etcd3.start_member(m)
+    etcd3.wait_healthy()
+
+    def healed():
+        try:
+            return nodes[2].read("aos/lab/token") != token
+        except OSError:
+            return False
+    assert wait_until(healed, 20, interval=0.5)
+    fresh = nodes[2].read("aos/lab/token")
+    assert wait_until(lambda: all(d.read("aos/lab/token") == fresh for d in nodes), 5)
+    assert aos_mock.logins == 3
+    assert status(nodes[0], "aos/lab")["fleet"]["state"] == "connected"
+
+
+def test_renewal_once_for_the_fleet(aos_mock, fleet):
+    aos_mock.ttl = 20  # renewed 10 s after login (refresh_margin 8: 2 + min(8, 9) before exp)
+    nodes = fleet(aos_section(aos_mock, "lab"), refresh_margin=8)
+    token = nodes[0].read("aos/lab/token")
+    deadline = time.monotonic() + 14
+    while time.monotonic() < deadline:  # every node keeps it hot
+        seen = {d.read("aos/lab/token") for d in nodes}
+        assert len(seen) <= 2, seen
+        time.sleep(0.3)
+    final = {d.read("aos/lab/token") for d in nodes}
+    assert len(final) == 1 and final != {token}, "renewed, and the same everywhere"
+    assert aos_mock.logins == 2, "one renewal for the whole fleet"
+
+
+def test_share_credentials(aos_mock, fleet, etcd):
+    section = aos_section(aos_mock, "lab", user=None, password=None)
+    nodes = fleet(section, share_credentials=True)
+    assert_errno(nodes[1].read_err("aos/lab/token"), errno.ENOKEY)
+    nodes[0].write("aos/lab/credentials", f"admin:{aos_mock.password('admin')}\n")
+
+    def served():
+        try:
+            return nodes[1].read("aos/lab/token")
+        except OSError as e:
+            assert e.errno == errno.ENOKEY, e
+            return None
+    assert wait_until(served, 2, interval=0.1), "node1 never got the shared credentials"
+    token = nodes[1].read("aos/lab/token")
+    assert nodes[2].read("aos/lab/token") == token and aos_mock.logins == 1
+    # Sealed in etcd like sessions.
+    shared = [v for k, v in etcd.get_prefix().items() if "/c/aos/" in k]
+    assert len(shared) == 1 and aos_mock.password("admin").encode() not in shared[0]
+    assert b"username" not in shared[0]
+
+
+def test_credentials_not_shared_by_default(aos_mock, fleet, etcd):
+    nodes = fleet(aos_section(aos_mock, "lab", user=None, password=None), n=2)
+    nodes[0].write("aos/lab/credentials", f"admin:{aos_mock.password('admin')}\n")
+    nodes[0].read("aos/lab/token")
+    assert not any("/c/" in k for k in etcd.get_prefix())
+    time.sleep(0.5)
+    assert_errno(nodes[1].read_err("aos/lab/token"), errno.ENOKEY)
+
+
+def test_fenced_off_winner_ends_its_own_session(aos_mock, fleet, etcd):
+    aos_mock.delay = 2
+    nodes = fleet(aos_section(aos_mock, "lab"), n=2, timeout=20)
+    results = {}
+
+    def read(i):
+        results[i] = nodes[i].read("aos/lab/token")
+    first = threading.Thread(target=read, args=(0,))
+    first.start()
+    assert wait_until(lambda: aos_mock.logins == 1, 5)
+    (lock,) = [k for k in etcd.get_prefix() if k.endswith("/lock")]
+    # As if node0's lease had lapsed: node1 takes over while node0 logs in.
+    etcd.call("kv/deleterange", {"key": etcdh.b64(lock)})
+    second = threading.Thread(target=read, args=(1,))
+    second.start()
+    first.join(25)
+    second.join(25)
+    assert results.get(0) and results[0] == results.get(1), results
+    assert aos_mock.logins == 2 and aos_mock.logouts == 1, "node0 ended the session it could not publish"
+    live = [rec.token for rec in aos_mock.tokens if aos_mock.is_live(rec.token)]
+    assert live == [results[0]], "only the published session is left on the server"
+
+
+def test_store_down_local_logs_in_alone(aos_mock, fleet, etcd):
+    nodes = fleet(aos_section(aos_mock, "lab"), n=2, on_store_down="local", timeout=15)
+    token = nodes[0].read("aos/lab/token")
+    etcd.stop()
+    assert nodes[0].read("aos/lab/token") == token  # cached: no etcd needed
+    local = nodes[1].read("aos/lab/token")          # a login of its own
+    assert local != token and aos_mock.logins == 2
+    st = status(nodes[1], "aos/lab")
+    assert st["fleet"]["state"] == "down_local", st
+    assert "session slots" in nodes[1].log()  # warned at start and when it happened
+
+
+def test_tls_with_client_certificates(aos_mock, ca, key_file, make_daemon, tmp_path):
+    reason = etcdh.missing()
+    if reason:
+        pytest.skip(reason)
+    cert, key = etcdh.client_cert(ca.ca.parent)
+    server_cert, server_key = etcdh.client_cert(ca.ca.parent, "etcd-server", server=True)
+    (tmp_path / "etcd").mkdir()
+    cluster = etcdh.Cluster(tmp_path / "etcd", 1, tls=(ca.ca, server_cert, server_key, cert, key)).start()
+    try:
+        nodes = [make_daemon(fleet_section(cluster, key_file, f"node{i}", ca_path=ca.ca, cert=cert, key=key),
+                             aos_section(aos_mock, "lab")) for i in range(2)]
+        token = nodes[0].read("aos/lab/token")
+        assert nodes[1].read("aos/lab/token") == token and aos_mock.logins == 1
+        assert status(nodes[1], "aos/lab")["fleet"]["state"] == "connected"
+        assert any("/t/aos/" in k for k in cluster.get_prefix())
+    finally:
+        for d in nodes if "nodes" in locals() else ():
+            d.stop()
+        cluster.stop()
