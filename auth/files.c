@@ -193,15 +193,7 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 	log_info("%s/%s: saved new credentials for user %s", t->provider->name, t->name, user);
 	fleet_credentials_written(t, text->data, text->len);
 	pthread_mutex_lock(&t->lock);
-	free(t->user);
-	secret_free(t->password);
-	t->user = TAKE_PTR(user);
-	t->password = TAKE_PTR(password);
-	t->rejected = false;
-	t->failed_at = 0;
-	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED || t->last_errno == -EBADMSG) {
-		t->last_errno = 0;
-	}
+	target_set_credentials(t, TAKE_PTR(user), TAKE_PTR(password));
 	pthread_mutex_unlock(&t->lock);
 	return 0;
 }

@@ -59,15 +59,7 @@ static void adopt_credentials(struct auth_target *t, const char *key, const char
 		log_warning("%s/%s: failed to save the fleet's shared credentials", t->provider->name, t->name);
 	}
 	log_info("%s/%s: using credentials shared by another node (user %s)", t->provider->name, t->name, user);
-	free(t->user);
-	secret_free(t->password);
-	t->user = TAKE_PTR(user);
-	t->password = TAKE_PTR(password);
-	t->rejected = false;
-	t->failed_at = 0;
-	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED || t->last_errno == -EBADMSG) {
-		t->last_errno = 0;
-	}
+	target_set_credentials(t, TAKE_PTR(user), TAKE_PTR(password));
 }
 
 /* --- lease and node key ------------------------------------------------------ */

@@ -73,6 +73,19 @@ void target_set_error(struct auth_target *t, int r, const char *msg)
 	snprintf(t->last_error, sizeof(t->last_error), "%s", msg && *msg ? msg : strerror(-r));
 }
 
+void target_set_credentials(struct auth_target *t, char *user, struct secret *password)
+{
+	free(t->user);
+	secret_free(t->password);
+	t->user = user;
+	t->password = password;
+	t->rejected = false; /* new credentials are a new user action */
+	t->failed_at = 0;
+	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED || t->last_errno == -EBADMSG) {
+		t->last_errno = 0;
+	}
+}
+
 int ctx_init(struct auth_target *t, struct auth_ctx *ctx)
 {
 	*ctx = (struct auth_ctx){ .info = &t->info };

@@ -148,3 +148,5 @@ struct auth_target *target_ref(struct auth_target *t);
 int ctx_init(struct auth_target *t, struct auth_ctx *ctx); /* call with t->lock held */
 void ctx_done(struct auth_ctx *ctx);
 void target_set_error(struct auth_target *t, int r, const char *msg); /* with t->lock held */
+/* New credentials (taken over), and the errors they end (t->lock held). */
+void target_set_credentials(struct auth_target *t, char *user, struct secret *password);
