@@ -12,19 +12,18 @@
 #include "fs.h"
 
 struct inval_item {
-	fuse_ino_t ino;         /* one inode, or 0 for all session files of target_id */
-	uint32_t target_id;
+	uint32_t target_id;     /* all its session files */
 	struct inval_item *next;
 };
 
-static void enqueue(struct fs *fs, uint32_t target_id, fuse_ino_t ino)
+static void enqueue(struct fs *fs, uint32_t target_id)
 {
 	struct inval_item *item = malloc(sizeof(*item));
 
 	if (!item) {
 		return;
 	}
-	*item = (struct inval_item){ .ino = ino, .target_id = target_id };
+	*item = (struct inval_item){ .target_id = target_id };
 	pthread_mutex_lock(&fs->inval_lock);
 	item->next = fs->inval_head;
 	fs->inval_head = item;
@@ -35,7 +34,7 @@ static void enqueue(struct fs *fs, uint32_t target_id, fuse_ino_t ino)
 void cache_on_change(void *userdata, uint32_t target_id, uint64_t gen)
 {
 	(void)gen;
-	enqueue(userdata, target_id, 0);
+	enqueue(userdata, target_id);
 }
 
 /* Attributes only (offset < 0): never a page lock. -ENOENT means the kernel
@@ -64,15 +63,6 @@ void cache_drop_target(struct fs *fs, uint32_t target_id)
 	auth_target_unref(t);
 }
 
-static void invalidate(struct fs *fs, const struct inval_item *item)
-{
-	if (item->ino) {
-		inval_attr(fs, item->ino);
-		return;
-	}
-	cache_drop_target(fs, item->target_id);
-}
-
 void cache_drop_all(struct fs *fs)
 {
 	for (uint32_t after = 0;;) {
@@ -99,7 +89,7 @@ static void *inval_thread(void *userdata)
 		}
 		fs->inval_head = item->next;
 		pthread_mutex_unlock(&fs->inval_lock);
-		invalidate(fs, item);
+		cache_drop_target(fs, item->target_id);
 		free(item);
 		pthread_mutex_lock(&fs->inval_lock);
 	}
