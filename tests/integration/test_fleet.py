@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.integration import etcd as etcdh
-from tests.integration.harness import aos_section, assert_errno, ini_section
+from tests.integration.harness import aos_section, assert_errno, ini_section, within
 from tests.mocks.common import wait_until
 
 LOCK_TTL = 3
@@ -133,6 +133,112 @@ def idrac_section(mock, name="bmc"):
     return ini_section(f'idrac "{name}"', {"host": mock.host, "port": mock.port, "scheme": mock.scheme,
                                            "user": "root", "password": mock.password("root"),
                                            "ca_path": mock.ca.ca})
+
+
+# Redfish keep-alive for the fleet: the BMC's idle timer is reset by a GET on
+# the session, due L/2 after the last one (floor 0 for Redfish). The nodes take
+# renewal turns (L/2) / (2 n) apart, at most 5 s (fleet_renewal_delay): 12 s is
+# the shortest idle timeout that gives three nodes turns of a whole second.
+BMC_IDLE = 12
+KEEPALIVE_EVERY = BMC_IDLE / 2
+
+
+def renewal_order(etcd, nodes):
+    """nodes, first renewal turn first: the rendezvous hash fleet_renewal_delay
+    ranks by (FNV-1a of node name then target key, highest first)."""
+    (key,) = [k for k in etcd.get_prefix() if "/t/idrac/" in k and not k.endswith("/lock")]
+
+    def fnv1a(text):
+        h = 2166136261
+        for b in text.encode():
+            h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+        return h
+    ranked = sorted(range(len(nodes)), key=lambda i: (-fnv1a(f"node{i}" + key), f"node{i}"))
+    return [nodes[i] for i in ranked]
+
+
+def keepalive_gets(mock, session_id, since=0.0, until=float("inf")):
+    return [r for r in mock.requests if r.method == "GET" and r.path == mock.session_uri(session_id)
+            and since <= r.time <= until]
+
+
+def read_live(mock, readers, seconds, token, started):
+    """Each of readers reads the token every 0.5 s for seconds: always token,
+    live on the BMC with more than a second of its idle timeout left (the
+    test never uses the token itself, which would keep it alive)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for d in readers:
+            got, err, _ = within(10, d.read, "idrac/bmc/token")
+            at = f"{time.monotonic() - started:.1f} s, {d.workdir.name}"
+            assert err is None, f"{at}: {os.strerror(err)}"
+            assert got == token, f"{at}: a new session (the old one lapsed?)"
+            s = next((s for s in mock.live_sessions() if s["token"] == got), None)
+            assert s is not None, f"{at}: the token read is dead on the BMC (expired: {mock.expired})"
+            left = mock.session_timeout - (time.time() - s["last_activity"])
+            assert left > 1, f"{at}: served with {left:.1f} s left on the BMC"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_redfish_keepalive_counts_reads_on_any_node(redfish_mock, fleet, etcd):
+    """Reads on one node only, first the one whose renewal turn comes last,
+    then another: the node that is first to renew is not reading and lets
+    its copy lapse, so the reading node renews in its turn for the whole
+    fleet. One session all along."""
+    mock = redfish_mock
+    mock.session_timeout = BMC_IDLE
+    nodes = fleet(idrac_section(mock))
+    token, err, _ = within(10, nodes[0].read, "idrac/bmc/token")
+    assert err is None, os.strerror(err)
+    started = time.monotonic()
+    first, middle, last = renewal_order(etcd, nodes)
+    # Three keep-alive periods on the last in turn, two on the middle one.
+    read_live(mock, [last], 3 * KEEPALIVE_EVERY, token, started)
+    read_live(mock, [middle], 2 * KEEPALIVE_EVERY, token, started)
+    assert mock.logins == 1 and mock.expired == []
+    assert all(within(10, d.read, "idrac/bmc/token")[0] == token for d in nodes)
+
+
+@pytest.mark.slow
+def test_redfish_keepalive_once_for_the_fleet_lapses_unread(redfish_mock, fleet):
+    """Reads on every node: one keep-alive GET per period for the fleet, not
+    one per node, and the same token everywhere. Then nobody reads: the
+    session is left to lapse, and the next read logs in again."""
+    mock = redfish_mock
+    mock.session_timeout = BMC_IDLE
+    nodes = fleet(idrac_section(mock))
+    token, err, _ = within(10, nodes[0].read, "idrac/bmc/token")
+    assert err is None, os.strerror(err)
+    (session,) = mock.live_sessions()
+    started, since = time.monotonic(), time.time()
+    period = 3 * KEEPALIVE_EVERY
+    read_live(mock, nodes, period, token, started)
+    last_read = time.time()
+    gets = keepalive_gets(mock, session["id"], since, last_read)
+    # About one per KEEPALIVE_EVERY (3); one per node would be 9.
+    assert 2 <= len(gets) <= period / KEEPALIVE_EVERY + 2, \
+        f"{len(gets)} keep-alive GETs in {period} s of a {BMC_IDLE} s idle timeout, 3 nodes reading"
+    assert mock.logins == 1 and mock.expired == []
+
+    # Nobody reads. Each node clears its "read since the last renewal" flag
+    # only when it renews itself, not when it adopts another node's renewal:
+    # every node that was read renews once more in its turn, one period after
+    # the other, before the session lapses (README: "A session nobody reads
+    # is left to lapse").
+    bound = len(nodes) * (KEEPALIVE_EVERY + 2) + BMC_IDLE + 6
+    lapsed = wait_until(lambda: session["id"] in mock.expired, bound, interval=0.5)
+    took = time.time() - last_read
+    after = [round(r.time - last_read, 1) for r in keepalive_gets(mock, session["id"], last_read)]
+    print(f"{len(gets)} keep-alives in {period} s; lapsed {took:.1f} s after the last read; "
+          f"keep-alives after it at {after}")
+    assert lapsed, f"alive {took:.1f} s after the last read, keep-alives at {after}"
+    assert len(after) <= len(nodes), f"keep-alives without readers at {after}"
+    new, err, _ = within(10, nodes[1].read, "idrac/bmc/token")
+    assert err is None, os.strerror(err)
+    assert new != token and mock.logins == 2
+    assert all(within(10, d.read, "idrac/bmc/token")[0] == new for d in nodes)
+    assert len(mock.live_sessions()) == 1
 
 
 def test_bmc_holds_one_session(redfish_mock, fleet):
