@@ -67,4 +67,5 @@ static inline struct fleet *fleet_of(const struct auth_target *t)
 int fleet_call(struct fleet *f, const char *path, json_t *body, long timeout_ms, json_t **ret, char *err, size_t size);
 void fleet_set_down(struct fleet *f, bool down);
 void fleet_wake_waiters(struct fleet *f);
+/* A target's session; -EKEYREJECTED when the value records a refused login. */
 int fleet_open_session(struct auth_target *t, const char *key, const char *b64, struct auth_session **ret);

@@ -10,9 +10,11 @@
 #include <limits.h>
 #include <openssl/evp.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "fleet-internal.h"
+#include "fleetreject.h"
 #include "log.h"
 
 const char *const fleet_down_modes[] = { "stale", "local", "fail" };
@@ -250,23 +252,18 @@ static int target_keys(struct auth_target *t, const char *user)
 	return asprintf(&ft->lock_key, "%s/lock", ft->key) < 0 ? (ft->lock_key = NULL, -ENOMEM) : 0;
 }
 
-/* The sealed value of s: its saved form and its times. */
-static int seal_session(struct auth_target *t, const char *key, const struct auth_session *s, char **ret_b64)
+/* Values of keys under root: JSON sealed with the fleet key and the etcd key
+ * as associated data, base64 for the gateway. j is taken over. */
+static int seal_value(struct fleet *f, const char *key, json_t *j, char **ret_b64)
 {
-	_cleanup_secret_ struct secret *saved = NULL, *plain = NULL;
+	_cleanup_secret_ struct secret *plain = NULL;
 	_cleanup_free_ unsigned char *sealed = NULL;
 	size_t len = 0;
-	json_t *j;
 	int r;
 
-	r = t->provider->session_save(&t->info, s, &saved);
-	if (r < 0) {
-		return r;
-	}
-	j = json_pack("{s:s, s:I, s:I}", "s", saved->data, "e", (json_int_t)s->expires_at, "o", (json_int_t)s->obtained_at);
 	r = auth_json_secret(j, JSON_COMPACT, &plain);
 	if (r == 0) {
-		r = fleet_seal(fleet_of(t)->keys, key, plain->data, plain->len, &sealed, &len);
+		r = fleet_seal(f->keys, key, plain->data, plain->len, &sealed, &len);
 	}
 	if (r == 0 && !(*ret_b64 = etcd_b64(sealed, len))) {
 		r = -ENOMEM;
@@ -274,26 +271,56 @@ static int seal_session(struct auth_target *t, const char *key, const struct aut
 	return r;
 }
 
-int fleet_open_session(struct auth_target *t, const char *key, const char *b64, struct auth_session **ret)
+static int open_value(struct fleet *f, const char *key, const char *b64, json_t **ret)
 {
 	_cleanup_free_ unsigned char *sealed = NULL;
 	_cleanup_secret_ struct secret *plain = NULL;
-	struct auth_session *s = NULL;
-	json_t *j;
 	size_t len;
 	int r;
 
 	r = etcd_unb64(b64, &sealed, &len);
 	if (r == 0) {
-		r = fleet_open(fleet_of(t)->keys, key, sealed, len, &plain);
+		r = fleet_open(f->keys, key, sealed, len, &plain);
 	}
+	if (r == 0 && !(*ret = json_loadb(plain->data, plain->len, 0, NULL))) {
+		r = -EBADMSG;
+	}
+	return r < 0 ? -EBADMSG : 0;
+}
+
+/* The sealed value of s: its saved form and its times. */
+static int seal_session(struct auth_target *t, const char *key, const struct auth_session *s, char **ret_b64)
+{
+	_cleanup_secret_ struct secret *saved = NULL;
+	int r;
+
+	r = t->provider->session_save(&t->info, s, &saved);
 	if (r < 0) {
-		return -EBADMSG;
+		return r;
 	}
-	j = json_loadb(plain->data, plain->len, 0, NULL);
-	if (!json_is_string(json_object_get(j, "s")) ||
-	    t->provider->session_load(&t->info, json_string_value(json_object_get(j, "s")),
-				      json_string_length(json_object_get(j, "s")), &s) < 0) {
+	return seal_value(fleet_of(t), key,
+				json_pack("{s:s, s:I, s:I}", "s", saved->data, "e", (json_int_t)s->expires_at, "o",
+					  (json_int_t)s->obtained_at),
+				ret_b64);
+}
+
+int fleet_open_session(struct auth_target *t, const char *key, const char *b64, struct auth_session **ret)
+{
+	struct auth_session *s = NULL;
+	json_t *j = NULL, *saved;
+	int r;
+
+	r = open_value(fleet_of(t), key, b64, &j);
+	if (r < 0) {
+		return r;
+	}
+	saved = json_object_get(j, "s");
+	if (!json_is_string(saved)) {
+		r = json_object_get(j, "x") ? -EKEYREJECTED : -EBADMSG; /* a refused login's record (fleetreject.c) */
+		json_decref(j);
+		return r;
+	}
+	if (t->provider->session_load(&t->info, json_string_value(saved), json_string_length(saved), &s) < 0) {
 		json_decref(j);
 		return -EBADMSG;
 	}
@@ -341,6 +368,26 @@ static int store_failure(struct auth_target *t, struct auth_ctx *ctx, int r, con
 			     "(on_store_down = %s): %s", fleet_down_modes[f->on_down], err);
 }
 
+static bool store_down(struct fleet *f)
+{
+	bool down;
+
+	pthread_mutex_lock(&f->lock);
+	down = f->down;
+	pthread_mutex_unlock(&f->lock);
+	return down;
+}
+
+/* -EKEYREJECTED when b64 records the refusal of ctx's credentials. */
+static int rejection_check(struct auth_target *t, const char *key, const char *b64, struct auth_ctx *ctx)
+{
+	json_t *j = NULL;
+	int r = open_value(fleet_of(t), key, b64, &j) < 0 ? 0 : fleet_rejection_check(j, ctx);
+
+	json_decref(j);
+	return r;
+}
+
 /* Is s (the fleet's) newer than current (this node's)? */
 static bool newer(const struct auth_session *s, const struct auth_session *current)
 {
@@ -365,8 +412,14 @@ static int look(struct auth_target *t, struct auth_ctx *ctx, const char *key, co
 	kv = first_kv(reply);
 	*ret_mod = etcd_int(kv, "mod_revision");
 	if (kv && *ret_mod != ended_mod) { /* one ended here while the store was down is as good as gone */
+		const char *value = json_string_value(json_object_get(kv, "value")) ?: "";
 		struct auth_session *s = NULL;
-		r = fleet_open_session(t, key, json_string_value(json_object_get(kv, "value")) ?: "", &s);
+		r = fleet_open_session(t, key, value, &s);
+		if (r == -EKEYREJECTED) {
+			r = rejection_check(t, key, value, ctx);
+			json_decref(reply);
+			return r;
+		}
 		json_decref(reply);
 		if (r < 0) {
 			return auth_ctx_fail(ctx, -EBADMSG, "the fleet's session for this target does not decrypt with "
@@ -451,13 +504,15 @@ static bool wait_target(struct fleet *f, struct auth_target *t, uint64_t seen, d
 }
 
 /* What the watch delivered for t's key: 1 with *ret when it is a session to
- * adopt (no request to etcd needed). */
-static int from_watch(struct auth_target *t, const char *key, const struct auth_session *current, int64_t ended_mod,
-		      struct auth_session **ret)
+ * adopt (no request to etcd needed), -EKEYREJECTED when it records the
+ * refusal of these credentials. */
+static int from_watch(struct auth_target *t, struct auth_ctx *ctx, const char *key, const struct auth_session *current,
+		      int64_t ended_mod, struct auth_session **ret)
 {
 	_cleanup_free_ char *value = NULL;
 	struct auth_session *s = NULL;
 	int64_t mod = 0;
+	int r;
 
 	pthread_mutex_lock(&t->lock);
 	if (t->fleet && t->fleet->seen_value && strcmp(t->fleet->key, key) == 0) {
@@ -465,8 +520,12 @@ static int from_watch(struct auth_target *t, const char *key, const struct auth_
 		mod = t->fleet->seen_mod;
 	}
 	pthread_mutex_unlock(&t->lock);
-	if (!value || mod == ended_mod || fleet_open_session(t, key, value, &s) < 0) {
+	if (!value || mod == ended_mod) {
 		return 0;
+	}
+	r = fleet_open_session(t, key, value, &s);
+	if (r < 0) {
+		return r == -EKEYREJECTED ? rejection_check(t, key, value, ctx) : 0;
 	}
 	if (!fleet_of(t)->engine->can_serve(t, s) || !newer(s, current)) {
 		auth_session_free(s);
@@ -529,9 +588,10 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 	if (r < 0) {
 		return r;
 	}
-	/* The watch may have brought a newer session already. */
-	if (from_watch(t, key, current, ended_mod, ret_shared) == 1) {
-		return 1;
+	/* The watch may have brought a newer session already (not trusted while
+	 * the store is down with on_store_down = fail: etcd must vouch for it). */
+	if (!(f->on_down == DOWN_FAIL && store_down(f)) && (r = from_watch(t, ctx, key, current, ended_mod, ret_shared))) {
+		return r;
 	}
 	/* Checking a session that is not due for renewal changes nothing the
 	 * fleet shares: no lock (only a new login, if the check fails, is
@@ -543,6 +603,11 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 	pthread_mutex_unlock(&t->lock);
 	if (r) {
 		return 0;
+	}
+	/* Known down: fail (or log in alone) at once, not after the store's
+	 * timeout; the keep-alive finds out when it is back. */
+	if (store_down(f)) {
+		return store_failure(t, ctx, -EHOSTDOWN, "no member answered the last request");
 	}
 	pthread_mutex_lock(&t->lock);
 	known_mod = current ? t->fleet->mod_rev : 0;
@@ -574,10 +639,14 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 		r = take_lock(t, lock_key, key, mod, &lock_rev, &kv, err, sizeof(err));
 		if (r == 0 && kv) {
 			int64_t kv_mod = etcd_int(kv, "mod_revision");
+			const char *value = json_string_value(json_object_get(kv, "value")) ?: "";
 			struct auth_session *s = NULL;
-			if (kv_mod != mod && kv_mod != ended_mod &&
-			    fleet_open_session(t, key, json_string_value(json_object_get(kv, "value")) ?: "", &s) == 0 &&
-			    fleet_of(t)->engine->can_serve(t, s) && newer(s, current)) {
+			int o = kv_mod != mod && kv_mod != ended_mod ? fleet_open_session(t, key, value, &s) : -ENOENT;
+			if (o == -EKEYREJECTED && (r = rejection_check(t, key, value, ctx)) < 0) {
+				json_decref(kv);
+				break;
+			}
+			if (o == 0 && fleet_of(t)->engine->can_serve(t, s) && newer(s, current)) {
 				pthread_mutex_lock(&t->lock);
 				t->fleet->mod_rev = kv_mod > t->fleet->mod_rev ? kv_mod : t->fleet->mod_rev;
 				pthread_mutex_unlock(&t->lock);
@@ -615,7 +684,7 @@ wait:
 			break;
 		}
 		woken = wait_target(f, t, seen, now_mono() + WAIT_SLICE < deadline ? now_mono() + WAIT_SLICE : deadline);
-		if (woken && (r = from_watch(t, key, current, ended_mod, ret_shared)) == 1) {
+		if (woken && (r = from_watch(t, ctx, key, current, ended_mod, ret_shared)) != 0) {
 			break;
 		}
 	}
@@ -627,18 +696,18 @@ wait:
 	return r == -EREMOTE ? 0 : r; /* -EREMOTE: store down, on_store_down = local */
 }
 
-/* The fenced publish: put the value and delete our lock, if it is still ours.
- * 1 published, 0 fence lost (*ret_current: the fleet's value, or NULL). */
-static int publish(struct auth_target *t, const char *key, const char *lock_key, int64_t lock_rev,
-		   const struct auth_session *s, int64_t *ret_rev, json_t **ret_current, char *err, size_t size)
+/* The fenced publish: put the (sealed) value and delete our lock, if it is
+ * still ours. 1 published, 0 fence lost (*ret_current: the fleet's value, or
+ * NULL). */
+static int publish(struct auth_target *t, const char *key, const char *lock_key, int64_t lock_rev, const char *value,
+		   int64_t *ret_rev, json_t **ret_current, char *err, size_t size)
 {
-	_cleanup_free_ char *value = NULL, *k = etcd_b64(key, strlen(key)), *lk = etcd_b64(lock_key, strlen(lock_key));
+	_cleanup_free_ char *k = etcd_b64(key, strlen(key)), *lk = etcd_b64(lock_key, strlen(lock_key));
 	json_t *reply = NULL, *body;
 	int r;
 
-	r = seal_session(t, key, s, &value);
-	if (r < 0 || !k || !lk) {
-		return r < 0 ? r : -ENOMEM;
+	if (!k || !lk) {
+		return -ENOMEM;
 	}
 	body = json_pack("{s:[o], s:[{s:{s:s, s:s}}, {s:{s:s}}], s:[{s:{s:s}}]}", "compare",
 			 compare(lock_key, "CREATE", "create_revision", lock_rev), "success", "request_put", "key", k,
@@ -672,6 +741,27 @@ static void release(struct auth_target *t, const char *lock_key, int64_t lock_re
 	}
 }
 
+/* The server refused this node's login: the fleet learns it in place of a
+ * session (fenced like one), and no node tries these credentials again. */
+static void reject(struct auth_target *t, const struct auth_ctx *ctx, const char *key, const char *lock_key,
+		   int64_t lock_rev, int r)
+{
+	_cleanup_free_ char *value = NULL;
+	json_t *theirs = NULL, *record = NULL;
+	int64_t rev = 0;
+	char err[256] = "";
+
+	if (fleet_rejection_record(ctx, fleet_of(t)->node, r, &record) < 0 ||
+	    seal_value(fleet_of(t), key, record, &value) < 0 ||
+	    publish(t, key, lock_key, lock_rev, value, &rev, &theirs, err, sizeof(err)) != 1) {
+		json_decref(theirs);
+		release(t, lock_key, lock_rev);
+	}
+}
+
+static int publish_checked(struct auth_target *t, struct auth_ctx *ctx, const char *key, struct auth_session **fresh,
+			   bool *is_login);
+
 /* Our lock lapsed and another node took over: end our new session (a BMC
  * slot) and use the one the fleet has, or waits for, instead. theirs: the
  * published value the fenced txn found (a reference taken over), or NULL. */
@@ -681,15 +771,8 @@ static int fenced_off(struct auth_target *t, struct auth_ctx *ctx, const char *k
 	struct auth_session *shared = NULL;
 	int64_t lock_rev = 0;
 	bool leading = false;
-	int r;
+	int r = 0;
 
-	log_info("%s/%s: another node took over the fleet lock; ending this node's new session", t->provider->name,
-		 t->name);
-	if (*fresh && *is_login && t->provider->logout(ctx, *fresh) < 0) {
-		log_warning("%s/%s: failed to end the session: %s", t->provider->name, t->name, ctx->error);
-	}
-	auth_session_free(TAKE_PTR(*fresh));
-	*is_login = false;
 	if (theirs) {
 		r = fleet_open_session(t, key, json_string_value(json_object_get(theirs, "value")) ?: "", &shared);
 		pthread_mutex_lock(&t->lock);
@@ -698,6 +781,20 @@ static int fenced_off(struct auth_target *t, struct auth_ctx *ctx, const char *k
 		}
 		pthread_mutex_unlock(&t->lock);
 		json_decref(theirs);
+		if (r == -EKEYREJECTED) {
+			/* Another node's refused login, of other credentials: ours
+			 * worked, and a new one replaces the record. */
+			return *fresh ? publish_checked(t, ctx, key, fresh, is_login) : 0;
+		}
+	}
+	log_info("%s/%s: another node took over the fleet lock; ending this node's new session", t->provider->name,
+		 t->name);
+	if (*fresh && *is_login && t->provider->logout(ctx, *fresh) < 0) {
+		log_warning("%s/%s: failed to end the session: %s", t->provider->name, t->name, ctx->error);
+	}
+	auth_session_free(TAKE_PTR(*fresh));
+	*is_login = false;
+	if (theirs) {
 		if (r < 0) {
 			return auth_ctx_fail(ctx, -EBADMSG, "the fleet's session for this target does not decrypt with key_file");
 		}
@@ -770,7 +867,7 @@ static int publish_checked(struct auth_target *t, struct auth_ctx *ctx, const ch
 int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const struct auth_session *current,
 		     time_t expires_at, struct auth_session **fresh, bool *is_login)
 {
-	_cleanup_free_ char *key = NULL, *lock_key = NULL;
+	_cleanup_free_ char *key = NULL, *lock_key = NULL, *value = NULL;
 	_cleanup_session_ struct auth_session *renewed = NULL;
 	const struct auth_session *s = *fresh;
 	json_t *theirs = NULL;
@@ -799,6 +896,10 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 	if (!key || !lock_key) {
 		return r; /* not leading: fleet store down with on_store_down = local */
 	}
+	if (r == -EKEYREJECTED) {
+		reject(t, ctx, key, lock_key, lock_rev, r);
+		return r;
+	}
 	if (r < 0) {
 		release(t, lock_key, lock_rev);
 		return r;
@@ -817,7 +918,10 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 	if (!s) {
 		return r;
 	}
-	p = publish(t, key, lock_key, lock_rev, s, &rev, &theirs, err, sizeof(err));
+	p = seal_session(t, key, s, &value);
+	if (p == 0) {
+		p = publish(t, key, lock_key, lock_rev, value, &rev, &theirs, err, sizeof(err));
+	}
 	if (p < 0) {
 		/* Ours works: serve it here; the lock lapses with its lease. */
 		log_warning("%s/%s: could not publish the session to the fleet: %s", t->provider->name, t->name, err);
@@ -832,6 +936,50 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 		return r;
 	}
 	return fenced_off(t, ctx, key, theirs, fresh, is_login);
+}
+
+void fleet_session_written(struct auth_target *t, const char *user, const struct auth_session *s)
+{
+	struct fleet *f = fleet_of(t);
+	_cleanup_free_ char *key = NULL, *lock_key = NULL, *value = NULL, *k = NULL, *lk = NULL;
+	json_t *reply = NULL;
+	char err[256] = "";
+	int r;
+
+	if (!f) {
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	r = target_keys(t, user);
+	if (r == 0 && (!(key = strdup(t->fleet->key)) || !(lock_key = strdup(t->fleet->lock_key)))) {
+		r = -ENOMEM;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (r == 0) {
+		r = seal_session(t, key, s, &value);
+	}
+	if (r == 0 && (!(k = etcd_b64(key, strlen(key))) || !(lk = etcd_b64(lock_key, strlen(lock_key))))) {
+		r = -ENOMEM;
+	}
+	/* The lock goes too: a login under way elsewhere is fenced off, ends
+	 * its own session and takes this one. */
+	if (r == 0) {
+		r = fleet_call(f, "kv/txn",
+			       json_pack("{s:[{s:{s:s, s:s}}, {s:{s:s}}]}", "success", "request_put", "key", k, "value",
+					 value, "request_delete_range", "key", lk),
+			       REQUEST_TIMEOUT_MS, &reply, err, sizeof(err));
+	}
+	if (r < 0) {
+		log_warning("%s/%s: could not publish the written session to the fleet: %s", t->provider->name, t->name,
+			    err[0] ? err : strerror(-r));
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	if (t->fleet) {
+		t->fleet->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
+	}
+	pthread_mutex_unlock(&t->lock);
+	json_decref(reply);
 }
 
 void fleet_session_ended(struct auth_target *t)

@@ -76,6 +76,9 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 /* Renewal turns (t->lock held): how much later than due this node renews t,
  * so that one node renews and the others adopt what it publishes. */
 time_t fleet_renewal_delay(struct auth_target *t, time_t due);
+/* A session written to session.json (checked with the server): the fleet's
+ * now, whatever it had. */
+void fleet_session_written(struct auth_target *t, const char *user, const struct auth_session *s);
 /* rm token, rmdir: the fleet's copy goes too. */
 void fleet_session_ended(struct auth_target *t);
 /* share_credentials = true: credentials written here (normalized JSON text)

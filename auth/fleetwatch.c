@@ -94,6 +94,27 @@ static int grant_lease(struct fleet *f)
 	return 0;
 }
 
+/* on_store_down = fail: nothing is served that the fleet cannot vouch for.
+ * Called by the watch when it breaks, and by the keep-alive when the node
+ * lease cannot be kept: a member in the minority keeps a watch open but
+ * cannot keep a lease. */
+static void store_lost(struct fleet *f)
+{
+	for (uint32_t after = 0;;) {
+		struct auth_target *t = f->engine->next_target(f->core, AUTH_ANY_PROVIDER, after);
+		if (!t) {
+			return;
+		}
+		after = t->id;
+		pthread_mutex_lock(&t->lock);
+		if (t->fleet && !t->flight) {
+			fleet_of(t)->engine->forget(t);
+		}
+		pthread_mutex_unlock(&t->lock);
+		auth_target_unref(t);
+	}
+}
+
 /* Keeps the node lease alive (a third of its TTL apart); a lease that lapsed
  * (etcd down longer than lock_ttl) is replaced. */
 static void *keepalive_thread(void *userdata)
@@ -112,7 +133,7 @@ static void *keepalive_thread(void *userdata)
 		lease = f->lease;
 		pthread_mutex_unlock(&f->lock);
 		if (!lease) {
-			grant_lease(f);
+			r = grant_lease(f);
 		} else {
 			__atomic_add_fetch(&f->keepalives, 1, __ATOMIC_RELAXED);
 			r = fleet_call(f, "lease/keepalive", json_pack("{s:I}", "ID", (json_int_t)lease), REQUEST_TIMEOUT_MS,
@@ -123,9 +144,12 @@ static void *keepalive_thread(void *userdata)
 				pthread_mutex_lock(&f->lock);
 				f->lease = 0;
 				pthread_mutex_unlock(&f->lock);
-				grant_lease(f);
+				r = grant_lease(f);
 			}
 			json_decref(reply);
+		}
+		if (r == -EHOSTDOWN && f->on_down == DOWN_FAIL) {
+			store_lost(f);
 		}
 		ts.tv_sec = (time_t)until;
 		ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
@@ -270,12 +294,18 @@ static void apply(struct fleet *f, const char *key, const char *value_b64, bool 
 				free(n);
 			}
 		} else if (ft && strcmp(ft->key, key) == 0 && rev > ft->mod_rev && !t->flight && !t->removed) {
-			ft->mod_rev = rev;
+			/* A refused login's record (r == -EKEYREJECTED) changes
+			 * nothing here: what this node has stays until it needs a
+			 * login, which then sees the record. */
+			int r = deleted ? 0 : fleet_open_session(t, key, value_b64 ?: "", &s);
+			if (r != -EKEYREJECTED) {
+				ft->mod_rev = rev;
+			}
 			if (deleted) {
 				fleet_of(t)->engine->forget(t);
-			} else if (fleet_open_session(t, key, value_b64 ?: "", &s) == 0) {
+			} else if (r == 0) {
 				fleet_of(t)->engine->install(t, s);
-			} else {
+			} else if (r != -EKEYREJECTED) {
 				fleet_of(t)->engine->forget(t);
 				target_set_error(t, -EBADMSG, "the fleet's session for this target does not decrypt with key_file");
 			}
@@ -384,24 +414,6 @@ static int reread(struct fleet *f, bool drop_missing)
 	return 0;
 }
 
-/* on_store_down = fail: every shared session goes while the store is down. */
-static void forget_all(struct fleet *f)
-{
-	for (uint32_t after = 0;;) {
-		struct auth_target *t = f->engine->next_target(f->core, AUTH_ANY_PROVIDER, after);
-		if (!t) {
-			return;
-		}
-		after = t->id;
-		pthread_mutex_lock(&t->lock);
-		if (t->fleet && !t->flight) {
-			fleet_of(t)->engine->forget(t);
-		}
-		pthread_mutex_unlock(&t->lock);
-		auth_target_unref(t);
-	}
-}
-
 /* One watch on the whole prefix, resumed from the last revision after a
  * disconnect; a full re-read after compaction. */
 static void *watch_thread(void *userdata)
@@ -443,7 +455,7 @@ static void *watch_thread(void *userdata)
 			fleet_set_down(f, true);
 			log_debug("Fleet: watch ended: %s", err);
 			if (f->on_down == DOWN_FAIL) {
-				forget_all(f); /* nothing is served that the fleet cannot vouch for */
+				store_lost(f);
 				need_reread = drop_missing = true;
 			}
 		}

@@ -563,11 +563,15 @@ int session_resume(struct auth_target *t, const char *text, size_t len)
 		auth_session_free(TAKE_PTR(t->pending));
 		t->pending_loaded = true;
 		old = adopt(t, TAKE_PTR(s), false);
+		s = auth_session_dup(t->session);
 		log_info("%s/%s: resumed the session written to session.json", t->provider->name, t->name);
 	} else if (!t->removed) {
 		target_set_error(t, r, ctx.error);
 	}
 	pthread_mutex_unlock(&t->lock);
+	if (r == 0 && s) {
+		fleet_session_written(t, ctx.user, s);
+	}
 	ctx_done(&ctx);
 	auth_session_free(s);
 	auth_session_free(old);

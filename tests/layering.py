@@ -24,7 +24,7 @@ FS = REPO / "fs"
 # The core: the auth core and the libraries it offers. Every other auth/*.c
 # is a provider's.
 CORE = {"access", "auth", "config", "core", "credentials", "etcd", "files", "fleet", "fleet-internal",
-        "fleetcrypt", "fleetwatch", "hosts", "http", "jwt", "log", "metrics", "provider", "providers", "secret",
+        "fleetcrypt", "fleetreject", "fleetwatch", "hosts", "http", "jwt", "log", "metrics", "provider", "providers", "secret",
         "session", "sessions", "store", "target", "util", "validate"}
 PROVIDER_MAY_INCLUDE = {"provider.h", "log.h", "util.h", "validate.h"}
 FS_MAY_INCLUDE = {"auth.h", "log.h", "util.h"}

@@ -129,9 +129,9 @@ def test_cold_readers_one_login(aos_mock, fleet, etcd):
     assert all(requests(b) + keepalives >= requests(a) for b, a in zip(before, after)), (before, after)
 
 
-def idrac_section(mock, name="bmc"):
+def idrac_section(mock, name="bmc", password=None):
     return ini_section(f'idrac "{name}"', {"host": mock.host, "port": mock.port, "scheme": mock.scheme,
-                                           "user": "root", "password": mock.password("root"),
+                                           "user": "root", "password": password or mock.password("root"),
                                            "ca_path": mock.ca.ca})
 
 
@@ -258,6 +258,48 @@ def test_bmc_holds_one_session(redfish_mock, fleet):
     assert len(redfish_mock.live_sessions()) == 0 and len(redfish_mock.deletes) == 1
 
 
+def test_refused_login_is_tried_once_for_the_fleet(redfish_mock, fleet, make_daemon, etcd, key_file):
+    """A wrong password: one attempt for the whole fleet, restarts included
+    (a BMC locks the account after a few). New credentials or rm token on a
+    node let it try again."""
+    redfish_mock.delay = 0.3
+    wrong = idrac_section(redfish_mock, password="not-the-password")
+    nodes = fleet(wrong)
+    results = concurrent_reads(nodes, "idrac/bmc/token", per_node=10)
+    assert set(results.values()) == {errno.EKEYREJECTED}, results
+    assert redfish_mock.logins == 1, f"{redfish_mock.logins} login attempts with one wrong password"
+    for d in nodes:
+        assert_errno(d.read_err("idrac/bmc/token"), errno.EKEYREJECTED)
+        st = status(d, "idrac/bmc")
+        assert "login" in st["last_error"] and "rejected" in st["last_error"], st
+    assert sum("no node tries these credentials again" in status(d, "idrac/bmc")["last_error"] for d in nodes) == 2
+    # A node started now, with the same password, does not try either.
+    late = make_daemon(fleet_section(etcd, key_file, "late"), wrong)
+    assert_errno(late.read_err("idrac/bmc/token"), errno.EKEYREJECTED)
+    assert redfish_mock.logins == 1
+
+    # rm token on one node: that node may try (once) again.
+    nodes[2].unlink("idrac/bmc/token")
+    assert_errno(nodes[2].read_err("idrac/bmc/token"), errno.EKEYREJECTED)
+    assert redfish_mock.logins == 2
+    assert_errno(nodes[0].read_err("idrac/bmc/token"), errno.EKEYREJECTED)
+    assert redfish_mock.logins == 2
+
+    # The right password written on one node: its login serves the fleet.
+    nodes[1].write("idrac/bmc/credentials", f"root:{redfish_mock.password('root')}\n")
+    token = nodes[1].read("idrac/bmc/token")
+    assert redfish_mock.logins == 3
+
+    def served(d):
+        try:
+            return d.read("idrac/bmc/token")
+        except OSError:
+            return None
+    assert wait_until(lambda: all(served(d) == token for d in (nodes[0], nodes[2], late)), 2), \
+        [status(d, "idrac/bmc") for d in nodes]
+    assert redfish_mock.logins == 3 and len(redfish_mock.live_sessions()) == 1
+
+
 def test_lock_holder_killed_during_login(aos_mock, fleet, etcd):
     login_time = 3
     aos_mock.delay = login_time
@@ -293,6 +335,23 @@ def test_rm_token_invalidates_everywhere(aos_mock, fleet):
         for d in nodes:
             assert d.read("aos/lab/token") == new
     assert aos_mock.logins == 2
+
+
+def test_session_json_write_reaches_the_fleet(aos_mock, fleet):
+    """A session written to session.json on one node is the fleet's: every
+    node serves it, and a node that later needs a session adopts it."""
+    nodes = fleet(aos_section(aos_mock, "lab"))
+    old = nodes[0].read("aos/lab/token")
+    assert nodes[2].read("aos/lab/token") == old and aos_mock.logins == 1
+    written = aos_mock.issue_token()
+    nodes[1].write("aos/lab/session.json", json.dumps({"server": "127.0.0.1", "port": aos_mock.port,
+                                                       "token": written}))
+    assert nodes[1].read("aos/lab/token") == written
+
+    def everywhere():
+        return all(d.read("aos/lab/token") == written for d in nodes)
+    assert wait_until(everywhere, 1.5, interval=0.1), [d.read("aos/lab/token") == written for d in nodes]
+    assert aos_mock.logins == 1
 
 
 def test_values_are_sealed(aos_mock, fleet, etcd, tmp_path):
@@ -423,6 +482,58 @@ def test_three_member_cluster_quorum(aos_mock, etcd3, key_file, make_daemon):
     assert wait_until(lambda: all(d.read("aos/lab/token") == fresh for d in nodes), 5)
     assert aos_mock.logins == 3
     assert status(nodes[0], "aos/lab")["fleet"]["state"] == "connected"
+
+
+def fleet_metric(d, name):
+    return next(float(line.split()[1]) for line in d.read(".metrics").splitlines()
+                if line.startswith(name + " "))
+
+
+def test_store_down_fail_on_a_minority_member(aos_mock, etcd3, key_file, make_daemon):
+    """on_store_down = fail on nodes that only reach one member: when the
+    other two die, that member keeps the watch open but has no quorum. The
+    nodes stop serving within a few seconds (their lease cannot be kept),
+    and heal by themselves when quorum returns."""
+    survivor = etcd3.names[0]
+    nodes = [make_daemon(fleet_section(etcd3, key_file, f"node{i}", endpoints=etcd3.url(survivor),
+                                       on_store_down="fail"), aos_section(aos_mock, "lab"), timeout=5)
+             for i in range(2)]
+    token = nodes[0].read("aos/lab/token")
+    assert nodes[1].read("aos/lab/token") == token and aos_mock.logins == 1
+    reconnects = [fleet_metric(d, "sessionfs_fleet_watch_reconnects_total") for d in nodes]
+    for m in etcd3.names[1:]:
+        etcd3.kill(m)
+
+    def refused(d):
+        try:
+            d.read("aos/lab/token")
+            return False
+        except OSError as e:
+            assert e.errno == errno.EHOSTDOWN, e
+            return True
+    # A keep-alive every lock_ttl / 3 s, each given 5 s: refused within 8 s.
+    assert wait_until(lambda: all(refused(d) for d in nodes), 12, interval=0.2), \
+        [status(d, "aos/lab") for d in nodes]
+    for d in nodes:
+        st = status(d, "aos/lab")
+        assert st["fleet"]["state"] == "down" and "on_store_down = fail" in st["last_error"], st
+    # The minority case: the watch on the survivor stayed open throughout.
+    assert [fleet_metric(d, "sessionfs_fleet_watch_reconnects_total") for d in nodes] == reconnects
+    assert aos_mock.logins == 1, "no login while the fleet cannot vouch for it"
+
+    for m in etcd3.names[1:]:
+        etcd3.start_member(m)
+    etcd3.wait_healthy()
+
+    def served(d):
+        try:
+            return d.read("aos/lab/token")
+        except OSError:
+            return None
+    assert wait_until(lambda: all(served(d) == token for d in nodes), 20, interval=0.5), \
+        [status(d, "aos/lab") for d in nodes]
+    assert aos_mock.logins == 1, "the fleet's session is taken up again, no new login"
+    assert all(status(d, "aos/lab")["fleet"]["state"] == "connected" for d in nodes)
 
 
 def test_renewal_once_for_the_fleet(aos_mock, fleet):
