@@ -580,6 +580,7 @@ int session_resume(struct auth_target *t, const char *text, size_t len)
 
 void session_install(struct auth_target *t, struct auth_session *s)
 {
+	t->hot = false; /* another node renewed: reads from now on count towards the next renewal */
 	auth_session_free(adopt(t, s, false));
 }
 
