@@ -182,27 +182,10 @@ static int aos_session_save(const struct target_info *info, const struct auth_se
 static int aos_render(const struct target_info *info, const struct auth_session *s, const struct auth_file_info *f,
 		      struct auth_blob **ret)
 {
-	_cleanup_secret_ struct secret *text = NULL;
-	struct auth_blob *b;
-	int r;
-
 	if (f->id == FILE_TOKEN) {
-		if (!validate_token(secret_str(s->token))) {
-			return -EBADMSG; /* never reached: checked when stored */
-		}
-		b = auth_blob_new(s->token->data, s->token->len);
-	} else {
-		r = aos_session_save(info, s, &text);
-		if (r < 0) {
-			return r;
-		}
-		b = auth_blob_new_line(text->data);
+		return auth_render_token(s, ret);
 	}
-	if (!b) {
-		return -ENOMEM;
-	}
-	*ret = b;
-	return 0;
+	return auth_render_json(session_json(info, s), JSON_COMPACT, ret);
 }
 
 /* {"server","port","token"} (aos-pyez Session.session); server and port, when

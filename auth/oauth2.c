@@ -402,30 +402,20 @@ static int oauth2_render(const struct target_info *info, const struct auth_sessi
 			 struct auth_blob **ret)
 {
 	_cleanup_secret_ struct secret *text = NULL;
-	struct auth_blob *b;
-	int r;
 
 	(void)info;
+	if (f->id == FILE_TOKEN) {
+		return auth_render_token(s, ret);
+	}
+	if (f->id != FILE_HEADER) {
+		return auth_render_json(session_json(s, false), JSON_INDENT(2), ret);
+	}
 	if (!validate_token(secret_str(s->token))) {
 		return -EBADMSG; /* never reached: checked when stored */
 	}
-	if (f->id == FILE_TOKEN) {
-		b = auth_blob_new(s->token->data, s->token->len);
-	} else if (f->id == FILE_HEADER) {
-		text = secret_printf("Authorization: Bearer %s", secret_str(s->token));
-		b = text ? auth_blob_new(text->data, text->len) : NULL;
-	} else {
-		r = auth_json_secret(session_json(s, false), JSON_INDENT(2), &text);
-		if (r < 0) {
-			return r;
-		}
-		b = auth_blob_new_line(text->data);
-	}
-	if (!b) {
-		return -ENOMEM;
-	}
-	*ret = b;
-	return 0;
+	text = secret_printf("Authorization: Bearer %s", secret_str(s->token));
+	*ret = text ? auth_blob_new(text->data, text->len) : NULL;
+	return *ret ? 0 : -ENOMEM;
 }
 
 const struct auth_provider oauth2_provider = {

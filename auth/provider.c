@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "provider.h"
+#include "validate.h"
 
 struct auth_session *auth_session_new(void)
 {
@@ -128,6 +129,27 @@ void auth_blob_unref(struct auth_blob *b)
 	if (b && __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0) {
 		CRYPTO_secure_clear_free(b, sizeof(*b) + b->len + 1, __FILE__, __LINE__);
 	}
+}
+
+int auth_render_token(const struct auth_session *s, struct auth_blob **ret)
+{
+	if (!validate_token(secret_str(s->token))) {
+		return -EBADMSG; /* never reached: checked when stored */
+	}
+	*ret = auth_blob_new(s->token->data, s->token->len);
+	return *ret ? 0 : -ENOMEM;
+}
+
+int auth_render_json(json_t *j, size_t flags, struct auth_blob **ret)
+{
+	_cleanup_secret_ struct secret *text = NULL;
+	int r = auth_json_secret(j, flags, &text);
+
+	if (r < 0) {
+		return r;
+	}
+	*ret = auth_blob_new_line(text->data);
+	return *ret ? 0 : -ENOMEM;
 }
 
 int auth_json_secret(json_t *j, size_t flags, struct secret **ret)

@@ -181,6 +181,10 @@ int auth_call(struct auth_ctx *ctx, const struct auth_call *call, struct http_re
 int auth_http_status_errno(long status);
 /* j (a reference taken over, may be NULL) as JSON text in a secret. */
 int auth_json_secret(json_t *j, size_t flags, struct secret **ret);
+/* What a file shows: the session's token as it is, or JSON text (j taken
+ * over) and a newline. */
+int auth_render_token(const struct auth_session *s, struct auth_blob **ret);
+int auth_render_json(json_t *j, size_t flags, struct auth_blob **ret);
 /* JSON parse of a response body (borrowed text); -EBADMSG with a message on failure. */
 int auth_parse_json(struct auth_ctx *ctx, const struct http_response *resp, json_t **ret);
 /* The transport failure of a request, in words. */

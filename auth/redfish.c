@@ -385,28 +385,11 @@ static int redfish_session_save(const struct target_info *info, const struct aut
 static int redfish_render(const struct target_info *info, const struct auth_session *s,
 			  const struct auth_file_info *f, struct auth_blob **ret)
 {
-	_cleanup_secret_ struct secret *text = NULL;
-	struct auth_blob *b;
-	int r;
-
 	(void)info;
 	if (f->id == FILE_TOKEN) {
-		if (!validate_token(secret_str(s->token))) {
-			return -EBADMSG; /* never reached: checked when stored */
-		}
-		b = auth_blob_new(s->token->data, s->token->len);
-	} else {
-		r = auth_json_secret(session_json(s, false), JSON_INDENT(2), &text);
-		if (r < 0) {
-			return r;
-		}
-		b = auth_blob_new_line(text->data);
+		return auth_render_token(s, ret);
 	}
-	if (!b) {
-		return -ENOMEM;
-	}
-	*ret = b;
-	return 0;
+	return auth_render_json(session_json(s, false), JSON_INDENT(2), ret);
 }
 
 /* A saved session, as written by redfish_session_save(). Its expiry is unknown

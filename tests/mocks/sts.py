@@ -679,20 +679,25 @@ class StsMock(MockServer):
             elif key.mfa_serial is not None:
                 raise StsError(403, "AccessDenied", MSG_MFA_CODE)
 
-            now = self.now()
-            lifetime = seconds if self.lifetime is None else self.lifetime
-            # STS's Expiration has whole seconds (milliseconds only if asked).
-            expiration = float(int(now)) + lifetime
-            if not self.expiration_ms:
-                expiration = float(int(expiration))
-            creds = IssuedCredentials(
-                access_key_id=_key_id("ASIA"), secret_access_key=new_secret_access_key(),
-                session_token=_new_session_token(), expiration=expiration,
-                expiration_text=format_expiration(expiration, self.expiration_ms),
-                issued_at=now, duration_seconds=seconds, parent=key.access_key_id,
-                user=key.user, mfa=serial is not None, root_key=key.access_key_id)
-            self._issued[creds.access_key_id] = creds
-            return creds
+            return self._issue(seconds, parent=key.access_key_id, user=key.user, mfa=serial is not None,
+                               root_key=key.access_key_id)
+
+    def _issue(self, seconds, **fields):
+        """New temporary credentials for seconds (lock held), recorded as
+        issued; fields: who they are for (IssuedCredentials)."""
+        now = self.now()
+        lifetime = seconds if self.lifetime is None else self.lifetime
+        # STS's Expiration has whole seconds (milliseconds only if asked).
+        expiration = float(int(now)) + lifetime
+        if not self.expiration_ms:
+            expiration = float(int(expiration))
+        creds = IssuedCredentials(
+            access_key_id=_key_id("ASIA"), secret_access_key=new_secret_access_key(),
+            session_token=_new_session_token(), expiration=expiration,
+            expiration_text=format_expiration(expiration, self.expiration_ms),
+            issued_at=now, duration_seconds=seconds, **fields)
+        self._issued[creds.access_key_id] = creds
+        return creds
 
     @staticmethod
     def _validation_error(problems):
@@ -786,21 +791,10 @@ class StsMock(MockServer):
             if seconds > role.max_duration:
                 raise StsError(400, "ValidationError", MSG_MAX_SESSION)
 
-            now = self.now()
-            lifetime = seconds if self.lifetime is None else self.lifetime
-            expiration = float(int(now)) + lifetime
-            if not self.expiration_ms:
-                expiration = float(int(expiration))
-            creds = IssuedCredentials(
-                access_key_id=_key_id("ASIA"), secret_access_key=new_secret_access_key(),
-                session_token=_new_session_token(), expiration=expiration,
-                expiration_text=format_expiration(expiration, self.expiration_ms),
-                issued_at=now, duration_seconds=seconds, parent=caller.access_key_id,
-                user=caller.user, mfa=mfa, root_key=root_key, role_arn=role_arn,
-                assumed_role_arn=self.assumed_role_arn(role_arn, session),
-                assumed_role_id=f"{role.role_id}:{session}")
-            self._issued[creds.access_key_id] = creds
-            return creds
+            return self._issue(seconds, parent=caller.access_key_id, user=caller.user, mfa=mfa,
+                               root_key=root_key, role_arn=role_arn,
+                               assumed_role_arn=self.assumed_role_arn(role_arn, session),
+                               assumed_role_id=f"{role.role_id}:{session}")
 
     def _assume_role_body(self, creds, params, request_id):
         result = []
