@@ -1006,7 +1006,10 @@ void fleet_session_ended(struct auth_target *t)
 	} else {
 		pthread_mutex_lock(&t->lock);
 		if (t->fleet) {
-			t->fleet->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
+			/* Whatever the watch brought before is gone now, even if
+			 * the watch has not said so yet. */
+			t->fleet->mod_rev = t->fleet->seen_mod = etcd_int(json_object_get(reply, "header"), "revision");
+			free(TAKE_PTR(t->fleet->seen_value));
 		}
 		pthread_mutex_unlock(&t->lock);
 	}

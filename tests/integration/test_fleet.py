@@ -257,11 +257,12 @@ def test_bmc_holds_one_session(redfish_mock, fleet):
     assert len(redfish_mock.live_sessions()) == 0 and len(redfish_mock.deletes) == 1
 
 
-def test_refused_login_is_tried_once_for_the_fleet(redfish_mock, fleet, make_daemon, etcd, key_file):
+def test_refused_login_is_tried_once_for_the_fleet(redfish_mock, fleet, make_daemon, etcd, key_file, log_secrets):
     """A wrong password: one attempt for the whole fleet, restarts included
     (a BMC locks the account after a few). New credentials or rm token on a
     node let it try again."""
     redfish_mock.delay = 0.3
+    log_secrets.add("not-the-password")
     wrong = idrac_section(redfish_mock, password="not-the-password")
     nodes = fleet(wrong)
     results = concurrent_reads(nodes, "idrac/bmc/token", per_node=10)
