@@ -795,7 +795,9 @@ static int sts_session_load(const struct target_info *info, const char *text, si
 	int r = -EINVAL;
 
 	(void)info;
-	if (s && id && token &&
+	/* The text is kept as it is (creds.json) and read as a C string: jansson
+	 * takes a NUL between tokens, this may not. */
+	if (s && id && token && !memchr(text, 0, len) &&
 	    !sts_credentials_invalid(id, json_string_value(json_object_get(j, "SecretAccessKey")), token,
 				     json_string_value(json_object_get(j, "Expiration"))) &&
 	    parse_expiration(json_string_value(json_object_get(j, "Expiration")), &s->expires_at) == 0) {
