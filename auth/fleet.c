@@ -223,8 +223,9 @@ static int user_hash(const struct auth_target *t, const char *user, char out[33]
 	return ok ? 0 : -ENOMEM;
 }
 
-/* The target's keys for user (t->lock held). */
-static int target_keys(struct auth_target *t, const char *user)
+/* The target's keys for user (t->lock held), and copies of them for use
+ * without the lock. */
+static int target_keys(struct auth_target *t, const char *user, char **ret_key, char **ret_lock_key)
 {
 	struct fleet *f = fleet_of(t);
 	struct fleet_target *ft = t->fleet;
@@ -239,17 +240,22 @@ static int target_keys(struct auth_target *t, const char *user)
 		key = NULL;
 		return -ENOMEM;
 	}
-	if (ft && strcmp(ft->key, key) == 0) {
-		return 0;
+	if (!ft || strcmp(ft->key, key) != 0) {
+		if (!ft && !(ft = t->fleet = calloc(1, sizeof(*ft)))) {
+			return -ENOMEM;
+		}
+		free(ft->lock_key);
+		free(ft->key);
+		ft->mod_rev = 0;
+		ft->key = TAKE_PTR(key);
+		if (asprintf(&ft->lock_key, "%s/lock", ft->key) < 0) {
+			ft->lock_key = NULL;
+			return -ENOMEM;
+		}
 	}
-	if (!ft && !(ft = t->fleet = calloc(1, sizeof(*ft)))) {
-		return -ENOMEM;
-	}
-	free(ft->lock_key);
-	free(ft->key);
-	ft->mod_rev = 0;
-	ft->key = TAKE_PTR(key);
-	return asprintf(&ft->lock_key, "%s/lock", ft->key) < 0 ? (ft->lock_key = NULL, -ENOMEM) : 0;
+	*ret_key = strdup(ft->key);
+	*ret_lock_key = strdup(ft->lock_key);
+	return *ret_key && *ret_lock_key ? 0 : -ENOMEM;
 }
 
 /* Values of keys under root: JSON sealed with the fleet key and the etcd key
@@ -304,31 +310,55 @@ static int seal_session(struct auth_target *t, const char *key, const struct aut
 				ret_b64);
 }
 
-int fleet_open_session(struct auth_target *t, const char *key, const char *b64, struct auth_session **ret)
+/* The session an opened value holds; -EKEYREJECTED when it is a refused
+ * login's record (fleetreject.c). */
+static int session_of(struct auth_target *t, const json_t *j, struct auth_session **ret)
 {
+	json_t *saved = json_object_get(j, "s");
 	struct auth_session *s = NULL;
-	json_t *j = NULL, *saved;
-	int r;
 
-	r = open_value(fleet_of(t), key, b64, &j);
-	if (r < 0) {
-		return r;
-	}
-	saved = json_object_get(j, "s");
 	if (!json_is_string(saved)) {
-		r = json_object_get(j, "x") ? -EKEYREJECTED : -EBADMSG; /* a refused login's record (fleetreject.c) */
-		json_decref(j);
-		return r;
+		return json_object_get(j, "x") ? -EKEYREJECTED : -EBADMSG;
 	}
 	if (t->provider->session_load(&t->info, json_string_value(saved), json_string_length(saved), &s) < 0) {
-		json_decref(j);
 		return -EBADMSG;
 	}
 	s->expires_at = (time_t)json_integer_value(json_object_get(j, "e"));
 	s->obtained_at = (time_t)json_integer_value(json_object_get(j, "o"));
-	json_decref(j);
 	*ret = s;
 	return 0;
+}
+
+int fleet_open_session(struct auth_target *t, const char *key, const char *b64, struct auth_session **ret)
+{
+	json_t *j = NULL;
+	int r = open_value(fleet_of(t), key, b64, &j);
+
+	if (r == 0) {
+		r = session_of(t, j, ret);
+	}
+	json_decref(j);
+	return r;
+}
+
+/* A value of t's key, for a node that would log in with ctx's credentials:
+ * 0 with *ret its session; -EKEYREJECTED (ctx says whose login, when) when it
+ * records the refusal of these credentials, -ENOENT of others; -EBADMSG when
+ * it does not open. */
+static int open_for(struct auth_target *t, struct auth_ctx *ctx, const char *key, const char *b64,
+		    struct auth_session **ret)
+{
+	json_t *j = NULL;
+	int r = open_value(fleet_of(t), key, b64, &j);
+
+	if (r == 0) {
+		r = session_of(t, j, ret);
+	}
+	if (r == -EKEYREJECTED) {
+		r = fleet_rejection_check(j, ctx) ?: -ENOENT;
+	}
+	json_decref(j);
+	return r;
 }
 
 /* The first kv of a range reply, or NULL. */
@@ -378,16 +408,6 @@ static bool store_down(struct fleet *f)
 	return down;
 }
 
-/* -EKEYREJECTED when b64 records the refusal of ctx's credentials. */
-static int rejection_check(struct auth_target *t, const char *key, const char *b64, struct auth_ctx *ctx)
-{
-	json_t *j = NULL;
-	int r = open_value(fleet_of(t), key, b64, &j) < 0 ? 0 : fleet_rejection_check(j, ctx);
-
-	json_decref(j);
-	return r;
-}
-
 /* Is s (the fleet's) newer than current (this node's)? */
 static bool newer(const struct auth_session *s, const struct auth_session *current)
 {
@@ -414,13 +434,14 @@ static int look(struct auth_target *t, struct auth_ctx *ctx, const char *key, co
 	if (kv && *ret_mod != ended_mod) { /* one ended here while the store was down is as good as gone */
 		const char *value = json_string_value(json_object_get(kv, "value")) ?: "";
 		struct auth_session *s = NULL;
-		r = fleet_open_session(t, key, value, &s);
+		r = open_for(t, ctx, key, value, &s);
+		json_decref(reply);
+		if (r == -ENOENT) {
+			return 0; /* another's refused login: this node may try its own */
+		}
 		if (r == -EKEYREJECTED) {
-			r = rejection_check(t, key, value, ctx);
-			json_decref(reply);
 			return r;
 		}
-		json_decref(reply);
 		if (r < 0) {
 			return auth_ctx_fail(ctx, -EBADMSG, "the fleet's session for this target does not decrypt with "
 					     "key_file (key id %s): wrong key, or rotated without keeping the old one",
@@ -523,9 +544,9 @@ static int from_watch(struct auth_target *t, struct auth_ctx *ctx, const char *k
 	if (!value || mod == ended_mod) {
 		return 0;
 	}
-	r = fleet_open_session(t, key, value, &s);
+	r = open_for(t, ctx, key, value, &s);
 	if (r < 0) {
-		return r == -EKEYREJECTED ? rejection_check(t, key, value, ctx) : 0;
+		return r == -EKEYREJECTED ? r : 0;
 	}
 	if (!fleet_of(t)->engine->can_serve(t, s) || !newer(s, current)) {
 		auth_session_free(s);
@@ -577,10 +598,7 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 		return 0;
 	}
 	pthread_mutex_lock(&t->lock);
-	r = target_keys(t, ctx->user);
-	if (r == 0 && (!(key = strdup(t->fleet->key)) || !(lock_key = strdup(t->fleet->lock_key)))) {
-		r = -ENOMEM;
-	}
+	r = target_keys(t, ctx->user, &key, &lock_key);
 	if (r == 0) {
 		ended_mod = t->fleet->ended_mod;
 	}
@@ -641,8 +659,9 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 			int64_t kv_mod = etcd_int(kv, "mod_revision");
 			const char *value = json_string_value(json_object_get(kv, "value")) ?: "";
 			struct auth_session *s = NULL;
-			int o = kv_mod != mod && kv_mod != ended_mod ? fleet_open_session(t, key, value, &s) : -ENOENT;
-			if (o == -EKEYREJECTED && (r = rejection_check(t, key, value, ctx)) < 0) {
+			int o = kv_mod != mod && kv_mod != ended_mod ? open_for(t, ctx, key, value, &s) : -ENOENT;
+			if (o == -EKEYREJECTED) {
+				r = o;
 				json_decref(kv);
 				break;
 			}
@@ -950,10 +969,7 @@ void fleet_session_written(struct auth_target *t, const char *user, const struct
 		return;
 	}
 	pthread_mutex_lock(&t->lock);
-	r = target_keys(t, user);
-	if (r == 0 && (!(key = strdup(t->fleet->key)) || !(lock_key = strdup(t->fleet->lock_key)))) {
-		r = -ENOMEM;
-	}
+	r = target_keys(t, user, &key, &lock_key);
 	pthread_mutex_unlock(&t->lock);
 	if (r == 0) {
 		r = seal_session(t, key, s, &value);

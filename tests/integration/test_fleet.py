@@ -20,14 +20,20 @@ from tests.mocks.common import wait_until
 LOCK_TTL = 3
 
 
-@pytest.fixture
-def etcd(tmp_path):
+def start_cluster(tmp_path, name, members):
+    """A started etcd cluster of members in tmp_path/name (skips the test
+    when etcd is not installed)."""
     reason = etcdh.missing()
     if reason:
         pytest.skip(reason)
-    d = tmp_path / "etcd"
+    d = tmp_path / name
     d.mkdir()
-    c = etcdh.Cluster(d, 1).start()
+    return etcdh.Cluster(d, members).start()
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    c = start_cluster(tmp_path, "etcd", 1)
     yield c
     c.stop()
 
@@ -428,12 +434,7 @@ def test_sts_one_mfa_code_serves_the_fleet(sts_mock, fleet):
 
 @pytest.fixture
 def etcd3(tmp_path):
-    reason = etcdh.missing()
-    if reason:
-        pytest.skip(reason)
-    d = tmp_path / "etcd3"
-    d.mkdir()
-    c = etcdh.Cluster(d, 3).start()
+    c = start_cluster(tmp_path, "etcd3", 3)
     yield c
     c.stop()
 
