@@ -1,5 +1,6 @@
-/* The auth core as the FUSE layer sees it: targets, their files, metrics.
- * Nothing here speaks HTTP or FUSE. */
+/* The auth core as the FUSE layer sees it: targets, their files, metrics,
+ * and the libraries it uses too (config, store, log). fs/ includes nothing
+ * else of auth/. Nothing here speaks HTTP or FUSE. */
 #pragma once
 
 #include <stdbool.h>
@@ -8,8 +9,9 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include "config.h"
-#include "store.h"
+#include "lib/config.h"
+#include "lib/log.h"
+#include "lib/store.h"
 
 /* A file of a target directory, as its provider's file table describes it.
  * The core and fs/ know a file by its index in that table and by its role;

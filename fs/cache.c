@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "../auth/log.h"
 #include "fs.h"
 
 struct inval_item {

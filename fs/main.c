@@ -12,7 +12,6 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#include "../auth/log.h"
 #include "fs.h"
 
 #ifndef SESSIONFS_VERSION

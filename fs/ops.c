@@ -4,7 +4,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../auth/log.h"
 #include "fs.h"
 
 #define FS(req) ((struct fs *)fuse_req_userdata(req))

@@ -2,7 +2,7 @@
  * parsed holds what config.h promises. */
 #include <errno.h>
 
-#include "config.h"
+#include "lib/config.h"
 #include "fuzz.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

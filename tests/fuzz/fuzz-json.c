@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "fuzz.h"
-#include "provider.h"
+#include "providers/provider.h"
 
 #define PREFIX_LEN 5
 

@@ -2,7 +2,7 @@
 #include <errno.h>
 
 #include "fuzz.h"
-#include "provider.h"
+#include "providers/provider.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

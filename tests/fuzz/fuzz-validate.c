@@ -6,7 +6,7 @@
 #include <strings.h>
 
 #include "fuzz.h"
-#include "validate.h"
+#include "lib/validate.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -4,7 +4,7 @@
 #include <errno.h>
 
 #include "fuzz.h"
-#include "provider.h"
+#include "providers/provider.h"
 
 #define PREFIX_LEN 3
 

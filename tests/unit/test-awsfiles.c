@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "awsfiles.h"
+#include "providers/sts/awsfiles.h"
 #include "tap.h"
 
 struct seen {

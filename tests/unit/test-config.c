@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "lib/config.h"
 #include "tap.h"
 
 #define SENTINEL ((struct config *)0x1)

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "provider.h"
+#include "providers/provider.h"
 #include "tap.h"
 
 static void check_ok(const char *data, size_t len, const char *user, const char *password, size_t password_len,

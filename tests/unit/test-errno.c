@@ -3,8 +3,8 @@
 #include <curl/curl.h>
 #include <errno.h>
 
-#include "http.h"
-#include "provider.h"
+#include "lib/http.h"
+#include "providers/provider.h"
 #include "tap.h"
 
 static void check_curl(int code, long os_errno, int want, const char *what)

@@ -5,7 +5,7 @@
 #include <sys/stat.h>
 
 #include "tap.h"
-#include "target.h"
+#include "engine/target.h"
 
 struct expected {
 	const char *provider;

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fleetcrypt.h"
+#include "fleet/crypt.h"
 #include "tap.h"
 
 static char dir[] = "/tmp/test-fleetcrypt-XXXXXX";

@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "fleetreject.h"
+#include "fleet/reject.h"
 #include "tap.h"
 
 static struct auth_ctx ctx_of(const char *user, struct secret *password, struct secret *code)

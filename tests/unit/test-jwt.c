@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "provider.h"
+#include "providers/provider.h"
 #include "tap.h"
 
 /* bytes → base64url without padding, into a newly allocated string. */

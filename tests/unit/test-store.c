@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "secret.h"
-#include "store.h"
+#include "lib/secret.h"
+#include "lib/store.h"
 #include "tap.h"
 
 static char base[] = "/tmp/sessionfs-test-store.XXXXXX";

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "provider.h"
+#include "providers/provider.h"
 #include "tap.h"
-#include "validate.h"
+#include "lib/validate.h"
 
 static struct target_info info = {
 	.provider = "idrac", .name = "bmc", .scheme = "https", .host = "bmc.example", .port = 443,

@@ -1,0 +1,591 @@
+/* The single flight: one login or renewal at a time per target, shared by
+ * every reader; resume of saved and written sessions; logout. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "lib/log.h"
+#include "lifetime.h"
+#include "target.h"
+
+#define BACKOFF_BASE 5   /* seconds; doubled per failure in a row */
+#define BACKOFF_MAX 120
+#define RECENT_FAILURE 1.0 /* seconds */
+#define FLIGHT_STACK_SIZE (256 * 1024)
+
+/* The lifetime rule (lifetime.c) applied to a target's session. */
+time_t session_serve_until(const struct auth_target *t, const struct auth_session *s)
+{
+	return lifetime_serve_until(s->obtained_at, s->expires_at, t->provider->min_validity);
+}
+
+static bool usable(const struct auth_target *t, const struct auth_session *s, time_t now)
+{
+	return s && lifetime_usable(s->obtained_at, s->expires_at, t->provider->min_validity, now);
+}
+
+bool session_usable(const struct auth_target *t, const struct auth_session *s)
+{
+	return usable(t, s, now_real());
+}
+
+/* A read of any kind (an open, a stat): renewal follows it. Lock held. */
+void session_touch(struct auth_target *t)
+{
+	t->hot = true;
+	if (t->dormant && t->session) {
+		t->dormant = false; /* hot again: resume background refresh */
+		scheduler_update(t);
+	}
+}
+
+static void save_session(struct auth_target *t)
+{
+	_cleanup_secret_ struct secret *text = NULL;
+	int r;
+
+	r = t->provider->session_save(&t->info, t->session, &text);
+	if (r == 0) {
+		r = store_save(t->core->store, t->provider->name, t->name, "session", text->data, text->len);
+	}
+	if (r < 0) {
+		/* The session works; only a restart will have to log in again
+		 * (store_save() logged why). */
+		target_set_error(t, r, "the session could not be saved in the state dir; a restart will log in again");
+	}
+}
+
+/* Installs s as the current session (lock held); returns the old one. */
+static struct auth_session *adopt(struct auth_target *t, struct auth_session *s, bool fresh_login)
+{
+	struct auth_session *old = t->session;
+
+	t->session = s;
+	t->gen++;
+	if (fresh_login) {
+		t->last_login = now_real();
+		t->counters.logins++;
+	}
+	t->rejected = false;
+	t->dormant = false;
+	t->last_renew = now_real();
+	t->failures_in_row = 0;
+	__atomic_store_n(&t->retry_at, 0, __ATOMIC_RELAXED);
+	t->last_errno = 0;
+	t->last_error[0] = 0;
+	save_session(t);
+	scheduler_update(t);
+	target_notify(t);
+	return old;
+}
+
+static void record_failure(struct auth_target *t, int r, const char *msg)
+{
+	unsigned shift = t->failures_in_row < 5 ? t->failures_in_row : 5;
+	time_t backoff = BACKOFF_BASE << shift;
+
+	if (backoff > BACKOFF_MAX) {
+		backoff = BACKOFF_MAX;
+	}
+	t->counters.failures++;
+	t->failures_in_row++;
+	t->failed_at = now_mono();
+	/* Jitter: somewhere in [backoff/2, backoff], so a fleet does not retry in step. */
+	__atomic_store_n(&t->retry_at, now_real() + backoff / 2 + (time_t)arc4random_uniform((uint32_t)(backoff / 2 + 1)),
+			 __ATOMIC_RELAXED);
+	if (r == -EKEYREJECTED) {
+		t->rejected = true; /* accounts lock after repeated failures: never retry by ourselves */
+	}
+	if (r == -ENOKEY || r == -EKEYREJECTED) {
+		/* Nothing to retry in the background until the user acts. */
+		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
+		t->dormant = true;
+	}
+	target_set_error(t, r, msg);
+	log_warning("%s/%s: %s", t->provider->name, t->name, t->last_error);
+}
+
+/* Ends the single flight (lock held): its waiters wake and share its result. */
+static void flight_end(struct auth_target *t, int r)
+{
+	t->flight = false;
+	t->flight_seq++;
+	t->flight_result = r;
+	pthread_cond_broadcast(&t->cond);
+}
+
+/* A new login. A session that arrives expired can't be served, and logging
+ * in again would only get another: refuse it, so nothing loops. */
+static int login(struct auth_target *t, struct auth_ctx *ctx, struct auth_session **ret)
+{
+	struct auth_session *s = NULL;
+	char exp[21], now[21];
+	int r;
+
+	log_debug("%s/%s: logging in as %s", t->provider->name, t->name, ctx->user ? ctx->user : "(key)");
+	r = t->provider->login(ctx, &s);
+	if (r < 0) {
+		return r;
+	}
+	if (s->expires_at && s->expires_at <= now_real()) {
+		r = auth_ctx_fail(ctx, -EBADMSG,
+				  "the server issued a session that has already expired (expires %s, now %s): check the clocks",
+				  format_iso8601(s->expires_at, exp), format_iso8601(now_real(), now));
+		auth_session_free(s);
+		return r;
+	}
+	*ret = s;
+	return 0;
+}
+
+/* The name of the provider's AUTH_FILE_ONE_TIME file. */
+static const char *one_time_file(const struct auth_target *t)
+{
+	for (size_t i = 0; i < t->provider->n_files; i++) {
+		if (t->provider->files[i].role == AUTH_FILE_ONE_TIME) {
+			return t->provider->files[i].name;
+		}
+	}
+	return "?";
+}
+
+/* Validate a saved session (or one from the environment), else log in. Runs
+ * without the lock; *ret_fresh tells whether a new login happened. */
+static int obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_session **pending,
+		  struct auth_session **ret, bool *ret_fresh)
+{
+	int r;
+
+	if (*pending && usable(t, *pending, now_real())) {
+		time_t exp = 0;
+		r = t->provider->validate(ctx, *pending, &exp);
+		if (r == 0) {
+			log_info("%s/%s: resumed the saved session", t->provider->name, t->name);
+			if (exp) {
+				(*pending)->expires_at = exp;
+				(*pending)->obtained_at = now_real();
+			}
+			*ret = TAKE_PTR(*pending);
+			*ret_fresh = false;
+			return 0;
+		}
+		if (r != -ESTALE) {
+			return r; /* can't tell: keep it for the next try */
+		}
+		log_info("%s/%s: saved session is no longer valid; logging in", t->provider->name, t->name);
+	}
+	auth_session_free(TAKE_PTR(*pending));
+	if (!ctx->user || !ctx->password) {
+		return auth_ctx_fail(ctx, -ENOKEY, "no credentials: %s (%s/%s/credentials)",
+				     t->provider->credentials_hint, t->provider->name, t->name);
+	}
+	if (t->provider->needs_one_time && t->provider->needs_one_time(&t->info) && !ctx->one_time) {
+		return auth_ctx_fail(ctx, -ENOKEY, "%s %s/%s/%s", t->provider->one_time_hint, t->provider->name, t->name,
+				     one_time_file(t));
+	}
+	*ret_fresh = true;
+	return login(t, ctx, ret);
+}
+
+static void load_pending(struct auth_target *t)
+{
+	_cleanup_secret_ struct secret *saved = NULL;
+
+	if (t->pending_loaded) {
+		return;
+	}
+	t->pending_loaded = true;
+	if (store_load(t->core->store, t->provider->name, t->name, "session", &saved) == 0 &&
+	    t->provider->session_load(&t->info, saved->data, saved->len, &t->pending) < 0) {
+		log_warning("%s/%s: ignoring a corrupt saved session", t->provider->name, t->name);
+	}
+}
+
+/* Check the current session (a copy of it, so nothing shared is used
+ * unlocked) and renew it in place where the provider can; else, when it is
+ * due for renewal or gone, log in. */
+static int renew_or_obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_session *current, bool renewal_due,
+			   struct auth_session **pending, struct auth_session **ret_fresh, bool *ret_login,
+			   time_t *ret_expires_at)
+{
+	int r = -ESTALE;
+
+	if (current && t->provider->refresh && ((t->provider->features & AUTH_PROVIDER_RENEWS_IN_PLACE) || !renewal_due)) {
+		r = t->provider->refresh(ctx, current, ret_expires_at);
+		if (r != -ESTALE) {
+			return r;
+		}
+		log_info("%s/%s: the session is gone on the server; logging in again", t->provider->name, t->name);
+		if (t->provider->features & AUTH_PROVIDER_LOGOUT_REPLACED) {
+			t->provider->logout(ctx, current); /* best effort: never leave it behind */
+		}
+	}
+	return obtain(t, ctx, pending, ret_fresh, ret_login);
+}
+
+/* Ends s on the server, best effort, without the lock (lock held on entry and
+ * return): a login that finished after its target was removed. */
+static void discard(struct auth_target *t, struct auth_ctx *ctx, struct auth_session *s)
+{
+	pthread_mutex_unlock(&t->lock);
+	if (t->provider->logout(ctx, s) < 0) {
+		log_warning("%s/%s: failed to end a session of a removed target: %s", t->provider->name, t->name,
+			    ctx->error);
+	} else {
+		log_info("%s/%s: ended the session of a removed target", t->provider->name, t->name);
+	}
+	pthread_mutex_lock(&t->lock);
+	auth_session_free(s);
+}
+
+/* Installs what a flight brought (lock held): a new session, or a later expiry. */
+static struct auth_session *flight_result(struct auth_target *t, struct auth_session *fresh, bool is_login, time_t exp)
+{
+	if (fresh) {
+		return adopt(t, fresh, is_login);
+	}
+	if (t->session) {
+		/* Renewed in place: same token, later expiry. */
+		if (exp) {
+			t->session->expires_at = exp;
+			t->session->obtained_at = now_real();
+		}
+		t->last_renew = now_real();
+		t->failures_in_row = 0;
+		__atomic_store_n(&t->retry_at, 0, __ATOMIC_RELAXED);
+		scheduler_update(t);
+	}
+	return NULL;
+}
+
+/* Runs one login or refresh as the single flight; called and returns with
+ * the lock held. Each request gets the whole timeout: a flight is never cut
+ * short between sending a login and reading its answer, which would leave a
+ * session on the server that nobody knows of (a BMC slot). Readers wait for
+ * it no longer than their own deadline. */
+static int lead(struct auth_target *t, bool background)
+{
+	struct auth_session *pending, *current = NULL, *fresh = NULL, *old = NULL;
+	struct auth_ctx ctx;
+	bool is_login = false, due;
+	time_t exp = 0;
+	int r;
+
+	load_pending(t);
+	r = ctx_init(t, &ctx);
+	if (r == 0 && t->session && !(current = auth_session_dup(t->session))) {
+		ctx_done(&ctx);
+		r = -ENOMEM;
+	}
+	if (r < 0) {
+		if (t->flight) {
+			flight_end(t, r); /* a reader's, started for this lead */
+		}
+		return r;
+	}
+	due = t->expiry_due && now_real() >= t->expiry_due;
+	pending = TAKE_PTR(t->pending);
+	t->flight = true;
+	t->hot = false; /* reads from now on count towards the next renewal */
+	pthread_mutex_unlock(&t->lock);
+
+	r = fleet_flight_begin(t, &ctx, current, &fresh);
+	if (r == 0) {
+		r = renew_or_obtain(t, &ctx, current, due, &pending, &fresh, &is_login, &exp);
+		r = fleet_flight_end(t, &ctx, r, current, exp, &fresh, &is_login);
+	} else if (r > 0) {
+		r = 0; /* the fleet's session: adopted, no login */
+	}
+
+	pthread_mutex_lock(&t->lock);
+	if (t->removed) {
+		r = -ENOENT; /* rmdir meanwhile: nothing of this flight may stay */
+		if (fresh) {
+			discard(t, &ctx, TAKE_PTR(fresh));
+		}
+	}
+	flight_end(t, r);
+	if (pending && !t->pending && !t->removed) {
+		t->pending = TAKE_PTR(pending);
+	}
+	if (is_login && ctx.one_time && secret_equal(ctx.one_time, t->one_time)) {
+		secret_free(TAKE_PTR(t->one_time)); /* a one-time value is used once */
+	}
+	if (r < 0 && !t->removed) {
+		record_failure(t, r, ctx.error);
+	} else if (r == 0) {
+		old = flight_result(t, TAKE_PTR(fresh), is_login, exp);
+		if (background) {
+			t->counters.refreshes++;
+		}
+	}
+	ctx_done(&ctx);
+	auth_session_free(pending);
+	auth_session_free(current);
+	auth_session_free(old); /* replaced, not logged out: readers may still use the old one until it expires */
+	return r;
+}
+
+static void *flight_thread(void *userdata)
+{
+	struct auth_target *t = userdata;
+	struct auth_core *core = t->core;
+
+	pthread_mutex_lock(&t->lock);
+	lead(t, false);
+	pthread_mutex_unlock(&t->lock);
+	auth_target_unref(t);
+	pthread_mutex_lock(&core->sched_lock);
+	core->flights--;
+	pthread_cond_broadcast(&core->sched_cond);
+	pthread_mutex_unlock(&core->sched_lock);
+	return NULL;
+}
+
+/* A reader's login runs in a thread of its own (lock held): the reader waits
+ * for it until its deadline, and it finishes even when every reader has
+ * given up, so that what it got on the server is kept, or ended. */
+static int flight_start(struct auth_target *t)
+{
+	struct auth_core *core = t->core;
+	pthread_attr_t attr;
+	pthread_t thread;
+	int r;
+
+	pthread_mutex_lock(&core->sched_lock);
+	core->flights++;
+	pthread_mutex_unlock(&core->sched_lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, FLIGHT_STACK_SIZE);
+	t->flight = true;
+	r = -pthread_create(&thread, &attr, flight_thread, target_ref(t));
+	pthread_attr_destroy(&attr);
+	if (r < 0) {
+		t->flight = false;
+		auth_target_unref(t);
+		pthread_mutex_lock(&core->sched_lock);
+		core->flights--;
+		pthread_mutex_unlock(&core->sched_lock);
+		return log_error_errno(r, "%s/%s: failed to start a login: %m", t->provider->name, t->name);
+	}
+	return 0;
+}
+
+/* One read: at most one login attempt, and done by deadline. Returns with the
+ * lock held on success. */
+int session_acquire(struct auth_target *t)
+{
+	double deadline = now_mono() + t->info.timeout;
+	struct timespec ts = mono_timespec(deadline);
+	bool led = false, waited = false;
+	int r = 0;
+
+	pthread_mutex_lock(&t->lock);
+	t->counters.reads++;
+	for (;;) {
+		time_t now = now_real();
+		uint64_t seq;
+		if (t->removed) {
+			r = -ENOENT;
+			break;
+		}
+		/* A session this read logged in for is served, however short its life. */
+		if (usable(t, t->session, now) || (led && t->session && (!t->session->expires_at || t->session->expires_at > now))) {
+			session_touch(t);
+			return 0;
+		}
+		if (led && t->flight_result < 0) {
+			r = t->flight_result;
+			break;
+		}
+		led = false; /* logged in, and logged out since (rm token): once more */
+		if (t->rejected) {
+			r = t->last_errno < 0 ? t->last_errno : -EKEYREJECTED;
+			break;
+		}
+		/* A read right after a failure (the kernel's getattr, then its read)
+		 * gets that failure instead of a second wait for the network. */
+		if (t->last_errno < 0 && now_mono() - t->failed_at < RECENT_FAILURE) {
+			r = t->last_errno;
+			break;
+		}
+		if (!waited) {
+			waited = true;
+			t->counters.reader_waits++;
+		}
+		seq = t->flight_seq;
+		if (!t->flight) {
+			r = flight_start(t);
+			if (r < 0) {
+				break;
+			}
+			led = true;
+		}
+		while (t->flight && t->flight_seq == seq && r == 0) {
+			r = -pthread_cond_timedwait(&t->cond, &t->lock, &ts);
+		}
+		if (r < 0) {
+			/* -ETIMEDOUT: the flight goes on without this reader; status
+			 * says so until it ends. */
+			char msg[sizeof(t->last_error)];
+			snprintf(msg, sizeof(msg), "%s: no answer within %d s; the login goes on in the background",
+				 t->info.base_url, t->info.timeout);
+			target_set_error(t, r, msg);
+			break;
+		}
+		if (!led && t->flight_result < 0 && !usable(t, t->session, now_real())) {
+			r = t->flight_result; /* share the leader's failure: one attempt for all */
+			break;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+/* A renewal the scheduler found due (its workers call it). */
+void flight_refresh(struct auth_target *t)
+{
+	pthread_mutex_lock(&t->lock);
+	if (t->removed || t->rejected || !t->session) {
+		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
+	} else if (!t->hot) {
+		/* Not read since the last renewal: let it lapse (frees a server slot);
+		 * the next read renews it or logs in. */
+		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
+		t->dormant = true;
+	} else if (t->flight) {
+		__atomic_store_n(&t->retry_at, now_real() + 1, __ATOMIC_RELAXED); /* a reader is logging in already */
+	} else {
+		log_debug("%s/%s: refreshing ahead of expiry", t->provider->name, t->name);
+		lead(t, true);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Waits for a running flight to end (lock held). */
+static void wait_flight(struct auth_target *t, double deadline)
+{
+	struct timespec ts = mono_timespec(deadline);
+
+	while (t->flight) {
+		if (pthread_cond_timedwait(&t->cond, &t->lock, &ts) == ETIMEDOUT) {
+			break;
+		}
+	}
+}
+
+int session_resume(struct auth_target *t, const char *text, size_t len)
+{
+	struct auth_session *s = NULL, *old = NULL;
+	double deadline = now_mono() + t->info.timeout;
+	struct auth_ctx ctx;
+	time_t exp = 0;
+	int r;
+
+	r = t->provider->session_load(&t->info, text, len, &s);
+	if (r < 0) {
+		return r;
+	}
+	pthread_mutex_lock(&t->lock);
+	wait_flight(t, deadline);
+	r = t->removed ? -ENOENT : t->flight ? -EBUSY : ctx_init(t, &ctx);
+	if (r < 0) {
+		pthread_mutex_unlock(&t->lock);
+		auth_session_free(s);
+		return r;
+	}
+	ctx.deadline = deadline;
+	t->flight = true;
+	pthread_mutex_unlock(&t->lock);
+
+	r = t->provider->validate(&ctx, s, &exp);
+	if (r == 0 && exp) {
+		s->expires_at = exp;
+		s->obtained_at = now_real();
+	}
+	if (r == -ESTALE) {
+		r = -EKEYREJECTED; /* the server does not accept the written session */
+	}
+
+	pthread_mutex_lock(&t->lock);
+	if (t->removed) {
+		r = -ENOENT;
+	}
+	flight_end(t, r);
+	if (r == 0) {
+		auth_session_free(TAKE_PTR(t->pending));
+		t->pending_loaded = true;
+		old = adopt(t, TAKE_PTR(s), false);
+		s = auth_session_dup(t->session);
+		log_info("%s/%s: resumed the session written to session.json", t->provider->name, t->name);
+	} else if (!t->removed) {
+		target_set_error(t, r, ctx.error);
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (r == 0 && s) {
+		fleet_session_written(t, ctx.user, s);
+	}
+	ctx_done(&ctx);
+	auth_session_free(s);
+	auth_session_free(old);
+	return r;
+}
+
+void session_install(struct auth_target *t, struct auth_session *s)
+{
+	t->hot = false; /* another node renewed: reads from now on count towards the next renewal */
+	auth_session_free(adopt(t, s, false));
+}
+
+void session_forget(struct auth_target *t)
+{
+	if (!t->session) {
+		return;
+	}
+	auth_session_free(TAKE_PTR(t->session));
+	t->gen++;
+	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
+	store_remove(t->core->store, t->provider->name, t->name, "session");
+	target_notify(t);
+}
+
+int session_logout(struct auth_target *t, double deadline)
+{
+	struct auth_session *s;
+	struct auth_ctx ctx;
+	int r;
+
+	fleet_session_ended(t);
+	pthread_mutex_lock(&t->lock);
+	wait_flight(t, deadline);
+	s = TAKE_PTR(t->session);
+	auth_session_free(TAKE_PTR(t->pending));
+	t->pending_loaded = true;
+	t->rejected = false; /* an explicit user action: the next read may try again */
+	t->failed_at = 0;
+	t->gen++;
+	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
+	store_remove(t->core->store, t->provider->name, t->name, "session"); /* logs its failure */
+	r = s ? ctx_init(t, &ctx) : 0;
+	target_notify(t);
+	pthread_mutex_unlock(&t->lock);
+	if (!s || r < 0) {
+		auth_session_free(s);
+		return r;
+	}
+	ctx.deadline = deadline;
+	r = t->provider->logout(&ctx, s);
+	if (r < 0) {
+		pthread_mutex_lock(&t->lock);
+		target_set_error(t, r, ctx.error);
+		pthread_mutex_unlock(&t->lock);
+		log_warning("%s/%s: logout failed: %s", t->provider->name, t->name, ctx.error);
+	} else {
+		log_info("%s/%s: logged out", t->provider->name, t->name);
+	}
+	ctx_done(&ctx);
+	auth_session_free(s);
+	return r;
+}
+

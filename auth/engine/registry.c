@@ -1,0 +1,729 @@
+/* The target registry: targets from the config, the state dir (mkdir'd ones),
+ * the environment and mkdir; lookups by name and by id; rmdir. */
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <libxml/xmlmemory.h>
+#include <limits.h>
+#include <stdio.h>
+
+#include "lib/http.h"
+#include "lib/log.h"
+#include "target.h"
+
+/* "host", "host:port", "[v6]" or "[v6]:port" → host and port (0 if none). */
+static int parse_host_port(const char *name, char **ret_host, unsigned *ret_port)
+{
+	const char *host = name, *end, *colon;
+	size_t hlen;
+	long port = 0;
+
+	if (name[0] == '[') {
+		end = strchr(name, ']');
+		if (!end) {
+			return -EINVAL;
+		}
+		host = name + 1;
+		hlen = (size_t)(end - host);
+		colon = end[1] == ':' ? end + 1 : NULL;
+		if (!colon && end[1]) {
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < hlen; i++) {
+			if (!isxdigit((unsigned char)host[i]) && host[i] != ':' && host[i] != '.') {
+				return -EINVAL;
+			}
+		}
+	} else {
+		size_t label = 0;
+		colon = strchr(name, ':');
+		hlen = colon ? (size_t)(colon - name) : strlen(name);
+		/* DNS labels: 1..63 characters, none empty ("a..b", "x."). */
+		for (size_t i = 0; i < hlen; i++) {
+			if (host[i] == '.') {
+				if (label == 0) {
+					return -EINVAL;
+				}
+				label = 0;
+			} else if ((isalnum((unsigned char)host[i]) || host[i] == '-' || host[i] == '_') && ++label <= 63) {
+				continue;
+			} else {
+				return -EINVAL;
+			}
+		}
+		if (label == 0) {
+			return -EINVAL;
+		}
+	}
+	if (hlen == 0 || hlen > 253 || host[0] == '-' || host[0] == '.') {
+		return -EINVAL;
+	}
+	if (colon && parse_int(colon + 1, 1, 65535, &port) < 0) {
+		return -EINVAL;
+	}
+	*ret_host = strndup(host, hlen);
+	if (!*ret_host) {
+		return -ENOMEM;
+	}
+	*ret_port = (unsigned)port;
+	return 0;
+}
+
+/* A target without a section of its own (mkdir) that inherits plain http or
+ * validate_certs = false from the defaults: said in the log and in status. */
+static void warn_inherited(struct auth_target *t)
+{
+	const struct target_info *i = &t->info;
+	bool http = strcmp(i->scheme, "http") == 0, no_verify = !i->tls.validate_certs && !http;
+
+	if (i->section || !i->defaults || (!http && !no_verify)) {
+		return;
+	}
+	snprintf(t->warning, sizeof(t->warning), "inherits %s from the [%s] defaults: a spoofed server gets the credentials",
+		 http ? "scheme = http" : "validate_certs = false", i->provider);
+	log_warning("Target %s/%s %s", i->provider, t->name, t->warning);
+}
+
+/* Connection facts from the config section (or the name, for mkdir'd targets).
+ * A port_override (from the environment) beats both. */
+static int target_info_init(struct auth_target *t, const struct config *cfg, const struct target_config *section,
+			    const char *host, unsigned port, unsigned port_override)
+{
+	struct target_info *i = &t->info;
+	const char *v;
+	long n;
+	bool b;
+	int r;
+
+	i->provider = t->provider->name;
+	i->name = t->name;
+	i->section = section;
+	i->defaults = config_find_defaults(cfg, t->provider->name);
+	i->scheme = strdup((v = target_setting(i, "scheme")) ? v : "https");
+	if ((v = target_config_get(section, "server")) || (v = target_config_get(section, "host"))) {
+		host = v;
+	}
+	i->host = strdup(host);
+	if (!i->scheme || !i->host) {
+		return -ENOMEM;
+	}
+	if (strcmp(i->scheme, "https") && strcmp(i->scheme, "http")) {
+		return log_error_errno(-EINVAL, "Target %s/%s: scheme must be https or http", i->provider, t->name);
+	}
+	i->port = port ? port : (strcmp(i->scheme, "http") == 0 ? 80 : t->provider->default_port);
+	/* The section's port, else the one in the name, else the defaults'. */
+	if ((v = target_config_get(section, "port")) || (!port && (v = target_config_get(i->defaults, "port")))) {
+		if (parse_int(v, 1, 65535, &n) < 0) {
+			return log_error_errno(-EINVAL, "Target %s/%s: invalid port %s", i->provider, t->name, v);
+		}
+		i->port = (unsigned)n;
+	}
+	if (port_override) {
+		i->port = port_override;
+	}
+	if (asprintf(&i->base_url, strchr(i->host, ':') ? "%s://[%s]:%u" : "%s://%s:%u", i->scheme, i->host, i->port) < 0) {
+		i->base_url = NULL;
+		return -ENOMEM;
+	}
+	i->tls.validate_certs = true;
+	if ((v = target_setting(i, "validate_certs")) && parse_bool(v, &b) == 0) {
+		i->tls.validate_certs = b;
+	}
+	/* No ca_path: the CA bundle the curl tool and OpenSSL take from the environment. */
+	if (!(v = target_setting(i, "ca_path")) && !(v = getenv("CURL_CA_BUNDLE"))) {
+		v = getenv("SSL_CERT_FILE");
+	}
+	if (v && *v && !(i->tls.ca_path = strdup(v))) {
+		return -ENOMEM;
+	}
+	i->timeout = cfg->timeout;
+	if ((v = target_setting(i, "timeout")) && parse_int(v, 1, 3600, &n) == 0) {
+		i->timeout = (int)n;
+	}
+	i->logout_on_exit = t->provider->features & AUTH_PROVIDER_LOGOUT_ON_EXIT;
+	if ((v = target_setting(i, "logout_on_exit")) && parse_bool(v, &b) == 0) {
+		i->logout_on_exit = b;
+	}
+	if (t->provider->init_info && (r = t->provider->init_info(i)) < 0) {
+		return log_error_errno(r, "Target %s/%s: invalid settings", i->provider, t->name);
+	}
+	if (!i->tls.validate_certs && strcmp(i->scheme, "https") == 0) {
+		log_warning("Target %s/%s: TLS certificate validation is OFF (validate_certs = false)", i->provider, t->name);
+	}
+	warn_inherited(t);
+	return 0;
+}
+
+/* Waits on it take CLOCK_MONOTONIC deadlines. */
+static void cond_init_monotonic(pthread_cond_t *c)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(c, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+/* A state file of the target that cannot be trusted or read (why: "<path>:
+ * <problem>"): it is ignored and the target stays, in an error state that
+ * reads report, without logging in with credentials that may not be the ones
+ * meant, until new credentials are written. The daemon serves the rest. */
+static void state_fault(struct auth_target *t, const char *why, const char *problem)
+{
+	char msg[sizeof(t->last_error)];
+
+	log_error("%s/%s: ignoring untrusted or corrupt state: %s%s", t->provider->name, t->name, why, problem);
+	snprintf(msg, sizeof(msg), "untrusted or corrupt state: %s%s; ignored: write new credentials to %s/%s/credentials",
+		 why, problem, t->provider->name, t->name);
+	target_set_error(t, -EBADMSG, msg);
+	t->rejected = true;
+	/* Not even after an rm token: only written credentials count now. */
+	free(TAKE_PTR(t->user));
+	secret_free(TAKE_PTR(t->password));
+}
+
+static bool has_default_credentials(const struct auth_target *t)
+{
+	const struct target_config *d = t->info.defaults;
+
+	return target_config_get(d, "password") || target_config_get(d, "password_file") ||
+	       target_config_get(d, "password_env") || (t->provider->env_password && getenv(t->provider->env_password));
+}
+
+/* Written credentials (in the store) win over configured ones; default
+ * credentials go only where target_defaults_allowed() says. */
+static int target_load_credentials(struct auth_target *t)
+{
+	_cleanup_secret_ struct secret *saved = NULL;
+	bool defaults = target_defaults_allowed(&t->info);
+	char why[PATH_MAX + 100];
+	int r;
+
+	if ((t->user = (char *)(defaults ? target_setting(&t->info, "user") : target_config_get(t->info.section, "user")))) {
+		t->user = strdup(t->user);
+	}
+	r = config_resolve_secret(t->info.section, "password", &t->password);
+	if (r == -ENOENT && defaults) {
+		r = config_resolve_secret(t->info.defaults, "password", &t->password);
+	}
+	if (r < 0 && r != -ENOENT) {
+		/* The target stays, without credentials; status says why. */
+		target_set_error(t, -ENOKEY, "the configured password_file or password_env cannot be read (see the log)");
+		return 0;
+	}
+	/* The environment variables the provider's own tools read (IDRAC_USERNAME, ...). */
+	if (!defaults && has_default_credentials(t)) {
+		snprintf(t->warning, sizeof(t->warning), "default credentials withheld: %s matches no [%s] hosts pattern; "
+			 "write this target's own credentials", t->info.host, t->provider->name);
+		log_warning("Target %s/%s: %s", t->provider->name, t->name, t->warning);
+	}
+	if (defaults && !t->password && t->provider->env_password && getenv(t->provider->env_password)) {
+		const char *user = t->provider->env_user ? getenv(t->provider->env_user) : NULL;
+		if (user || t->user) {
+			if (user) {
+				free(t->user);
+				t->user = strdup(user);
+			}
+			t->password = secret_new_str(getenv(t->provider->env_password));
+		}
+	}
+	if (!t->password && t->provider->default_credentials) {
+		r = t->provider->default_credentials(&t->info, &t->user, &t->password);
+		if (r < 0 && r != -ENOENT) {
+			return r;
+		}
+	}
+	if (store_check_target(t->core->store, t->provider->name, t->name, why, sizeof(why)) < 0) {
+		state_fault(t, why, "");
+		return 0;
+	}
+	snprintf(why, sizeof(why), "%s/%s/%s/credentials", store_path(t->core->store), t->provider->name, t->name);
+	r = store_load(t->core->store, t->provider->name, t->name, "credentials", &saved);
+	if (r == 0) {
+		char *user = NULL;
+		struct secret *password = NULL;
+		if (credentials_parse(saved->data, saved->len, &user, &password) < 0) {
+			state_fault(t, why, ": corrupt (not user:password or {\"username\",\"password\"})");
+			return 0;
+		}
+		free(t->user);
+		secret_free(t->password);
+		t->user = user;
+		t->password = password;
+	} else if (r != -ENOENT) {
+		state_fault(t, why, ": cannot be read or trusted (see the log)");
+	}
+	return 0;
+}
+
+static int target_new(struct auth_core *core, size_t provider, const char *name,
+		      const struct target_config *section, unsigned port_override, struct auth_target **ret)
+{
+	struct auth_target *t = calloc(1, sizeof(*t));
+	_cleanup_free_ char *host = NULL;
+	unsigned port = 0;
+	int r;
+
+	if (!t) {
+		return -ENOMEM;
+	}
+	t->core = core;
+	t->refs = 1;
+	t->provider_idx = provider;
+	t->provider = auth_providers[provider];
+	pthread_mutex_init(&t->lock, NULL);
+	cond_init_monotonic(&t->cond);
+	pthread_mutex_init(&t->access_lock, NULL);
+	pthread_mutex_init(&t->slots_lock, NULL);
+	t->name = strdup(name);
+	if (!t->name) {
+		target_free(t);
+		return -ENOMEM;
+	}
+	/* A name that is no host (a config alias, a profile) is fine: the
+	 * section or the provider's init_info() says where the server is. */
+	if (!(t->provider->features & AUTH_PROVIDER_HOST_NAMES) || parse_host_port(name, &host, &port) < 0) {
+		host = strdup(name);
+	}
+	if (!host) {
+		target_free(t);
+		return -ENOMEM;
+	}
+	r = target_info_init(t, core->cfg, section, host, port, port_override);
+	if (r == 0) {
+		r = target_load_credentials(t);
+	}
+	if (r == 0) {
+		r = target_load_access(t);
+	}
+	if (r < 0) {
+		target_free(t);
+		return r;
+	}
+	*ret = t;
+	return 0;
+}
+
+static struct auth_target *lookup_locked(struct auth_core *core, size_t provider, const char *name)
+{
+	for (uint32_t i = 0; i < core->n_targets; i++) {
+		struct auth_target *t = core->targets[i];
+		if (t && t->provider_idx == provider && strcmp(t->name, name) == 0) {
+			return t;
+		}
+	}
+	return NULL;
+}
+
+/* Takes the caller's reference into the registry. -EEXIST if the name is taken. */
+static int registry_add(struct auth_core *core, struct auth_target *t)
+{
+	struct auth_target **n;
+
+	pthread_rwlock_wrlock(&core->registry_lock);
+	if (lookup_locked(core, t->provider_idx, t->name)) {
+		pthread_rwlock_unlock(&core->registry_lock);
+		return -EEXIST;
+	}
+	n = realloc(core->targets, (core->n_targets + 1) * sizeof(*n));
+	if (!n) {
+		pthread_rwlock_unlock(&core->registry_lock);
+		return -ENOMEM;
+	}
+	core->targets = n;
+	t->id = ++core->n_targets;
+	n[t->id - 1] = t;
+	pthread_rwlock_unlock(&core->registry_lock);
+	return 0;
+}
+
+static int add_target(struct auth_core *core, size_t provider, const char *name,
+		      const struct target_config *section, unsigned port_override, struct auth_target **ret)
+{
+	struct auth_target *t;
+	int r = target_new(core, provider, name, section, port_override, &t);
+
+	if (r < 0) {
+		return r;
+	}
+	r = registry_add(core, t);
+	if (r < 0) {
+		target_free(t);
+		return r;
+	}
+	if (ret) {
+		*ret = target_ref(t);
+	}
+	return 0;
+}
+
+struct auth_target *auth_target_lookup(struct auth_core *core, size_t provider, const char *name)
+{
+	struct auth_target *t;
+
+	pthread_rwlock_rdlock(&core->registry_lock);
+	t = lookup_locked(core, provider, name);
+	if (t) {
+		target_ref(t);
+	}
+	pthread_rwlock_unlock(&core->registry_lock);
+	return t;
+}
+
+struct auth_target *auth_target_get(struct auth_core *core, uint32_t id)
+{
+	struct auth_target *t = NULL;
+
+	pthread_rwlock_rdlock(&core->registry_lock);
+	if (id >= 1 && id <= core->n_targets && (t = core->targets[id - 1])) {
+		target_ref(t);
+	}
+	pthread_rwlock_unlock(&core->registry_lock);
+	return t;
+}
+
+struct auth_target *auth_target_next(struct auth_core *core, size_t provider, uint32_t after)
+{
+	struct auth_target *t = NULL;
+
+	pthread_rwlock_rdlock(&core->registry_lock);
+	for (uint32_t i = after; i < core->n_targets; i++) {
+		if (core->targets[i] && (provider == AUTH_ANY_PROVIDER || core->targets[i]->provider_idx == provider)) {
+			t = target_ref(core->targets[i]);
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&core->registry_lock);
+	return t;
+}
+
+/* Drops t from the registry; false if it was not there. */
+static bool registry_remove(struct auth_core *core, struct auth_target *t)
+{
+	bool found;
+
+	pthread_rwlock_wrlock(&core->registry_lock);
+	found = core->targets[t->id - 1] == t;
+	if (found) {
+		core->targets[t->id - 1] = NULL;
+	}
+	pthread_rwlock_unlock(&core->registry_lock);
+	return found;
+}
+
+int auth_target_create(struct auth_core *core, size_t provider, const char *name, struct auth_target **ret)
+{
+	_cleanup_free_ char *host = NULL, *marker = NULL;
+	struct auth_target *t;
+	unsigned port = 0;
+	int r;
+
+	r = auth_name_valid(name);
+	if (r < 0) {
+		return r;
+	}
+	if (auth_providers[provider]->features & AUTH_PROVIDER_HOST_NAMES) {
+		if (parse_host_port(name, &host, &port) < 0) {
+			return -EINVAL;
+		}
+		r = asprintf(&marker, "{\"host\":\"%s\",\"port\":%u}", host, port);
+	} else {
+		r = asprintf(&marker, "{}");
+	}
+	/* Remembered across restarts: a target that can't be saved is not made. */
+	if (r < 0) {
+		marker = NULL;
+		return -ENOMEM;
+	}
+	r = add_target(core, provider, name, NULL, 0, &t);
+	if (r < 0) {
+		return r;
+	}
+	r = store_save(core->store, auth_providers[provider]->name, name, "target", marker, strlen(marker));
+	if (r < 0) {
+		/* store_save() said why; mkdir fails with it. */
+		if (registry_remove(core, t)) {
+			auth_target_unref(t); /* the registry's reference */
+		}
+		auth_target_unref(t);
+		return r;
+	}
+	log_info("Added target %s/%s", auth_providers[provider]->name, name);
+	*ret = t;
+	return 0;
+}
+
+/* Marks t removed (a flight still running ends its own session) and logs out. */
+static void target_retire(struct auth_target *t, double deadline)
+{
+	pthread_mutex_lock(&t->lock);
+	t->removed = true;
+	pthread_cond_broadcast(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	session_logout(t, deadline);
+}
+
+int auth_target_destroy(struct auth_core *core, size_t provider, const char *name)
+{
+	struct auth_target *t;
+	int r;
+
+	pthread_rwlock_wrlock(&core->registry_lock);
+	t = lookup_locked(core, provider, name);
+	if (t && t->info.section) {
+		/* It would be back at the next start. */
+		pthread_rwlock_unlock(&core->registry_lock);
+		log_warning("Not removing target %s/%s: it is configured; remove it from the config", t->provider->name, t->name);
+		return -EBUSY;
+	}
+	if (t) {
+		core->targets[t->id - 1] = NULL;
+	}
+	pthread_rwlock_unlock(&core->registry_lock);
+	if (!t) {
+		return -ENOENT;
+	}
+	target_retire(t, now_mono() + t->info.timeout);
+	r = store_remove_target(core->store, t->provider->name, t->name); /* logs its failure */
+	if (r == 0) {
+		log_info("Removed target %s/%s", t->provider->name, t->name);
+	}
+	target_notify(t);
+	auth_target_unref(t);
+	return r;
+}
+
+struct store_scan {
+	struct auth_core *core;
+	size_t provider;
+};
+
+static void add_stored_target(const char *name, void *userdata)
+{
+	struct store_scan *s = userdata;
+
+	if (auth_name_valid(name) == 0) {
+		add_target(s->core, s->provider, name, NULL, 0, NULL); /* EEXIST: also configured */
+	}
+}
+
+/* Default credentials and a session to resume, for a found target that has
+ * none of its own. */
+static void adopt_found(struct auth_target *t, struct auth_found *f)
+{
+	pthread_mutex_lock(&t->lock);
+	if (!t->password && f->user && f->password) {
+		free(t->user);
+		t->user = TAKE_PTR(f->user);
+		t->password = TAKE_PTR(f->password);
+	}
+	/* Validated before first use, like a session.json write. */
+	if (f->session &&
+	    t->provider->session_load(&t->info, f->session->data, f->session->len, &t->pending) == 0) {
+		t->pending_loaded = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Targets a provider finds by itself (its discover hook): in its tools'
+ * files or environment variables. */
+static int add_found_targets(struct auth_core *core, size_t provider)
+{
+	const struct auth_provider *p = auth_providers[provider];
+	struct auth_found *found = NULL;
+	struct auth_target *t;
+	size_t n = 0;
+	int r;
+
+	if (!p->discover) {
+		return 0;
+	}
+	r = p->discover(&found, &n);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		if (auth_name_valid(found[i].name) < 0) {
+			continue;
+		}
+		r = add_target(core, provider, found[i].name, NULL, found[i].port, &t);
+		if (r == 0) {
+			adopt_found(t, &found[i]);
+			auth_target_unref(t);
+		} else if (r == -EEXIST) {
+			r = 0; /* configured or mkdir'd as well */
+		} else {
+			log_warning("Skipping %s target %s: %s", p->name, found[i].name, strerror(-r));
+			r = 0;
+		}
+	}
+	auth_found_free(found, n);
+	return r;
+}
+
+/* Fleet mode's view of the engine. */
+static const struct fleet_engine fleet_engine = {
+	.next_target = auth_target_next,
+	.can_serve = session_usable,
+	.serve_until = session_serve_until,
+	.install = session_install,
+	.forget = session_forget,
+};
+
+int auth_core_new(const struct config *cfg, struct store *store, struct auth_core **ret)
+{
+	struct auth_core *core = calloc(1, sizeof(*core));
+	int r = 0;
+
+	if (!core) {
+		return -ENOMEM;
+	}
+	core->cfg = cfg;
+	core->store = store;
+	pthread_rwlock_init(&core->registry_lock, NULL);
+	pthread_mutex_init(&core->sched_lock, NULL);
+	cond_init_monotonic(&core->sched_cond);
+	/* Their buffers may hold tokens: wiped before they go back to malloc,
+	 * and when realloc moves them (wiped_realloc). Once per process, before
+	 * any of them allocates. */
+	json_set_alloc_funcs(malloc, wiped_free);
+	xmlMemSetup(wiped_free, malloc, wiped_realloc, strdup);
+	r = http_global_init();
+	if (r < 0) {
+		log_error_errno(r, "Failed to initialize HTTP: %m");
+	}
+	core->http_up = true; /* cleaned up even when half done */
+	for (size_t p = 0; p < auth_provider_count() && r == 0; p++) {
+		if (auth_providers[p]->n_files > AUTH_FILES_MAX) {
+			r = log_error_errno(-E2BIG, "Provider %s has more than %d files", auth_providers[p]->name,
+					    AUTH_FILES_MAX);
+		}
+	}
+	for (size_t i = 0; i < cfg->n_defaults && r == 0; i++) {
+		if (auth_provider_index(cfg->defaults[i].provider) < 0 && strcmp(cfg->defaults[i].provider, "fleet") != 0) {
+			r = log_error_errno(-EINVAL, "Unknown section [%s] in config", cfg->defaults[i].provider);
+		}
+	}
+	for (size_t i = 0; i < cfg->n_targets && r == 0; i++) {
+		const struct target_config *tc = &cfg->targets[i];
+		int p = auth_provider_index(tc->provider);
+		if (p < 0) {
+			r = log_error_errno(-EINVAL, "Unknown provider [%s \"%s\"] in config", tc->provider, tc->name);
+		} else if ((r = auth_name_valid(tc->name)) < 0) {
+			log_error_errno(r, "Invalid target name \"%s\" in config", tc->name);
+		} else {
+			r = add_target(core, (size_t)p, tc->name, tc, 0, NULL);
+		}
+	}
+	for (size_t p = 0; p < auth_provider_count() && r == 0; p++) {
+		r = store_list(store, auth_providers[p]->name, "target", add_stored_target,
+			       &(struct store_scan){ core, p });
+		if (r == 0) {
+			r = add_found_targets(core, p);
+		}
+	}
+	if (r == 0) {
+		r = fleet_new(cfg, &fleet_engine, &core->fleet);
+	}
+	if (r < 0) {
+		auth_core_free(core);
+		return r;
+	}
+	*ret = core;
+	return 0;
+}
+
+void auth_core_set_notify(struct auth_core *core, void (*fn)(void *userdata, uint32_t target_id, uint64_t gen),
+			  void *userdata)
+{
+	core->notify = fn;
+	core->notify_userdata = userdata;
+}
+
+int auth_core_start(struct auth_core *core)
+{
+	int r = http_start();
+
+	if (r == 0) {
+		r = scheduler_start(core, flight_refresh);
+	}
+	return r < 0 ? r : fleet_start(core->fleet, core);
+}
+
+void auth_core_stop(struct auth_core *core)
+{
+	if (core) {
+		fleet_stop(core->fleet);
+		scheduler_stop(core);
+	}
+}
+
+#define EXIT_LOGOUT_THREADS 16
+
+struct exit_logouts {
+	struct auth_target **targets;
+	size_t n;
+	size_t next; /* atomic */
+	double deadline;
+};
+
+static void *exit_logout_worker(void *userdata)
+{
+	struct exit_logouts *x = userdata;
+
+	for (size_t i; (i = __atomic_fetch_add(&x->next, 1, __ATOMIC_RELAXED)) < x->n;) {
+		session_logout(x->targets[i], x->deadline);
+	}
+	return NULL;
+}
+
+/* The logouts logout_on_exit asks for, in parallel: all of them together take
+ * at most one timeout, however many servers hang. */
+static void exit_logouts(struct auth_core *core)
+{
+	struct exit_logouts x = { .deadline = now_mono() + core->cfg->timeout };
+	pthread_t threads[EXIT_LOGOUT_THREADS];
+	size_t n_threads = 0;
+
+	x.targets = calloc(core->n_targets ?: 1, sizeof(*x.targets));
+	if (!x.targets) {
+		return;
+	}
+	for (uint32_t i = 0; i < core->n_targets; i++) {
+		struct auth_target *t = core->targets[i];
+		if (t && t->info.logout_on_exit && !fleet_shared_elsewhere(t)) {
+			x.targets[x.n++] = t;
+		}
+	}
+	while (n_threads < EXIT_LOGOUT_THREADS && n_threads < x.n &&
+	       pthread_create(&threads[n_threads], NULL, exit_logout_worker, &x) == 0) {
+		n_threads++;
+	}
+	if (n_threads == 0) {
+		exit_logout_worker(&x);
+	}
+	for (size_t i = 0; i < n_threads; i++) {
+		pthread_join(threads[i], NULL);
+	}
+	free(x.targets);
+}
+
+void auth_core_free(struct auth_core *core)
+{
+	if (!core) {
+		return;
+	}
+	fleet_stop(core->fleet);
+	scheduler_stop(core);
+	exit_logouts(core);
+	fleet_free(core->fleet);
+	for (uint32_t i = 0; i < core->n_targets; i++) {
+		auth_target_unref(core->targets[i]);
+	}
+	free(core->targets);
+	if (core->http_up) {
+		http_global_cleanup();
+	}
+	pthread_rwlock_destroy(&core->registry_lock);
+	pthread_mutex_destroy(&core->sched_lock);
+	pthread_cond_destroy(&core->sched_cond);
+	free(core);
+}

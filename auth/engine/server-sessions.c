@@ -1,0 +1,227 @@
+/* The sessions/ directory: every session on the server, read and deleted
+ * through the provider. Uses the daemon's own session to authenticate; when
+ * none can be had (the BMC is full), the provider falls back to the
+ * credentials themselves, so stale sessions can still be removed. */
+#include <errno.h>
+
+#include "lib/log.h"
+#include "target.h"
+#include "lib/validate.h"
+
+#define MAX_SLOTS 4000 /* inode slots per target (fs: 12 bits less the files) */
+
+/* Ids that stay inside the Sessions collection: "..", "%2e%2e", '?', '#' and
+ * '/' are refused before any request. */
+bool auth_session_id_valid(const char *id)
+{
+	return validate_redfish_id(id);
+}
+
+int session_borrow(struct auth_target *t, struct auth_session **ret, struct auth_ctx *ctx)
+{
+	int r = session_acquire(t);
+
+	if (r < 0) {
+		return r;
+	}
+	*ret = auth_session_dup(t->session);
+	r = *ret ? ctx_init(t, ctx) : -ENOMEM;
+	pthread_mutex_unlock(&t->lock);
+	if (r < 0) {
+		auth_session_free(TAKE_PTR(*ret));
+	}
+	return r;
+}
+
+void session_mark_stale(struct auth_target *t, const char *token_id)
+{
+	pthread_mutex_lock(&t->lock);
+	if (t->session && streq_ptr(t->session->id, token_id)) {
+		t->session->expires_at = 1; /* unusable: the next use renews or logs in */
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Calls op with the daemon's session, once more after a renewal if the server
+ * no longer takes it, or with no session (credentials) when none can be had. */
+typedef int (*sessions_op)(struct auth_target *t, struct auth_ctx *ctx, const struct auth_session *s, void *arg);
+
+static int with_session(struct auth_target *t, sessions_op op, void *arg)
+{
+	int r = -ESTALE;
+
+	for (int attempt = 0; attempt < 2 && r == -ESTALE; attempt++) {
+		struct auth_session *s = NULL;
+		struct auth_ctx ctx;
+		r = session_borrow(t, &s, &ctx);
+		if (r == -EUSERS) {
+			pthread_mutex_lock(&t->lock);
+			r = ctx_init(t, &ctx);
+			pthread_mutex_unlock(&t->lock);
+		}
+		if (r < 0) {
+			return r;
+		}
+		r = op(t, &ctx, s, arg);
+		if (r == -ESTALE && s) {
+			session_mark_stale(t, s->id);
+		}
+		if (r < 0 && r != -ESTALE && r != -ENOENT) {
+			pthread_mutex_lock(&t->lock);
+			target_set_error(t, r, ctx.error);
+			pthread_mutex_unlock(&t->lock);
+		}
+		ctx_done(&ctx);
+		auth_session_free(s);
+	}
+	return r;
+}
+
+struct list_arg {
+	char **ids;
+	size_t n;
+};
+
+static int op_list(struct auth_target *t, struct auth_ctx *ctx, const struct auth_session *s, void *arg)
+{
+	struct list_arg *a = arg;
+
+	return t->provider->sessions_list(ctx, s, &a->ids, &a->n);
+}
+
+int auth_sessions_list(struct auth_target *t, char ***ret_ids, size_t *ret_n)
+{
+	struct list_arg a = { 0 };
+	int r;
+
+	if (!t->provider->sessions_list) {
+		return -ENOTDIR;
+	}
+	r = with_session(t, op_list, &a);
+	if (r < 0) {
+		return r;
+	}
+	*ret_ids = a.ids;
+	*ret_n = a.n;
+	return 0;
+}
+
+struct get_arg {
+	const char *id;
+	struct auth_blob *blob;
+};
+
+static int op_get(struct auth_target *t, struct auth_ctx *ctx, const struct auth_session *s, void *arg)
+{
+	struct get_arg *a = arg;
+
+	return t->provider->sessions_get(ctx, s, a->id, &a->blob);
+}
+
+int auth_sessions_read(struct auth_target *t, const char *id, struct auth_blob **ret)
+{
+	struct get_arg a = { .id = id };
+	int r;
+
+	if (!t->provider->sessions_get) {
+		return -ENOENT;
+	}
+	if (!auth_session_id_valid(id)) {
+		return -EINVAL;
+	}
+	r = with_session(t, op_get, &a);
+	if (r == 0) {
+		*ret = a.blob;
+	}
+	return r;
+}
+
+static int op_delete(struct auth_target *t, struct auth_ctx *ctx, const struct auth_session *s, void *arg)
+{
+	return t->provider->sessions_delete(ctx, s, arg);
+}
+
+int auth_sessions_delete(struct auth_target *t, const char *id)
+{
+	bool own;
+	int r;
+
+	if (!t->provider->sessions_delete) {
+		return -ENOENT;
+	}
+	if (!auth_session_id_valid(id)) {
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&t->lock);
+	own = t->session && streq_ptr(t->session->id, id);
+	pthread_mutex_unlock(&t->lock);
+	if (own) {
+		return session_logout(t, now_mono() + t->info.timeout); /* the daemon's own: forget it too */
+	}
+	r = with_session(t, op_delete, (void *)id);
+	if (r == 0) {
+		log_info("%s/%s: deleted session %s on the server", t->provider->name, t->name, id);
+		pthread_mutex_lock(&t->lock);
+		t->failed_at = 0; /* a slot was freed: the next read may try again */
+		pthread_mutex_unlock(&t->lock);
+	}
+	return r;
+}
+
+/* A slot per id seen (listed or looked up); when all are taken, the one used
+ * longest ago is given to the new id, so made-up names can't fill the table. */
+int auth_sessions_slot(struct auth_target *t, const char *id)
+{
+	size_t victim = 0;
+	char *copy;
+	int slot = -ENOMEM;
+
+	pthread_mutex_lock(&t->slots_lock);
+	for (size_t i = 0; i < t->n_slots; i++) {
+		if (strcmp(t->slot_ids[i], id) == 0) {
+			t->slot_used[i] = ++t->slot_clock;
+			slot = (int)i;
+			goto out;
+		}
+		if (t->slot_used[i] < t->slot_used[victim]) {
+			victim = i;
+		}
+	}
+	copy = strdup(id);
+	if (!copy) {
+		goto out;
+	}
+	if (t->n_slots < MAX_SLOTS) {
+		char **ids = realloc(t->slot_ids, (t->n_slots + 1) * sizeof(*ids));
+		uint64_t *used = ids ? realloc(t->slot_used, (t->n_slots + 1) * sizeof(*used)) : NULL;
+		if (ids) {
+			t->slot_ids = ids;
+		}
+		if (!used) {
+			free(copy);
+			goto out;
+		}
+		t->slot_used = used;
+		victim = t->n_slots++;
+	} else {
+		free(t->slot_ids[victim]);
+	}
+	t->slot_ids[victim] = copy;
+	t->slot_used[victim] = ++t->slot_clock;
+	slot = (int)victim;
+out:
+	pthread_mutex_unlock(&t->slots_lock);
+	return slot;
+}
+
+char *auth_sessions_id(struct auth_target *t, unsigned slot)
+{
+	char *id = NULL;
+
+	pthread_mutex_lock(&t->slots_lock);
+	if (slot < t->n_slots) {
+		id = strdup(t->slot_ids[slot]);
+	}
+	pthread_mutex_unlock(&t->slots_lock);
+	return id;
+}

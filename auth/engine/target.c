@@ -1,0 +1,115 @@
+/* One target: its references, its facts, the context an operation gets,
+ * and its error state. Called by the registry (registry.c), the single flight
+ * (flight.c, server-sessions.c) and the files (files.c); calls none of them. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "target.h"
+
+void target_free(struct auth_target *t)
+{
+	if (!t) {
+		return;
+	}
+	auth_session_free(t->session);
+	auth_session_free(t->pending);
+	secret_free(t->password);
+	secret_free(t->one_time);
+	free(t->user);
+	auth_strv_free(t->slot_ids, t->n_slots);
+	fleet_target_free(t->fleet);
+	free(t->slot_used);
+	free(t->info.scheme);
+	free(t->info.host);
+	free(t->info.base_url);
+	free((char *)t->info.tls.ca_path);
+	free(t->name);
+	pthread_mutex_destroy(&t->lock);
+	pthread_cond_destroy(&t->cond);
+	pthread_mutex_destroy(&t->access_lock);
+	pthread_mutex_destroy(&t->slots_lock);
+	free(t);
+}
+
+struct auth_target *target_ref(struct auth_target *t)
+{
+	__atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+	return t;
+}
+
+void auth_target_unref(struct auth_target *t)
+{
+	if (t && __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		target_free(t);
+	}
+}
+
+uint32_t auth_target_id(const struct auth_target *t)
+{
+	return t->id;
+}
+
+const char *auth_target_name(const struct auth_target *t)
+{
+	return t->name;
+}
+
+size_t auth_target_provider(const struct auth_target *t)
+{
+	return t->provider_idx;
+}
+
+void target_notify(struct auth_target *t)
+{
+	if (t->core->notify) {
+		t->core->notify(t->core->notify_userdata, t->id, t->gen);
+	}
+}
+
+void target_set_error(struct auth_target *t, int r, const char *msg)
+{
+	t->last_errno = r;
+	t->last_error_at = now_real();
+	snprintf(t->last_error, sizeof(t->last_error), "%s", msg && *msg ? msg : strerror(-r));
+}
+
+void target_set_credentials(struct auth_target *t, char *user, struct secret *password)
+{
+	free(t->user);
+	secret_free(t->password);
+	t->user = user;
+	t->password = password;
+	t->rejected = false; /* new credentials are a new user action */
+	t->failed_at = 0;
+	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED || t->last_errno == -EBADMSG) {
+		t->last_errno = 0;
+	}
+}
+
+int ctx_init(struct auth_target *t, struct auth_ctx *ctx)
+{
+	*ctx = (struct auth_ctx){ .info = &t->info };
+	ctx->user = t->user ? strdup(t->user) : NULL;
+	ctx->password = secret_dup(t->password);
+	ctx->one_time = secret_dup(t->one_time);
+	if ((t->user && !ctx->user) || (t->password && !ctx->password) || (t->one_time && !ctx->one_time)) {
+		ctx_done(ctx);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void ctx_done(struct auth_ctx *ctx)
+{
+	free((char *)ctx->user);
+	secret_free((struct secret *)ctx->password);
+	secret_free((struct secret *)ctx->one_time);
+	ctx->user = NULL;
+	ctx->password = ctx->one_time = NULL;
+}
+
+
+const struct auth_file_info *target_file(const struct auth_target *t, unsigned f)
+{
+	return f < t->provider->n_files ? &t->provider->files[f] : NULL;
+}

@@ -1,0 +1,159 @@
+/* Internal to the auth core: a target and the core that owns it. */
+#pragma once
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "fleet/fleet.h"
+#include "providers/provider.h"
+
+struct target_counters {
+	uint64_t logins;
+	uint64_t failures;
+	uint64_t refreshes;    /* background renewals and checks (no reader waited) */
+	uint64_t reads;
+	uint64_t reader_waits; /* reads that waited for the network */
+};
+
+/* An owner or mode override of one file; unset fields keep the default. */
+struct file_access {
+	bool has_uid, has_gid, has_mode;
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+};
+
+/* A target. Its fields fall in groups by what guards them; each lock's
+ * comment says what it protects. Locks are never nested, except that
+ * core->sched_lock may be taken with t->lock held. */
+struct auth_target {
+	/* Fixed at creation, read without a lock. */
+	struct auth_core *core;
+	unsigned refs;                /* atomic */
+	uint32_t id;
+	size_t provider_idx;
+	const struct auth_provider *provider;
+	char *name;
+	struct target_info info;
+
+	/* lock: the session and everything a login reads or changes: the
+	 * credentials, the single flight, the error state, the counters. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;          /* a login finished */
+	bool removed;
+	char *user;
+	struct secret *password;
+	struct secret *one_time;      /* written to the AUTH_FILE_ONE_TIME file, used by one login */
+	struct auth_session *session;
+	struct auth_session *pending; /* to validate before first use (saved, or from the environment) */
+	bool pending_loaded;          /* the store was checked for a saved session */
+	uint64_t gen;                 /* bumped whenever the session changes */
+	bool flight;                  /* a login or refresh is running */
+	uint64_t flight_seq;
+	int flight_result;
+	bool rejected;                /* credentials refused: no automatic retry */
+	double failed_at;             /* monotonic time of the last failed flight */
+	int last_errno;
+	char last_error[512];
+	time_t last_error_at;
+	time_t last_login;
+	bool hot;                     /* read since the last renewal started */
+	time_t last_renew;            /* last login or in-place renewal */
+	bool dormant;                 /* background refresh paused until the next read */
+	time_t expiry_due;            /* when the session itself needs renewing */
+	unsigned failures_in_row;
+	struct target_counters counters;
+	char warning[256];            /* for status: insecure inherited settings, withheld defaults */
+
+	/* No lock, atomics: what the refresh scheduler scans (scheduler.c). */
+	time_t refresh_due;           /* 0: nothing scheduled */
+	time_t retry_at;              /* background retries wait until then */
+	bool refreshing;              /* claimed by a refresh worker */
+
+	/* access_lock: owners and modes (access.c). */
+	pthread_mutex_t access_lock;
+	struct file_access access[AUTH_FILES_MAX + 1];       /* in effect: files by index, then the dir */
+	struct file_access access_saved[AUTH_FILES_MAX + 1]; /* chown/chmod, on top of [access] */
+
+	/* slots_lock: the sessions/ entries' inode slots (server-sessions.c). */
+	pthread_mutex_t slots_lock;
+	char **slot_ids;              /* sessions/ entries by slot */
+	uint64_t *slot_used;          /* when each slot was last used (slot_clock) */
+	uint64_t slot_clock;
+	size_t n_slots;
+	struct fleet_target *fleet;   /* fleet mode: its keys and state (fleet/), else NULL */
+};
+
+struct auth_core {
+	const struct config *cfg;
+	struct store *store;
+	bool http_up;                 /* HTTP initialized by this core */
+
+	/* registry_lock: the targets array (read: lookups, scans; write: add, remove). */
+	pthread_rwlock_t registry_lock;
+	struct auth_target **targets; /* indexed by id - 1; NULL once removed */
+	uint32_t n_targets;
+	void (*notify)(void *userdata, uint32_t target_id, uint64_t gen);
+	void *notify_userdata;
+
+	/* sched_lock: the refresh workers' wake-ups and stop. */
+	pthread_mutex_t sched_lock;
+	pthread_cond_t sched_cond;
+	uint64_t sched_epoch;         /* bumped whenever a schedule changes */
+	bool stopping;
+	unsigned flights;             /* readers' logins running in threads of their own */
+	void (*refresh)(struct auth_target *t); /* what the workers call for a due target */
+	pthread_t *workers;
+	size_t n_workers;
+	struct fleet *fleet;          /* fleet mode ([fleet] in the config), else NULL */
+};
+
+extern const struct auth_provider *const auth_providers[];
+
+/* The file of t's table with that index, or NULL. */
+const struct auth_file_info *target_file(const struct auth_target *t, unsigned f);
+
+/* flight.c */
+int session_acquire(struct auth_target *t); /* returns with t->lock held on success */
+int session_resume(struct auth_target *t, const char *text, size_t len);
+/* Ends the session on the server, every request done by deadline (now_mono()). */
+int session_logout(struct auth_target *t, double deadline);
+/* The last moment s may be served (0: no expiry), by the lifetime rule; and
+ * whether that is still ahead. */
+time_t session_serve_until(const struct auth_target *t, const struct auth_session *s);
+bool session_usable(const struct auth_target *t, const struct auth_session *s);
+/* A read of any kind happened: renewal follows it (lock held). */
+void session_touch(struct auth_target *t);
+/* A copy of the current session (logging in if needed) and a context, for a call
+ * made without the lock. */
+int session_borrow(struct auth_target *t, struct auth_session **ret, struct auth_ctx *ctx);
+/* The server refused the session with this id: renew it at next use. */
+void session_mark_stale(struct auth_target *t, const char *token_id);
+/* Fleet mode (lock held): another node's session replaces ours; the fleet
+ * dropped the session (rm or a 401 elsewhere): forget ours, the server's is gone. */
+void session_install(struct auth_target *t, struct auth_session *s);
+void session_forget(struct auth_target *t);
+/* A renewal the scheduler found due. */
+void flight_refresh(struct auth_target *t);
+
+/* scheduler.c */
+/* When t's session is next renewed or checked (t->lock held). */
+void scheduler_update(struct auth_target *t);
+/* The workers, which call refresh for each target when due. */
+int scheduler_start(struct auth_core *core, void (*refresh)(struct auth_target *t));
+void scheduler_stop(struct auth_core *core);
+
+/* access.c */
+int target_load_access(struct auth_target *t);
+
+/* target.c */
+void target_free(struct auth_target *t);
+void target_notify(struct auth_target *t);
+struct auth_target *target_ref(struct auth_target *t);
+/* A context for one operation; ctx_done() wipes the credential copies. */
+int ctx_init(struct auth_target *t, struct auth_ctx *ctx); /* call with t->lock held */
+void ctx_done(struct auth_ctx *ctx);
+void target_set_error(struct auth_target *t, int r, const char *msg); /* with t->lock held */
+/* New credentials (taken over), and the errors they end (t->lock held). */
+void target_set_credentials(struct auth_target *t, char *user, struct secret *password);

@@ -1,0 +1,92 @@
+/* Fleet mode: daemons on many hosts share one session per target through
+ * etcd (README, "Fleet mode"). One fleet-wide single flight per target (a
+ * lock under the node's lease, a fenced publish), one watch on the prefix
+ * that keeps every node's copy current. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "lib/config.h"
+
+struct auth_core;
+struct auth_ctx;
+struct auth_session;
+struct auth_target;
+struct fleet;
+
+/* A target's fleet state (fleet/; guarded by the target's lock). */
+struct fleet_target {
+	char *key;
+	char *lock_key;
+	int64_t mod_rev;       /* the value's revision this node has (published or adopted) */
+	int64_t lock_rev;      /* our lock's create revision while leading */
+	int64_t ended_mod;     /* the value this node ended (rm token): never adopted again */
+	bool leading;
+	bool checking;         /* a check of a session not yet due for renewal: no lock */
+	char holder[64];       /* node holding the lock, as the watch last saw */
+	uint64_t events;       /* watch events on its keys */
+	char *seen_value;      /* the value the watch last delivered (base64, sealed), or NULL */
+	int64_t seen_mod;
+};
+
+static inline void fleet_target_free(struct fleet_target *ft)
+{
+	if (ft) {
+		free(ft->key);
+		free(ft->lock_key);
+		free(ft->seen_value);
+		free(ft);
+	}
+}
+
+/* What fleet mode needs of the engine, handed over by it (the engine calls
+ * fleet mode, never the other way round). */
+struct fleet_engine {
+	struct auth_target *(*next_target)(struct auth_core *core, size_t provider, uint32_t after);
+	bool (*can_serve)(const struct auth_target *t, const struct auth_session *s);
+	time_t (*serve_until)(const struct auth_target *t, const struct auth_session *s);
+	void (*install)(struct auth_target *t, struct auth_session *s); /* t->lock held */
+	void (*forget)(struct auth_target *t);                          /* t->lock held */
+};
+
+/* From the [fleet] section; *ret stays NULL when there is none. */
+int fleet_new(const struct config *cfg, const struct fleet_engine *engine, struct fleet **ret);
+/* The node's lease and key, the watch and keep-alive threads. */
+int fleet_start(struct fleet *f, struct auth_core *core);
+/* Stops the threads (nothing is notified afterwards). */
+void fleet_stop(struct fleet *f);
+/* Revokes the node's lease: its key and any lock it holds go at once. */
+void fleet_free(struct fleet *f);
+
+/* The engine's hooks; called without t->lock. fleet_flight_begin: 0 when this
+ * node is to log in or renew (holding the fleet lock, or fleet mode off), 1
+ * when *ret_shared is the fleet's session to adopt instead, -errno on failure
+ * (message in ctx). fleet_flight_end publishes what the flight brought (r is
+ * its result); if another node published first, this node's new session is
+ * ended on the server and *fresh becomes the published one. */
+int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct auth_session *current,
+		       struct auth_session **ret_shared);
+int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const struct auth_session *current,
+		     time_t expires_at, struct auth_session **fresh, bool *is_login);
+/* Renewal turns (t->lock held): how much later than due this node renews t,
+ * so that one node renews and the others adopt what it publishes. */
+time_t fleet_renewal_delay(struct auth_target *t, time_t due);
+/* A session written to session.json (checked with the server): the fleet's
+ * now, whatever it had. */
+void fleet_session_written(struct auth_target *t, const char *user, const struct auth_session *s);
+/* rm token, rmdir: the fleet's copy goes too. */
+void fleet_session_ended(struct auth_target *t);
+/* share_credentials = true: credentials written here (normalized JSON text)
+ * reach every node, sealed. */
+void fleet_credentials_written(struct auth_target *t, const char *text, size_t len);
+/* Exit: is the shared session still used by other live nodes? */
+bool fleet_shared_elsewhere(struct auth_target *t);
+
+/* status "fleet" member (t->lock held) and the .metrics lines. */
+void fleet_status(struct auth_target *t, json_t *status);
+void fleet_metrics(struct auth_core *core, FILE *out);

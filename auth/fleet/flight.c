@@ -1,0 +1,723 @@
+/* The fleet-wide single flight: a node that needs a session reads the
+ * target's key; if the fleet has a newer one it adopts it. Otherwise it takes
+ * the lock (a txn: create if absent and nobody published meanwhile), logs in
+ * and publishes with a txn fenced on its lock, which also deletes the lock.
+ * The others wait for the watch (watch.c). */
+#include <errno.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "reject.h"
+#include "lib/log.h"
+
+static int store_failure(struct auth_target *t, struct auth_ctx *ctx, int r, const char *err)
+{
+	struct fleet *f = fleet_of(t);
+
+	if (r != -EHOSTDOWN) {
+		return auth_ctx_fail(ctx, r, "fleet store (etcd): %s", err);
+	}
+	if (f->on_down == DOWN_LOCAL && !(t->provider->needs_one_time && t->provider->needs_one_time(&t->info))) {
+		pthread_mutex_lock(&f->lock);
+		if (!f->warned_local) {
+			log_warning("Fleet store down: logging in locally (on_store_down = local); BMC slots may run out");
+			f->warned_local = true;
+		}
+		pthread_mutex_unlock(&f->lock);
+		return 0;
+	}
+	return auth_ctx_fail(ctx, -EHOSTDOWN, "fleet store (etcd) unavailable, no new session until it is back "
+			     "(on_store_down = %s): %s", fleet_down_modes[f->on_down], err);
+}
+
+static bool store_down(struct fleet *f)
+{
+	bool down;
+
+	pthread_mutex_lock(&f->lock);
+	down = f->down;
+	pthread_mutex_unlock(&f->lock);
+	return down;
+}
+
+/* Is s (the fleet's) newer than current (this node's)? */
+static bool newer(const struct auth_session *s, const struct auth_session *current)
+{
+	return !current || !secret_equal(s->token, current->token) || s->expires_at > current->expires_at ||
+	       s->obtained_at > current->obtained_at;
+}
+
+/* Reads the target's key: 1 with *ret when the fleet has a session this node
+ * should adopt, 0 when not (*ret_mod: the key's revision, 0 if absent). */
+static int look(struct auth_target *t, struct auth_ctx *ctx, const char *key, const struct auth_session *current,
+		int64_t ended_mod, int64_t *ret_mod, struct auth_session **ret)
+{
+	json_t *reply = NULL, *kv;
+	char err[256];
+	int r;
+
+	r = fleet_call(fleet_of(t), "kv/range", etcd_key(key, false), REQUEST_TIMEOUT_MS, &reply, err, sizeof(err));
+	if (r < 0) {
+		r = store_failure(t, ctx, r, err);
+		return r == 0 ? -EREMOTE : r;
+	}
+	kv = fleet_first_kv(reply);
+	*ret_mod = etcd_int(kv, "mod_revision");
+	if (kv && *ret_mod != ended_mod) { /* one ended here while the store was down is as good as gone */
+		const char *value = json_string_value(json_object_get(kv, "value")) ?: "";
+		struct auth_session *s = NULL;
+		r = fleet_open_for(t, ctx, key, value, &s);
+		json_decref(reply);
+		if (r == -ENOENT) {
+			return 0; /* another's refused login: this node may try its own */
+		}
+		if (r == -EKEYREJECTED) {
+			return r;
+		}
+		if (r < 0) {
+			return auth_ctx_fail(ctx, -EBADMSG, "the fleet's session for this target does not decrypt with "
+					     "key_file (key id %s): wrong key, or rotated without keeping the old one",
+					     fleet_keys_id(fleet_of(t)->keys));
+		}
+		if (fleet_of(t)->engine->can_serve(t, s) && newer(s, current)) {
+			*ret = s;
+			return 1;
+		}
+		auth_session_free(s);
+		return 0;
+	}
+	json_decref(reply);
+	return 0;
+}
+
+/* The lock txn: create it under our lease if absent and nobody published
+ * since mod. 1 when taken (*ret_rev: its revision), 0 when not. */
+static int take_lock(struct auth_target *t, const char *lock_key, const char *key, int64_t mod, int64_t *ret_rev,
+		     json_t **ret_kv, char *err, size_t size)
+{
+	struct fleet *f = fleet_of(t);
+	_cleanup_free_ char *k = etcd_b64(lock_key, strlen(lock_key)), *v = etcd_b64(f->node, strlen(f->node));
+	_cleanup_free_ char *vk = etcd_b64(key, strlen(key));
+	json_t *reply = NULL, *body;
+	char lease[24];
+	int r;
+
+	pthread_mutex_lock(&f->lock);
+	snprintf(lease, sizeof(lease), "%lld", (long long)f->lease);
+	pthread_mutex_unlock(&f->lock);
+	if (strcmp(lease, "0") == 0) {
+		/* Never a lock without a lease: it would outlive this node. */
+		snprintf(err, size, "no lease from etcd yet");
+		return -EHOSTDOWN;
+	}
+	if (!vk) {
+		return -ENOMEM;
+	}
+	/* Failing, it reads the value: whoever changed it, this node adopts it. */
+	body = json_pack("{s:[o,o], s:[{s:{s:s, s:s, s:s}}], s:[{s:{s:s}}]}", "compare",
+			 fleet_compare(lock_key, "CREATE", "create_revision", 0), fleet_compare(key, "MOD", "mod_revision", mod),
+			 "success", "request_put", "key", k, "value", v, "lease", lease, "failure", "request_range", "key", vk);
+	r = fleet_call(f, "kv/txn", body, REQUEST_TIMEOUT_MS, &reply, err, size);
+	if (r < 0) {
+		return r;
+	}
+	r = json_is_true(json_object_get(reply, "succeeded"));
+	*ret_rev = etcd_int(json_object_get(reply, "header"), "revision");
+	if (!r) {
+		*ret_kv = json_incref(fleet_first_kv(json_object_get(json_array_get(json_object_get(reply, "responses"), 0),
+							     "response_range")));
+	}
+	json_decref(reply);
+	return r;
+}
+
+/* Waits until the watch brings an event on t's keys (true) or until passes. */
+static bool wait_target(struct fleet *f, struct auth_target *t, uint64_t seen, double until)
+{
+	struct timespec ts = { .tv_sec = (time_t)until, .tv_nsec = (long)((until - (double)(time_t)until) * 1e9) };
+	bool changed = false;
+
+	for (;;) {
+		uint64_t global;
+		pthread_mutex_lock(&f->lock);
+		global = f->events; /* before looking at t: no event slips in between */
+		pthread_mutex_unlock(&f->lock);
+		pthread_mutex_lock(&t->lock);
+		changed = t->fleet && t->fleet->events != seen;
+		pthread_mutex_unlock(&t->lock);
+		if (changed || now_mono() >= until || __atomic_load_n(&f->stopping, __ATOMIC_RELAXED)) {
+			return changed;
+		}
+		pthread_mutex_lock(&f->lock);
+		while (f->events == global && !f->stopping &&
+		       pthread_cond_timedwait(&f->event, &f->lock, &ts) != ETIMEDOUT) {
+		}
+		pthread_mutex_unlock(&f->lock);
+	}
+}
+
+/* What the watch delivered for t's key: 1 with *ret when it is a session to
+ * adopt (no request to etcd needed), -EKEYREJECTED when it records the
+ * refusal of these credentials. */
+static int from_watch(struct auth_target *t, struct auth_ctx *ctx, const char *key, const struct auth_session *current,
+		      int64_t ended_mod, struct auth_session **ret)
+{
+	_cleanup_free_ char *value = NULL;
+	struct auth_session *s = NULL;
+	int64_t mod = 0;
+	int r;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->fleet && t->fleet->seen_value && strcmp(t->fleet->key, key) == 0) {
+		value = strdup(t->fleet->seen_value);
+		mod = t->fleet->seen_mod;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (!value || mod == ended_mod) {
+		return 0;
+	}
+	r = fleet_open_for(t, ctx, key, value, &s);
+	if (r < 0) {
+		return r == -EKEYREJECTED ? r : 0;
+	}
+	if (!fleet_of(t)->engine->can_serve(t, s) || !newer(s, current)) {
+		auth_session_free(s);
+		return 0;
+	}
+	pthread_mutex_lock(&t->lock);
+	if (t->fleet && mod > t->fleet->mod_rev) {
+		t->fleet->mod_rev = mod;
+	}
+	pthread_mutex_unlock(&t->lock);
+	*ret = s;
+	return 1;
+}
+
+/* Someone else holds t's lock, as far as the watch knows. */
+static bool locked_elsewhere(struct fleet *f, struct auth_target *t)
+{
+	bool r;
+
+	pthread_mutex_lock(&t->lock);
+	r = t->fleet && t->fleet->holder[0] && strcmp(t->fleet->holder, f->node) != 0;
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+static uint64_t target_events(struct auth_target *t)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&t->lock);
+	n = t->fleet ? t->fleet->events : 0;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct auth_session *current,
+		       struct auth_session **ret_shared)
+{
+	struct fleet *f = fleet_of(t);
+	_cleanup_free_ char *key = NULL, *lock_key = NULL;
+	double started = now_mono();
+	/* Waiting for another node's login: no longer than a read waits. */
+	double deadline = ctx->deadline ? ctx->deadline : started + t->info.timeout;
+	bool waited = false;
+	int64_t ended_mod = 0, known_mod;
+	int r;
+
+	if (!f) {
+		return 0;
+	}
+	pthread_mutex_lock(&t->lock);
+	r = fleet_target_keys(t, ctx->user, &key, &lock_key);
+	if (r == 0) {
+		ended_mod = t->fleet->ended_mod;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (r < 0) {
+		return r;
+	}
+	/* The watch may have brought a newer session already (not trusted while
+	 * the store is down with on_store_down = fail: etcd must vouch for it). */
+	if (!(f->on_down == DOWN_FAIL && store_down(f)) && (r = from_watch(t, ctx, key, current, ended_mod, ret_shared))) {
+		return r;
+	}
+	/* Checking a session that is not due for renewal changes nothing the
+	 * fleet shares: no lock (only a new login, if the check fails, is
+	 * published, see fleet_flight_end). */
+	pthread_mutex_lock(&t->lock);
+	t->fleet->checking = current && fleet_of(t)->engine->can_serve(t, current) && t->provider->refresh &&
+			     !(t->provider->features & AUTH_PROVIDER_RENEWS_IN_PLACE) && !(t->expiry_due && now_real() >= t->expiry_due);
+	r = t->fleet->checking;
+	pthread_mutex_unlock(&t->lock);
+	if (r) {
+		return 0;
+	}
+	/* Known down: fail (or log in alone) at once, not after the store's
+	 * timeout; the keep-alive finds out when it is back. */
+	if (store_down(f)) {
+		return store_failure(t, ctx, -EHOSTDOWN, "no member answered the last request");
+	}
+	pthread_mutex_lock(&t->lock);
+	known_mod = current ? t->fleet->mod_rev : 0;
+	pthread_mutex_unlock(&t->lock);
+	for (bool woken = true;;) { /* at first, trust the watch as if just woken */
+		uint64_t seen = target_events(t);
+		int64_t mod = 0, lock_rev = 0;
+		json_t *kv = NULL;
+		char err[256] = "";
+
+		if (woken && locked_elsewhere(f, t)) {
+			goto wait; /* the holder will publish: nothing to ask etcd yet */
+		}
+		if (known_mod > 0) {
+			/* Renewing what this node has: the lock txn checks that the
+			 * value is still that one (no read first). */
+			mod = TAKE_INT(known_mod);
+		} else {
+			r = look(t, ctx, key, current, ended_mod, &mod, ret_shared);
+			if (r == 1) {
+				pthread_mutex_lock(&t->lock);
+				t->fleet->mod_rev = mod > t->fleet->mod_rev ? mod : t->fleet->mod_rev;
+				pthread_mutex_unlock(&t->lock);
+			}
+			if (r != 0) {
+				break;
+			}
+		}
+		r = take_lock(t, lock_key, key, mod, &lock_rev, &kv, err, sizeof(err));
+		if (r == 0 && kv) {
+			int64_t kv_mod = etcd_int(kv, "mod_revision");
+			const char *value = json_string_value(json_object_get(kv, "value")) ?: "";
+			struct auth_session *s = NULL;
+			int o = kv_mod != mod && kv_mod != ended_mod ? fleet_open_for(t, ctx, key, value, &s) : -ENOENT;
+			if (o == -EKEYREJECTED) {
+				r = o;
+				json_decref(kv);
+				break;
+			}
+			if (o == 0 && fleet_of(t)->engine->can_serve(t, s) && newer(s, current)) {
+				pthread_mutex_lock(&t->lock);
+				t->fleet->mod_rev = kv_mod > t->fleet->mod_rev ? kv_mod : t->fleet->mod_rev;
+				pthread_mutex_unlock(&t->lock);
+				json_decref(kv);
+				*ret_shared = s;
+				r = 1;
+				break;
+			}
+			auth_session_free(s);
+		}
+		json_decref(kv);
+		if (r < 0) {
+			r = store_failure(t, ctx, r, err);
+			r = r == 0 ? -EREMOTE : r;
+			break;
+		}
+		if (r == 1) {
+			pthread_mutex_lock(&t->lock);
+			t->fleet->leading = true;
+			t->fleet->lock_rev = lock_rev;
+			snprintf(t->fleet->holder, sizeof(t->fleet->holder), "%s", f->node);
+			pthread_mutex_unlock(&t->lock);
+			r = 0;
+			break;
+		}
+		if (!waited) {
+			waited = true;
+			pthread_mutex_lock(&f->lock);
+			f->lock_waits++;
+			pthread_mutex_unlock(&f->lock);
+		}
+wait:
+		if (now_mono() >= deadline) {
+			r = auth_ctx_fail(ctx, -ETIMEDOUT, "timed out waiting for another node to log in for the fleet");
+			break;
+		}
+		woken = wait_target(f, t, seen, now_mono() + WAIT_SLICE < deadline ? now_mono() + WAIT_SLICE : deadline);
+		if (woken && (r = from_watch(t, ctx, key, current, ended_mod, ret_shared)) != 0) {
+			break;
+		}
+	}
+	if (waited) {
+		pthread_mutex_lock(&f->lock);
+		f->lock_wait_seconds += now_mono() - started;
+		pthread_mutex_unlock(&f->lock);
+	}
+	return r == -EREMOTE ? 0 : r; /* -EREMOTE: store down, on_store_down = local */
+}
+
+/* The fenced publish: put the (sealed) value and delete our lock, if it is
+ * still ours. 1 published, 0 fence lost (*ret_current: the fleet's value, or
+ * NULL). */
+static int publish(struct auth_target *t, const char *key, const char *lock_key, int64_t lock_rev, const char *value,
+		   int64_t *ret_rev, json_t **ret_current, char *err, size_t size)
+{
+	_cleanup_free_ char *k = etcd_b64(key, strlen(key)), *lk = etcd_b64(lock_key, strlen(lock_key));
+	json_t *reply = NULL, *body;
+	int r;
+
+	if (!k || !lk) {
+		return -ENOMEM;
+	}
+	body = json_pack("{s:[o], s:[{s:{s:s, s:s}}, {s:{s:s}}], s:[{s:{s:s}}]}", "compare",
+			 fleet_compare(lock_key, "CREATE", "create_revision", lock_rev), "success", "request_put", "key", k,
+			 "value", value, "request_delete_range", "key", lk, "failure", "request_range", "key", k);
+	r = fleet_call(fleet_of(t), "kv/txn", body, REQUEST_TIMEOUT_MS, &reply, err, size);
+	if (r < 0) {
+		return r;
+	}
+	*ret_rev = etcd_int(json_object_get(reply, "header"), "revision");
+	r = json_is_true(json_object_get(reply, "succeeded"));
+	if (!r) {
+		json_t *range = json_object_get(json_array_get(json_object_get(reply, "responses"), 0), "response_range");
+		*ret_current = json_incref(fleet_first_kv(range));
+	}
+	json_decref(reply);
+	return r;
+}
+
+/* Gives the lock back after a failed login, so another node may try. */
+static void release(struct auth_target *t, const char *lock_key, int64_t lock_rev)
+{
+	_cleanup_free_ char *lk = etcd_b64(lock_key, strlen(lock_key));
+	json_t *reply = NULL;
+	char err[256];
+
+	if (lk && fleet_call(fleet_of(t), "kv/txn",
+		       json_pack("{s:[o], s:[{s:{s:s}}]}", "compare", fleet_compare(lock_key, "CREATE", "create_revision", lock_rev),
+				 "success", "request_delete_range", "key", lk),
+		       REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) == 0) {
+		json_decref(reply);
+	}
+}
+
+/* The server refused this node's login: the fleet learns it in place of a
+ * session (fenced like one), and no node tries these credentials again. */
+static void reject(struct auth_target *t, const struct auth_ctx *ctx, const char *key, const char *lock_key,
+		   int64_t lock_rev, int r)
+{
+	_cleanup_free_ char *value = NULL;
+	json_t *theirs = NULL, *record = NULL;
+	int64_t rev = 0;
+	char err[256] = "";
+
+	if (fleet_rejection_record(ctx, fleet_of(t)->node, r, &record) < 0 ||
+	    fleet_seal_value(fleet_of(t), key, record, &value) < 0 ||
+	    publish(t, key, lock_key, lock_rev, value, &rev, &theirs, err, sizeof(err)) != 1) {
+		json_decref(theirs);
+		release(t, lock_key, lock_rev);
+	}
+}
+
+static int publish_checked(struct auth_target *t, struct auth_ctx *ctx, const char *key, struct auth_session **fresh,
+			   bool *is_login);
+
+/* Our lock lapsed and another node took over: end our new session (a BMC
+ * slot) and use the one the fleet has, or waits for, instead. theirs: the
+ * published value the fenced txn found (a reference taken over), or NULL. */
+static int fenced_off(struct auth_target *t, struct auth_ctx *ctx, const char *key, json_t *theirs,
+		      struct auth_session **fresh, bool *is_login)
+{
+	struct auth_session *shared = NULL;
+	int64_t lock_rev = 0;
+	bool leading = false;
+	int r = 0;
+
+	if (theirs) {
+		r = fleet_open_session(t, key, json_string_value(json_object_get(theirs, "value")) ?: "", &shared);
+		pthread_mutex_lock(&t->lock);
+		if (t->fleet) {
+			t->fleet->mod_rev = etcd_int(theirs, "mod_revision");
+		}
+		pthread_mutex_unlock(&t->lock);
+		json_decref(theirs);
+		if (r == -EKEYREJECTED) {
+			/* Another node's refused login, of other credentials: ours
+			 * worked, and a new one replaces the record. */
+			return *fresh ? publish_checked(t, ctx, key, fresh, is_login) : 0;
+		}
+	}
+	log_info("%s/%s: another node took over the fleet lock; ending this node's new session", t->provider->name,
+		 t->name);
+	if (*fresh && *is_login && t->provider->logout(ctx, *fresh) < 0) {
+		log_warning("%s/%s: failed to end the session: %s", t->provider->name, t->name, ctx->error);
+	}
+	auth_session_free(TAKE_PTR(*fresh));
+	*is_login = false;
+	if (theirs) {
+		if (r < 0) {
+			return auth_ctx_fail(ctx, -EBADMSG, "the fleet's session for this target does not decrypt with key_file");
+		}
+		*fresh = shared;
+		return 0;
+	}
+	/* Not published yet: wait for it like any other node. */
+	r = fleet_flight_begin(t, ctx, NULL, &shared);
+	if (r == 1) {
+		*fresh = shared;
+		return 0;
+	}
+	if (r == 0) {
+		pthread_mutex_lock(&t->lock);
+		if (t->fleet && t->fleet->leading) {
+			leading = true;
+			t->fleet->leading = false;
+			lock_rev = t->fleet->lock_rev;
+		}
+		pthread_mutex_unlock(&t->lock);
+		if (leading) {
+			char *lock_key = NULL;
+			if (asprintf(&lock_key, "%s/lock", key) >= 0) {
+				release(t, lock_key, lock_rev);
+				free(lock_key);
+			}
+		}
+		r = auth_ctx_fail(ctx, -EAGAIN, "lost the fleet lock while logging in, and nobody published: try again");
+	}
+	return r;
+}
+
+/* A login after a failed check (no lock held): put it if the key is still
+ * what this node last saw, else end it and use the fleet's. */
+static int publish_checked(struct auth_target *t, struct auth_ctx *ctx, const char *key, struct auth_session **fresh,
+			   bool *is_login)
+{
+	_cleanup_free_ char *value = NULL, *k = etcd_b64(key, strlen(key));
+	json_t *reply = NULL, *body, *theirs = NULL;
+	int64_t seen;
+	char err[256];
+	int r;
+
+	pthread_mutex_lock(&t->lock);
+	seen = t->fleet->mod_rev;
+	pthread_mutex_unlock(&t->lock);
+	r = fleet_seal_session(t, key, *fresh, &value);
+	if (r < 0 || !k) {
+		return r < 0 ? r : -ENOMEM;
+	}
+	body = json_pack("{s:[o], s:[{s:{s:s, s:s}}], s:[{s:{s:s}}]}", "compare", fleet_compare(key, "MOD", "mod_revision", seen),
+			 "success", "request_put", "key", k, "value", value, "failure", "request_range", "key", k);
+	if (fleet_call(fleet_of(t), "kv/txn", body, REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
+		log_warning("%s/%s: could not publish the session to the fleet: %s", t->provider->name, t->name, err);
+		return 0;
+	}
+	if (json_is_true(json_object_get(reply, "succeeded"))) {
+		pthread_mutex_lock(&t->lock);
+		t->fleet->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
+		pthread_mutex_unlock(&t->lock);
+		json_decref(reply);
+		return 0;
+	}
+	theirs = json_incref(fleet_first_kv(json_object_get(json_array_get(json_object_get(reply, "responses"), 0),
+						      "response_range")));
+	json_decref(reply);
+	return fenced_off(t, ctx, key, theirs, fresh, is_login);
+}
+
+int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const struct auth_session *current,
+		     time_t expires_at, struct auth_session **fresh, bool *is_login)
+{
+	_cleanup_free_ char *key = NULL, *lock_key = NULL, *value = NULL;
+	_cleanup_session_ struct auth_session *renewed = NULL;
+	const struct auth_session *s = *fresh;
+	json_t *theirs = NULL;
+	int64_t lock_rev, rev = 0;
+	bool checking = false;
+	char err[256] = "";
+	int p;
+
+	if (!fleet_of(t)) {
+		return r;
+	}
+	pthread_mutex_lock(&t->lock);
+	if (t->fleet && (t->fleet->leading || t->fleet->checking)) {
+		t->fleet->leading = false;
+		checking = TAKE_FLAG(t->fleet->checking);
+		key = strdup(t->fleet->key);
+		lock_key = strdup(t->fleet->lock_key);
+	}
+	lock_rev = t->fleet ? t->fleet->lock_rev : 0;
+	pthread_mutex_unlock(&t->lock);
+	if (checking && key && lock_key) {
+		/* The check passed (nothing to tell), or failed and this node logged
+		 * in: publish that unless another node published meanwhile. */
+		return r < 0 || !*fresh ? r : publish_checked(t, ctx, key, fresh, is_login);
+	}
+	if (!key || !lock_key) {
+		return r; /* not leading: fleet store down with on_store_down = local */
+	}
+	if (r == -EKEYREJECTED) {
+		reject(t, ctx, key, lock_key, lock_rev, r);
+		return r;
+	}
+	if (r < 0) {
+		release(t, lock_key, lock_rev);
+		return r;
+	}
+	if (!s && current) {
+		/* Renewed in place: the same session with its new expiry. */
+		if (!(renewed = auth_session_dup(current))) {
+			return -ENOMEM;
+		}
+		if (expires_at) {
+			renewed->expires_at = expires_at;
+			renewed->obtained_at = now_real();
+		}
+		s = renewed;
+	}
+	if (!s) {
+		return r;
+	}
+	p = fleet_seal_session(t, key, s, &value);
+	if (p == 0) {
+		p = publish(t, key, lock_key, lock_rev, value, &rev, &theirs, err, sizeof(err));
+	}
+	if (p < 0) {
+		/* Ours works: serve it here; the lock lapses with its lease. */
+		log_warning("%s/%s: could not publish the session to the fleet: %s", t->provider->name, t->name, err);
+		return r;
+	}
+	pthread_mutex_lock(&t->lock);
+	if (p == 1 && t->fleet) {
+		t->fleet->mod_rev = rev;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (p == 1) {
+		return r;
+	}
+	return fenced_off(t, ctx, key, theirs, fresh, is_login);
+}
+
+void fleet_session_written(struct auth_target *t, const char *user, const struct auth_session *s)
+{
+	struct fleet *f = fleet_of(t);
+	_cleanup_free_ char *key = NULL, *lock_key = NULL, *value = NULL, *k = NULL, *lk = NULL;
+	json_t *reply = NULL;
+	char err[256] = "";
+	int r;
+
+	if (!f) {
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	r = fleet_target_keys(t, user, &key, &lock_key);
+	pthread_mutex_unlock(&t->lock);
+	if (r == 0) {
+		r = fleet_seal_session(t, key, s, &value);
+	}
+	if (r == 0 && (!(k = etcd_b64(key, strlen(key))) || !(lk = etcd_b64(lock_key, strlen(lock_key))))) {
+		r = -ENOMEM;
+	}
+	/* The lock goes too: a login under way elsewhere is fenced off, ends
+	 * its own session and takes this one. */
+	if (r == 0) {
+		r = fleet_call(f, "kv/txn",
+			       json_pack("{s:[{s:{s:s, s:s}}, {s:{s:s}}]}", "success", "request_put", "key", k, "value",
+					 value, "request_delete_range", "key", lk),
+			       REQUEST_TIMEOUT_MS, &reply, err, sizeof(err));
+	}
+	if (r < 0) {
+		log_warning("%s/%s: could not publish the written session to the fleet: %s", t->provider->name, t->name,
+			    err[0] ? err : strerror(-r));
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	if (t->fleet) {
+		t->fleet->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
+	}
+	pthread_mutex_unlock(&t->lock);
+	json_decref(reply);
+}
+
+void fleet_session_ended(struct auth_target *t)
+{
+	struct fleet *f = fleet_of(t);
+	_cleanup_free_ char *key = NULL;
+	json_t *reply = NULL;
+	char err[256];
+
+	if (!f) {
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	key = t->fleet ? strdup(t->fleet->key) : NULL;
+	if (t->fleet) {
+		t->fleet->ended_mod = t->fleet->mod_rev;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (!key) {
+		return;
+	}
+	if (fleet_call(f, "kv/deleterange", etcd_key(key, false), REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
+		log_warning("%s/%s: could not remove the session from the fleet store: %s", t->provider->name, t->name, err);
+	} else {
+		pthread_mutex_lock(&t->lock);
+		if (t->fleet) {
+			/* Whatever the watch brought before is gone now, even if
+			 * the watch has not said so yet. */
+			t->fleet->mod_rev = t->fleet->seen_mod = etcd_int(json_object_get(reply, "header"), "revision");
+			free(TAKE_PTR(t->fleet->seen_value));
+		}
+		pthread_mutex_unlock(&t->lock);
+	}
+	json_decref(reply);
+}
+
+bool fleet_shared_elsewhere(struct auth_target *t)
+{
+	struct fleet *f = fleet_of(t);
+	_cleanup_free_ char *prefix = NULL;
+	json_t *reply = NULL, *kvs, *kv;
+	bool other = false;
+	char err[256];
+	size_t i;
+
+	if (!f) {
+		return false;
+	}
+	/* Asked once at exit, for every target: the answer is the same. */
+	pthread_mutex_lock(&f->lock);
+	if (f->others_alive >= 0) {
+		other = f->others_alive;
+		pthread_mutex_unlock(&f->lock);
+		return other;
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (asprintf(&prefix, "%snodes/", f->root) < 0) {
+		return false;
+	}
+	json_t *body = etcd_key(prefix, true);
+	json_object_set_new(body, "keys_only", json_true());
+	if (fleet_call(f, "kv/range", body, REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
+		/* Can't tell: don't end what others may be using. */
+		log_warning("Fleet: not logging out of shared sessions: the fleet store cannot say whether other nodes "
+			    "use them");
+		other = true;
+		goto out;
+	}
+	kvs = json_object_get(reply, "kvs");
+	json_array_foreach(kvs, i, kv) {
+		_cleanup_free_ unsigned char *k = NULL;
+		size_t len;
+		if (etcd_unb64(json_string_value(json_object_get(kv, "key")) ?: "", &k, &len) == 0 &&
+		    strcmp((char *)k, f->node_key) != 0) {
+			other = true;
+		}
+	}
+	json_decref(reply);
+	if (other) {
+		log_info("Fleet: other nodes are alive; leaving the shared sessions on the servers");
+	}
+out:
+	pthread_mutex_lock(&f->lock);
+	f->others_alive = other;
+	pthread_mutex_unlock(&f->lock);
+	return other;
+}
+
+/* --- visibility -------------------------------------------------------------- */

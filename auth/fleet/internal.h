@@ -1,0 +1,91 @@
+/* Fleet mode internals shared by its files: fleet.c (the [fleet] settings,
+ * the etcd client), values.c (keys, sealed values), flight.c (the
+ * fleet-wide single flight), watch.c (the node lease, the watch, shared
+ * credentials) and status.c. */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lib/etcd.h"
+#include "fleet.h"
+#include "crypt.h"
+#include "engine/target.h"
+
+#define REQUEST_TIMEOUT_MS 5000
+#define WAIT_SLICE 2.0        /* seconds a lock waiter waits for the watch before it looks itself */
+#define TURN_MAX 5            /* seconds between the renewal turns of two nodes, at most */
+#define NODES_MAX 1024
+#define RECONNECT_MAX 5       /* seconds between watch reconnects, at most */
+
+enum store_down_mode { DOWN_STALE, DOWN_LOCAL, DOWN_FAIL };
+extern const char *const fleet_down_modes[];
+
+struct fleet {
+	struct auth_core *core;
+	const struct fleet_engine *engine;
+	struct etcd *etcd;
+	struct etcd_settings es;
+	struct secret *etcd_password;
+	struct fleet_keys *keys;
+	char *root;            /* <prefix>v1/<fleet>/ */
+	char *node;
+	char *node_key;
+	int lock_ttl;
+	enum store_down_mode on_down;
+	bool share_credentials;
+
+	pthread_mutex_t lock;  /* guards what follows, and is the waiters' */
+	pthread_cond_t event;  /* something changed under root */
+	uint64_t events;
+	int64_t lease;         /* 0: none */
+	int64_t revision;      /* the watch's */
+	bool down;
+	bool warned_local;
+	int others_alive;      /* at exit: other nodes alive? -1 not asked yet */
+	bool stopping;
+	pthread_t watch_thread, keepalive_thread;
+	bool threads;
+
+	uint64_t lock_waits;
+	double lock_wait_seconds;
+	uint64_t watch_reconnects;
+	uint64_t keepalives;
+	char **nodes;          /* live nodes, as the watch sees nodes/ */
+	size_t n_nodes;
+};
+
+
+static inline struct fleet *fleet_of(const struct auth_target *t)
+{
+	return t->core->fleet;
+}
+
+/* fleet.c */
+int fleet_call(struct fleet *f, const char *path, json_t *body, long timeout_ms, json_t **ret, char *err, size_t size);
+void fleet_set_down(struct fleet *f, bool down);
+void fleet_wake_waiters(struct fleet *f);
+
+/* values.c */
+/* The target's keys for user (t->lock held), and copies of them for use
+ * without the lock. */
+int fleet_target_keys(struct auth_target *t, const char *user, char **ret_key, char **ret_lock_key);
+/* Values of keys under root: JSON sealed with the fleet key and the etcd key
+ * as associated data, base64 for the gateway. j is taken over. */
+int fleet_seal_value(struct fleet *f, const char *key, json_t *j, char **ret_b64);
+int fleet_open_value(struct fleet *f, const char *key, const char *b64, json_t **ret);
+/* The sealed value of s: its saved form and its times. */
+int fleet_seal_session(struct auth_target *t, const char *key, const struct auth_session *s, char **ret_b64);
+/* A target's session; -EKEYREJECTED when the value records a refused login. */
+int fleet_open_session(struct auth_target *t, const char *key, const char *b64, struct auth_session **ret);
+/* A value of t's key, for a node that would log in with ctx's credentials:
+ * 0 with *ret its session; -EKEYREJECTED (ctx says whose login, when) when it
+ * records the refusal of these credentials, -ENOENT of others; -EBADMSG when
+ * it does not open. */
+int fleet_open_for(struct auth_target *t, struct auth_ctx *ctx, const char *key, const char *b64,
+		   struct auth_session **ret);
+/* The first kv of a range reply (borrowed), or NULL. */
+json_t *fleet_first_kv(json_t *range_reply);
+/* A txn compare: key's field (version, mod_revision, ...) equal to value. */
+json_t *fleet_compare(const char *key, const char *target, const char *field, int64_t value);

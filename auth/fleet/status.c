@@ -1,0 +1,56 @@
+/* What fleet mode shows: a target's "fleet" member in status, and the
+ * fleet's lines in .metrics. */
+#include <stdio.h>
+
+#include "internal.h"
+
+void fleet_status(struct auth_target *t, json_t *status)
+{
+	struct fleet *f = fleet_of(t);
+	int64_t rev;
+	bool down;
+
+	if (!f) {
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	rev = f->revision;
+	down = f->down;
+	pthread_mutex_unlock(&f->lock);
+	json_object_set_new(status, "fleet",
+			    json_pack("{s:s, s:s, s:s?, s:I}", "state",
+				      !down ? "connected" : f->on_down == DOWN_LOCAL ? "down_local" : "down", "node", f->node,
+				      "lock_holder", t->fleet && t->fleet->holder[0] ? t->fleet->holder : NULL, "revision",
+				      (json_int_t)rev));
+}
+
+void fleet_metrics(struct auth_core *core, FILE *out)
+{
+	struct fleet *f = core->fleet;
+	uint64_t waits, reconnects;
+	double wait_s;
+
+	if (!f) {
+		return;
+	}
+	pthread_mutex_lock(&f->lock);
+	waits = f->lock_waits;
+	wait_s = f->lock_wait_seconds;
+	reconnects = f->watch_reconnects;
+	pthread_mutex_unlock(&f->lock);
+	fprintf(out, "# HELP sessionfs_fleet_store_requests_total Requests made to the fleet store (etcd).\n"
+		     "# TYPE sessionfs_fleet_store_requests_total counter\nsessionfs_fleet_store_requests_total %llu\n"
+		     "# HELP sessionfs_fleet_store_errors_total Requests to the fleet store that failed.\n"
+		     "# TYPE sessionfs_fleet_store_errors_total counter\nsessionfs_fleet_store_errors_total %llu\n"
+		     "# HELP sessionfs_fleet_lock_waits_total Flights that waited for another node's login.\n"
+		     "# TYPE sessionfs_fleet_lock_waits_total counter\nsessionfs_fleet_lock_waits_total %llu\n"
+		     "# HELP sessionfs_fleet_lock_wait_seconds_total Seconds spent waiting for other nodes' logins.\n"
+		     "# TYPE sessionfs_fleet_lock_wait_seconds_total counter\nsessionfs_fleet_lock_wait_seconds_total %.3f\n"
+		     "# HELP sessionfs_fleet_watch_reconnects_total Times the watch on the fleet prefix was set up again.\n"
+		     "# TYPE sessionfs_fleet_watch_reconnects_total counter\nsessionfs_fleet_watch_reconnects_total %llu\n"
+		     "# HELP sessionfs_fleet_lease_keepalives_total Keep-alives of the node lease (part of the requests).\n"
+		     "# TYPE sessionfs_fleet_lease_keepalives_total counter\nsessionfs_fleet_lease_keepalives_total %llu\n",
+		(unsigned long long)etcd_requests(f->etcd), (unsigned long long)etcd_errors(f->etcd),
+		(unsigned long long)waits, wait_s, (unsigned long long)reconnects,
+		(unsigned long long)__atomic_load_n(&f->keepalives, __ATOMIC_RELAXED));
+}

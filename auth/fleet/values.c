@@ -1,0 +1,179 @@
+/* A target's keys in etcd and their values: sealed JSON (crypt.c) holding a
+ * saved session, or the record of a refused login (reject.c). */
+#include <errno.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "reject.h"
+
+/* 32 hex digits of SHA-256 over the user and, for STS, the options that make
+ * a different credential (role, duration, MFA device). */
+static int user_hash(const struct auth_target *t, const char *user, char out[33])
+{
+	static const char *const sts_keys[] = { "role_arn", "source_profile", "duration_seconds", "mfa_serial_number",
+						"external_id", "role_session_name", "region" };
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	bool ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) && EVP_DigestUpdate(c, user ?: "", strlen(user ?: ""));
+
+	if (ok && strcmp(t->provider->name, "sts") == 0) {
+		for (size_t i = 0; i < ELEMENTSOF(sts_keys); i++) {
+			const char *v = target_setting(&t->info, sts_keys[i]) ?: "";
+			ok = ok && EVP_DigestUpdate(c, "\n", 1) && EVP_DigestUpdate(c, v, strlen(v));
+		}
+	}
+	ok = ok && EVP_DigestFinal_ex(c, md, &mdlen);
+	EVP_MD_CTX_free(c);
+	for (size_t i = 0; ok && i < 16; i++) {
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	}
+	return ok ? 0 : -ENOMEM;
+}
+
+int fleet_target_keys(struct auth_target *t, const char *user, char **ret_key, char **ret_lock_key)
+{
+	struct fleet *f = fleet_of(t);
+	struct fleet_target *ft = t->fleet;
+	_cleanup_free_ char *key = NULL;
+	char hash[33];
+	int r = user_hash(t, user, hash);
+
+	if (r < 0) {
+		return r;
+	}
+	if (asprintf(&key, "%st/%s/%s:%u@%s", f->root, t->provider->name, t->info.host, t->info.port, hash) < 0) {
+		key = NULL;
+		return -ENOMEM;
+	}
+	if (!ft || strcmp(ft->key, key) != 0) {
+		if (!ft && !(ft = t->fleet = calloc(1, sizeof(*ft)))) {
+			return -ENOMEM;
+		}
+		free(ft->lock_key);
+		free(ft->key);
+		ft->mod_rev = 0;
+		ft->key = TAKE_PTR(key);
+		if (asprintf(&ft->lock_key, "%s/lock", ft->key) < 0) {
+			ft->lock_key = NULL;
+			return -ENOMEM;
+		}
+	}
+	*ret_key = strdup(ft->key);
+	*ret_lock_key = strdup(ft->lock_key);
+	return *ret_key && *ret_lock_key ? 0 : -ENOMEM;
+}
+
+int fleet_seal_value(struct fleet *f, const char *key, json_t *j, char **ret_b64)
+{
+	_cleanup_secret_ struct secret *plain = NULL;
+	_cleanup_free_ unsigned char *sealed = NULL;
+	size_t len = 0;
+	int r;
+
+	r = auth_json_secret(j, JSON_COMPACT, &plain);
+	if (r == 0) {
+		r = fleet_seal(f->keys, key, plain->data, plain->len, &sealed, &len);
+	}
+	if (r == 0 && !(*ret_b64 = etcd_b64(sealed, len))) {
+		r = -ENOMEM;
+	}
+	return r;
+}
+
+int fleet_open_value(struct fleet *f, const char *key, const char *b64, json_t **ret)
+{
+	_cleanup_free_ unsigned char *sealed = NULL;
+	_cleanup_secret_ struct secret *plain = NULL;
+	size_t len;
+	int r;
+
+	r = etcd_unb64(b64, &sealed, &len);
+	if (r == 0) {
+		r = fleet_open(f->keys, key, sealed, len, &plain);
+	}
+	if (r == 0 && !(*ret = json_loadb(plain->data, plain->len, 0, NULL))) {
+		r = -EBADMSG;
+	}
+	return r < 0 ? -EBADMSG : 0;
+}
+
+int fleet_seal_session(struct auth_target *t, const char *key, const struct auth_session *s, char **ret_b64)
+{
+	_cleanup_secret_ struct secret *saved = NULL;
+	int r;
+
+	r = t->provider->session_save(&t->info, s, &saved);
+	if (r < 0) {
+		return r;
+	}
+	return fleet_seal_value(fleet_of(t), key,
+				json_pack("{s:s, s:I, s:I}", "s", saved->data, "e", (json_int_t)s->expires_at, "o",
+					  (json_int_t)s->obtained_at),
+				ret_b64);
+}
+
+/* The session an opened value holds; -EKEYREJECTED when it is a refused
+ * login's record (reject.c). */
+static int session_of(struct auth_target *t, const json_t *j, struct auth_session **ret)
+{
+	json_t *saved = json_object_get(j, "s");
+	struct auth_session *s = NULL;
+
+	if (!json_is_string(saved)) {
+		return json_object_get(j, "x") ? -EKEYREJECTED : -EBADMSG;
+	}
+	if (t->provider->session_load(&t->info, json_string_value(saved), json_string_length(saved), &s) < 0) {
+		return -EBADMSG;
+	}
+	s->expires_at = (time_t)json_integer_value(json_object_get(j, "e"));
+	s->obtained_at = (time_t)json_integer_value(json_object_get(j, "o"));
+	*ret = s;
+	return 0;
+}
+
+int fleet_open_session(struct auth_target *t, const char *key, const char *b64, struct auth_session **ret)
+{
+	json_t *j = NULL;
+	int r = fleet_open_value(fleet_of(t), key, b64, &j);
+
+	if (r == 0) {
+		r = session_of(t, j, ret);
+	}
+	json_decref(j);
+	return r;
+}
+
+int fleet_open_for(struct auth_target *t, struct auth_ctx *ctx, const char *key, const char *b64,
+		   struct auth_session **ret)
+{
+	json_t *j = NULL;
+	int r = fleet_open_value(fleet_of(t), key, b64, &j);
+
+	if (r == 0) {
+		r = session_of(t, j, ret);
+	}
+	if (r == -EKEYREJECTED) {
+		r = fleet_rejection_check(j, ctx) ?: -ENOENT;
+	}
+	json_decref(j);
+	return r;
+}
+
+json_t *fleet_first_kv(json_t *range_reply)
+{
+	return json_array_get(json_object_get(range_reply, "kvs"), 0);
+}
+
+json_t *fleet_compare(const char *key, const char *target, const char *field, int64_t value)
+{
+	_cleanup_free_ char *k = etcd_b64(key, strlen(key));
+	char v[24];
+
+	snprintf(v, sizeof(v), "%lld", (long long)value);
+	return k ? json_pack("{s:s, s:s, s:s, s:s}", "key", k, "target", target, "result", "EQUAL", field, v) : NULL;
+}
