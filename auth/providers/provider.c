@@ -240,11 +240,12 @@ int auth_name_valid(const char *name)
 	if (len > 255) {
 		return -ENAMETOOLONG;
 	}
-	if (len == 0 || name[0] == '.' || strchr(name, '/')) {
+	/* A space only between other characters: AWS profiles may have one. */
+	if (len == 0 || name[0] == '.' || name[0] == ' ' || name[len - 1] == ' ' || strchr(name, '/')) {
 		return -EINVAL;
 	}
 	for (const char *p = name; *p; p++) {
-		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == ' ' || *p == '\\') {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '\\') {
 			return -EINVAL;
 		}
 	}

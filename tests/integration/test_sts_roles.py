@@ -405,17 +405,17 @@ def test_endpoint_url_from_the_profile(sts_mock, make_daemon, tmp_path):
         + profile("svc", role_arn=arn, source_profile="base", endpoint_url=DEAD_URL,
                   services="local")
         + f"[services local]\nsts =\n  endpoint_url = {sts_mock.url}\n\n")
-    # The environment's endpoints come after the profile's.
-    d = make_daemon(env=daemon_env(sts_mock, aws, endpoint=False, AWS_ENDPOINT_URL_STS=DEAD_URL,
-                                   AWS_ENDPOINT_URL=DEAD_URL, AWS_DEFAULT_REGION="eu-north-1"))
+    # Without AWS_ENDPOINT_URL(_STS), the profile's endpoints (test_sts_botocore:
+    # the environment's come first).
+    d = make_daemon(env=daemon_env(sts_mock, aws, endpoint=False, AWS_DEFAULT_REGION="eu-north-1"))
 
     assert role_of(sts_mock, read_creds(d, "p")).role_arn == arn
     assert status(d, "p")["server"] == sts_mock.url
     assert role_of(sts_mock, read_creds(d, "svc")).role_arn == arn
     assert status(d, "svc")["server"] == sts_mock.url
     assert all(c.ok for c in assume_calls(sts_mock)) and len(assume_calls(sts_mock)) == 2
-    # Without an endpoint of its own a profile goes to AWS_ENDPOINT_URL_STS.
-    assert status(d, "base")["server"] == DEAD_URL
+    # Without an endpoint anywhere, the regional one of the region.
+    assert status(d, "base")["server"] == "https://sts.eu-north-1.amazonaws.com"
 
 
 # --- restart -------------------------------------------------------------------------

@@ -114,6 +114,39 @@ static void test_profiles(void)
 	is_int(aws_services_endpoint("other", "sts", &url), -ENOENT, "unknown services section");
 }
 
+/* Section headers as botocore's configloader reads them: shlex words. */
+static void test_profile_names(void)
+{
+	static const char *const want[] = { "default", "profile", "quoted prof", "single q", "space prof", "x y" };
+	struct aws_profile p = { 0 };
+	char **names = NULL;
+	size_t n = 0;
+
+	write_file("config", "[default]\nregion = a\n[profile \"quoted prof\"]\nregion = b\n"
+			     "[profile 'single q']\nregion = c\n[profile my prof]\nregion = d\n"
+			     "[profile \"open]\nregion = e\n[profile x\\ y]\nregion = f\n"
+			     "[profile]\nregion = g\n[profile profile]\nregion = h\n[sso-session s]\n");
+	write_file("credentials", "[space prof]\naws_access_key_id = AKIAEXAMPLEEXAMPLE01\n"
+				  "aws_secret_access_key = secret\n");
+
+	is_int(aws_profiles_list(&names, &n), 0, "profiles listed");
+	is_int((int)n, (int)ELEMENTSOF(want), "[profile my prof], [profile \"open] and [profile] are none");
+	for (size_t i = 0; i < n && i < ELEMENTSOF(want); i++) {
+		is_str(names[i], want[i], "profile %zu", i);
+	}
+	auth_strv_free(names, n);
+	is_int(aws_profile_load("quoted prof", &p), 0, "[profile \"quoted prof\"] loads as quoted prof");
+	is_str(p.region, "b", "its region");
+	aws_profile_done(&p);
+	is_int(aws_profile_load("x y", &p), 0, "[profile x\\ y] loads as x y");
+	is_str(p.region, "f", "its region");
+	aws_profile_done(&p);
+	is_int(aws_profile_load("my prof", &p), -ENOENT, "[profile my prof] is not a profile (three words)");
+	is_int(aws_profile_load("space prof", &p), 0, "[space prof] of the credentials file loads");
+	is_str(p.access_key_id, "AKIAEXAMPLEEXAMPLE01", "its key");
+	aws_profile_done(&p);
+}
+
 int main(void)
 {
 	char path[256];
@@ -124,6 +157,7 @@ int main(void)
 		abort();
 	}
 	test_profiles();
+	test_profile_names();
 	for (const char *const *f = (const char *const[]){ "config", "credentials", NULL }; *f; f++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, *f);
 		unlink(path);

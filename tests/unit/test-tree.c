@@ -161,8 +161,9 @@ static void test_names(void)
 	check_name("a/b", -EINVAL, "'a/b'");
 	check_name("/", -EINVAL, "'/'");
 	check_name("a/", -EINVAL, "'a/'");
-	check_name("a b", -EINVAL, "with a space");
+	check_name("a b", 0, "with a space (AWS profiles may have one)");
 	check_name(" a", -EINVAL, "with a leading space");
+	check_name("a ", -EINVAL, "with a trailing space");
 	check_name("a\tb", -EINVAL, "with a tab");
 	check_name("a\nb", -EINVAL, "with a newline");
 	check_name("a\x01", -EINVAL, "with 0x01");

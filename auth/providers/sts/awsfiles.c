@@ -118,20 +118,66 @@ static char *file_path(const char *env, const char *name)
 	return path;
 }
 
-/* The profile a section header names, or NULL for other sections. */
-static const char *section_profile(const char *section, bool config_file)
+/* The next word of s as POSIX shlex (Python's shlex.split) reads it: blanks
+ * separate words, '...' is literal, "..." takes \\ and \" as escapes, a
+ * backslash outside quotes escapes any character. The word goes to out
+ * (room for strlen(s) + 1); NULL when s has no more words, or a quote or an
+ * escape is not closed. */
+static const char *shlex_word(const char *s, char *out)
 {
-	if (!config_file || strcmp(section, "default") == 0) {
-		return section;
+	char quote = 0;
+
+	s += strspn(s, " \t\r\n");
+	if (!*s) {
+		return NULL;
 	}
-	if (strncmp(section, "profile ", 8) == 0) {
-		section += 8;
-		while (*section == ' ') {
-			section++;
+	for (; *s && (quote || !strchr(" \t\r\n", *s)); s++) {
+		if (quote == '\'' && *s != '\'') {
+			*out++ = *s;
+		} else if (quote == '"' && *s == '\\' && (s[1] == '\\' || s[1] == '"')) {
+			*out++ = *++s;
+		} else if (quote && *s == quote) {
+			quote = 0;
+		} else if (quote) {
+			*out++ = *s;
+		} else if (*s == '\'' || *s == '"') {
+			quote = *s;
+		} else if (*s == '\\' && !s[1]) {
+			return NULL; /* shlex: "No escaped character" */
+		} else if (*s == '\\') {
+			*out++ = *++s;
+		} else {
+			*out++ = *s;
 		}
-		return section;
 	}
-	return NULL; /* [sso-session x], [services x], ... */
+	*out = 0;
+	return quote ? NULL : s;
+}
+
+/* The profile a section header names (a new string), or NULL for other
+ * sections. In the credentials file every section is a profile; in the
+ * config file [default] is, and a header that starts with "profile" and
+ * splits into exactly two shlex words, as botocore's configloader reads it:
+ * [profile "my prof"] is the profile "my prof", while [profile my prof] (three
+ * words) is no profile at all. */
+static char *section_profile(const char *section, bool config_file)
+{
+	_cleanup_free_ char *word = NULL, *name = NULL;
+	const char *rest;
+
+	if (!config_file || strcmp(section, "default") == 0) {
+		return strdup(section);
+	}
+	if (strncmp(section, "profile", 7) != 0) {
+		return NULL; /* [sso-session x], [services x], ... */
+	}
+	word = malloc(strlen(section) + 1);
+	name = malloc(strlen(section) + 1);
+	if (!word || !name || !(rest = shlex_word(section, word)) || !(rest = shlex_word(rest, name)) ||
+	    shlex_word(rest, word)) {
+		return NULL;
+	}
+	return TAKE_PTR(name);
 }
 
 struct load {
@@ -192,7 +238,7 @@ static int set_secret(struct secret **dst, const char *v)
 static int on_profile_line(void *userdata, const char *section, const char *key, const char *value)
 {
 	struct load *l = userdata;
-	const char *name = section_profile(section, l->config_file);
+	_cleanup_free_ char *name = section_profile(section, l->config_file);
 	char **field;
 
 	if (!name || strcmp(name, l->profile) != 0) {
@@ -310,7 +356,7 @@ struct names {
 static int on_section(void *userdata, const char *section, const char *key, const char *value)
 {
 	struct names *n = userdata;
-	const char *name = section_profile(section, n->config_file);
+	_cleanup_free_ char *name = section_profile(section, n->config_file);
 	char **v;
 
 	(void)key;
@@ -324,11 +370,11 @@ static int on_section(void *userdata, const char *section, const char *key, cons
 		}
 	}
 	v = realloc(n->v, (n->n + 1) * sizeof(*v));
-	if (!v || !(v[n->n] = strdup(name))) {
-		n->v = v ? v : n->v;
+	if (!v) {
 		n->r = -ENOMEM;
 		return 0;
 	}
+	v[n->n] = TAKE_PTR(name);
 	n->v = v;
 	n->n++;
 	return 1;

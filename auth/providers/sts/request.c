@@ -38,13 +38,25 @@ char *sts_setting(const struct target_info *info, const char *key, const char *a
 	return result;
 }
 
-/* The section's region, the profile's, AWS_REGION, AWS_DEFAULT_REGION, us-east-1. */
+/* The section's region, AWS_REGION, AWS_DEFAULT_REGION, the profile's,
+ * us-east-1: the environment before the files, as botocore puts
+ * AWS_DEFAULT_REGION (it does not read AWS_REGION, which the other SDKs
+ * read first). */
 char *sts_region(const struct target_info *info)
 {
-	char *region = sts_setting(info, "region", "region", "AWS_REGION");
-	const char *v = getenv("AWS_DEFAULT_REGION");
+	static const char *const envs[] = { "AWS_REGION", "AWS_DEFAULT_REGION" };
+	const char *v = target_setting(info, "region");
+	char *region;
 
-	return region ? region : strdup(v && *v ? v : "us-east-1");
+	for (size_t i = 0; !v && i < ELEMENTSOF(envs); i++) {
+		v = getenv(envs[i]);
+		v = v && *v ? v : NULL;
+	}
+	if (v) {
+		return strdup(v);
+	}
+	region = sts_setting(info, "region", "region", NULL);
+	return region ? region : strdup("us-east-1");
 }
 
 void sts_creds_done(struct sts_creds *c)

@@ -136,6 +136,11 @@ static int apply_section(const struct target_info *info, struct aws_profile *p)
 		{ "mfa_serial_number", "mfa_serial" }, { "source_identity", "source_identity" }, { "tags", "tags" },
 	};
 
+	/* The section's source replaces the profile's, whichever kind it is. */
+	if (target_setting(info, "source_profile") || target_setting(info, "credential_source")) {
+		free(TAKE_PTR(p->source_profile));
+		free(TAKE_PTR(p->credential_source));
+	}
 	for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
 		const char *v = target_setting(info, keys[i].key);
 		char **field = aws_profile_field(p, keys[i].aws_key);
@@ -184,7 +189,7 @@ static int from_credential_source(struct auth_ctx *ctx, const struct hop *h, str
 	return auth_ctx_fail(ctx, -EINVAL, "profile %s: unknown credential_source %s", h->profile, source);
 }
 
-/* The root credentials from a source profile without role_arn: its keys. */
+/* The root credentials from a source profile with keys, or without role_arn: its keys. */
 static int from_source_profile(struct auth_ctx *ctx, const char *name, const struct aws_profile *p, struct chain *c)
 {
 	_cleanup_free_ char *origin = NULL;
@@ -240,6 +245,11 @@ static int chain_resolve(struct auth_ctx *ctx, const struct sts_creds *own, stru
 		if (c->n == 1 && own) {
 			return sts_creds_copy(own, NULL, &c->root);
 		}
+		if (h->p.credential_source && h->p.source_profile) {
+			return auth_ctx_fail(ctx, -EINVAL,
+					     "profile %s has both source_profile and credential_source (botocore refuses it too): keep one",
+					     h->profile);
+		}
 		if (h->p.credential_source) {
 			return from_credential_source(ctx, h, c);
 		}
@@ -261,7 +271,10 @@ static int chain_resolve(struct auth_ctx *ctx, const struct sts_creds *own, stru
 			return auth_ctx_fail(ctx, -EINVAL, "profile %s: its source_profile %s does not exist", h->profile,
 					     source);
 		}
-		if (r == 0 && !next.role_arn) {
+		/* A source with keys of its own is used with them, even with a
+		 * role_arn of its own: botocore assumes a source's role only when
+		 * it has no aws_access_key_id or aws_secret_access_key. */
+		if (r == 0 && (!next.role_arn || next.access_key_id || next.secret_access_key)) {
 			r = from_source_profile(ctx, source, &next, c);
 			aws_profile_done(&next);
 			return r;

@@ -44,15 +44,21 @@ static const struct auth_file_info sts_files[] = {
 	{ "status", S_IFREG | 0400, AUTH_FILE_STATUS, 0, 0, NULL },
 };
 
-/* The endpoint, first found of: endpoint_url in the [sts "x"] section; in
- * the profile's [services] section (sts = endpoint_url = ...), then in the
- * profile; AWS_ENDPOINT_URL_STS; AWS_ENDPOINT_URL. NULL: the regional one. */
+/* The endpoint, first found of: endpoint_url in the [sts "x"] section;
+ * AWS_ENDPOINT_URL_STS; AWS_ENDPOINT_URL; the profile's [services] section
+ * (sts = endpoint_url = ...); the profile's endpoint_url. NULL: the regional
+ * one. The environment before the files, as the SDKs (botocore 1.31 on) do. */
 static char *endpoint_of(const struct target_info *info)
 {
+	static const char *const envs[] = { "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL" };
 	struct aws_profile p = { 0 };
 	const char *v = target_setting(info, "endpoint_url");
 	char *url = NULL;
 
+	for (size_t i = 0; !v && i < ELEMENTSOF(envs); i++) {
+		v = getenv(envs[i]);
+		v = v && *v ? v : NULL;
+	}
 	if (v) {
 		return strdup(v);
 	}
@@ -61,12 +67,6 @@ static char *endpoint_of(const struct target_info *info)
 			url = p.endpoint_url ? strdup(p.endpoint_url) : NULL;
 		}
 		aws_profile_done(&p);
-	}
-	if (!url && (v = getenv("AWS_ENDPOINT_URL_STS")) && *v) {
-		url = strdup(v);
-	}
-	if (!url && (v = getenv("AWS_ENDPOINT_URL")) && *v) {
-		url = strdup(v);
 	}
 	return url;
 }

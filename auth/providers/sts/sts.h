@@ -33,7 +33,7 @@ const char *sts_profile_name(const struct target_info *info);
 /* A setting of the target's section, else of its AWS profile (aws_key), else
  * of the environment variable env; NULL when none. */
 char *sts_setting(const struct target_info *info, const char *key, const char *aws_key, const char *env);
-/* The section's region, the profile's, AWS_REGION, AWS_DEFAULT_REGION, us-east-1. */
+/* The section's region, AWS_REGION, AWS_DEFAULT_REGION, the profile's, us-east-1. */
 char *sts_region(const struct target_info *info);
 /* The first field of temporary credentials that breaks its grammar, or NULL. */
 const char *sts_credentials_invalid(const char *id, const char *secret, const char *token, const char *expiration);
