@@ -16,6 +16,8 @@ struct handle {
 	struct open_obj obj;
 	struct auth_blob *blob; /* reading */
 	bool writing;
+	pid_t opener;           /* its close() completes the value; other processes' (children that
+				 * inherited the descriptor) don't */
 	int error;              /* a write was refused: so are the rest, and close */
 	size_t applied;         /* bytes of buf that took effect */
 	size_t len;
@@ -384,6 +386,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	h->opener = fuse_req_ctx(req)->pid;
 	/* A session file's open is a read: it may log in (within timeout). */
 	r = writing ? 0 : !readable(&n) ? -EACCES : tree_render(FS(req), &n, &h->blob);
 	if (r < 0) {
@@ -520,32 +523,50 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	fuse_reply_write(req, size);
 }
 
-/* close(): a value still incomplete is malformed, and the writer hears of it. */
+/* The writer is done: a value still incomplete is malformed. */
+static int write_close(struct fs *fs, fuse_ino_t ino, struct handle *h)
+{
+	struct node n;
+	int r;
+
+	if (tree_decode(ino, &n) < 0) {
+		return 0;
+	}
+	if (tree_node_target(fs, &n) < 0) {
+		return h->len > h->applied ? -ENOENT : 0; /* the target went away with the value unapplied */
+	}
+	r = write_apply(fs, &n, h, true);
+	if (r == 0 && has_flag(&n, AUTH_FILE_RESUME)) {
+		cache_drop_target(fs, n.target_id);
+	}
+	return r;
+}
+
+/* close(), where its error can reach the writer. Only the opener's close
+ * ends the value: in `{ printf a; printf b; } > f` each child that inherited
+ * the descriptor closes it too, before the rest is written. */
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	struct node n;
 	int r = 0;
 
-	if (h && h->writing && tree_decode(ino, &n) == 0) {
-		if (tree_node_target(FS(req), &n) < 0) {
-			r = h->len > h->applied ? -ENOENT : 0; /* the target went away with the value unapplied */
-		} else {
-			r = write_apply(FS(req), &n, h, true);
-		}
-		if (r == 0 && has_flag(&n, AUTH_FILE_RESUME)) {
-			cache_drop_target(FS(req), n.target_id);
-		}
+	if (h && h->writing) {
+		r = fuse_req_ctx(req)->pid == h->opener ? write_close(FS(req), ino, h) : h->error;
 	}
 	fuse_reply_err(req, -r);
 }
 
+/* The last close. A value the opener's close did not end (it closed in
+ * another thread, or left it to a child) is ended here; an error can't
+ * reach anyone, but status and the log have it. */
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
-	(void)ino;
 	if (h) {
+		if (h->writing) {
+			write_close(FS(req), ino, h);
+		}
 		opens_release(FS(req), &h->obj);
 	}
 	fuse_reply_err(req, 0);

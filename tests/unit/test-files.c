@@ -27,7 +27,7 @@ static const struct expected tables[] = {
 	{ "idrac", "sessions", S_IFDIR | 0700, AUTH_FILE_SESSIONS, 0 },
 	{ "sts", "creds.json", S_IFREG | 0400, AUTH_FILE_SESSION, AUTH_FILE_LOGOUT },
 	{ "sts", "env", S_IFREG | 0400, AUTH_FILE_SESSION, 0 },
-	{ "sts", "credentials", S_IFREG | 0200, AUTH_FILE_CREDENTIALS, 0 },
+	{ "sts", "credentials", S_IFREG | 0200, AUTH_FILE_CREDENTIALS, AUTH_FILE_LINES },
 	{ "sts", "mfa", S_IFREG | 0200, AUTH_FILE_ONE_TIME, 0 },
 	{ "sts", "status", S_IFREG | 0400, AUTH_FILE_STATUS, 0 },
 	{ "oauth2", "token", S_IFREG | 0400, AUTH_FILE_SESSION, AUTH_FILE_LOGOUT },

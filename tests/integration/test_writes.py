@@ -1,0 +1,221 @@
+"""Writes as programs make them, and the tools that remove and replace files
+(issue 21): a value written in pieces is applied once, complete, never a
+prefix; tools that write a temp file and rename it; sessions/ entries that
+exist only when they are on the BMC; rm -r of a target; no password shown
+in sessions/.
+
+Each test checks what the mock received (the full password), not only what
+the daemon says.
+"""
+
+import errno
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from tests.integration.harness import aos_section, assert_errno, new_password, strerror
+from tests.integration.test_redfish import idrac_section, read_token
+from tests.integration.test_sts import MFA_SERIAL, check_issued, read_creds, sts_section
+from tests.mocks.redfish import OLD_SESSIONS, SESSIONS
+
+BMC = "idrac/bmc"
+CREDENTIALS = f"{BMC}/credentials"
+TOKEN = f"{BMC}/token"
+STATUS = f"{BMC}/status"
+SESSIONS_DIR = f"{BMC}/sessions"
+
+
+# --- helpers ----------------------------------------------------------------
+
+def shell(d, script, **env):
+    # bash: its echo reports write()'s errno (dash's says "I/O error" for all).
+    return subprocess.run(["/bin/bash", "-c", script], cwd=d.mnt, env={**d.env, **env},
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=20)
+
+
+def status(d, rel=STATUS):
+    return json.loads(d.read(rel))
+
+
+def last_login(mock):
+    """The body of the last login POST the Redfish mock received."""
+    posts = [r for r in mock.requests if r.method == "POST"
+             and r.path in (mock.sessions_uri, SESSIONS, OLD_SESSIONS)]
+    return posts[-1].json() if posts else None
+
+
+def relogin(d):
+    """Log out and in again, so the next login uses the current credentials."""
+    d.unlink(TOKEN)
+    return read_token(d)
+
+
+@pytest.fixture
+def bmc(redfish_mock, make_daemon, log_secrets):
+    """(mock, daemon, user, password): a daemon logged in as root on the mock,
+    and a second user "ops" whose credentials the test writes."""
+    mock = redfish_mock
+    password = log_secrets.add("s3cret-" + new_password())
+    mock.add_user("ops", password)
+    d = make_daemon(idrac_section(mock))
+    read_token(d)
+    return mock, d, "ops", password
+
+
+def assert_logs_in_as(mock, d, user, password):
+    relogin(d)
+    assert last_login(mock) == {"UserName": user, "Password": password}, \
+        "the BMC did not get the full password"
+
+
+def assert_kept_root(mock, d):
+    relogin(d)
+    assert last_login(mock)["UserName"] == "root", "a refused value replaced the credentials"
+
+
+# --- 1. a value written in pieces ----------------------------------------------------
+
+@pytest.mark.parametrize("newline", ["", "\n"])
+def test_dd_bs1_writes_the_whole_password(bmc, newline):
+    mock, d, user, password = bmc
+    r = shell(d, f'printf "%s" "$V" | dd of={CREDENTIALS} bs=1 status=none',
+              V=f"{user}:{password}{newline}")
+    assert r.returncode == 0, r.stderr
+    assert "saved new credentials for user ops" in d.log()
+    assert d.log().count("saved new credentials") == 1, "applied more than once"
+    assert_logs_in_as(mock, d, user, password)
+
+
+@pytest.mark.parametrize("printf", ["printf", "/usr/bin/printf"])
+def test_printf_pieces(bmc, printf):
+    # /usr/bin/printf: each child inherits the descriptor and closes it
+    # before the next piece is written.
+    mock, d, user, password = bmc
+    half = len(password) // 2
+    r = shell(d, f'{{ {printf} "%s" "$A"; {printf} "%s" "$B"; }} > {CREDENTIALS}',
+              A=f"{user}:{password[:half]}", B=password[half:])
+    assert r.returncode == 0, r.stderr
+    assert_logs_in_as(mock, d, user, password)
+
+
+def test_python_unbuffered_print(bmc):
+    mock, d, user, password = bmc
+    r = shell(d, f"/usr/bin/python3 -c 'import os; print(os.environ[\"V\"])' > {CREDENTIALS}",
+              V=f"{user}:{password}", PYTHONUNBUFFERED="1")
+    assert r.returncode == 0, r.stderr
+    assert_logs_in_as(mock, d, user, password)
+
+
+@pytest.mark.parametrize("form", ["line", "json"])
+def test_writes_split_at_4096_bytes(bmc, log_secrets, form):
+    mock, d, user, _ = bmc
+    password = log_secrets.add(("p" + new_password() * 200)[:6000])
+    mock.add_user(user, password)
+    value = (f"{user}:{password}" if form == "line"
+             else json.dumps({"username": user, "password": password})).encode()
+    fd = os.open(d.path(CREDENTIALS), os.O_WRONLY | os.O_TRUNC)
+    try:
+        for i in range(0, len(value), 4096):
+            assert os.write(fd, value[i:i + 4096]) == len(value[i:i + 4096])
+    finally:
+        os.close(fd)
+    assert_logs_in_as(mock, d, user, password)
+
+
+def test_echo_applies_at_the_newline_and_refuses_at_write(bmc):
+    mock, d, user, password = bmc
+    r = shell(d, f'echo "$V" > {CREDENTIALS}', V=f"{user}:{password}")
+    assert r.returncode == 0, r.stderr
+    assert_logs_in_as(mock, d, user, password)
+    r = shell(d, f"echo nocolon > {CREDENTIALS}")
+    assert r.returncode != 0 and "Invalid argument" in r.stderr, (r.returncode, r.stderr)
+    assert_logs_in_as(mock, d, user, password)
+
+
+def test_incomplete_at_close_is_refused_at_close_and_shown_in_status(bmc):
+    mock, d, _, _ = bmc
+    fd = os.open(d.path(CREDENTIALS), os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, b"nocolon")
+    with pytest.raises(OSError) as e:
+        os.close(fd)
+    assert_errno(e.value.errno, errno.EINVAL, "close() of a value that is none")
+    st = status(d)
+    assert "credentials" in (st["last_error"] or ""), st
+    assert st["last_write"]["result"] == "refused", st
+    assert "refused" in d.log()
+    # A shell never sees close()'s error; status and the log still do.
+    r = shell(d, f"printf 'admin:' > {CREDENTIALS}")
+    assert status(d)["last_write"]["result"] == "refused"
+    assert_kept_root(mock, d)
+
+
+def test_json_applied_when_the_object_closes(bmc):
+    mock, d, user, password = bmc
+    value = json.dumps({"username": user, "password": password})
+    r = shell(d, f'printf "%s" "$V" | dd of={CREDENTIALS} bs=1 status=none', V=value)
+    assert r.returncode == 0, r.stderr
+    assert_logs_in_as(mock, d, user, password)
+    # Malformed JSON is refused by the write that makes it so.
+    fd = os.open(d.path(CREDENTIALS), os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, b'{"username": "ops", ')
+        with pytest.raises(OSError) as e:
+            os.write(fd, b'"password": 5}')
+        assert_errno(e.value.errno, errno.EINVAL)
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    assert_logs_in_as(mock, d, user, password)
+
+
+def test_rewriting_the_same_credentials_changes_nothing(bmc):
+    mock, d, user, password = bmc
+    d.write(CREDENTIALS, f"{user}:{password}\n")
+    assert status(d)["last_write"]["result"] == "applied"
+    d.write(CREDENTIALS, f"{user}:{password}\n")
+    assert status(d)["last_write"]["result"] == "unchanged"
+    assert d.log().count("saved new credentials") == 1
+
+
+def test_mfa_code_byte_by_byte(sts_mock, make_daemon):
+    akid, secret = sts_mock.new_key(mfa_serial=MFA_SERIAL, mfa_code="123456")
+    d = make_daemon(sts_section(sts_mock, key=(akid, secret), mfa_serial_number=MFA_SERIAL))
+    for bad in ("12", "12345\n"):
+        r = shell(d, f'printf "{bad}" | dd of=sts/p/mfa bs=1 status=none')
+        assert r.returncode != 0 or status(d, "sts/p/status")["last_write"]["result"] == "refused"
+    assert sts_mock.calls == []
+    r = shell(d, 'printf "1234567" | dd of=sts/p/mfa bs=1 status=none')
+    assert "Invalid argument" in r.stderr, r.stderr  # the seventh digit's write
+    r = shell(d, 'printf "123456\\n" | dd of=sts/p/mfa bs=1 status=none')
+    assert r.returncode == 0, r.stderr
+    check_issued(sts_mock, read_creds(d))
+    assert sts_mock.calls[-1].token_code == "123456"
+
+
+def test_sts_key_lines_in_pieces(sts_mock, make_daemon, log_secrets):
+    # key = value lines end at close (a session token line may follow the pair).
+    d = make_daemon(sts_section(sts_mock))
+    akid, secret = sts_mock.new_key()
+    text = f"aws_access_key_id = {akid}\naws_secret_access_key = {secret}\n"
+    r = shell(d, f'printf "%s" "$V" | dd of=sts/p/credentials bs=1 status=none', V=text)
+    assert r.returncode == 0, r.stderr
+    check_issued(sts_mock, read_creds(d))
+    r = shell(d, "printf 'aws_access_key_id = x\\nnot a key line\\n' > sts/p/credentials")
+    assert "Invalid argument" in r.stderr, r.stderr
+
+
+def test_session_json_byte_by_byte(aos_mock, make_daemon):
+    d = make_daemon(aos_section(aos_mock))
+    adopted = aos_mock.issue_token()
+    value = json.dumps({"server": "127.0.0.1", "port": aos_mock.port, "token": adopted}) + "\n"
+    r = shell(d, f'printf "%s" "$V" | dd of=aos/lab/session.json bs=1 status=none', V=value)
+    assert r.returncode == 0, r.stderr
+    assert d.read("aos/lab/token") == adopted
+    assert aos_mock.logins == 0
