@@ -219,3 +219,26 @@ def test_session_json_byte_by_byte(aos_mock, make_daemon):
     assert r.returncode == 0, r.stderr
     assert d.read("aos/lab/token") == adopted
     assert aos_mock.logins == 0
+
+
+# --- 6. no password in sessions/ -----------------------------------------------------
+
+def test_sessions_entries_and_session_json_show_no_password(redfish_mock, make_daemon):
+    mock = redfish_mock
+    mock.echo_password = True
+    d = make_daemon(idrac_section(mock))
+    token = read_token(d)
+    [own] = [s["id"] for s in mock.live_sessions() if s["token"] == token]
+    # The BMC does echo it (the mock's own reply), so the redaction is ours.
+    assert mock.password() in mock.call("GET", mock.session_uri(own), headers={
+        "OData-Version": "4.0", "X-Auth-Token": token}).body.decode()
+    for rel in (f"{SESSIONS_DIR}/{own}", f"{BMC}/session.json"):
+        text = d.read(rel)
+        assert mock.password() not in text, f"{rel} shows the password"
+        entry = json.loads(text)
+        if rel.endswith("session.json"):
+            entry = entry["session_data"]
+        assert entry["Password"] is None
+        vendor = entry["Oem"]["Vendor"]
+        assert vendor["password"] is None and vendor["Logins"] == [{"PASSWORD": None, "Kept": 1}]
+        assert entry["UserName"] == "root"
