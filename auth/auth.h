@@ -123,6 +123,10 @@ int auth_file_unlink(struct auth_target *t, unsigned f);
 int auth_sessions_list(struct auth_target *t, char ***ret_ids, size_t *ret_n);
 int auth_sessions_read(struct auth_target *t, const char *id, struct auth_blob **ret);
 int auth_sessions_delete(struct auth_target *t, const char *id);
+/* Is id on the server? 0 or -ENOENT, from a listing at most a few seconds
+ * old, listed again for an id not in it (at most once a second); may wait
+ * for the network (within timeout). */
+int auth_sessions_exists(struct auth_target *t, const char *id);
 /* A stable small number for a session id (for inode numbers), and back. */
 int auth_sessions_slot(struct auth_target *t, const char *id);
 char *auth_sessions_id(struct auth_target *t, unsigned slot);

@@ -107,8 +107,8 @@ static int lookup_in_target(struct fs *fs, const struct node *dir, const char *n
 	return fi ? 0 : -ENOENT;
 }
 
-/* Any well-formed id resolves, listed or not, so that rm of a session that is
- * already gone can succeed; reading one that is gone fails with ENOENT. */
+/* An id resolves when it is on the server (a listing a few seconds old at
+ * most), so stat, rm and rm -f of one that is gone say ENOENT. */
 static int lookup_in_sessions(struct fs *fs, const struct node *dir, const char *name, struct node *ret)
 {
 	struct auth_target *t;
@@ -121,7 +121,10 @@ static int lookup_in_sessions(struct fs *fs, const struct node *dir, const char 
 	if (!t) {
 		return -ENOENT;
 	}
-	slot = auth_sessions_slot(t, name);
+	slot = auth_sessions_exists(t, name);
+	if (slot == 0) {
+		slot = auth_sessions_slot(t, name);
+	}
 	*ret = (struct node){ .kind = NODE_SESSION_ENTRY, .provider = auth_target_provider(t),
 			      .target_id = dir->target_id, .slot = (unsigned)slot };
 	auth_target_unref(t);

@@ -85,6 +85,10 @@ struct auth_target {
 	uint64_t *slot_used;          /* when each slot was last used (slot_clock) */
 	uint64_t slot_clock;
 	size_t n_slots;
+	char **listed;                /* the server's session ids, as last listed */
+	size_t n_listed;
+	double listed_at;             /* when (monotonic; 0: never) */
+	double list_tried_at;         /* when a listing was last asked for */
 	struct fleet_target *fleet;   /* fleet mode: its keys and state (fleet/), else NULL */
 };
 

@@ -242,3 +242,56 @@ def test_sessions_entries_and_session_json_show_no_password(redfish_mock, make_d
         vendor = entry["Oem"]["Vendor"]
         assert vendor["password"] is None and vendor["Logins"] == [{"PASSWORD": None, "Kept": 1}]
         assert entry["UserName"] == "root"
+
+
+# --- 3. sessions/<id> exists when it is on the BMC ------------------------------------
+
+def listings(mock, after=0.0):
+    return [r for r in mock.requests if r.method == "GET" and r.path == mock.sessions_uri
+            and r.time > after]
+
+
+def test_sessions_entry_of_an_id_not_on_the_bmc_is_enoent(redfish_mock, make_daemon):
+    mock = redfish_mock
+    d = make_daemon(idrac_section(mock))
+    read_token(d)
+    missing = d.path(f"{SESSIONS_DIR}/NOSUCHID")
+    with pytest.raises(FileNotFoundError):
+        os.stat(missing)
+    with pytest.raises(FileNotFoundError):
+        open(missing).close()
+    assert not os.path.exists(missing)
+    with pytest.raises(FileNotFoundError):
+        os.unlink(missing)
+    r = shell(d, f"rm -f {SESSIONS_DIR}/NOSUCHID")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert [x for x in mock.requests if x.method == "DELETE"] == []
+
+    # A session made since the last listing is found (listed again on a miss).
+    sid, _ = mock.create_session("root")
+    deadline = time.monotonic() + 3
+    while not os.path.exists(d.path(f"{SESSIONS_DIR}/{sid}")):
+        assert time.monotonic() < deadline, "a new session never showed up"
+        time.sleep(0.2)
+    assert os.stat(d.path(f"{SESSIONS_DIR}/{sid}")).st_size > 0
+
+    # One ended on the BMC is gone within a few seconds.
+    mock.kill_session(sid)
+    deadline = time.monotonic() + 5
+    while os.path.exists(d.path(f"{SESSIONS_DIR}/{sid}")):
+        assert time.monotonic() < deadline, "a session ended on the BMC still shows"
+        time.sleep(0.2)
+    r = shell(d, f"rm {SESSIONS_DIR}/{sid}")
+    assert r.returncode != 0 and "No such file" in r.stderr, r.stderr
+
+
+def test_misses_list_at_most_once_a_second(redfish_mock, make_daemon):
+    mock = redfish_mock
+    d = make_daemon(idrac_section(mock))
+    read_token(d)
+    start = time.time()
+    for i in range(200):
+        assert not os.path.exists(d.path(f"{SESSIONS_DIR}/{900000 + i}"))
+    elapsed = time.time() - start
+    n = len(listings(mock, after=start))
+    assert 1 <= n <= elapsed + 2, f"{n} listings in {elapsed:.1f} s for 200 misses"
