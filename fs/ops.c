@@ -224,11 +224,15 @@ static void readdir_target(struct fs *fs, struct dirbuf *b, const struct node *d
 	auth_target_unref(t);
 }
 
-/* sessions/ is listed once per opendir (one GET), then served from that. */
+/* An open directory: who opened it, and for sessions/ its listing, made
+ * once per opendir (one GET) and served from that. */
 struct listing {
 	struct open_obj obj;
+	pid_t opener;
+	struct node dir;
+	bool warned;       /* a removal inside it was refused and logged */
 	uint32_t target_id;
-	char **ids;
+	char **ids;        /* sessions/ only */
 	size_t n;
 };
 
@@ -262,26 +266,35 @@ static void listing_free(struct open_obj *o)
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct auth_target *t;
+	struct auth_target *t = NULL;
 	struct listing *l;
 	struct node n;
 	int r;
 
 	fi->fh = 0;
-	if (tree_decode(ino, &n) < 0 || n.kind != NODE_TARGET_FILE || tree_node_target(FS(req), &n) < 0 ||
-	    !is_sessions_dir(&n)) {
-		fuse_reply_open(req, fi);
-		return;
+	r = tree_decode(ino, &n);
+	if (r == 0 && n.kind == NODE_TARGET_FILE && (tree_node_target(FS(req), &n) < 0 || !is_sessions_dir(&n))) {
+		r = -ENOTDIR;
 	}
-	t = auth_target_get(FS(req)->core, n.target_id);
-	l = calloc(1, sizeof(*l));
-	r = !t ? -ENOENT : !l ? -ENOMEM : auth_sessions_list(t, &l->ids, &l->n);
-	auth_target_unref(t);
+	if (r == 0 && n.kind == NODE_TARGET_DIR) {
+		r = tree_node_target(FS(req), &n);
+	}
+	l = r == 0 ? calloc(1, sizeof(*l)) : NULL;
+	if (r == 0 && !l) {
+		r = -ENOMEM;
+	}
+	if (r == 0 && n.kind == NODE_TARGET_FILE) {
+		t = auth_target_get(FS(req)->core, n.target_id);
+		r = !t ? -ENOENT : auth_sessions_list(t, &l->ids, &l->n);
+		auth_target_unref(t);
+	}
 	if (r < 0) {
 		free(l);
 		fuse_reply_err(req, -r);
 		return;
 	}
+	l->opener = fuse_req_ctx(req)->pid;
+	l->dir = n;
 	l->target_id = n.target_id;
 	opens_add(FS(req), &l->obj, listing_free);
 	fi->fh = (uint64_t)(uintptr_t)l;
@@ -572,6 +585,37 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_err(req, 0);
 }
 
+/* Does the caller hold open a directory above n (the root, n's provider
+ * directory or n's target directory)? rm -r, shutil.rmtree and Ansible's
+ * `file: state=absent` do while they remove what is inside; `rm token` and
+ * `rm sessions/<id>` don't. Logged once per open directory. */
+static bool inside_open_dir(struct fs *fs, const struct node *n, pid_t caller, const char *name)
+{
+	struct listing *found = NULL;
+	bool warn = false;
+
+	pthread_mutex_lock(&fs->opens_lock);
+	for (struct open_obj *o = fs->opens.next; o != &fs->opens && !found; o = o->next) {
+		struct listing *l = (struct listing *)o;
+		if (o->free != listing_free || l->opener != caller) {
+			continue;
+		}
+		if (l->dir.kind == NODE_ROOT || (l->dir.kind == NODE_PROVIDER_DIR && l->dir.provider == n->provider) ||
+		    (l->dir.kind == NODE_TARGET_DIR && l->dir.target_id == n->target_id)) {
+			found = l;
+			warn = !l->warned;
+			l->warned = true;
+		}
+	}
+	pthread_mutex_unlock(&fs->opens_lock);
+	if (warn) {
+		log_warning("Refused to remove %s (and what follows) in a target that the remover holds open, as rm -r "
+			    "does: nothing in a target is removed recursively; rm one session at a time, or rmdir the "
+			    "target to forget it", name);
+	}
+	return found;
+}
+
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct auth_target *t;
@@ -580,6 +624,10 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (r < 0 || (n.kind != NODE_TARGET_FILE && n.kind != NODE_SESSION_ENTRY)) {
 		fuse_reply_err(req, r < 0 ? -r : EPERM);
+		return;
+	}
+	if (inside_open_dir(FS(req), &n, fuse_req_ctx(req)->pid, name)) {
+		fuse_reply_err(req, EPERM);
 		return;
 	}
 	t = auth_target_get(FS(req)->core, n.target_id);

@@ -295,3 +295,41 @@ def test_misses_list_at_most_once_a_second(redfish_mock, make_daemon):
     elapsed = time.time() - start
     n = len(listings(mock, after=start))
     assert 1 <= n <= elapsed + 2, f"{n} listings in {elapsed:.1f} s for 200 misses"
+
+
+# --- 4. rm -r of a target -----------------------------------------------------------
+
+def rmtree_target(d):
+    """What Ansible's `file: state=absent` does: shutil.rmtree."""
+    import shutil
+    shutil.rmtree(d.path(BMC))
+
+
+@pytest.mark.parametrize("how", ["rm -rf", "rm -r", "rmtree"])
+def test_rm_r_of_a_target_deletes_no_session(redfish_mock, make_daemon, how):
+    mock = redfish_mock
+    d = make_daemon(idrac_section(mock))
+    token = read_token(d)
+    others = [mock.create_session("root")[0] for _ in range(3)]
+    assert set(others) <= set(d.listdir(SESSIONS_DIR))
+    if how == "rmtree":
+        with pytest.raises(OSError) as e:
+            rmtree_target(d)
+        assert_errno(e.value.errno, errno.EPERM, "rmtree")
+    else:
+        r = shell(d, f"{how} {BMC}")
+        assert r.returncode != 0, "rm -r reported success"
+        assert "Operation not permitted" in r.stderr, r.stderr
+    # Nothing was deleted on the BMC, the daemon is still logged in, the
+    # target is still there.
+    assert mock.deletes == []
+    assert all(mock.session(s) is not None for s in others)
+    assert read_token(d) == token and mock.logins == 1
+    assert "bmc" in d.listdir("idrac")
+    assert "rmdir" in d.log()
+    # One explicit rm still deletes that session; rm -r of sessions/ itself
+    # (asked for by name) empties it.
+    d.unlink(f"{SESSIONS_DIR}/{others[0]}")
+    assert mock.deletes == [others[0]]
+    r = shell(d, f"rm -rf {SESSIONS_DIR}/")
+    assert mock.session(others[1]) is None and mock.session(others[2]) is None
