@@ -16,6 +16,7 @@ struct handle {
 	struct open_obj obj;
 	struct auth_blob *blob; /* reading */
 	bool writing;
+	bool truncated;         /* opened with O_TRUNC: even nothing written is the new content */
 	pid_t opener;           /* its close() completes the value; other processes' (children that
 				 * inherited the descriptor) don't */
 	int error;              /* a write was refused: so are the rest, and close */
@@ -57,7 +58,7 @@ static void reply_entry(fuse_req_t req, const struct node *n)
 	e.ino = e.attr.st_ino;
 	e.generation = 1;
 	e.attr_timeout = timeout;
-	e.entry_timeout = n->kind == NODE_SESSION_ENTRY ? 0 : 86400.0;
+	e.entry_timeout = n->kind == NODE_SESSION_ENTRY || n->kind == NODE_STAGING ? 0 : 86400.0;
 	fuse_reply_entry(req, &e);
 }
 
@@ -139,6 +140,20 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct node n;
 	int r;
 
+	/* A temp file: truncation empties it; mode, owner and times (which
+	 * copying tools set) change nothing: it stays write-only. */
+	if (tree_decode(ino, &n) == 0 && n.kind == NODE_STAGING) {
+		r = (to_set & FUSE_SET_ATTR_SIZE) && attr->st_size != 0 ? -EPERM : 0;
+		if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+			r = staging_set(FS(req), &n, "", 0);
+		}
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+		reply_attr(req, ino);
+		return;
+	}
 	if (tree_decode(ino, &n) < 0 || (n.kind != NODE_TARGET_FILE && n.kind != NODE_TARGET_DIR)) {
 		fuse_reply_err(req, EPERM);
 		return;
@@ -372,6 +387,9 @@ static bool readable(const struct node *n)
 {
 	const struct auth_file_info *fi;
 
+	if (n->kind == NODE_STAGING) {
+		return false;
+	}
 	if (n->kind != NODE_TARGET_FILE) {
 		return true;
 	}
@@ -400,6 +418,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	h->opener = fuse_req_ctx(req)->pid;
+	h->truncated = fi->flags & O_TRUNC;
 	/* A session file's open is a read: it may log in (within timeout). */
 	r = writing ? 0 : !readable(&n) ? -EACCES : tree_render(FS(req), &n, &h->blob);
 	if (r < 0) {
@@ -504,7 +523,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct node n;
 	int r = 0;
 
-	if (!h || !h->writing || tree_decode(ino, &n) < 0 || n.kind != NODE_TARGET_FILE) {
+	if (!h || !h->writing || tree_decode(ino, &n) < 0 || (n.kind != NODE_TARGET_FILE && n.kind != NODE_STAGING)) {
 		fuse_reply_err(req, EACCES);
 		return;
 	}
@@ -521,7 +540,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	} else {
 		memcpy(h->buf + h->len, buf, size);
 		h->len += size;
-		r = write_apply(FS(req), &n, h, false);
+		r = n.kind == NODE_STAGING ? 0 : write_apply(FS(req), &n, h, false);
 	}
 	if (r == 0 && has_flag(&n, AUTH_FILE_RESUME) && h->applied == h->len) {
 		/* A resumed session: the next read must not get the old one. */
@@ -544,6 +563,14 @@ static int write_close(struct fs *fs, fuse_ino_t ino, struct handle *h)
 
 	if (tree_decode(ino, &n) < 0) {
 		return 0;
+	}
+	if (n.kind == NODE_STAGING) {
+		/* A temp file holds what the last writer wrote, until renamed. */
+		if (h->error || (h->len == 0 && !h->truncated)) {
+			return h->error;
+		}
+		h->error = staging_set(fs, &n, h->buf, h->len); /* all of it, at each close */
+		return h->error;
 	}
 	if (tree_node_target(fs, &n) < 0) {
 		return h->len > h->applied ? -ENOENT : 0; /* the target went away with the value unapplied */
@@ -622,6 +649,10 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct node n;
 	int r = tree_lookup(FS(req), parent, name, &n);
 
+	if (r == 0 && n.kind == NODE_STAGING) {
+		fuse_reply_err(req, -staging_remove(FS(req), n.target_id, name, NULL, NULL));
+		return;
+	}
 	if (r < 0 || (n.kind != NODE_TARGET_FILE && n.kind != NODE_SESSION_ENTRY)) {
 		fuse_reply_err(req, r < 0 ? -r : EPERM);
 		return;
@@ -641,6 +672,107 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		cache_drop_target(FS(req), n.target_id);
 	}
 	auth_target_unref(t);
+	fuse_reply_err(req, -r);
+}
+
+/* O_CREAT of a new name in a target directory: a temp file (mkstemp). */
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct fuse_entry_param e = { 0 };
+	struct handle *h = NULL;
+	struct node dir, n;
+	double timeout;
+	unsigned index;
+	int r;
+
+	(void)mode;
+	r = tree_decode(parent, &dir) < 0 || dir.kind != NODE_TARGET_DIR ? -EPERM : tree_node_target(FS(req), &dir);
+	if (r == 0 && auth_provider_file(dir.provider, name, &index)) {
+		r = -EEXIST;
+	}
+	if (r == 0) {
+		r = staging_create(FS(req), dir.target_id, name, ctx->uid, ctx->gid, &n);
+	}
+	if (r == 0 && !(h = handle_new(FS(req), true))) {
+		r = -ENOMEM;
+	}
+	if (r == 0) {
+		r = tree_stat(FS(req), &n, &e.attr, &timeout);
+	}
+	if (r < 0) {
+		if (h) {
+			opens_release(FS(req), &h->obj);
+			staging_remove(FS(req), dir.target_id, name, NULL, NULL);
+		}
+		fuse_reply_err(req, -r);
+		return;
+	}
+	h->opener = ctx->pid;
+	h->truncated = true;
+	e.ino = e.attr.st_ino;
+	e.generation = 1;
+	fi->direct_io = 1;
+	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		opens_release(FS(req), &h->obj);
+		staging_remove(FS(req), dir.target_id, name, NULL, NULL);
+	}
+}
+
+/* A temp file renamed over a writable file: its content is written to it,
+ * as one value written and closed (the rename fails as that close would).
+ * Temp files may also be renamed to other new names; nothing else moves. */
+static int rename_apply(struct fs *fs, const struct node *dst, const char *name)
+{
+	const struct auth_file_info *info = tree_file_info(dst);
+	struct auth_target *t;
+	char *data = NULL;
+	size_t len = 0;
+	int r;
+
+	if (!info || !(info->mode & 0200)) {
+		return -EPERM;
+	}
+	r = staging_copy(fs, dst->target_id, name, &data, &len);
+	if (r < 0) {
+		return r;
+	}
+	t = auth_target_get(fs->core, dst->target_id);
+	r = !t ? -ENOENT : len == 0 ? -EINVAL : auth_file_write(t, dst->file, data, len, true);
+	auth_target_unref(t);
+	staging_data_free(data, len);
+	if (r == 0) {
+		staging_remove(fs, dst->target_id, name, NULL, NULL);
+		if (info->flags & AUTH_FILE_RESUME) {
+			cache_drop_target(fs, dst->target_id);
+		}
+	}
+	return r;
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	struct node src, dst;
+	int r = flags ? -EINVAL : tree_lookup(FS(req), parent, name, &src);
+
+	if (r == 0 && src.kind != NODE_STAGING) {
+		r = -EPERM;
+	}
+	if (r == 0 && newparent != parent) {
+		r = -EXDEV; /* copying tools then write a temp file in the destination's directory */
+	}
+	if (r == 0) {
+		r = tree_lookup(FS(req), newparent, newname, &dst);
+		if (r == -ENOENT || (r == 0 && dst.kind == NODE_STAGING)) {
+			r = staging_rename(FS(req), src.target_id, name, newname);
+		} else if (r == 0 && dst.kind == NODE_TARGET_FILE) {
+			r = rename_apply(FS(req), &dst, name);
+		} else if (r == 0) {
+			r = -EPERM;
+		}
+	}
 	fuse_reply_err(req, -r);
 }
 
@@ -709,6 +841,8 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.write = op_write,
 	.flush = op_flush,
 	.release = op_release,
+	.create = op_create,
+	.rename = op_rename,
 	.unlink = op_unlink,
 	.mkdir = op_mkdir,
 	.rmdir = op_rmdir,

@@ -11,6 +11,7 @@ the daemon says.
 import errno
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -333,3 +334,136 @@ def test_rm_r_of_a_target_deletes_no_session(redfish_mock, make_daemon, how):
     assert mock.deletes == [others[0]]
     r = shell(d, f"rm -rf {SESSIONS_DIR}/")
     assert mock.session(others[1]) is None and mock.session(others[2]) is None
+
+
+# --- 2. tools that write a temp file and rename it ---------------------------------
+
+# What Ansible's copy module does once it decided to write (atomic_move): its
+# file on local disk can't be renamed across file systems (EXDEV), so it
+# makes a temp file beside the destination, copies into it (shutil.copy:
+# sendfile, then chmod), sets owner and times, and renames it over.
+ANSIBLE_ATOMIC_MOVE = r"""
+import errno, os, shutil, sys, tempfile, time
+dest = sys.argv[1]
+fd, src = tempfile.mkstemp()
+os.write(fd, os.environ["V"].encode())
+os.close(fd)
+try:
+    os.rename(src, dest)
+    sys.exit("rename across file systems worked?")
+except OSError as e:
+    assert e.errno == errno.EXDEV, e
+fd, tmp = tempfile.mkstemp(prefix=".ansible_tmp", dir=os.path.dirname(dest),
+                           suffix=os.path.basename(dest))
+os.close(fd)
+shutil.move(src, tmp, copy_function=shutil.copy)
+st = os.stat(tmp)
+os.chown(tmp, st.st_uid, st.st_gid)
+os.utime(tmp, times=(time.time(), time.time()))
+os.rename(tmp, dest)
+"""
+
+# The plain form: mkstemp in the directory, write, fsync, rename over.
+MKSTEMP_RENAME = r"""
+import os, sys, tempfile
+dest = sys.argv[1]
+fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest))
+os.write(fd, os.environ["V"].encode())
+os.fsync(fd)
+os.close(fd)
+os.rename(tmp, dest)
+"""
+
+
+def run_python(script, dest, value):
+    return subprocess.run(["/usr/bin/python3", "-c", script, dest], env={**os.environ, "V": value},
+                          capture_output=True, text=True, timeout=20)
+
+
+@pytest.mark.parametrize("script", [ANSIBLE_ATOMIC_MOVE, MKSTEMP_RENAME], ids=["ansible", "mkstemp"])
+def test_temp_file_renamed_over_credentials_applies_it(bmc, script):
+    mock, d, user, password = bmc
+    r = run_python(script, d.path(CREDENTIALS), f"{user}:{password}")
+    assert r.returncode == 0, r.stderr
+    assert_logs_in_as(mock, d, user, password)
+    # No temp file left, none shown, and credentials is still write-only.
+    assert d.listdir(BMC) == sorted(["credentials", "session.json", "sessions", "status", "token"])
+    assert_errno(d.read_err(CREDENTIALS), errno.EACCES)
+    # Renaming the same value again changes nothing.
+    r = run_python(script, d.path(CREDENTIALS), f"{user}:{password}\n")
+    assert r.returncode == 0, r.stderr
+    assert status(d)["last_write"]["result"] == "unchanged"
+
+
+def test_temp_files_are_write_only_and_a_bad_rename_is_refused(bmc):
+    mock, d, _, _ = bmc
+    fd, tmp = tempfile.mkstemp(dir=d.path(BMC), prefix=".tmp")
+    try:
+        os.write(fd, b"nocolon")
+    finally:
+        os.close(fd)
+    assert os.stat(tmp).st_mode & 0o777 == 0o200 and os.stat(tmp).st_size == 0
+    os.chmod(tmp, 0o644)  # accepted (copying tools do it), changes nothing
+    assert os.stat(tmp).st_mode & 0o777 == 0o200
+    with pytest.raises(PermissionError):
+        open(tmp).read()
+    with pytest.raises(OSError) as e:
+        os.rename(tmp, d.path(CREDENTIALS))
+    assert_errno(e.value.errno, errno.EINVAL, "rename of a malformed value")
+    assert status(d)["last_write"]["result"] == "refused"
+    os.unlink(tmp)
+    assert not os.path.exists(tmp)
+    assert_kept_root(mock, d)
+    # Nothing but temp files moves, and not over read-only files.
+    with pytest.raises(OSError):
+        os.rename(d.path(TOKEN), d.path(f"{BMC}/x"))
+    fd, tmp = tempfile.mkstemp(dir=d.path(BMC))
+    os.close(fd)
+    with pytest.raises(OSError):
+        os.rename(tmp, d.path(TOKEN))
+    os.unlink(tmp)
+
+
+# Ansible can't compare what it can't read (copy reads the destination for its
+# checksum, and credentials is write-only, even to root), so the idempotent
+# way is a task that writes and reads back what became of the write.
+PLAYBOOK = """\
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: BMC credentials
+      ansible.builtin.shell: |
+        cat > {dir}/credentials
+        cat {dir}/status
+      args:
+        stdin: "{{{{ bmc_user }}}}:{{{{ bmc_password }}}}"
+      no_log: true
+      register: written
+      changed_when: (written.stdout | from_json).last_write.result == "applied"
+"""
+
+
+def ansible_playbook(d, tmp_path, user, password):
+    book = tmp_path / "credentials.yml"
+    book.write_text(PLAYBOOK.format(dir=d.path(BMC)))
+    extra = tmp_path / "vars.json"
+    extra.write_text(json.dumps({"bmc_user": user, "bmc_password": password}))
+    extra.chmod(0o600)
+    env = {**os.environ, "HOME": str(tmp_path), "ANSIBLE_LOCALHOST_WARNING": "False",
+           "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False", "ANSIBLE_NOCOLOR": "1"}
+    r = subprocess.run(["ansible-playbook", "-i", "localhost,", str(book), "-e", f"@{extra}"],
+                       env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert password not in r.stdout + r.stderr
+    [recap] = [line for line in r.stdout.splitlines() if line.startswith("localhost")]
+    return recap
+
+
+@pytest.mark.skipif(not shutil.which("ansible-playbook"), reason="ansible is not installed")
+def test_ansible_writes_credentials_idempotently(bmc, tmp_path):
+    mock, d, user, password = bmc
+    assert "changed=1" in ansible_playbook(d, tmp_path, user, password)
+    assert_logs_in_as(mock, d, user, password)
+    assert "changed=0" in ansible_playbook(d, tmp_path, user, password)
+    assert d.log().count("saved new credentials") == 1
