@@ -21,6 +21,7 @@
 #define SLOT_SESSION_BASE (SLOT_FILE_BASE + AUTH_FILES_MAX) /* + index of a sessions/ entry */
 #define SLOT_STAGING_BASE 4032 /* + index of a temp file (above every sessions/ slot) */
 #define STAGING_MAX 8          /* temp files per target at a time */
+#define STAGING_TTL 300        /* seconds a temp file stays unrenamed after its last write */
 
 enum node_kind {
 	NODE_ROOT,
@@ -116,6 +117,8 @@ int staging_rename(struct fs *fs, uint32_t target_id, const char *name, const ch
 /* A copy of name's content (free with staging_data_free). */
 int staging_copy(struct fs *fs, uint32_t target_id, const char *name, char **ret_data, size_t *ret_len);
 void staging_data_free(char *data, size_t len);
+/* rmdir of a target: its temp files go too. */
+void staging_drop_target(struct fs *fs, uint32_t target_id);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fs_ops;

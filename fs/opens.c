@@ -98,6 +98,31 @@ static void staging_node(const struct staging *e, struct node *ret)
 	*ret = (struct node){ .kind = NODE_STAGING, .target_id = e->target_id, .slot = e->slot };
 }
 
+/* Drops the temp files of a target (target_id), or those nothing was
+ * written to for STAGING_TTL (target_id 0): a temp file no tool renamed
+ * (`echo x > typo`) doesn't stay. opens_lock held. */
+static void staging_expire(struct fs *fs, uint32_t target_id)
+{
+	time_t now = time(NULL);
+
+	for (struct staging **p = &fs->staging; *p;) {
+		struct staging *e = *p;
+		if (target_id ? e->target_id == target_id : now - e->mtime > STAGING_TTL) {
+			*p = e->next;
+			staging_free(e);
+		} else {
+			p = &e->next;
+		}
+	}
+}
+
+void staging_drop_target(struct fs *fs, uint32_t target_id)
+{
+	pthread_mutex_lock(&fs->opens_lock);
+	staging_expire(fs, target_id);
+	pthread_mutex_unlock(&fs->opens_lock);
+}
+
 int staging_create(struct fs *fs, uint32_t target_id, const char *name, uid_t uid, gid_t gid, struct node *ret)
 {
 	struct staging *e;
@@ -105,6 +130,7 @@ int staging_create(struct fs *fs, uint32_t target_id, const char *name, uid_t ui
 	int r = 0;
 
 	pthread_mutex_lock(&fs->opens_lock);
+	staging_expire(fs, 0);
 	for (e = fs->staging; e; e = e->next) {
 		if (e->target_id == target_id) {
 			used |= 1u << e->slot;

@@ -799,13 +799,25 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	struct auth_target *t;
 	struct node dir;
+	uint32_t id = 0;
+	int r;
 
 	if (tree_decode(parent, &dir) < 0 || dir.kind != NODE_PROVIDER_DIR) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	fuse_reply_err(req, -auth_target_destroy(FS(req)->core, dir.provider, name));
+	t = auth_target_lookup(FS(req)->core, dir.provider, name);
+	if (t) {
+		id = auth_target_id(t);
+		auth_target_unref(t);
+	}
+	r = auth_target_destroy(FS(req)->core, dir.provider, name);
+	if (r == 0 && id) {
+		staging_drop_target(FS(req), id);
+	}
+	fuse_reply_err(req, -r);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
