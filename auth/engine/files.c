@@ -239,15 +239,10 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 	}
 	pthread_mutex_lock(&t->lock);
 	same = same_credentials(t, user, password);
-	if (same) {
-		t->rejected = false; /* written again: a new user action, as a new value */
-		t->failed_at = 0;
-	}
 	pthread_mutex_unlock(&t->lock);
-	if (same) {
-		return 1; /* nothing to save: tools that rewrite what is there change nothing */
-	}
-	/* Saved normalized, so the store never holds a half-parsed value. */
+	/* Saved normalized, so the store never holds a half-parsed value. The
+	 * same credentials written again are saved too (they may have come from
+	 * the config), but reported unchanged, for tools that rewrite them. */
 	r = auth_json_secret(json_pack("{s:s, s:s}", "username", user, "password", secret_str(password)),
 			     JSON_COMPACT, &text);
 	if (r < 0) {
@@ -257,12 +252,12 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 	if (r < 0) {
 		return r;
 	}
-	log_info("%s/%s: saved new credentials for user %s", t->provider->name, t->name, user);
+	log_info("%s/%s: saved %s credentials for user %s", t->provider->name, t->name, same ? "the same" : "new", user);
 	fleet_credentials_written(t, text->data, text->len);
 	pthread_mutex_lock(&t->lock);
 	target_set_credentials(t, TAKE_PTR(user), TAKE_PTR(password));
 	pthread_mutex_unlock(&t->lock);
-	return 0;
+	return same ? 1 : 0;
 }
 
 /* A value for the next login (a one-time code), as the file's check()
