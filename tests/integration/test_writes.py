@@ -467,3 +467,20 @@ def test_ansible_writes_credentials_idempotently(bmc, tmp_path):
     assert_logs_in_as(mock, d, user, password)
     assert "changed=0" in ansible_playbook(d, tmp_path, user, password)
     assert d.log().count("saved new credentials") == 1
+
+
+def test_temp_files_at_most_8_per_target_and_none_outlives_it(aos_mock, make_daemon):
+    d = make_daemon(aos_section(aos_mock))
+    os.mkdir(d.path("aos/127.0.0.1:1"))
+    fd, tmp = tempfile.mkstemp(dir=d.path("aos/127.0.0.1:1"))
+    os.write(fd, b"admin:x")
+    os.close(fd)
+    for i in range(7):
+        os.close(os.open(d.path(f"aos/127.0.0.1:1/t{i}"), os.O_CREAT | os.O_WRONLY, 0o600))
+    with pytest.raises(OSError) as e:  # at most 8 per target
+        os.open(d.path("aos/127.0.0.1:1/t8"), os.O_CREAT | os.O_WRONLY, 0o600)
+    assert_errno(e.value.errno, errno.ENOSPC)
+    os.rmdir(d.path("aos/127.0.0.1:1"))
+    os.mkdir(d.path("aos/127.0.0.1:1"))
+    assert not os.path.exists(tmp)
+    assert d.listdir("aos/127.0.0.1:1") == ["credentials", "session.json", "status", "token"]
