@@ -27,6 +27,7 @@ enum auth_file_role {
 /* Flags of a file. */
 #define AUTH_FILE_RESUME (1u << 0) /* a write is a session to resume (session_load, then validate) */
 #define AUTH_FILE_LOGOUT (1u << 1) /* rm logs out and drops the session */
+#define AUTH_FILE_LINES (1u << 2)  /* a write is key = value lines (INI), complete only at close */
 
 /* One line of a provider's file table. */
 struct auth_file_info {
@@ -108,10 +109,12 @@ int auth_name_valid(const char *name);
  * for renewal. */
 int auth_file_read(struct auth_target *t, unsigned f, struct auth_blob **ret);
 int auth_file_peek(struct auth_target *t, unsigned f, struct auth_blob **ret);
-/* A write of what a program wrote so far. -ENODATA (nothing applied) when
- * data is no complete value yet but more may make it one (JSON cut short, a
- * line still being written); with final (the writer closes), that is
- * -EINVAL, as is anything more can't mend. */
+/* A write of what a program wrote so far (since open). The value is applied
+ * once, when complete: a JSON object when it closes, one line at its
+ * newline, anything else at close (final). -ENODATA (nothing applied) while
+ * more may complete it; -EINVAL for what nothing can mend, or what is
+ * incomplete at close. Refusals show in status (last_error, last_write)
+ * and the log, as close()'s errors are often ignored. */
 int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t len, bool final);
 int auth_file_unlink(struct auth_target *t, unsigned f);
 
@@ -120,6 +123,10 @@ int auth_file_unlink(struct auth_target *t, unsigned f);
 int auth_sessions_list(struct auth_target *t, char ***ret_ids, size_t *ret_n);
 int auth_sessions_read(struct auth_target *t, const char *id, struct auth_blob **ret);
 int auth_sessions_delete(struct auth_target *t, const char *id);
+/* Is id on the server? 0 or -ENOENT, from a listing at most a few seconds
+ * old, listed again for an id not in it (at most once a second); may wait
+ * for the network (within timeout). */
+int auth_sessions_exists(struct auth_target *t, const char *id);
 /* A stable small number for a session id (for inode numbers), and back. */
 int auth_sessions_slot(struct auth_target *t, const char *id);
 char *auth_sessions_id(struct auth_target *t, unsigned slot);

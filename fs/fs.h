@@ -19,6 +19,9 @@
 #define SLOT_DIR 0
 #define SLOT_FILE_BASE 1     /* + index in the provider's file table */
 #define SLOT_SESSION_BASE (SLOT_FILE_BASE + AUTH_FILES_MAX) /* + index of a sessions/ entry */
+#define SLOT_STAGING_BASE 4032 /* + index of a temp file (above every sessions/ slot) */
+#define STAGING_MAX 8          /* temp files per target at a time */
+#define STAGING_TTL 300        /* seconds a temp file stays unrenamed after its last write */
 
 enum node_kind {
 	NODE_ROOT,
@@ -27,6 +30,7 @@ enum node_kind {
 	NODE_TARGET_DIR,
 	NODE_TARGET_FILE,
 	NODE_SESSION_ENTRY,
+	NODE_STAGING,      /* a temp file in a target directory, to rename over a writable file */
 };
 
 struct node {
@@ -54,6 +58,7 @@ struct fs {
 
 	pthread_mutex_t opens_lock;
 	struct open_obj opens; /* every open handle and listing (list head) */
+	struct staging *staging; /* temp files in target directories (opens_lock) */
 
 	/* Invalidation queue, served by one thread so that no request handler
 	 * ever blocks on the kernel. */
@@ -95,8 +100,25 @@ void opens_init(struct fs *fs);
 void opens_add(struct fs *fs, struct open_obj *o, void (*free_fn)(struct open_obj *o));
 /* Unlinks o and frees it. */
 void opens_release(struct fs *fs, struct open_obj *o);
-/* At exit: what the kernel never released. */
+/* At exit: what the kernel never released, and the temp files. */
 void opens_free_all(struct fs *fs);
+/* Temp files in a target directory: what tools that write a temp file and
+ * rename it over the destination (Ansible's copy, install, mv) create. They
+ * hold what was written (wiped when dropped), are never readable and never
+ * listed; renamed over a writable file, their content is written to it. */
+int staging_create(struct fs *fs, uint32_t target_id, const char *name, uid_t uid, gid_t gid, struct node *ret);
+int staging_lookup(struct fs *fs, uint32_t target_id, const char *name, struct node *ret);
+int staging_stat(struct fs *fs, const struct node *n, struct stat *st);
+/* Replaces the content of n with data (what one open wrote). */
+int staging_set(struct fs *fs, const struct node *n, const char *data, size_t len);
+/* Removes name; with ret_data, hands its content over (free with staging_data_free). */
+int staging_remove(struct fs *fs, uint32_t target_id, const char *name, char **ret_data, size_t *ret_len);
+int staging_rename(struct fs *fs, uint32_t target_id, const char *name, const char *newname);
+/* A copy of name's content (free with staging_data_free). */
+int staging_copy(struct fs *fs, uint32_t target_id, const char *name, char **ret_data, size_t *ret_len);
+void staging_data_free(char *data, size_t len);
+/* rmdir of a target: its temp files go too. */
+void staging_drop_target(struct fs *fs, uint32_t target_id);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fs_ops;

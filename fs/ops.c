@@ -16,6 +16,9 @@ struct handle {
 	struct open_obj obj;
 	struct auth_blob *blob; /* reading */
 	bool writing;
+	bool truncated;         /* opened with O_TRUNC: even nothing written is the new content */
+	pid_t opener;           /* its close() completes the value; other processes' (children that
+				 * inherited the descriptor) don't */
 	int error;              /* a write was refused: so are the rest, and close */
 	size_t applied;         /* bytes of buf that took effect */
 	size_t len;
@@ -55,7 +58,7 @@ static void reply_entry(fuse_req_t req, const struct node *n)
 	e.ino = e.attr.st_ino;
 	e.generation = 1;
 	e.attr_timeout = timeout;
-	e.entry_timeout = n->kind == NODE_SESSION_ENTRY ? 0 : 86400.0;
+	e.entry_timeout = n->kind == NODE_SESSION_ENTRY || n->kind == NODE_STAGING ? 0 : 86400.0;
 	fuse_reply_entry(req, &e);
 }
 
@@ -137,6 +140,20 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct node n;
 	int r;
 
+	/* A temp file: truncation empties it; mode, owner and times (which
+	 * copying tools set) change nothing: it stays write-only. */
+	if (tree_decode(ino, &n) == 0 && n.kind == NODE_STAGING) {
+		r = (to_set & FUSE_SET_ATTR_SIZE) && attr->st_size != 0 ? -EPERM : 0;
+		if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE)) {
+			r = staging_set(FS(req), &n, "", 0);
+		}
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+		reply_attr(req, ino);
+		return;
+	}
 	if (tree_decode(ino, &n) < 0 || (n.kind != NODE_TARGET_FILE && n.kind != NODE_TARGET_DIR)) {
 		fuse_reply_err(req, EPERM);
 		return;
@@ -222,11 +239,15 @@ static void readdir_target(struct fs *fs, struct dirbuf *b, const struct node *d
 	auth_target_unref(t);
 }
 
-/* sessions/ is listed once per opendir (one GET), then served from that. */
+/* An open directory: who opened it, and for sessions/ its listing, made
+ * once per opendir (one GET) and served from that. */
 struct listing {
 	struct open_obj obj;
+	pid_t opener;
+	struct node dir;
+	bool warned;       /* a removal inside it was refused and logged */
 	uint32_t target_id;
-	char **ids;
+	char **ids;        /* sessions/ only */
 	size_t n;
 };
 
@@ -260,26 +281,35 @@ static void listing_free(struct open_obj *o)
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct auth_target *t;
+	struct auth_target *t = NULL;
 	struct listing *l;
 	struct node n;
 	int r;
 
 	fi->fh = 0;
-	if (tree_decode(ino, &n) < 0 || n.kind != NODE_TARGET_FILE || tree_node_target(FS(req), &n) < 0 ||
-	    !is_sessions_dir(&n)) {
-		fuse_reply_open(req, fi);
-		return;
+	r = tree_decode(ino, &n);
+	if (r == 0 && n.kind == NODE_TARGET_FILE && (tree_node_target(FS(req), &n) < 0 || !is_sessions_dir(&n))) {
+		r = -ENOTDIR;
 	}
-	t = auth_target_get(FS(req)->core, n.target_id);
-	l = calloc(1, sizeof(*l));
-	r = !t ? -ENOENT : !l ? -ENOMEM : auth_sessions_list(t, &l->ids, &l->n);
-	auth_target_unref(t);
+	if (r == 0 && n.kind == NODE_TARGET_DIR) {
+		r = tree_node_target(FS(req), &n);
+	}
+	l = r == 0 ? calloc(1, sizeof(*l)) : NULL;
+	if (r == 0 && !l) {
+		r = -ENOMEM;
+	}
+	if (r == 0 && n.kind == NODE_TARGET_FILE) {
+		t = auth_target_get(FS(req)->core, n.target_id);
+		r = !t ? -ENOENT : auth_sessions_list(t, &l->ids, &l->n);
+		auth_target_unref(t);
+	}
 	if (r < 0) {
 		free(l);
 		fuse_reply_err(req, -r);
 		return;
 	}
+	l->opener = fuse_req_ctx(req)->pid;
+	l->dir = n;
 	l->target_id = n.target_id;
 	opens_add(FS(req), &l->obj, listing_free);
 	fi->fh = (uint64_t)(uintptr_t)l;
@@ -357,6 +387,9 @@ static bool readable(const struct node *n)
 {
 	const struct auth_file_info *fi;
 
+	if (n->kind == NODE_STAGING) {
+		return false;
+	}
 	if (n->kind != NODE_TARGET_FILE) {
 		return true;
 	}
@@ -384,6 +417,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	h->opener = fuse_req_ctx(req)->pid;
+	h->truncated = fi->flags & O_TRUNC;
 	/* A session file's open is a read: it may log in (within timeout). */
 	r = writing ? 0 : !readable(&n) ? -EACCES : tree_render(FS(req), &n, &h->blob);
 	if (r < 0) {
@@ -488,7 +523,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct node n;
 	int r = 0;
 
-	if (!h || !h->writing || tree_decode(ino, &n) < 0 || n.kind != NODE_TARGET_FILE) {
+	if (!h || !h->writing || tree_decode(ino, &n) < 0 || (n.kind != NODE_TARGET_FILE && n.kind != NODE_STAGING)) {
 		fuse_reply_err(req, EACCES);
 		return;
 	}
@@ -505,7 +540,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	} else {
 		memcpy(h->buf + h->len, buf, size);
 		h->len += size;
-		r = write_apply(FS(req), &n, h, false);
+		r = n.kind == NODE_STAGING ? 0 : write_apply(FS(req), &n, h, false);
 	}
 	if (r == 0 && has_flag(&n, AUTH_FILE_RESUME) && h->applied == h->len) {
 		/* A resumed session: the next read must not get the old one. */
@@ -520,35 +555,92 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	fuse_reply_write(req, size);
 }
 
-/* close(): a value still incomplete is malformed, and the writer hears of it. */
+/* The writer is done: a value still incomplete is malformed. */
+static int write_close(struct fs *fs, fuse_ino_t ino, struct handle *h)
+{
+	struct node n;
+	int r;
+
+	if (tree_decode(ino, &n) < 0) {
+		return 0;
+	}
+	if (n.kind == NODE_STAGING) {
+		/* A temp file holds what the last writer wrote, until renamed. */
+		if (h->error || (h->len == 0 && !h->truncated)) {
+			return h->error;
+		}
+		h->error = staging_set(fs, &n, h->buf, h->len); /* all of it, at each close */
+		return h->error;
+	}
+	if (tree_node_target(fs, &n) < 0) {
+		return h->len > h->applied ? -ENOENT : 0; /* the target went away with the value unapplied */
+	}
+	r = write_apply(fs, &n, h, true);
+	if (r == 0 && has_flag(&n, AUTH_FILE_RESUME)) {
+		cache_drop_target(fs, n.target_id);
+	}
+	return r;
+}
+
+/* close(), where its error can reach the writer. Only the opener's close
+ * ends the value: in `{ printf a; printf b; } > f` each child that inherited
+ * the descriptor closes it too, before the rest is written. */
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	struct node n;
 	int r = 0;
 
-	if (h && h->writing && tree_decode(ino, &n) == 0) {
-		if (tree_node_target(FS(req), &n) < 0) {
-			r = h->len > h->applied ? -ENOENT : 0; /* the target went away with the value unapplied */
-		} else {
-			r = write_apply(FS(req), &n, h, true);
-		}
-		if (r == 0 && has_flag(&n, AUTH_FILE_RESUME)) {
-			cache_drop_target(FS(req), n.target_id);
-		}
+	if (h && h->writing) {
+		r = fuse_req_ctx(req)->pid == h->opener ? write_close(FS(req), ino, h) : h->error;
 	}
 	fuse_reply_err(req, -r);
 }
 
+/* The last close. A value the opener's close did not end (it closed in
+ * another thread, or left it to a child) is ended here; an error can't
+ * reach anyone, but status and the log have it. */
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
-	(void)ino;
 	if (h) {
+		if (h->writing) {
+			write_close(FS(req), ino, h);
+		}
 		opens_release(FS(req), &h->obj);
 	}
 	fuse_reply_err(req, 0);
+}
+
+/* Does the caller hold open a directory above n (the root, n's provider
+ * directory or n's target directory)? rm -r, shutil.rmtree and Ansible's
+ * `file: state=absent` do while they remove what is inside; `rm token` and
+ * `rm sessions/<id>` don't. Logged once per open directory. */
+static bool inside_open_dir(struct fs *fs, const struct node *n, pid_t caller, const char *name)
+{
+	struct listing *found = NULL;
+	bool warn = false;
+
+	pthread_mutex_lock(&fs->opens_lock);
+	for (struct open_obj *o = fs->opens.next; o != &fs->opens && !found; o = o->next) {
+		struct listing *l = (struct listing *)o;
+		if (o->free != listing_free || l->opener != caller) {
+			continue;
+		}
+		if (l->dir.kind == NODE_ROOT || (l->dir.kind == NODE_PROVIDER_DIR && l->dir.provider == n->provider) ||
+		    (l->dir.kind == NODE_TARGET_DIR && l->dir.target_id == n->target_id)) {
+			found = l;
+			warn = !l->warned;
+			l->warned = true;
+		}
+	}
+	pthread_mutex_unlock(&fs->opens_lock);
+	if (warn) {
+		log_warning("Refused to remove %s (and what follows) in a target that the remover holds open, as rm -r "
+			    "does: nothing in a target is removed recursively; rm one session at a time, or rmdir the "
+			    "target to forget it", name);
+	}
+	return found;
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -557,8 +649,16 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct node n;
 	int r = tree_lookup(FS(req), parent, name, &n);
 
+	if (r == 0 && n.kind == NODE_STAGING) {
+		fuse_reply_err(req, -staging_remove(FS(req), n.target_id, name, NULL, NULL));
+		return;
+	}
 	if (r < 0 || (n.kind != NODE_TARGET_FILE && n.kind != NODE_SESSION_ENTRY)) {
 		fuse_reply_err(req, r < 0 ? -r : EPERM);
+		return;
+	}
+	if (inside_open_dir(FS(req), &n, fuse_req_ctx(req)->pid, name)) {
+		fuse_reply_err(req, EPERM);
 		return;
 	}
 	t = auth_target_get(FS(req)->core, n.target_id);
@@ -572,6 +672,107 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		cache_drop_target(FS(req), n.target_id);
 	}
 	auth_target_unref(t);
+	fuse_reply_err(req, -r);
+}
+
+/* O_CREAT of a new name in a target directory: a temp file (mkstemp). */
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct fuse_entry_param e = { 0 };
+	struct handle *h = NULL;
+	struct node dir, n;
+	double timeout;
+	unsigned index;
+	int r;
+
+	(void)mode;
+	r = tree_decode(parent, &dir) < 0 || dir.kind != NODE_TARGET_DIR ? -EPERM : tree_node_target(FS(req), &dir);
+	if (r == 0 && auth_provider_file(dir.provider, name, &index)) {
+		r = -EEXIST;
+	}
+	if (r == 0) {
+		r = staging_create(FS(req), dir.target_id, name, ctx->uid, ctx->gid, &n);
+	}
+	if (r == 0 && !(h = handle_new(FS(req), true))) {
+		r = -ENOMEM;
+	}
+	if (r == 0) {
+		r = tree_stat(FS(req), &n, &e.attr, &timeout);
+	}
+	if (r < 0) {
+		if (h) {
+			opens_release(FS(req), &h->obj);
+			staging_remove(FS(req), dir.target_id, name, NULL, NULL);
+		}
+		fuse_reply_err(req, -r);
+		return;
+	}
+	h->opener = ctx->pid;
+	h->truncated = true;
+	e.ino = e.attr.st_ino;
+	e.generation = 1;
+	fi->direct_io = 1;
+	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		opens_release(FS(req), &h->obj);
+		staging_remove(FS(req), dir.target_id, name, NULL, NULL);
+	}
+}
+
+/* A temp file renamed over a writable file: its content is written to it,
+ * as one value written and closed (the rename fails as that close would).
+ * Temp files may also be renamed to other new names; nothing else moves. */
+static int rename_apply(struct fs *fs, const struct node *dst, const char *name)
+{
+	const struct auth_file_info *info = tree_file_info(dst);
+	struct auth_target *t;
+	char *data = NULL;
+	size_t len = 0;
+	int r;
+
+	if (!info || !(info->mode & 0200)) {
+		return -EPERM;
+	}
+	r = staging_copy(fs, dst->target_id, name, &data, &len);
+	if (r < 0) {
+		return r;
+	}
+	t = auth_target_get(fs->core, dst->target_id);
+	r = !t ? -ENOENT : len == 0 ? -EINVAL : auth_file_write(t, dst->file, data, len, true);
+	auth_target_unref(t);
+	staging_data_free(data, len);
+	if (r == 0) {
+		staging_remove(fs, dst->target_id, name, NULL, NULL);
+		if (info->flags & AUTH_FILE_RESUME) {
+			cache_drop_target(fs, dst->target_id);
+		}
+	}
+	return r;
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	struct node src, dst;
+	int r = flags ? -EINVAL : tree_lookup(FS(req), parent, name, &src);
+
+	if (r == 0 && src.kind != NODE_STAGING) {
+		r = -EPERM;
+	}
+	if (r == 0 && newparent != parent) {
+		r = -EXDEV; /* copying tools then write a temp file in the destination's directory */
+	}
+	if (r == 0) {
+		r = tree_lookup(FS(req), newparent, newname, &dst);
+		if (r == -ENOENT || (r == 0 && dst.kind == NODE_STAGING)) {
+			r = staging_rename(FS(req), src.target_id, name, newname);
+		} else if (r == 0 && dst.kind == NODE_TARGET_FILE) {
+			r = rename_apply(FS(req), &dst, name);
+		} else if (r == 0) {
+			r = -EPERM;
+		}
+	}
 	fuse_reply_err(req, -r);
 }
 
@@ -598,13 +799,25 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	struct auth_target *t;
 	struct node dir;
+	uint32_t id = 0;
+	int r;
 
 	if (tree_decode(parent, &dir) < 0 || dir.kind != NODE_PROVIDER_DIR) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	fuse_reply_err(req, -auth_target_destroy(FS(req)->core, dir.provider, name));
+	t = auth_target_lookup(FS(req)->core, dir.provider, name);
+	if (t) {
+		id = auth_target_id(t);
+		auth_target_unref(t);
+	}
+	r = auth_target_destroy(FS(req)->core, dir.provider, name);
+	if (r == 0 && id) {
+		staging_drop_target(FS(req), id);
+	}
+	fuse_reply_err(req, -r);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -640,6 +853,8 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.write = op_write,
 	.flush = op_flush,
 	.release = op_release,
+	.create = op_create,
+	.rename = op_rename,
 	.unlink = op_unlink,
 	.mkdir = op_mkdir,
 	.rmdir = op_rmdir,

@@ -29,6 +29,8 @@ fuse_ino_t tree_ino(const struct node *n)
 		return (fuse_ino_t)n->target_id << INO_TARGET_SHIFT | (SLOT_FILE_BASE + n->file);
 	case NODE_SESSION_ENTRY:
 		return (fuse_ino_t)n->target_id << INO_TARGET_SHIFT | (SLOT_SESSION_BASE + n->slot);
+	case NODE_STAGING:
+		return (fuse_ino_t)n->target_id << INO_TARGET_SHIFT | (SLOT_STAGING_BASE + n->slot);
 	}
 	return 0;
 }
@@ -62,6 +64,9 @@ int tree_decode(fuse_ino_t ino, struct node *ret)
 	} else if (slot < SLOT_FILE_BASE + AUTH_FILES_MAX) {
 		ret->kind = NODE_TARGET_FILE;
 		ret->file = slot - SLOT_FILE_BASE;
+	} else if (slot >= SLOT_STAGING_BASE) {
+		ret->kind = NODE_STAGING;
+		ret->slot = slot - SLOT_STAGING_BASE;
 	} else if (slot >= SLOT_SESSION_BASE) {
 		ret->kind = NODE_SESSION_ENTRY;
 		ret->slot = slot - SLOT_SESSION_BASE;
@@ -96,6 +101,7 @@ static int lookup_in_target(struct fs *fs, const struct node *dir, const char *n
 	struct auth_target *t = auth_target_get(fs->core, dir->target_id);
 	const struct auth_file_info *fi;
 	unsigned index = 0;
+	int r;
 
 	if (!t) {
 		return -ENOENT;
@@ -103,12 +109,14 @@ static int lookup_in_target(struct fs *fs, const struct node *dir, const char *n
 	fi = auth_provider_file(auth_target_provider(t), name, &index);
 	*ret = (struct node){ .kind = NODE_TARGET_FILE, .provider = auth_target_provider(t),
 			      .target_id = dir->target_id, .file = index };
+	r = fi ? 0 : staging_lookup(fs, dir->target_id, name, ret);
+	ret->provider = auth_target_provider(t);
 	auth_target_unref(t);
-	return fi ? 0 : -ENOENT;
+	return r;
 }
 
-/* Any well-formed id resolves, listed or not, so that rm of a session that is
- * already gone can succeed; reading one that is gone fails with ENOENT. */
+/* An id resolves when it is on the server (a listing a few seconds old at
+ * most), so stat, rm and rm -f of one that is gone say ENOENT. */
 static int lookup_in_sessions(struct fs *fs, const struct node *dir, const char *name, struct node *ret)
 {
 	struct auth_target *t;
@@ -121,7 +129,10 @@ static int lookup_in_sessions(struct fs *fs, const struct node *dir, const char 
 	if (!t) {
 		return -ENOENT;
 	}
-	slot = auth_sessions_slot(t, name);
+	slot = auth_sessions_exists(t, name);
+	if (slot == 0) {
+		slot = auth_sessions_slot(t, name);
+	}
 	*ret = (struct node){ .kind = NODE_SESSION_ENTRY, .provider = auth_target_provider(t),
 			      .target_id = dir->target_id, .slot = (unsigned)slot };
 	auth_target_unref(t);
@@ -208,6 +219,9 @@ int tree_render(struct fs *fs, const struct node *n, struct auth_blob **ret)
 
 	if (n->kind == NODE_METRICS) {
 		return auth_core_metrics(fs->core, ret);
+	}
+	if (n->kind == NODE_STAGING) {
+		return -EACCES; /* temp files are write-only, as what they are renamed over */
 	}
 	if (n->kind != NODE_TARGET_FILE && n->kind != NODE_SESSION_ENTRY) {
 		return -EISDIR;
@@ -336,6 +350,9 @@ int tree_stat(struct fs *fs, const struct node *n_in, struct stat *st, double *r
 			stat_dynamic(fs, &n, st, ret_timeout);
 		}
 		return r;
+	case NODE_STAGING:
+		*ret_timeout = 0;
+		return tree_node_target(fs, &n) < 0 ? -ENOENT : staging_stat(fs, &n, st);
 	}
 	return -ENOENT;
 }

@@ -48,6 +48,13 @@ static int render_status(struct auth_target *t, struct auth_blob **ret)
 		      "counters", "logins", (json_int_t)t->counters.logins, "failures", (json_int_t)t->counters.failures,
 		      "refreshes", (json_int_t)t->counters.refreshes, "reads", (json_int_t)t->counters.reads,
 		      "reader_waits", (json_int_t)t->counters.reader_waits);
+	if (j && t->last_write_at) {
+		json_object_set_new(j, "last_write",
+				    json_pack("{s:s, s:s, s:s, s:s?}", "file", t->last_write, "result",
+					      t->last_write_errno < 0 ? "refused" : t->last_write_errno > 0 ? "unchanged" : "applied",
+					      "at", format_iso8601(t->last_write_at, err_at), "errno",
+					      t->last_write_errno < 0 ? strerrorname_np(-t->last_write_errno) : NULL));
+	}
 	if (j && t->provider->status_extra) {
 		t->provider->status_extra(&t->info, t->session, j);
 	}
@@ -122,29 +129,46 @@ int auth_file_peek(struct auth_target *t, unsigned f, struct auth_blob **ret)
 	return r;
 }
 
-/* JSON cut short (more may follow) or malformed. */
-static int check_json(const char *data, size_t len)
+/* JSON: complete (an object parses, nothing but white space after it),
+ * cut short (more may follow) or malformed. */
+static int json_end(const char *data, size_t len, bool final)
 {
 	json_error_t err;
 	json_auto_t *j = json_loadb(data, len, 0, &err);
 
 	if (j) {
-		return 0;
+		return json_is_object(j) ? 0 : -EINVAL;
 	}
-	return json_error_code(&err) == json_error_premature_end_of_input ? -ENODATA : -EINVAL;
+	return json_error_code(&err) == json_error_premature_end_of_input && !final ? -ENODATA : -EINVAL;
 }
 
-/* Text lines: a line still being written, or complete "key = value" lines
- * (INI) that may yet be joined by the missing key, may
- * become valid; anything else can't. */
-static int check_lines(const char *data, size_t len)
+/* A line still being written: bytes no line value may hold (control
+ * characters; a '\r' only before the newline) make it malformed now. */
+static int partial_line(const struct auth_file_info *fi, const char *data, size_t len)
 {
-	if (len == 0 || data[len - 1] != '\n') {
-		return -ENODATA;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)data[i];
+		if ((c < 0x20 && !(c == '\r' && i == len - 1)) || c == 0x7f) {
+			return -EINVAL;
+		}
 	}
+	if (fi->check && fi->check(data, len) == -EINVAL) {
+		return -EINVAL;
+	}
+	return -ENODATA;
+}
+
+/* Lines of key = value (INI): each complete line must be one (or a comment
+ * or a section header); which keys are there is judged at close. */
+static int check_ini_lines(const char *data, size_t len)
+{
 	for (const char *p = data, *end = data + len; p < end;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t n = (size_t)(nl - p);
+		size_t n;
+		if (!nl) {
+			break;
+		}
+		n = (size_t)(nl - p);
 		if (n > 0 && *p != '#' && *p != ';' && *p != '[' && !memchr(p, '=', n)) {
 			return -EINVAL;
 		}
@@ -153,34 +177,72 @@ static int check_lines(const char *data, size_t len)
 	return -ENODATA;
 }
 
-/* -ENODATA: data is no value yet, but more may make it one. */
-static int incomplete(const char *data, size_t len)
+int file_value_end(const struct auth_file_info *fi, const char *data, size_t len, bool final, size_t *ret_len)
 {
 	size_t skip = 0;
+	const char *nl;
+	int r;
 
 	while (skip < len && isspace((unsigned char)data[skip])) {
 		skip++;
 	}
 	if (skip == len) {
-		return -ENODATA;
+		return final ? -EINVAL : -ENODATA;
 	}
-	return data[skip] == '{' ? check_json(data, len) : check_lines(data, len);
+	if (data[skip] == '{') {
+		r = json_end(data, len, final);
+		if (r == 0) {
+			*ret_len = len;
+		}
+		return r;
+	}
+	if (fi->flags & AUTH_FILE_RESUME) {
+		return -EINVAL; /* a session is JSON */
+	}
+	if (fi->flags & AUTH_FILE_LINES) {
+		if (!final) {
+			return check_ini_lines(data, len);
+		}
+		*ret_len = len;
+		return 0;
+	}
+	nl = memchr(data, '\n', len);
+	if (!nl) {
+		if (!final) {
+			return partial_line(fi, data, len);
+		}
+		*ret_len = len;
+		return 0;
+	}
+	if (nl + 1 != data + len) {
+		return -EINVAL; /* one line and its newline, nothing after them */
+	}
+	*ret_len = (size_t)(nl - data) + 1;
+	return 0;
 }
 
-static int write_credentials(struct auth_target *t, const char *data, size_t len, bool final)
+static bool same_credentials(const struct auth_target *t, const char *user, const struct secret *password)
+{
+	return t->user && t->password && streq_ptr(t->user, user) && secret_equal(t->password, password);
+}
+
+static int write_credentials(struct auth_target *t, const char *data, size_t len)
 {
 	_cleanup_secret_ struct secret *password = NULL, *text = NULL;
 	_cleanup_free_ char *user = NULL;
+	bool same;
 	int r;
 
 	r = (t->provider->parse_credentials ?: credentials_parse)(data, len, &user, &password);
-	if (r == -EINVAL && !final && incomplete(data, len) == -ENODATA) {
-		return -ENODATA;
-	}
 	if (r < 0) {
-		return r; /* the writer gets EINVAL; fs/ logs it */
+		return r;
 	}
-	/* Saved normalized, so the store never holds a half-parsed value. */
+	pthread_mutex_lock(&t->lock);
+	same = same_credentials(t, user, password);
+	pthread_mutex_unlock(&t->lock);
+	/* Saved normalized, so the store never holds a half-parsed value. The
+	 * same credentials written again are saved too (they may have come from
+	 * the config), but reported unchanged, for tools that rewrite them. */
 	r = auth_json_secret(json_pack("{s:s, s:s}", "username", user, "password", secret_str(password)),
 			     JSON_COMPACT, &text);
 	if (r < 0) {
@@ -190,27 +252,28 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 	if (r < 0) {
 		return r;
 	}
-	log_info("%s/%s: saved new credentials for user %s", t->provider->name, t->name, user);
+	log_info("%s/%s: saved %s credentials for user %s", t->provider->name, t->name, same ? "the same" : "new", user);
 	fleet_credentials_written(t, text->data, text->len);
 	pthread_mutex_lock(&t->lock);
 	target_set_credentials(t, TAKE_PTR(user), TAKE_PTR(password));
 	pthread_mutex_unlock(&t->lock);
-	return 0;
+	return same ? 1 : 0;
 }
 
 /* A value for the next login (a one-time code), as the file's check()
  * accepts it, without the newline echo adds. */
-static int write_one_time(struct auth_target *t, const struct auth_file_info *fi, const char *data, size_t len,
-			  bool final)
+static int write_one_time(struct auth_target *t, const struct auth_file_info *fi, const char *data, size_t len)
 {
 	struct secret *value;
-	int r = fi->check ? fi->check(data, len) : 0;
 
-	if (r < 0) {
-		return r == -ENODATA && !final ? -ENODATA : -EINVAL;
-	}
 	if (len > 0 && data[len - 1] == '\n') {
 		len--;
+	}
+	if (len > 0 && data[len - 1] == '\r') {
+		len--;
+	}
+	if (len == 0 || (fi->check && fi->check(data, len) < 0)) {
+		return -EINVAL;
 	}
 	value = secret_new(data, len);
 	if (!value) {
@@ -228,31 +291,65 @@ static int write_one_time(struct auth_target *t, const struct auth_file_info *fi
 	return 0;
 }
 
+/* What became of the last value written to one of t's files, for status;
+ * a refusal is also the last error (shells ignore close()'s errors), and
+ * the log says it once. */
+static void record_write(struct auth_target *t, const struct auth_file_info *fi, int r)
+{
+	char msg[sizeof(t->last_error)];
+
+	if (r < 0) {
+		snprintf(msg, sizeof(msg), "what was written to %s was refused (%s): %s", fi->name,
+			 strerrorname_np(-r) ?: "error",
+			 r == -EINVAL ? "malformed or incomplete; the previous value is kept"
+				      : "the previous value is kept");
+		log_warning("%s/%s: %s", t->provider->name, t->name, msg);
+	}
+	pthread_mutex_lock(&t->lock);
+	snprintf(t->last_write, sizeof(t->last_write), "%s", fi->name);
+	t->last_write_errno = r;
+	t->last_write_at = now_real();
+	/* An error that says why reads fail (no code yet, rejected) stays: reads
+	 * return it. Then last_write says what became of the write. */
+	if (r < 0 && t->last_errno == 0) {
+		target_set_error(t, r, msg);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+static int write_value(struct auth_target *t, const struct auth_file_info *fi, const char *data, size_t len)
+{
+	if (fi->role == AUTH_FILE_CREDENTIALS) {
+		return write_credentials(t, data, len);
+	}
+	if (fi->flags & AUTH_FILE_RESUME) {
+		return session_resume(t, data, len);
+	}
+	if (fi->role == AUTH_FILE_ONE_TIME) {
+		return write_one_time(t, fi, data, len);
+	}
+	return -EACCES;
+}
+
 int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t len, bool final)
 {
 	const struct auth_file_info *fi = target_file(t, f);
+	size_t end = 0;
 	int r;
 
-	if (len > AUTH_WRITE_MAX) {
-		return -EFBIG;
-	}
-	if (!fi) {
+	if (!fi || (fi->role != AUTH_FILE_CREDENTIALS && fi->role != AUTH_FILE_ONE_TIME &&
+		    !(fi->flags & AUTH_FILE_RESUME))) {
 		return -EACCES;
 	}
-	if (fi->role == AUTH_FILE_CREDENTIALS) {
-		return write_credentials(t, data, len, final);
+	r = len > AUTH_WRITE_MAX ? -EFBIG : file_value_end(fi, data, len, final, &end);
+	if (r == -ENODATA) {
+		return r; /* more may follow */
 	}
-	if (fi->flags & AUTH_FILE_RESUME) {
-		r = incomplete(data, len);
-		if (r == -ENODATA) {
-			return final ? -EINVAL : -ENODATA;
-		}
-		return r < 0 ? r : session_resume(t, data, len);
+	if (r == 0) {
+		r = write_value(t, fi, data, end);
 	}
-	if (fi->role == AUTH_FILE_ONE_TIME) {
-		return write_one_time(t, fi, data, len, final);
-	}
-	return -EACCES;
+	record_write(t, fi, r);
+	return r < 0 ? r : 0;
 }
 
 int auth_file_unlink(struct auth_target *t, unsigned f)

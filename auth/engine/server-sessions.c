@@ -9,6 +9,8 @@
 #include "lib/validate.h"
 
 #define MAX_SLOTS 4000 /* inode slots per target (fs: 12 bits less the files) */
+#define LISTING_FRESH 3.0 /* seconds a listing answers whether an id exists */
+#define LISTING_GAP 1.0   /* at most one listing a second for ids not in it */
 
 /* Ids that stay inside the Sessions collection: "..", "%2e%2e", '?', '#' and
  * '/' are refused before any request. */
@@ -89,6 +91,51 @@ static int op_list(struct auth_target *t, struct auth_ctx *ctx, const struct aut
 	return t->provider->sessions_list(ctx, s, &a->ids, &a->n);
 }
 
+/* Keeps a copy of a listing, for lookups (slots_lock not held). */
+static void listing_keep(struct auth_target *t, char **ids, size_t n)
+{
+	char **copy = calloc(n + 1, sizeof(*copy));
+	size_t i;
+
+	for (i = 0; copy && i < n; i++) {
+		if (!(copy[i] = strdup(ids[i]))) {
+			auth_strv_free(copy, i);
+			copy = NULL;
+		}
+	}
+	pthread_mutex_lock(&t->slots_lock);
+	auth_strv_free(t->listed, t->n_listed);
+	t->listed = copy;
+	t->n_listed = copy ? n : 0;
+	t->listed_at = copy ? now_mono() : 0;
+	pthread_mutex_unlock(&t->slots_lock);
+}
+
+static bool listed(const struct auth_target *t, const char *id)
+{
+	for (size_t i = 0; i < t->n_listed; i++) {
+		if (strcmp(t->listed[i], id) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A deleted session is gone from the listing at once. */
+static void listing_drop(struct auth_target *t, const char *id)
+{
+	pthread_mutex_lock(&t->slots_lock);
+	for (size_t i = 0; i < t->n_listed; i++) {
+		if (strcmp(t->listed[i], id) == 0) {
+			free(t->listed[i]);
+			t->listed[i] = t->listed[--t->n_listed];
+			t->listed[t->n_listed] = NULL;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&t->slots_lock);
+}
+
 int auth_sessions_list(struct auth_target *t, char ***ret_ids, size_t *ret_n)
 {
 	struct list_arg a = { 0 };
@@ -101,9 +148,47 @@ int auth_sessions_list(struct auth_target *t, char ***ret_ids, size_t *ret_n)
 	if (r < 0) {
 		return r;
 	}
+	listing_keep(t, a.ids, a.n);
 	*ret_ids = a.ids;
 	*ret_n = a.n;
 	return 0;
+}
+
+int auth_sessions_exists(struct auth_target *t, const char *id)
+{
+	bool fresh, found, may_list;
+	char **ids = NULL;
+	size_t n = 0;
+	double now = now_mono();
+	int r;
+
+	if (!t->provider->sessions_list) {
+		return -ENOENT;
+	}
+	if (!auth_session_id_valid(id)) {
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&t->slots_lock);
+	fresh = t->listed_at > 0 && now - t->listed_at < LISTING_FRESH;
+	found = listed(t, id);
+	may_list = t->list_tried_at == 0 || now - t->list_tried_at >= LISTING_GAP;
+	if ((!fresh || !found) && may_list) {
+		t->list_tried_at = now; /* concurrent misses share this one */
+	}
+	pthread_mutex_unlock(&t->slots_lock);
+	if ((fresh && found) || !may_list) {
+		return found ? 0 : -ENOENT;
+	}
+	r = auth_sessions_list(t, &ids, &n);
+	if (r < 0) {
+		return r;
+	}
+	found = false;
+	for (size_t i = 0; i < n && !found; i++) {
+		found = strcmp(ids[i], id) == 0;
+	}
+	auth_strv_free(ids, n);
+	return found ? 0 : -ENOENT;
 }
 
 struct get_arg {
@@ -160,6 +245,7 @@ int auth_sessions_delete(struct auth_target *t, const char *id)
 	}
 	r = with_session(t, op_delete, (void *)id);
 	if (r == 0) {
+		listing_drop(t, id);
 		log_info("%s/%s: deleted session %s on the server", t->provider->name, t->name, id);
 		pthread_mutex_lock(&t->lock);
 		t->failed_at = 0; /* a slot was freed: the next read may try again */

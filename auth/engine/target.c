@@ -17,6 +17,7 @@ void target_free(struct auth_target *t)
 	secret_free(t->one_time);
 	free(t->user);
 	auth_strv_free(t->slot_ids, t->n_slots);
+	auth_strv_free(t->listed, t->n_listed);
 	fleet_target_free(t->fleet);
 	free(t->slot_used);
 	free(t->info.scheme);

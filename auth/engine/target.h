@@ -65,6 +65,9 @@ struct auth_target {
 	unsigned failures_in_row;
 	struct target_counters counters;
 	char warning[256];            /* for status: insecure inherited settings, withheld defaults */
+	char last_write[32];          /* for status: the file last written to, */
+	int last_write_errno;         /* applied (0), unchanged (1) or refused (-errno), */
+	time_t last_write_at;         /* and when (0: never) */
 
 	/* No lock, atomics: what the refresh scheduler scans (scheduler.c). */
 	time_t refresh_due;           /* 0: nothing scheduled */
@@ -82,6 +85,10 @@ struct auth_target {
 	uint64_t *slot_used;          /* when each slot was last used (slot_clock) */
 	uint64_t slot_clock;
 	size_t n_slots;
+	char **listed;                /* the server's session ids, as last listed */
+	size_t n_listed;
+	double listed_at;             /* when (monotonic; 0: never) */
+	double list_tried_at;         /* when a listing was last asked for */
 	struct fleet_target *fleet;   /* fleet mode: its keys and state (fleet/), else NULL */
 };
 
@@ -113,6 +120,14 @@ extern const struct auth_provider *const auth_providers[];
 
 /* The file of t's table with that index, or NULL. */
 const struct auth_file_info *target_file(const struct auth_target *t, unsigned f);
+
+/* files.c */
+/* Where the value a program writes to a file ends: data is what it wrote
+ * since open, final that it closes. 0 and the value's length in *ret_len
+ * when the value is complete (JSON: when the object is; one line: at its
+ * newline, or at close; key = value lines: at close), -ENODATA when more
+ * may follow, -EINVAL when nothing can mend it. */
+int file_value_end(const struct auth_file_info *fi, const char *data, size_t len, bool final, size_t *ret_len);
 
 /* flight.c */
 int session_acquire(struct auth_target *t); /* returns with t->lock held on success */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "lib/log.h"
@@ -193,13 +194,37 @@ static json_int_t session_timeout(struct auth_ctx *ctx, const struct secret *hdr
 	return timeout;
 }
 
-/* session_data: the session resource without its @odata annotations. */
+/* Members named Password (any case, at any depth) made null, as DSP0266
+ * says a read shows them: some BMCs echo the POSTed body. */
+static void redact_passwords(json_t *j)
+{
+	const char *key;
+	json_t *v;
+	size_t i;
+
+	if (json_is_array(j)) {
+		json_array_foreach(j, i, v) {
+			redact_passwords(v);
+		}
+		return;
+	}
+	json_object_foreach(j, key, v) {
+		if (strcasecmp(key, "Password") == 0) {
+			json_object_set_new(j, key, json_null());
+		} else {
+			redact_passwords(v);
+		}
+	}
+}
+
+/* session_data: the session resource without its @odata annotations, nor a password. */
 static json_t *session_data(const struct http_response *resp)
 {
 	json_auto_t *j = json_loadb(resp->body, resp->len, 0, NULL);
 	json_t *data = json_object(), *v;
 	const char *key;
 
+	redact_passwords(j);
 	json_object_foreach(j, key, v) {
 		if (strncmp(key, "@odata.", 7) != 0) {
 			json_object_set(data, key, v);
@@ -534,6 +559,7 @@ static int redfish_sessions_get(struct auth_ctx *ctx, const struct auth_session 
 	} else if (r == 0 && (resp.status < 200 || resp.status >= 300)) {
 		r = redfish_error_reply(ctx, "session read", &resp);
 	} else if (r == 0 && (r = auth_parse_json(ctx, &resp, &j)) == 0) {
+		redact_passwords(j);
 		text = json_dumps(j, JSON_INDENT(2));
 		*ret = text ? auth_blob_new_line(text) : NULL;
 		r = *ret ? 0 : -ENOMEM;

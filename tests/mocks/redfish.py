@@ -154,6 +154,9 @@ class RedfishMock(MockServer):
       delete_status    204 (empty), 200 (with a body) or 202 for a DELETE
       require_json     POST/PATCH bodies must come as application/json, else
                        415 (as on iDRAC; curl's default form type fails)
+      echo_password    a session resource (the login's reply, GETs) shows the
+                       POSTed Password, also nested as an Oem "password" and
+                       "PASSWORD" (as some BMCs echo the request body)
     """
 
     def __init__(self, ca=None, users=None, *, http=False, layout="standard",
@@ -161,7 +164,7 @@ class RedfishMock(MockServer):
                  session_limit=DEFAULT_SESSION_LIMIT,
                  session_timeout=DEFAULT_SESSION_TIMEOUT,
                  limit_status=503, limit_message_ids="both", auth_error="idrac",
-                 delete_status=204, require_json=True):
+                 delete_status=204, require_json=True, echo_password=False):
         super().__init__(None if http else ca)
         self.layout = layout
         self.sessions_path = sessions_path
@@ -173,6 +176,8 @@ class RedfishMock(MockServer):
         self.auth_error = auth_error
         self.delete_status = delete_status
         self.require_json = require_json
+        self.echo_password = echo_password
+        self._echoed = {}      # id -> the Password POSTed for it (echo_password)
         self.uuid = str(uuid.uuid4())
         self._state = threading.Lock()
         self._users = {}
@@ -529,7 +534,14 @@ class RedfishMock(MockServer):
             "UserName": s.user,
             "Password": None,
             "ClientOriginIPAddress": s.origin,
-        }
+        } | self._echo(s)
+
+    def _echo(self, s):
+        pw = self._echoed.get(s.id) if self.echo_password else None
+        if pw is None:
+            return {}
+        return {"Password": pw, "Oem": {"Vendor": {"password": pw,
+                                                   "Logins": [{"PASSWORD": pw, "Kept": 1}]}}}
 
     def _login(self, req):
         with self._state:
@@ -552,6 +564,8 @@ class RedfishMock(MockServer):
             # Checked and created under one lock: concurrent logins cannot
             # get past the limit together.
             s = self._new_session_locked(user, req.client[0]) if ok and not full else None
+            if s is not None:
+                self._echoed[s.id] = body["Password"]
         if not ok:
             return self._bad_login(req, user)
         if full:

@@ -27,7 +27,7 @@ static const struct expected tables[] = {
 	{ "idrac", "sessions", S_IFDIR | 0700, AUTH_FILE_SESSIONS, 0 },
 	{ "sts", "creds.json", S_IFREG | 0400, AUTH_FILE_SESSION, AUTH_FILE_LOGOUT },
 	{ "sts", "env", S_IFREG | 0400, AUTH_FILE_SESSION, 0 },
-	{ "sts", "credentials", S_IFREG | 0200, AUTH_FILE_CREDENTIALS, 0 },
+	{ "sts", "credentials", S_IFREG | 0200, AUTH_FILE_CREDENTIALS, AUTH_FILE_LINES },
 	{ "sts", "mfa", S_IFREG | 0200, AUTH_FILE_ONE_TIME, 0 },
 	{ "sts", "status", S_IFREG | 0400, AUTH_FILE_STATUS, 0 },
 	{ "oauth2", "token", S_IFREG | 0400, AUTH_FILE_SESSION, AUTH_FILE_LOGOUT },
@@ -147,6 +147,69 @@ static void test_mfa_check(void)
 	is_int(mfa->check("12345\n", 6), -EINVAL, "five digits and a newline");
 }
 
+/* Where a value ends (file_value_end): never before it is complete, so no
+ * prefix of a value is ever applied. */
+struct value_case {
+	const char *file; /* provider/file */
+	const char *data;
+	bool final;
+	int want;         /* 0: complete, with want_len bytes */
+	size_t want_len;
+};
+
+static const struct value_case value_cases[] = {
+	{ "idrac/credentials", "admin:s", false, -ENODATA, 0 },
+	{ "idrac/credentials", "admin:s", true, 0, 7 },
+	{ "idrac/credentials", "admin:s3cret\n", false, 0, 13 },
+	{ "idrac/credentials", "admin:s3cret\nmore", false, -EINVAL, 0 },
+	{ "idrac/credentials", "admin:s3cret\n\n", false, -EINVAL, 0 },
+	{ "idrac/credentials", "admin:s3c\tret", false, -EINVAL, 0 },
+	{ "idrac/credentials", "admin:s3cret\r", false, -ENODATA, 0 },
+	{ "idrac/credentials", "", true, -EINVAL, 0 },
+	{ "idrac/credentials", "\n", true, -EINVAL, 0 },
+	{ "idrac/credentials", "{\"username\": \"a\"", false, -ENODATA, 0 },
+	{ "idrac/credentials", "{\"username\": \"a\"", true, -EINVAL, 0 },
+	{ "idrac/credentials", "{\"username\": \"a\", \"password\": \"b\"}", false, 0, 34 },
+	{ "idrac/credentials", "{\"username\": \"a\"} x", false, -EINVAL, 0 },
+	{ "idrac/credentials", "{not json", false, -EINVAL, 0 },
+	{ "idrac/credentials", "[1, 2]", false, -ENODATA, 0 }, /* a user name may start so */
+	{ "sts/credentials", "aws_access_key_id = AKIA\naws_secret_access_key = x\n", false, -ENODATA, 0 },
+	{ "sts/credentials", "aws_access_key_id = AKIA\naws_secret_access_key = x\n", true, 0, 51 },
+	{ "sts/credentials", "aws_access_key_id = AKIA\nnot a key line\n", false, -EINVAL, 0 },
+	{ "sts/mfa", "12345", false, -ENODATA, 0 },
+	{ "sts/mfa", "123456", false, -ENODATA, 0 },
+	{ "sts/mfa", "123456", true, 0, 6 },
+	{ "sts/mfa", "1234567", false, -EINVAL, 0 },
+	{ "sts/mfa", "123456\n", false, 0, 7 },
+	{ "aos/session.json", "{\"token\": ", false, -ENODATA, 0 },
+	{ "aos/session.json", "token", false, -EINVAL, 0 },
+};
+
+static void test_value_end(void)
+{
+	for (size_t i = 0; i < ELEMENTSOF(value_cases); i++) {
+		const struct value_case *c = &value_cases[i];
+		char provider[16];
+		const char *slash = strchr(c->file, '/');
+		const struct auth_file_info *fi;
+		unsigned index;
+		size_t len = 0;
+		int p, r;
+
+		snprintf(provider, sizeof(provider), "%.*s", (int)(slash - c->file), c->file);
+		p = auth_provider_index(provider);
+		fi = p < 0 ? NULL : auth_provider_file((size_t)p, slash + 1, &index);
+		if (!ok(fi != NULL, "%s exists", c->file)) {
+			continue;
+		}
+		r = file_value_end(fi, c->data, strlen(c->data), c->final, &len);
+		is_int(r, c->want, "%s: %s%s", c->file, c->data, c->final ? " (close)" : "");
+		if (r == 0) {
+			is_int((int)len, (int)c->want_len, "%s: %s: a value of %zu bytes", c->file, c->data, c->want_len);
+		}
+	}
+}
+
 /* A provider's numeric settings are checked by the config parser, with its
  * ranges: STS's duration_seconds is 900..129600. */
 static void test_settings(void)
@@ -173,6 +236,7 @@ int main(void)
 	test_tables();
 	test_rules();
 	test_mfa_check();
+	test_value_end();
 	test_settings();
 	return done();
 }

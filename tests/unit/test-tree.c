@@ -10,7 +10,7 @@
 static const char *kind_name(enum node_kind k)
 {
 	static const char *const names[] = { "root", "provider dir", "metrics", "target dir", "target file",
-					     "session entry" };
+					     "session entry", "temp file" };
 
 	return (size_t)k < ELEMENTSOF(names) ? names[k] : "?";
 }
@@ -31,7 +31,7 @@ static void round_trip(struct node n, fuse_ino_t want_ino)
 	   (n.kind != NODE_PROVIDER_DIR || back.provider == n.provider) &&
 	   (n.kind < NODE_TARGET_DIR || back.target_id == n.target_id) &&
 	   (n.kind != NODE_TARGET_FILE || back.file == n.file) &&
-	   (n.kind != NODE_SESSION_ENTRY || back.slot == n.slot),
+	   ((n.kind != NODE_SESSION_ENTRY && n.kind != NODE_STAGING) || back.slot == n.slot),
 	   "ino %#llx decodes back to the same %s", (unsigned long long)ino, kind_name(n.kind));
 }
 
@@ -58,7 +58,7 @@ static void test_fixed(void)
 static void test_targets(void)
 {
 	static const uint32_t ids[] = { 1, 2, 3, 4095, 4096, 1u << 20, UINT32_MAX - 1, UINT32_MAX };
-	static const unsigned slots[] = { 0, 1, 7, 100, 4079 };
+	static const unsigned slots[] = { 0, 1, 7, 100, 3999 }; /* MAX_SLOTS in the engine: 4000 */
 
 	for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
 		fuse_ino_t base = (fuse_ino_t)ids[i] << 12;
@@ -71,6 +71,10 @@ static void test_targets(void)
 		for (size_t j = 0; j < ELEMENTSOF(slots); j++) {
 			round_trip((struct node){ .kind = NODE_SESSION_ENTRY, .target_id = ids[i], .slot = slots[j] },
 				   base | (16 + slots[j]));
+		}
+		for (unsigned j = 0; j < STAGING_MAX; j++) {
+			round_trip((struct node){ .kind = NODE_STAGING, .target_id = ids[i], .slot = j },
+				   base | (SLOT_STAGING_BASE + j));
 		}
 	}
 	/* Spot values, written out. */

@@ -39,7 +39,7 @@ static const struct config_range sts_settings[] = {
 static const struct auth_file_info sts_files[] = {
 	{ "creds.json", S_IFREG | 0400, AUTH_FILE_SESSION, AUTH_FILE_LOGOUT, FILE_CREDS_JSON, NULL },
 	{ "env", S_IFREG | 0400, AUTH_FILE_SESSION, 0, FILE_ENV, NULL },
-	{ "credentials", S_IFREG | 0200, AUTH_FILE_CREDENTIALS, 0, 0, NULL },
+	{ "credentials", S_IFREG | 0200, AUTH_FILE_CREDENTIALS, AUTH_FILE_LINES, 0, NULL },
 	{ "mfa", S_IFREG | 0200, AUTH_FILE_ONE_TIME, 0, 0, check_mfa },
 	{ "status", S_IFREG | 0400, AUTH_FILE_STATUS, 0, 0, NULL },
 };
