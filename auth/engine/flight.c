@@ -210,8 +210,9 @@ static int renew_or_obtain(struct auth_target *t, struct auth_ctx *ctx, struct a
 {
 	int r = -ESTALE;
 
-	if (current && t->provider->refresh && ((t->provider->features & AUTH_PROVIDER_RENEWS_IN_PLACE) || !renewal_due)) {
-		r = t->provider->refresh(ctx, current, ret_expires_at);
+	if (current && (t->provider->features & AUTH_PROVIDER_CHECKS_REGULARLY) &&
+	    ((t->provider->features & AUTH_PROVIDER_RENEWS_IN_PLACE) || !renewal_due)) {
+		r = t->provider->validate(ctx, current, ret_expires_at);
 		if (r != -ESTALE) {
 			return r;
 		}

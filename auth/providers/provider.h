@@ -89,10 +89,13 @@ void auth_found_free(struct auth_found *f, size_t n);
 
 /* Features a provider has (its `features` bitmask). */
 #define AUTH_PROVIDER_HOST_NAMES (1u << 0)       /* target names may be host, host:port, [v6]:port (mkdir) */
-#define AUTH_PROVIDER_RENEWS_IN_PLACE (1u << 1)  /* refresh() extends the session (Redfish keep-alive);
-						    * otherwise a session due for renewal gets a new login */
+#define AUTH_PROVIDER_RENEWS_IN_PLACE (1u << 1)  /* with CHECKS_REGULARLY: validate() extends the session
+						    * (Redfish keep-alive); otherwise a session due for
+						    * renewal gets a new login */
 #define AUTH_PROVIDER_LOGOUT_REPLACED (1u << 2)  /* end a stale session before replacing it (never leak a BMC slot) */
 #define AUTH_PROVIDER_LOGOUT_ON_EXIT (1u << 3)   /* logout_on_exit defaults to true */
+#define AUTH_PROVIDER_CHECKS_REGULARLY (1u << 4) /* check the session with validate() every check_interval
+						    * while it is read; -ESTALE makes the daemon log in again */
 
 /* A provider: one file (auth/providers/<name>.c) and one line in the table in
  * engine/providers.c.
@@ -131,9 +134,6 @@ struct auth_provider {
 			    struct auth_session **ret);
 
 	/* --- optional hooks --- */
-	/* Check s with the server every check_interval while it is read, as
-	 * validate(); -ESTALE makes the daemon log in again. */
-	int (*refresh)(struct auth_ctx *ctx, const struct auth_session *s, time_t *ret_expires_at);
 	/* Fix up a new target's facts (STS, OAuth 2.0: base_url is the endpoint). */
 	int (*init_info)(struct target_info *info);
 	/* Credentials when the config has none (STS: the AWS shared files). */
@@ -153,6 +153,12 @@ struct auth_provider {
 	/* More members for `status`, from memory only (STS: role ARNs, MFA
 	 * sessions). status is borrowed; s may be NULL. */
 	void (*status_extra)(const struct target_info *info, const struct auth_session *s, json_t *status);
+
+	/* Transitional, not a hook: validate where AUTH_PROVIDER_CHECKS_REGULARLY
+	 * is set, NULL elsewhere, because auth/fleet/flight.c still tests it
+	 * instead of the bit. The engine never calls it; it goes when the fleet
+	 * tests the bit. */
+	int (*refresh)(struct auth_ctx *ctx, const struct auth_session *s, time_t *ret_expires_at);
 };
 
 /* Exposed for the unit tests and fuzzers; the engine knows providers only

@@ -560,8 +560,8 @@ const struct auth_provider redfish_provider = {
 	.name = "idrac",
 	.files = redfish_files,
 	.n_files = ELEMENTSOF(redfish_files),
-	.features = AUTH_PROVIDER_HOST_NAMES | AUTH_PROVIDER_RENEWS_IN_PLACE | AUTH_PROVIDER_LOGOUT_REPLACED |
-		    AUTH_PROVIDER_LOGOUT_ON_EXIT,
+	.features = AUTH_PROVIDER_HOST_NAMES | AUTH_PROVIDER_CHECKS_REGULARLY | AUTH_PROVIDER_RENEWS_IN_PLACE |
+		    AUTH_PROVIDER_LOGOUT_REPLACED | AUTH_PROVIDER_LOGOUT_ON_EXIT,
 	.default_port = 443,
 	.min_validity = 0,
 	.credentials_hint = "write user:password to credentials, or set user and password (or password_file, password_env) in the config",
@@ -573,8 +573,8 @@ const struct auth_provider redfish_provider = {
 	.render = redfish_render,
 	.session_save = redfish_session_save,
 	.session_load = redfish_session_load,
-	.refresh = redfish_validate,
 	.sessions_list = redfish_sessions_list,
 	.sessions_get = redfish_sessions_get,
 	.sessions_delete = redfish_sessions_delete,
+	.refresh = redfish_validate, /* transitional, see provider.h */
 };
