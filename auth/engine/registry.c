@@ -110,7 +110,13 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 	if (strcmp(i->scheme, "https") && strcmp(i->scheme, "http")) {
 		return log_error_errno(-EINVAL, "Target %s/%s: scheme must be https or http", i->provider, t->name);
 	}
-	i->port = port ? port : (strcmp(i->scheme, "http") == 0 ? 80 : t->provider->default_port);
+	if (port) {
+		i->port = port;
+	} else if (strcmp(i->scheme, "http") == 0) {
+		i->port = 80;
+	} else {
+		i->port = t->provider->default_port ? t->provider->default_port : 443;
+	}
 	/* The section's port, else the one in the name, else the defaults'. */
 	if ((v = target_config_get(section, "port")) || (!port && (v = target_config_get(i->defaults, "port")))) {
 		if (parse_int(v, 1, 65535, &n) < 0) {

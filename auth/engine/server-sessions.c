@@ -86,7 +86,7 @@ static int op_list(struct auth_target *t, struct auth_ctx *ctx, const struct aut
 {
 	struct list_arg *a = arg;
 
-	return t->provider->sessions_list(ctx, s, &a->ids, &a->n);
+	return t->provider->sessions->list(ctx, s, &a->ids, &a->n);
 }
 
 int auth_sessions_list(struct auth_target *t, char ***ret_ids, size_t *ret_n)
@@ -94,7 +94,7 @@ int auth_sessions_list(struct auth_target *t, char ***ret_ids, size_t *ret_n)
 	struct list_arg a = { 0 };
 	int r;
 
-	if (!t->provider->sessions_list) {
+	if (!t->provider->sessions) {
 		return -ENOTDIR;
 	}
 	r = with_session(t, op_list, &a);
@@ -115,7 +115,7 @@ static int op_get(struct auth_target *t, struct auth_ctx *ctx, const struct auth
 {
 	struct get_arg *a = arg;
 
-	return t->provider->sessions_get(ctx, s, a->id, &a->blob);
+	return t->provider->sessions->get(ctx, s, a->id, &a->blob);
 }
 
 int auth_sessions_read(struct auth_target *t, const char *id, struct auth_blob **ret)
@@ -123,7 +123,7 @@ int auth_sessions_read(struct auth_target *t, const char *id, struct auth_blob *
 	struct get_arg a = { .id = id };
 	int r;
 
-	if (!t->provider->sessions_get) {
+	if (!t->provider->sessions) {
 		return -ENOENT;
 	}
 	if (!auth_session_id_valid(id)) {
@@ -138,7 +138,7 @@ int auth_sessions_read(struct auth_target *t, const char *id, struct auth_blob *
 
 static int op_delete(struct auth_target *t, struct auth_ctx *ctx, const struct auth_session *s, void *arg)
 {
-	return t->provider->sessions_delete(ctx, s, arg);
+	return t->provider->sessions->delete(ctx, s, arg);
 }
 
 int auth_sessions_delete(struct auth_target *t, const char *id)
@@ -146,7 +146,7 @@ int auth_sessions_delete(struct auth_target *t, const char *id)
 	bool own;
 	int r;
 
-	if (!t->provider->sessions_delete) {
+	if (!t->provider->sessions) {
 		return -ENOENT;
 	}
 	if (!auth_session_id_valid(id)) {

@@ -251,7 +251,6 @@ const struct auth_provider aos_provider = {
 	/* Checked regularly: a 401 for a live token (server restart) means log in
 	 * again. No LOGOUT_ON_EXIT: the saved session is resumed after a restart. */
 	.features = AUTH_PROVIDER_HOST_NAMES | AUTH_PROVIDER_CHECKS_REGULARLY,
-	.default_port = 443,
 	.min_validity = 2,
 	.credentials_hint = "write user:password to credentials, or set user and password (or password_file, password_env) in the config",
 	.login = aos_login,

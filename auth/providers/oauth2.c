@@ -423,7 +423,6 @@ const struct auth_provider oauth2_provider = {
 	.files = oauth2_files,
 	.n_files = ELEMENTSOF(oauth2_files),
 	.features = 0, /* names are names; the token is fetched again rather than renewed */
-	.default_port = 443,
 	.min_validity = MIN_VALIDITY,
 	.credentials_hint = "write client_id:client_secret (or JSON {\"client_id\",\"client_secret\"}) to credentials, or set client_id and client_secret (or client_secret_file, client_secret_env) in the config",
 	.login = oauth2_login,

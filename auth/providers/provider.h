@@ -97,6 +97,16 @@ void auth_found_free(struct auth_found *f, size_t n);
 #define AUTH_PROVIDER_CHECKS_REGULARLY (1u << 4) /* check the session with validate() every check_interval
 						    * while it is read; -ESTALE makes the daemon log in again */
 
+/* Every session on the server (Redfish's Sessions collection), for the
+ * sessions/ directory: all three hooks or none. Each uses session s to
+ * authenticate (NULL: the credentials) and returns -ESTALE when s itself is
+ * no longer accepted. */
+struct auth_sessions_ops {
+	int (*list)(struct auth_ctx *ctx, const struct auth_session *s, char ***ret_ids, size_t *ret_n);
+	int (*get)(struct auth_ctx *ctx, const struct auth_session *s, const char *id, struct auth_blob **ret);
+	int (*delete)(struct auth_ctx *ctx, const struct auth_session *s, const char *id);
+};
+
 /* A provider: one file (auth/providers/<name>.c) and one line in the table in
  * engine/providers.c.
  * Data first, then the hooks every provider has, then the optional ones
@@ -108,7 +118,7 @@ struct auth_provider {
 	const struct auth_file_info *files; /* what a target directory holds (at most AUTH_FILES_MAX) */
 	size_t n_files;
 	unsigned features;                  /* AUTH_PROVIDER_* */
-	unsigned default_port;
+	unsigned default_port;              /* 0: 443 (https) */
 	int min_validity;                   /* never hand out a session with this little left (s) */
 	const char *credentials_hint;       /* how to provide credentials, for the ENOKEY message */
 	const char *one_time_hint;          /* why a login waits for the AUTH_FILE_ONE_TIME file */
@@ -144,12 +154,8 @@ struct auth_provider {
 	int (*discover)(struct auth_found **ret, size_t *ret_n);
 	/* Does the next login need a value written to the AUTH_FILE_ONE_TIME file? */
 	bool (*needs_one_time)(const struct target_info *info);
-	/* The sessions/ directory (an AUTH_FILE_SESSIONS file), using session s
-	 * to authenticate (NULL: the credentials). -ESTALE when s itself is no
-	 * longer accepted. */
-	int (*sessions_list)(struct auth_ctx *ctx, const struct auth_session *s, char ***ret_ids, size_t *ret_n);
-	int (*sessions_get)(struct auth_ctx *ctx, const struct auth_session *s, const char *id, struct auth_blob **ret);
-	int (*sessions_delete)(struct auth_ctx *ctx, const struct auth_session *s, const char *id);
+	/* The sessions/ directory (an AUTH_FILE_SESSIONS file); NULL without one. */
+	const struct auth_sessions_ops *sessions;
 	/* More members for `status`, from memory only (STS: role ARNs, MFA
 	 * sessions). status is borrowed; s may be NULL. */
 	void (*status_extra)(const struct target_info *info, const struct auth_session *s, json_t *status);

@@ -556,13 +556,18 @@ static int redfish_sessions_delete(struct auth_ctx *ctx, const struct auth_sessi
 	return r;
 }
 
+static const struct auth_sessions_ops redfish_sessions = {
+	.list = redfish_sessions_list,
+	.get = redfish_sessions_get,
+	.delete = redfish_sessions_delete,
+};
+
 const struct auth_provider redfish_provider = {
 	.name = "idrac",
 	.files = redfish_files,
 	.n_files = ELEMENTSOF(redfish_files),
 	.features = AUTH_PROVIDER_HOST_NAMES | AUTH_PROVIDER_CHECKS_REGULARLY | AUTH_PROVIDER_RENEWS_IN_PLACE |
 		    AUTH_PROVIDER_LOGOUT_REPLACED | AUTH_PROVIDER_LOGOUT_ON_EXIT,
-	.default_port = 443,
 	.min_validity = 0,
 	.credentials_hint = "write user:password to credentials, or set user and password (or password_file, password_env) in the config",
 	.env_user = "IDRAC_USERNAME",
@@ -573,8 +578,6 @@ const struct auth_provider redfish_provider = {
 	.render = redfish_render,
 	.session_save = redfish_session_save,
 	.session_load = redfish_session_load,
-	.sessions_list = redfish_sessions_list,
-	.sessions_get = redfish_sessions_get,
-	.sessions_delete = redfish_sessions_delete,
+	.sessions = &redfish_sessions,
 	.refresh = redfish_validate, /* transitional, see provider.h */
 };

@@ -115,7 +115,8 @@ static void test_rules(void)
 				   f->name);
 				break;
 			case AUTH_FILE_SESSIONS:
-				ok(S_ISDIR(f->mode) && prov->sessions_list && prov->sessions_get && prov->sessions_delete,
+				ok(S_ISDIR(f->mode) && prov->sessions && prov->sessions->list && prov->sessions->get &&
+				   prov->sessions->delete,
 				   "%s/%s: a directory the provider lists", name, f->name);
 				break;
 			}

@@ -483,7 +483,6 @@ const struct auth_provider sts_provider = {
 	.name = "sts",
 	.files = sts_files,
 	.n_files = ELEMENTSOF(sts_files),
-	.default_port = 443,
 	.min_validity = BOTOCORE_REFRESH_WINDOW,
 	.credentials_hint = "write aws_access_key_id and aws_secret_access_key lines (or JSON {\"AccessKeyId\",\"SecretAccessKey\"}), or put the keys in the shared AWS credentials file",
 	.one_time_hint = "MFA required: write the current code to",
