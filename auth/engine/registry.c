@@ -15,6 +15,7 @@
 static int parse_host_port(const char *name, char **ret_host, unsigned *ret_port)
 {
 	const char *host = name, *end, *colon;
+	char *copy;
 	size_t hlen;
 	long port = 0;
 
@@ -61,10 +62,11 @@ static int parse_host_port(const char *name, char **ret_host, unsigned *ret_port
 	if (colon && parse_int(colon + 1, 1, 65535, &port) < 0) {
 		return -EINVAL;
 	}
-	*ret_host = strndup(host, hlen);
-	if (!*ret_host) {
+	copy = strndup(host, hlen);
+	if (!copy) {
 		return -ENOMEM;
 	}
+	*ret_host = copy;
 	*ret_port = (unsigned)port;
 	return 0;
 }
@@ -235,9 +237,16 @@ static int target_load_credentials(struct auth_target *t)
 		}
 	}
 	if (!t->password && t->provider->default_credentials) {
-		r = t->provider->default_credentials(&t->info, &t->user, &t->password);
+		char *user = NULL;
+		struct secret *password = NULL;
+		r = t->provider->default_credentials(&t->info, &user, &password);
 		if (r < 0 && r != -ENOENT) {
 			return r;
+		}
+		if (r >= 0) {
+			free(t->user);
+			t->user = user;
+			t->password = password;
 		}
 	}
 	if (store_check_target(t->core->store, t->provider->name, t->name, why, sizeof(why)) < 0) {

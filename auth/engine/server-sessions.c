@@ -19,18 +19,21 @@ bool auth_session_id_valid(const char *id)
 
 int session_borrow(struct auth_target *t, struct auth_session **ret, struct auth_ctx *ctx)
 {
+	struct auth_session *s;
 	int r = session_acquire(t);
 
 	if (r < 0) {
 		return r;
 	}
-	*ret = auth_session_dup(t->session);
-	r = *ret ? ctx_init(t, ctx) : -ENOMEM;
+	s = auth_session_dup(t->session);
+	r = s ? ctx_init(t, ctx) : -ENOMEM;
 	pthread_mutex_unlock(&t->lock);
 	if (r < 0) {
-		auth_session_free(TAKE_PTR(*ret));
+		auth_session_free(s);
+		return r;
 	}
-	return r;
+	*ret = s;
+	return 0;
 }
 
 void session_mark_stale(struct auth_target *t, const char *token_id)

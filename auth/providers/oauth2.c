@@ -94,7 +94,6 @@ static int oauth2_default_credentials(const struct target_info *info, char **ret
 		secret_free(secret);
 		return -ENOMEM;
 	}
-	free(*ret_user);
 	*ret_user = user;
 	*ret_password = secret;
 	return 0;
@@ -402,6 +401,7 @@ static int oauth2_render(const struct target_info *info, const struct auth_sessi
 			 struct auth_blob **ret)
 {
 	_cleanup_secret_ struct secret *text = NULL;
+	struct auth_blob *b;
 
 	(void)info;
 	if (f->id == FILE_TOKEN) {
@@ -414,8 +414,12 @@ static int oauth2_render(const struct target_info *info, const struct auth_sessi
 		return -EBADMSG; /* never reached: checked when stored */
 	}
 	text = secret_printf("Authorization: Bearer %s", secret_str(s->token));
-	*ret = text ? auth_blob_new(text->data, text->len) : NULL;
-	return *ret ? 0 : -ENOMEM;
+	b = text ? auth_blob_new(text->data, text->len) : NULL;
+	if (!b) {
+		return -ENOMEM;
+	}
+	*ret = b;
+	return 0;
 }
 
 const struct auth_provider oauth2_provider = {

@@ -146,7 +146,10 @@ struct auth_provider {
 	/* --- optional hooks --- */
 	/* Fix up a new target's facts (STS, OAuth 2.0: base_url is the endpoint). */
 	int (*init_info)(struct target_info *info);
-	/* Credentials when the config has none (STS: the AWS shared files). */
+	/* Credentials when the config has none (STS: the AWS shared files), both
+	 * new. Like every ret_ in this header: written only on success (0), never
+	 * read; -ENOENT when there are none. The caller replaces user and
+	 * password with them. */
 	int (*default_credentials)(const struct target_info *info, char **ret_user, struct secret **ret_password);
 	/* Parse a write to credentials; NULL means credentials_parse(). */
 	int (*parse_credentials)(const char *data, size_t len, char **ret_user, struct secret **ret_password);
