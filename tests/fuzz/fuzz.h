@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "provider.h"
-#include "secret.h"
+#include "lib/log.h"
+#include "providers/provider.h"
+#include "lib/secret.h"
 
 /* Small, so that large inputs reach the -ENOMEM paths of secret_new(). */
 #define FUZZ_SECRET_HEAP (16u << 10)
