@@ -6,6 +6,7 @@
 
 #include "lib/log.h"
 #include "provider.h"
+#include "replies.h"
 #include "lib/validate.h"
 
 enum { FILE_TOKEN, FILE_SESSION_JSON };

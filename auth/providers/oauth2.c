@@ -11,6 +11,7 @@
 
 #include "lib/log.h"
 #include "provider.h"
+#include "replies.h"
 #include "lib/validate.h"
 
 #define MIN_VALIDITY 10 /* s: golang.org/x/oauth2's expiryDelta */
@@ -204,7 +205,7 @@ static int post_form(struct auth_ctx *ctx, const char *url, const char *prefix, 
 }
 
 /* RFC 6749 §5.2: the error code to errno, its description to status. */
-static int token_error(struct auth_ctx *ctx, const char *what, const struct http_response *resp)
+int oauth2_error_reply(struct auth_ctx *ctx, const char *what, const struct http_response *resp)
 {
 	json_auto_t *j = json_loadb(resp->body, resp->len, 0, NULL);
 	const char *error = json_string_value(json_object_get(j, "error"));
@@ -237,7 +238,7 @@ static int token_error(struct auth_ctx *ctx, const char *what, const struct http
 
 /* The token response (§5.1): a bearer access_token, expiring after
  * expires_in seconds, else at the JWT's exp, else when the server says. */
-static int token_reply(struct auth_ctx *ctx, const struct http_response *resp, struct auth_session **ret)
+int oauth2_token_reply(struct auth_ctx *ctx, const struct http_response *resp, struct auth_session **ret)
 {
 	_cleanup_session_ struct auth_session *s = NULL;
 	json_auto_t *j = NULL;
@@ -247,7 +248,7 @@ static int token_reply(struct auth_ctx *ctx, const struct http_response *resp, s
 	int r;
 
 	if (resp->status != 200) {
-		return token_error(ctx, "token request", resp);
+		return oauth2_error_reply(ctx, "token request", resp);
 	}
 	r = auth_parse_json(ctx, resp, &j);
 	if (r < 0) {
@@ -305,7 +306,7 @@ static int oauth2_login(struct auth_ctx *ctx, struct auth_session **ret)
 	}
 	r = post_form(ctx, ctx->info->base_url, form, &resp);
 	if (r == 0) {
-		r = token_reply(ctx, &resp, ret);
+		r = oauth2_token_reply(ctx, &resp, ret);
 	}
 	http_response_done(&resp);
 	return r;
@@ -341,7 +342,7 @@ static int oauth2_logout(struct auth_ctx *ctx, const struct auth_session *s)
 	}
 	r = post_form(ctx, url, form, &resp);
 	if (r == 0 && resp.status != 200) {
-		r = token_error(ctx, "revocation", &resp);
+		r = oauth2_error_reply(ctx, "revocation", &resp);
 	}
 	http_response_done(&resp);
 	return r;

@@ -170,13 +170,6 @@ struct auth_provider {
 	int (*refresh)(struct auth_ctx *ctx, const struct auth_session *s, time_t *ret_expires_at);
 };
 
-/* Exposed for the unit tests and fuzzers; the engine knows providers only
- * through the table in engine/providers.c. */
-extern const struct auth_provider aos_provider;
-extern const struct auth_provider redfish_provider;
-extern const struct auth_provider sts_provider;
-extern const struct auth_provider oauth2_provider;
-
 struct auth_session *auth_session_dup(const struct auth_session *s);
 
 /* One HTTP request of a provider. path is relative to the target's base URL,
@@ -206,14 +199,6 @@ int auth_render_json(json_t *j, size_t flags, struct auth_blob **ret);
 int auth_parse_json(struct auth_ctx *ctx, const struct http_response *resp, json_t **ret);
 /* The transport failure of a request, in words. */
 int auth_ctx_transport_fail(struct auth_ctx *ctx, int r, const struct http_response *resp);
-
-/* The providers' response parsers, exposed for the unit tests and fuzzers. */
-int aos_login_reply(struct auth_ctx *ctx, const struct http_response *resp, struct auth_session **ret);
-int redfish_session_reply(struct auth_ctx *ctx, const char *sessions_uri, json_int_t timeout,
-			  const struct http_response *resp, struct auth_session **ret);
-int redfish_members_reply(struct auth_ctx *ctx, const struct http_response *resp, char ***ret_ids, size_t *ret_n);
-int redfish_error_reply(struct auth_ctx *ctx, const char *what, const struct http_response *resp);
-int sts_login_reply(struct auth_ctx *ctx, const struct http_response *resp, struct auth_session **ret);
 
 /* JWT: the exp claim of token. -ENODATA if it has none, -EBADMSG if malformed. */
 int jwt_expiry(const char *token, time_t *ret);

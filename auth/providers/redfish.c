@@ -8,6 +8,7 @@
 
 #include "lib/log.h"
 #include "provider.h"
+#include "replies.h"
 #include "lib/validate.h"
 
 #define DEFAULT_SESSION_TIMEOUT 1800 /* DSP0266's usual default, when the BMC won't say */

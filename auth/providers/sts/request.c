@@ -9,6 +9,7 @@
 
 #include "lib/log.h"
 #include "lib/validate.h"
+#include "providers/replies.h"
 #include "sts.h"
 
 const char *sts_profile_name(const struct target_info *info)

@@ -9,6 +9,7 @@
 
 #include "lib/log.h"
 #include "providers/provider.h"
+#include "providers/replies.h"
 #include "lib/validate.h"
 #include "sts.h"
 
