@@ -119,11 +119,10 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 	} else {
 		i->port = t->provider->default_port ? t->provider->default_port : 443;
 	}
-	/* The section's port, else the one in the name, else the defaults'. */
-	if ((v = target_config_get(section, "port")) || (!port && (v = target_config_get(i->defaults, "port")))) {
-		if (parse_int(v, 1, 65535, &n) < 0) {
-			return log_error_errno(-EINVAL, "Target %s/%s: invalid port %s", i->provider, t->name, v);
-		}
+	/* The section's port, else the one in the name, else the defaults'
+	 * (numbers as config.c parsed and checked them). */
+	if (target_config_get_number(section, "port", &n) == 0 ||
+	    (!port && target_config_get_number(i->defaults, "port", &n) == 0)) {
 		i->port = (unsigned)n;
 	}
 	if (port_override) {
@@ -145,7 +144,8 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 		return -ENOMEM;
 	}
 	i->timeout = cfg->timeout;
-	if ((v = target_setting(i, "timeout")) && parse_int(v, 1, 3600, &n) == 0) {
+	if (target_config_get_number(section, "timeout", &n) == 0 ||
+	    target_config_get_number(i->defaults, "timeout", &n) == 0) {
 		i->timeout = (int)n;
 	}
 	i->logout_on_exit = t->provider->features & AUTH_PROVIDER_LOGOUT_ON_EXIT;
