@@ -1,5 +1,6 @@
-/* What a provider implements, and all it sees of the core: a provider's
- * sources include this header (and their own), no other core header.
+/* What a provider implements, and all it sees of the engine: a provider's
+ * sources include this header, replies.h, lib/ and their own headers, no
+ * header of the engine or the fleet (tests/layering.py).
  * Providers know nothing of FUSE; they reach the network only through
  * auth_call(). */
 #pragma once

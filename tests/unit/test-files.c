@@ -75,7 +75,7 @@ static size_t count_role(const struct auth_file_info *files, size_t n, enum auth
 	return c;
 }
 
-/* What the core and fs/ rely on, for every provider, present or future. */
+/* What the engine and fs/ rely on, for every provider, present or future. */
 static void test_rules(void)
 {
 	for (size_t p = 0; p < auth_provider_count(); p++) {
