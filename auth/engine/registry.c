@@ -59,7 +59,7 @@ static int parse_host_port(const char *name, char **ret_host, unsigned *ret_port
 	if (hlen == 0 || hlen > 253 || host[0] == '-' || host[0] == '.') {
 		return -EINVAL;
 	}
-	if (colon && parse_int(colon + 1, 1, 65535, &port) < 0) {
+	if (colon && config_parse_number("port", colon + 1, &port) < 0) {
 		return -EINVAL;
 	}
 	copy = strndup(host, hlen);

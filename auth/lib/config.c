@@ -424,6 +424,17 @@ const char *target_config_get(const struct target_config *t, const char *key)
 	return NULL;
 }
 
+int config_parse_number(const char *key, const char *value, long *ret)
+{
+	for (size_t i = 0; i < ELEMENTSOF(numeric_keys); i++) {
+		const struct numeric_key *k = &numeric_keys[i];
+		if (!k->section && strcmp(k->key, key) == 0) {
+			return parse_int(value, k->min, k->max, ret);
+		}
+	}
+	return -ENOENT;
+}
+
 int target_config_get_number(const struct target_config *t, const char *key, long *ret)
 {
 	if (!t) {

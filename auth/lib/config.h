@@ -74,6 +74,10 @@ const char *target_config_get(const struct target_config *t, const char *key);
  * and range-checked when the config was read: 0, -ENOENT when not set (or t
  * is NULL), -EINVAL when key has no range. */
 int target_config_get_number(const struct target_config *t, const char *key, long *ret);
+/* Parses value as the numeric key of a provider's section (e.g. "port" from
+ * a target's name or the environment) with the range a config file gets:
+ * -EINVAL when out of it, -ENOENT for a key without one. */
+int config_parse_number(const char *key, const char *value, long *ret);
 const struct target_config *config_find_defaults(const struct config *c, const char *provider);
 
 /* Parses "true/false/yes/no/1/0/on/off". -EINVAL otherwise. */

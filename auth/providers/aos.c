@@ -229,7 +229,7 @@ static int aos_discover(struct auth_found **ret, size_t *ret_n)
 		free(f);
 		return -ENOMEM;
 	}
-	if ((v = getenv("AOS_SERVER_PORT")) && parse_int(v, 1, 65535, &port) == 0) {
+	if ((v = getenv("AOS_SERVER_PORT")) && config_parse_number("port", v, &port) == 0) {
 		f->port = (unsigned)port;
 	}
 	if ((v = getenv("AOS_USER")) && getenv("AOS_PASSWD")) {

@@ -492,6 +492,11 @@ static void test_numbers(void)
 	is_int(target_config_get_number(config_find_defaults(c, "aos"), "timeout", &n), 0, "defaults: timeout");
 	is_int(n, 7, "defaults: timeout 7");
 	config_free(c);
+
+	is_int(config_parse_number("port", "8443", &n), 0, "a port from elsewhere (a name, the environment)");
+	is_int(n, 8443, "... is parsed");
+	is_int(config_parse_number("port", "65536", &n), -EINVAL, "... with the config's range");
+	is_int(config_parse_number("server", "1", &n), -ENOENT, "a key without a range → ENOENT");
 }
 
 int main(void)
