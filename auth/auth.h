@@ -1,4 +1,4 @@
-/* The auth core as the FUSE layer sees it: targets, their files, metrics,
+/* The auth engine as the FUSE layer sees it: targets, their files, metrics,
  * and the libraries it uses too (config, store, log). fs/ includes nothing
  * else of auth/. Nothing here speaks HTTP or FUSE. */
 #pragma once
@@ -14,14 +14,14 @@
 #include "lib/store.h"
 
 /* A file of a target directory, as its provider's file table describes it.
- * The core and fs/ know a file by its index in that table and by its role;
+ * The engine and fs/ know a file by its index in that table and by its role;
  * only the provider knows what its session files hold. */
 enum auth_file_role {
 	AUTH_FILE_SESSION,     /* read: rendered from the session by the provider (may log in) */
-	AUTH_FILE_STATUS,      /* read: the target's state, rendered by the core from memory */
+	AUTH_FILE_STATUS,      /* read: the target's state, rendered by the engine from memory */
 	AUTH_FILE_CREDENTIALS, /* write: credentials (the provider's parse_credentials), saved */
 	AUTH_FILE_ONE_TIME,    /* write: a value the next login uses once (a one-time code) */
-	AUTH_FILE_SESSIONS,    /* directory: the sessions on the server (sessions_* hooks) */
+	AUTH_FILE_SESSIONS,    /* directory: the sessions on the server (the provider's sessions hooks) */
 };
 
 /* Flags of a file. */
@@ -38,7 +38,7 @@ struct auth_file_info {
 	int id;        /* the provider's own tag for the file, for its render() */
 	/* Optional: a write in progress is 0 when complete and valid, -ENODATA
 	 * when more data may make it valid, -EINVAL when nothing can. Without
-	 * it, the core's check for the role (credentials, resume) applies. */
+	 * it, the engine's check for the role (credentials, resume) applies. */
 	int (*check)(const char *data, size_t len);
 };
 

@@ -150,9 +150,10 @@ static const char *one_time_file(const struct auth_target *t)
 }
 
 /* Validate a saved session (or one from the environment), else log in. Runs
- * without the lock; *ret_fresh tells whether a new login happened. */
+ * without the lock. *tried_login is set when a login was sent, whether or not
+ * it succeeded (a one-time value is spent either way): not a ret_. */
 static int obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_session **pending,
-		  struct auth_session **ret, bool *ret_fresh)
+		  struct auth_session **ret, bool *tried_login)
 {
 	int r;
 
@@ -166,7 +167,7 @@ static int obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_sessi
 				(*pending)->obtained_at = now_real();
 			}
 			*ret = TAKE_PTR(*pending);
-			*ret_fresh = false;
+			*tried_login = false;
 			return 0;
 		}
 		if (r != -ESTALE) {
@@ -183,7 +184,7 @@ static int obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_sessi
 		return auth_ctx_fail(ctx, -ENOKEY, "%s %s/%s/%s", t->provider->one_time_hint, t->provider->name, t->name,
 				     one_time_file(t));
 	}
-	*ret_fresh = true;
+	*tried_login = true;
 	return login(t, ctx, ret);
 }
 
@@ -205,13 +206,14 @@ static void load_pending(struct auth_target *t)
  * unlocked) and renew it in place where the provider can; else, when it is
  * due for renewal or gone, log in. */
 static int renew_or_obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_session *current, bool renewal_due,
-			   struct auth_session **pending, struct auth_session **ret_fresh, bool *ret_login,
+			   struct auth_session **pending, struct auth_session **ret_fresh, bool *tried_login,
 			   time_t *ret_expires_at)
 {
 	int r = -ESTALE;
 
-	if (current && t->provider->refresh && ((t->provider->features & AUTH_PROVIDER_RENEWS_IN_PLACE) || !renewal_due)) {
-		r = t->provider->refresh(ctx, current, ret_expires_at);
+	if (current && (t->provider->features & AUTH_PROVIDER_CHECKS_REGULARLY) &&
+	    ((t->provider->features & AUTH_PROVIDER_RENEWS_IN_PLACE) || !renewal_due)) {
+		r = t->provider->validate(ctx, current, ret_expires_at);
 		if (r != -ESTALE) {
 			return r;
 		}
@@ -220,7 +222,7 @@ static int renew_or_obtain(struct auth_target *t, struct auth_ctx *ctx, struct a
 			t->provider->logout(ctx, current); /* best effort: never leave it behind */
 		}
 	}
-	return obtain(t, ctx, pending, ret_fresh, ret_login);
+	return obtain(t, ctx, pending, ret_fresh, tried_login);
 }
 
 /* Ends s on the server, best effort, without the lock (lock held on entry and

@@ -1,5 +1,5 @@
 /* The provider table, and lookups in it. Adding a provider is one new file
- * in auth/ and one line in PROVIDERS below. */
+ * in auth/providers/ and one line in PROVIDERS below. */
 #include <errno.h>
 
 #include "target.h"

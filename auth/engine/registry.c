@@ -15,6 +15,7 @@
 static int parse_host_port(const char *name, char **ret_host, unsigned *ret_port)
 {
 	const char *host = name, *end, *colon;
+	char *copy;
 	size_t hlen;
 	long port = 0;
 
@@ -58,13 +59,14 @@ static int parse_host_port(const char *name, char **ret_host, unsigned *ret_port
 	if (hlen == 0 || hlen > 253 || host[0] == '-' || host[0] == '.') {
 		return -EINVAL;
 	}
-	if (colon && parse_int(colon + 1, 1, 65535, &port) < 0) {
+	if (colon && config_parse_number("port", colon + 1, &port) < 0) {
 		return -EINVAL;
 	}
-	*ret_host = strndup(host, hlen);
-	if (!*ret_host) {
+	copy = strndup(host, hlen);
+	if (!copy) {
 		return -ENOMEM;
 	}
+	*ret_host = copy;
 	*ret_port = (unsigned)port;
 	return 0;
 }
@@ -110,12 +112,17 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 	if (strcmp(i->scheme, "https") && strcmp(i->scheme, "http")) {
 		return log_error_errno(-EINVAL, "Target %s/%s: scheme must be https or http", i->provider, t->name);
 	}
-	i->port = port ? port : (strcmp(i->scheme, "http") == 0 ? 80 : t->provider->default_port);
-	/* The section's port, else the one in the name, else the defaults'. */
-	if ((v = target_config_get(section, "port")) || (!port && (v = target_config_get(i->defaults, "port")))) {
-		if (parse_int(v, 1, 65535, &n) < 0) {
-			return log_error_errno(-EINVAL, "Target %s/%s: invalid port %s", i->provider, t->name, v);
-		}
+	if (port) {
+		i->port = port;
+	} else if (strcmp(i->scheme, "http") == 0) {
+		i->port = 80;
+	} else {
+		i->port = t->provider->default_port ? t->provider->default_port : 443;
+	}
+	/* The section's port, else the one in the name, else the defaults'
+	 * (numbers as config.c parsed and checked them). */
+	if (target_config_get_number(section, "port", &n) == 0 ||
+	    (!port && target_config_get_number(i->defaults, "port", &n) == 0)) {
 		i->port = (unsigned)n;
 	}
 	if (port_override) {
@@ -137,7 +144,8 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 		return -ENOMEM;
 	}
 	i->timeout = cfg->timeout;
-	if ((v = target_setting(i, "timeout")) && parse_int(v, 1, 3600, &n) == 0) {
+	if (target_config_get_number(section, "timeout", &n) == 0 ||
+	    target_config_get_number(i->defaults, "timeout", &n) == 0) {
 		i->timeout = (int)n;
 	}
 	i->logout_on_exit = t->provider->features & AUTH_PROVIDER_LOGOUT_ON_EXIT;
@@ -229,9 +237,16 @@ static int target_load_credentials(struct auth_target *t)
 		}
 	}
 	if (!t->password && t->provider->default_credentials) {
-		r = t->provider->default_credentials(&t->info, &t->user, &t->password);
+		char *user = NULL;
+		struct secret *password = NULL;
+		r = t->provider->default_credentials(&t->info, &user, &password);
 		if (r < 0 && r != -ENOENT) {
 			return r;
+		}
+		if (r >= 0) {
+			free(t->user);
+			t->user = user;
+			t->password = password;
 		}
 	}
 	if (store_check_target(t->core->store, t->provider->name, t->name, why, sizeof(why)) < 0) {

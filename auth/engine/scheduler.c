@@ -20,7 +20,7 @@ void scheduler_update(struct auth_target *t)
 	t->expiry_due = due;
 	/* Providers that can check a session: do so regularly, to notice one the
 	 * server dropped (restart, deleted elsewhere) before readers do. */
-	if (s && t->provider->refresh) {
+	if (s && (t->provider->features & AUTH_PROVIDER_CHECKS_REGULARLY)) {
 		time_t check = (t->last_renew > 0 ? t->last_renew : now_real()) + t->core->cfg->check_interval;
 		if (!due || check < due) {
 			due = check;

@@ -21,18 +21,21 @@ bool auth_session_id_valid(const char *id)
 
 int session_borrow(struct auth_target *t, struct auth_session **ret, struct auth_ctx *ctx)
 {
+	struct auth_session *s;
 	int r = session_acquire(t);
 
 	if (r < 0) {
 		return r;
 	}
-	*ret = auth_session_dup(t->session);
-	r = *ret ? ctx_init(t, ctx) : -ENOMEM;
+	s = auth_session_dup(t->session);
+	r = s ? ctx_init(t, ctx) : -ENOMEM;
 	pthread_mutex_unlock(&t->lock);
 	if (r < 0) {
-		auth_session_free(TAKE_PTR(*ret));
+		auth_session_free(s);
+		return r;
 	}
-	return r;
+	*ret = s;
+	return 0;
 }
 
 void session_mark_stale(struct auth_target *t, const char *token_id)
@@ -88,7 +91,7 @@ static int op_list(struct auth_target *t, struct auth_ctx *ctx, const struct aut
 {
 	struct list_arg *a = arg;
 
-	return t->provider->sessions_list(ctx, s, &a->ids, &a->n);
+	return t->provider->sessions->list(ctx, s, &a->ids, &a->n);
 }
 
 /* Keeps a copy of a listing, for lookups (slots_lock not held). */
@@ -141,7 +144,7 @@ int auth_sessions_list(struct auth_target *t, char ***ret_ids, size_t *ret_n)
 	struct list_arg a = { 0 };
 	int r;
 
-	if (!t->provider->sessions_list) {
+	if (!t->provider->sessions) {
 		return -ENOTDIR;
 	}
 	r = with_session(t, op_list, &a);
@@ -200,7 +203,7 @@ static int op_get(struct auth_target *t, struct auth_ctx *ctx, const struct auth
 {
 	struct get_arg *a = arg;
 
-	return t->provider->sessions_get(ctx, s, a->id, &a->blob);
+	return t->provider->sessions->get(ctx, s, a->id, &a->blob);
 }
 
 int auth_sessions_read(struct auth_target *t, const char *id, struct auth_blob **ret)
@@ -208,7 +211,7 @@ int auth_sessions_read(struct auth_target *t, const char *id, struct auth_blob *
 	struct get_arg a = { .id = id };
 	int r;
 
-	if (!t->provider->sessions_get) {
+	if (!t->provider->sessions) {
 		return -ENOENT;
 	}
 	if (!auth_session_id_valid(id)) {
@@ -223,7 +226,7 @@ int auth_sessions_read(struct auth_target *t, const char *id, struct auth_blob *
 
 static int op_delete(struct auth_target *t, struct auth_ctx *ctx, const struct auth_session *s, void *arg)
 {
-	return t->provider->sessions_delete(ctx, s, arg);
+	return t->provider->sessions->delete(ctx, s, arg);
 }
 
 int auth_sessions_delete(struct auth_target *t, const char *id)
@@ -231,7 +234,7 @@ int auth_sessions_delete(struct auth_target *t, const char *id)
 	bool own;
 	int r;
 
-	if (!t->provider->sessions_delete) {
+	if (!t->provider->sessions) {
 		return -ENOENT;
 	}
 	if (!auth_session_id_valid(id)) {

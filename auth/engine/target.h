@@ -1,4 +1,5 @@
-/* Internal to the auth core: a target and the core that owns it. */
+/* Internal to the engine: a target and the struct auth_core that owns it
+ * (and what the engine publishes for the fleet, auth/fleet/). */
 #pragma once
 
 #include <pthread.h>

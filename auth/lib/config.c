@@ -12,7 +12,7 @@
 #include "config.h"
 #include "log.h"
 
-static int kv_add(struct target_config *t, const char *key, const char *value)
+static int kv_add(struct target_config *t, const char *key, const char *value, bool numeric, long number)
 {
 	struct config_kv *kv = realloc(t->kv, (t->n_kv + 1) * sizeof(*kv));
 
@@ -22,6 +22,8 @@ static int kv_add(struct target_config *t, const char *key, const char *value)
 	t->kv = kv;
 	kv[t->n_kv].key = strdup(key);
 	kv[t->n_kv].value = strdup(value);
+	kv[t->n_kv].numeric = numeric;
+	kv[t->n_kv].number = number;
 	if (!kv[t->n_kv].key || !kv[t->n_kv].value) {
 		free(kv[t->n_kv].key);
 		erase_and_free_str(kv[t->n_kv].value);
@@ -189,19 +191,25 @@ static struct target_config *section_get(struct config *c, const char *section)
 	return t;
 }
 
+#define TIMEOUT_MIN 1
+#define TIMEOUT_MAX 3600
+
 /* Numbers, checked as the file is read: a value out of range stops the
- * mount, naming the line (a misread number could storm a server). */
+ * mount, naming the line (a misread number could storm a server). The one
+ * place their ranges are: the [sessionfs] ones land in struct config, the
+ * others in their section's config_kv (target_config_get_number()). */
 static const struct numeric_key {
 	const char *section; /* "sessionfs", a provider, or NULL for any provider */
 	const char *key;
 	long min, max;
+	size_t offset; /* [sessionfs]: of the int in struct config */
 } numeric_keys[] = {
-	{ "sessionfs", "timeout", 1, 3600 },
-	{ "sessionfs", "refresh_margin", 0, 86400 },
-	{ "sessionfs", "check_interval", 1, 86400 },
-	{ NULL, "timeout", 1, 3600 },
-	{ NULL, "port", 1, 65535 },
-	{ "fleet", "lock_ttl", 2, 600 },
+	{ "sessionfs", "timeout", TIMEOUT_MIN, TIMEOUT_MAX, offsetof(struct config, timeout) },
+	{ "sessionfs", "refresh_margin", 0, 86400, offsetof(struct config, refresh_margin) },
+	{ "sessionfs", "check_interval", 1, 86400, offsetof(struct config, check_interval) },
+	{ NULL, "timeout", TIMEOUT_MIN, TIMEOUT_MAX, 0 },
+	{ NULL, "port", 1, 65535, 0 },
+	{ "fleet", "lock_ttl", 2, 600, 0 },
 };
 
 /* A provider's own ranges (c->ranges), for keys of its sections. */
@@ -217,19 +225,32 @@ static const struct config_range *provider_range(const struct config *c, const c
 	return NULL;
 }
 
-static int check_numeric(struct config *c, const char *provider, const char *key, const char *value)
+static int range_fail(struct config *c, const char *key, const char *value, long min, long max)
+{
+	if (!c->error[0]) {
+		snprintf(c->error, sizeof(c->error), "%s = %s: expected a whole number from %ld to %ld", key, value, min,
+			 max);
+	}
+	return -EINVAL;
+}
+
+/* Parses value if key of provider's section has a range: the provider's
+ * own, else one of numeric_keys (*ret_key, NULL for a provider's). 0 with
+ * *ret_numeric false for a key without one. */
+static int check_numeric(struct config *c, const char *provider, const char *key, const char *value,
+			 bool *ret_numeric, long *ret_number, const struct numeric_key **ret_key)
 {
 	const struct config_range *range = strcmp(provider, "sessionfs") ? provider_range(c, provider, key) : NULL;
-	long v;
+	const struct numeric_key *found = NULL;
+	bool numeric = false;
+	long v = 0;
 
-	if (range && parse_int(value, range->min, range->max, &v) < 0) {
-		if (!c->error[0]) {
-			snprintf(c->error, sizeof(c->error), "%s = %s: expected a whole number from %ld to %ld", key,
-				 value, range->min, range->max);
+	if (range) {
+		if (parse_int(value, range->min, range->max, &v) < 0) {
+			return range_fail(c, key, value, range->min, range->max);
 		}
-		return -EINVAL;
+		numeric = true;
 	}
-
 	for (size_t i = 0; i < ELEMENTSOF(numeric_keys); i++) {
 		const struct numeric_key *k = &numeric_keys[i];
 		bool global = strcmp(provider, "sessionfs") == 0;
@@ -237,36 +258,27 @@ static int check_numeric(struct config *c, const char *provider, const char *key
 			continue;
 		}
 		if (parse_int(value, k->min, k->max, &v) < 0) {
-			if (!c->error[0]) {
-				snprintf(c->error, sizeof(c->error), "%s = %s: expected a whole number from %ld to %ld", key,
-					 value, k->min, k->max);
-			}
-			return -EINVAL;
+			return range_fail(c, key, value, k->min, k->max);
 		}
-		return 0;
+		numeric = true;
+		found = k;
+		break;
 	}
+	*ret_numeric = numeric;
+	*ret_number = v;
+	*ret_key = found;
 	return 0;
 }
 
-static int global_set(struct config *c, const char *key, const char *value)
+static int global_set(struct config *c, const char *key, const char *value, const struct numeric_key *k, long v)
 {
-	long v;
-
 	if (strcmp(key, "state_dir") == 0) {
 		free(c->state_dir);
 		c->state_dir = strdup(value);
 		return c->state_dir ? 0 : -ENOMEM;
 	}
-	if (strcmp(key, "timeout") == 0 && parse_int(value, 1, 3600, &v) == 0) {
-		c->timeout = (int)v;
-		return 0;
-	}
-	if (strcmp(key, "refresh_margin") == 0 && parse_int(value, 0, 86400, &v) == 0) {
-		c->refresh_margin = (int)v;
-		return 0;
-	}
-	if (strcmp(key, "check_interval") == 0 && parse_int(value, 1, 86400, &v) == 0) {
-		c->check_interval = (int)v;
+	if (k) {
+		*(int *)((char *)c + k->offset) = (int)v;
 		return 0;
 	}
 	if (!c->error[0]) {
@@ -320,10 +332,13 @@ static int access_add_line(struct config *c, const char *key, const char *value)
 static int on_line(void *user, const char *section, const char *key, const char *value)
 {
 	struct config *c = user;
+	const struct numeric_key *k;
 	struct target_config *t;
+	bool numeric;
+	long v;
 
 	if (strcmp(section, "sessionfs") == 0) {
-		return check_numeric(c, section, key, value) == 0 && global_set(c, key, value) == 0;
+		return check_numeric(c, section, key, value, &numeric, &v, &k) == 0 && global_set(c, key, value, k, v) == 0;
 	}
 	if (strcmp(section, "access") == 0) {
 		return access_add_line(c, key, value) == 0;
@@ -332,7 +347,8 @@ static int on_line(void *user, const char *section, const char *key, const char 
 		return 0; /* a key before any section */
 	}
 	t = section_get(c, section);
-	return t && check_numeric(c, t->provider, key, value) == 0 && kv_add(t, key, value) == 0;
+	return t && check_numeric(c, t->provider, key, value, &numeric, &v, &k) == 0 &&
+	       kv_add(t, key, value, numeric, v) == 0;
 }
 
 static struct config *config_new(void)
@@ -406,6 +422,34 @@ const char *target_config_get(const struct target_config *t, const char *key)
 		}
 	}
 	return NULL;
+}
+
+int config_parse_number(const char *key, const char *value, long *ret)
+{
+	for (size_t i = 0; i < ELEMENTSOF(numeric_keys); i++) {
+		const struct numeric_key *k = &numeric_keys[i];
+		if (!k->section && strcmp(k->key, key) == 0) {
+			return parse_int(value, k->min, k->max, ret);
+		}
+	}
+	return -ENOENT;
+}
+
+int target_config_get_number(const struct target_config *t, const char *key, long *ret)
+{
+	if (!t) {
+		return -ENOENT;
+	}
+	for (size_t i = t->n_kv; i > 0; i--) { /* the last assignment wins */
+		if (strcmp(t->kv[i - 1].key, key) == 0) {
+			if (!t->kv[i - 1].numeric) {
+				return -EINVAL;
+			}
+			*ret = t->kv[i - 1].number;
+			return 0;
+		}
+	}
+	return -ENOENT;
 }
 
 const struct target_config *config_find_defaults(const struct config *c, const char *provider)

@@ -11,6 +11,8 @@
 struct config_kv {
 	char *key;
 	char *value;
+	long number;  /* the value, parsed and range-checked, for a numeric key */
+	bool numeric; /* the key has a range (config.c's table or the provider's) */
 };
 
 /* A [provider "name"] section; a [provider] section without a name holds the
@@ -68,6 +70,14 @@ int config_parse_string(const char *text, config_ranges_fn ranges, struct config
 void config_free(struct config *c);
 
 const char *target_config_get(const struct target_config *t, const char *key);
+/* The value of a numeric key (timeout, port, a provider's ranges), as parsed
+ * and range-checked when the config was read: 0, -ENOENT when not set (or t
+ * is NULL), -EINVAL when key has no range. */
+int target_config_get_number(const struct target_config *t, const char *key, long *ret);
+/* Parses value as the numeric key of a provider's section (e.g. "port" from
+ * a target's name or the environment) with the range a config file gets:
+ * -EINVAL when out of it, -ENOENT for a key without one. */
+int config_parse_number(const char *key, const char *value, long *ret);
 const struct target_config *config_find_defaults(const struct config *c, const char *provider);
 
 /* Parses "true/false/yes/no/1/0/on/off". -EINVAL otherwise. */

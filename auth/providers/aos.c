@@ -6,6 +6,7 @@
 
 #include "lib/log.h"
 #include "provider.h"
+#include "replies.h"
 #include "lib/validate.h"
 
 enum { FILE_TOKEN, FILE_SESSION_JSON };
@@ -228,7 +229,7 @@ static int aos_discover(struct auth_found **ret, size_t *ret_n)
 		free(f);
 		return -ENOMEM;
 	}
-	if ((v = getenv("AOS_SERVER_PORT")) && parse_int(v, 1, 65535, &port) == 0) {
+	if ((v = getenv("AOS_SERVER_PORT")) && config_parse_number("port", v, &port) == 0) {
 		f->port = (unsigned)port;
 	}
 	if ((v = getenv("AOS_USER")) && getenv("AOS_PASSWD")) {
@@ -248,16 +249,17 @@ const struct auth_provider aos_provider = {
 	.name = "aos",
 	.files = aos_files,
 	.n_files = ELEMENTSOF(aos_files),
-	.features = AUTH_PROVIDER_HOST_NAMES, /* no LOGOUT_ON_EXIT: the saved session is resumed after a restart */
-	.default_port = 443,
+	/* Checked regularly: a 401 for a live token (server restart) means log in
+	 * again. No LOGOUT_ON_EXIT: the saved session is resumed after a restart. */
+	.features = AUTH_PROVIDER_HOST_NAMES | AUTH_PROVIDER_CHECKS_REGULARLY,
 	.min_validity = 2,
 	.credentials_hint = "write user:password to credentials, or set user and password (or password_file, password_env) in the config",
 	.login = aos_login,
 	.validate = aos_validate,
-	.refresh = aos_validate, /* a 401 for a live token (server restart): log in again */
 	.logout = aos_logout,
 	.render = aos_render,
 	.session_save = aos_session_save,
 	.session_load = aos_session_load,
 	.discover = aos_discover,
+	.refresh = aos_validate, /* transitional, see provider.h */
 };

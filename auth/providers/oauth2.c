@@ -11,6 +11,7 @@
 
 #include "lib/log.h"
 #include "provider.h"
+#include "replies.h"
 #include "lib/validate.h"
 
 #define MIN_VALIDITY 10 /* s: golang.org/x/oauth2's expiryDelta */
@@ -94,7 +95,6 @@ static int oauth2_default_credentials(const struct target_info *info, char **ret
 		secret_free(secret);
 		return -ENOMEM;
 	}
-	free(*ret_user);
 	*ret_user = user;
 	*ret_password = secret;
 	return 0;
@@ -205,7 +205,7 @@ static int post_form(struct auth_ctx *ctx, const char *url, const char *prefix, 
 }
 
 /* RFC 6749 §5.2: the error code to errno, its description to status. */
-static int token_error(struct auth_ctx *ctx, const char *what, const struct http_response *resp)
+int oauth2_error_reply(struct auth_ctx *ctx, const char *what, const struct http_response *resp)
 {
 	json_auto_t *j = json_loadb(resp->body, resp->len, 0, NULL);
 	const char *error = json_string_value(json_object_get(j, "error"));
@@ -238,7 +238,7 @@ static int token_error(struct auth_ctx *ctx, const char *what, const struct http
 
 /* The token response (§5.1): a bearer access_token, expiring after
  * expires_in seconds, else at the JWT's exp, else when the server says. */
-static int token_reply(struct auth_ctx *ctx, const struct http_response *resp, struct auth_session **ret)
+int oauth2_token_reply(struct auth_ctx *ctx, const struct http_response *resp, struct auth_session **ret)
 {
 	_cleanup_session_ struct auth_session *s = NULL;
 	json_auto_t *j = NULL;
@@ -248,7 +248,7 @@ static int token_reply(struct auth_ctx *ctx, const struct http_response *resp, s
 	int r;
 
 	if (resp->status != 200) {
-		return token_error(ctx, "token request", resp);
+		return oauth2_error_reply(ctx, "token request", resp);
 	}
 	r = auth_parse_json(ctx, resp, &j);
 	if (r < 0) {
@@ -306,7 +306,7 @@ static int oauth2_login(struct auth_ctx *ctx, struct auth_session **ret)
 	}
 	r = post_form(ctx, ctx->info->base_url, form, &resp);
 	if (r == 0) {
-		r = token_reply(ctx, &resp, ret);
+		r = oauth2_token_reply(ctx, &resp, ret);
 	}
 	http_response_done(&resp);
 	return r;
@@ -342,7 +342,7 @@ static int oauth2_logout(struct auth_ctx *ctx, const struct auth_session *s)
 	}
 	r = post_form(ctx, url, form, &resp);
 	if (r == 0 && resp.status != 200) {
-		r = token_error(ctx, "revocation", &resp);
+		r = oauth2_error_reply(ctx, "revocation", &resp);
 	}
 	http_response_done(&resp);
 	return r;
@@ -402,6 +402,7 @@ static int oauth2_render(const struct target_info *info, const struct auth_sessi
 			 struct auth_blob **ret)
 {
 	_cleanup_secret_ struct secret *text = NULL;
+	struct auth_blob *b;
 
 	(void)info;
 	if (f->id == FILE_TOKEN) {
@@ -414,8 +415,12 @@ static int oauth2_render(const struct target_info *info, const struct auth_sessi
 		return -EBADMSG; /* never reached: checked when stored */
 	}
 	text = secret_printf("Authorization: Bearer %s", secret_str(s->token));
-	*ret = text ? auth_blob_new(text->data, text->len) : NULL;
-	return *ret ? 0 : -ENOMEM;
+	b = text ? auth_blob_new(text->data, text->len) : NULL;
+	if (!b) {
+		return -ENOMEM;
+	}
+	*ret = b;
+	return 0;
 }
 
 const struct auth_provider oauth2_provider = {
@@ -423,7 +428,6 @@ const struct auth_provider oauth2_provider = {
 	.files = oauth2_files,
 	.n_files = ELEMENTSOF(oauth2_files),
 	.features = 0, /* names are names; the token is fetched again rather than renewed */
-	.default_port = 443,
 	.min_validity = MIN_VALIDITY,
 	.credentials_hint = "write client_id:client_secret (or JSON {\"client_id\",\"client_secret\"}) to credentials, or set client_id and client_secret (or client_secret_file, client_secret_env) in the config",
 	.login = oauth2_login,

@@ -133,23 +133,34 @@ void auth_blob_unref(struct auth_blob *b)
 
 int auth_render_token(const struct auth_session *s, struct auth_blob **ret)
 {
+	struct auth_blob *b;
+
 	if (!validate_token(secret_str(s->token))) {
 		return -EBADMSG; /* never reached: checked when stored */
 	}
-	*ret = auth_blob_new(s->token->data, s->token->len);
-	return *ret ? 0 : -ENOMEM;
+	b = auth_blob_new(s->token->data, s->token->len);
+	if (!b) {
+		return -ENOMEM;
+	}
+	*ret = b;
+	return 0;
 }
 
 int auth_render_json(json_t *j, size_t flags, struct auth_blob **ret)
 {
 	_cleanup_secret_ struct secret *text = NULL;
+	struct auth_blob *b;
 	int r = auth_json_secret(j, flags, &text);
 
 	if (r < 0) {
 		return r;
 	}
-	*ret = auth_blob_new_line(text->data);
-	return *ret ? 0 : -ENOMEM;
+	b = auth_blob_new_line(text->data);
+	if (!b) {
+		return -ENOMEM;
+	}
+	*ret = b;
+	return 0;
 }
 
 int auth_json_secret(json_t *j, size_t flags, struct secret **ret)

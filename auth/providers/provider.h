@@ -1,5 +1,6 @@
-/* What a provider implements, and all it sees of the core: a provider's
- * sources include this header (and their own), no other core header.
+/* What a provider implements, and all it sees of the engine: a provider's
+ * sources include this header, replies.h, lib/ and their own headers, no
+ * header of the engine or the fleet (tests/layering.py).
  * Providers know nothing of FUSE; they reach the network only through
  * auth_call(). */
 #pragma once
@@ -89,10 +90,23 @@ void auth_found_free(struct auth_found *f, size_t n);
 
 /* Features a provider has (its `features` bitmask). */
 #define AUTH_PROVIDER_HOST_NAMES (1u << 0)       /* target names may be host, host:port, [v6]:port (mkdir) */
-#define AUTH_PROVIDER_RENEWS_IN_PLACE (1u << 1)  /* refresh() extends the session (Redfish keep-alive);
-						    * otherwise a session due for renewal gets a new login */
+#define AUTH_PROVIDER_RENEWS_IN_PLACE (1u << 1)  /* with CHECKS_REGULARLY: validate() extends the session
+						    * (Redfish keep-alive); otherwise a session due for
+						    * renewal gets a new login */
 #define AUTH_PROVIDER_LOGOUT_REPLACED (1u << 2)  /* end a stale session before replacing it (never leak a BMC slot) */
 #define AUTH_PROVIDER_LOGOUT_ON_EXIT (1u << 3)   /* logout_on_exit defaults to true */
+#define AUTH_PROVIDER_CHECKS_REGULARLY (1u << 4) /* check the session with validate() every check_interval
+						    * while it is read; -ESTALE makes the daemon log in again */
+
+/* Every session on the server (Redfish's Sessions collection), for the
+ * sessions/ directory: all three hooks or none. Each uses session s to
+ * authenticate (NULL: the credentials) and returns -ESTALE when s itself is
+ * no longer accepted. */
+struct auth_sessions_ops {
+	int (*list)(struct auth_ctx *ctx, const struct auth_session *s, char ***ret_ids, size_t *ret_n);
+	int (*get)(struct auth_ctx *ctx, const struct auth_session *s, const char *id, struct auth_blob **ret);
+	int (*delete)(struct auth_ctx *ctx, const struct auth_session *s, const char *id);
+};
 
 /* A provider: one file (auth/providers/<name>.c) and one line in the table in
  * engine/providers.c.
@@ -105,7 +119,7 @@ struct auth_provider {
 	const struct auth_file_info *files; /* what a target directory holds (at most AUTH_FILES_MAX) */
 	size_t n_files;
 	unsigned features;                  /* AUTH_PROVIDER_* */
-	unsigned default_port;
+	unsigned default_port;              /* 0: 443 (https) */
 	int min_validity;                   /* never hand out a session with this little left (s) */
 	const char *credentials_hint;       /* how to provide credentials, for the ENOKEY message */
 	const char *one_time_hint;          /* why a login waits for the AUTH_FILE_ONE_TIME file */
@@ -131,12 +145,12 @@ struct auth_provider {
 			    struct auth_session **ret);
 
 	/* --- optional hooks --- */
-	/* Check s with the server every check_interval while it is read, as
-	 * validate(); -ESTALE makes the daemon log in again. */
-	int (*refresh)(struct auth_ctx *ctx, const struct auth_session *s, time_t *ret_expires_at);
 	/* Fix up a new target's facts (STS, OAuth 2.0: base_url is the endpoint). */
 	int (*init_info)(struct target_info *info);
-	/* Credentials when the config has none (STS: the AWS shared files). */
+	/* Credentials when the config has none (STS: the AWS shared files), both
+	 * new. Like every ret_ in this header: written only on success (0), never
+	 * read; -ENOENT when there are none. The caller replaces user and
+	 * password with them. */
 	int (*default_credentials)(const struct target_info *info, char **ret_user, struct secret **ret_password);
 	/* Parse a write to credentials; NULL means credentials_parse(). */
 	int (*parse_credentials)(const char *data, size_t len, char **ret_user, struct secret **ret_password);
@@ -144,23 +158,18 @@ struct auth_provider {
 	int (*discover)(struct auth_found **ret, size_t *ret_n);
 	/* Does the next login need a value written to the AUTH_FILE_ONE_TIME file? */
 	bool (*needs_one_time)(const struct target_info *info);
-	/* The sessions/ directory (an AUTH_FILE_SESSIONS file), using session s
-	 * to authenticate (NULL: the credentials). -ESTALE when s itself is no
-	 * longer accepted. */
-	int (*sessions_list)(struct auth_ctx *ctx, const struct auth_session *s, char ***ret_ids, size_t *ret_n);
-	int (*sessions_get)(struct auth_ctx *ctx, const struct auth_session *s, const char *id, struct auth_blob **ret);
-	int (*sessions_delete)(struct auth_ctx *ctx, const struct auth_session *s, const char *id);
+	/* The sessions/ directory (an AUTH_FILE_SESSIONS file); NULL without one. */
+	const struct auth_sessions_ops *sessions;
 	/* More members for `status`, from memory only (STS: role ARNs, MFA
 	 * sessions). status is borrowed; s may be NULL. */
 	void (*status_extra)(const struct target_info *info, const struct auth_session *s, json_t *status);
-};
 
-/* Exposed for the unit tests and fuzzers; the engine knows providers only
- * through the table in engine/providers.c. */
-extern const struct auth_provider aos_provider;
-extern const struct auth_provider redfish_provider;
-extern const struct auth_provider sts_provider;
-extern const struct auth_provider oauth2_provider;
+	/* Transitional, not a hook: validate where AUTH_PROVIDER_CHECKS_REGULARLY
+	 * is set, NULL elsewhere, because auth/fleet/flight.c still tests it
+	 * instead of the bit. The engine never calls it; it goes when the fleet
+	 * tests the bit. */
+	int (*refresh)(struct auth_ctx *ctx, const struct auth_session *s, time_t *ret_expires_at);
+};
 
 struct auth_session *auth_session_dup(const struct auth_session *s);
 
@@ -191,14 +200,6 @@ int auth_render_json(json_t *j, size_t flags, struct auth_blob **ret);
 int auth_parse_json(struct auth_ctx *ctx, const struct http_response *resp, json_t **ret);
 /* The transport failure of a request, in words. */
 int auth_ctx_transport_fail(struct auth_ctx *ctx, int r, const struct http_response *resp);
-
-/* The providers' response parsers, exposed for the unit tests and fuzzers. */
-int aos_login_reply(struct auth_ctx *ctx, const struct http_response *resp, struct auth_session **ret);
-int redfish_session_reply(struct auth_ctx *ctx, const char *sessions_uri, json_int_t timeout,
-			  const struct http_response *resp, struct auth_session **ret);
-int redfish_members_reply(struct auth_ctx *ctx, const struct http_response *resp, char ***ret_ids, size_t *ret_n);
-int redfish_error_reply(struct auth_ctx *ctx, const char *what, const struct http_response *resp);
-int sts_login_reply(struct auth_ctx *ctx, const struct http_response *resp, struct auth_session **ret);
 
 /* JWT: the exp claim of token. -ENODATA if it has none, -EBADMSG if malformed. */
 int jwt_expiry(const char *token, time_t *ret);

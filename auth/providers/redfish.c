@@ -9,6 +9,7 @@
 
 #include "lib/log.h"
 #include "provider.h"
+#include "replies.h"
 #include "lib/validate.h"
 
 #define DEFAULT_SESSION_TIMEOUT 1800 /* DSP0266's usual default, when the BMC won't say */
@@ -163,20 +164,23 @@ static int discover(struct auth_ctx *ctx, char **ret)
 	struct http_response resp = { 0 };
 	json_auto_t *root = NULL;
 	const char *uri;
+	char *copy = NULL;
 	int r;
 
-	*ret = NULL;
 	r = request(ctx, "GET", "/redfish/v1/", NULL, NULL, &resp);
 	if (r == 0 && resp.status >= 200 && resp.status < 300 && (root = json_loadb(resp.body, resp.len, 0, NULL))) {
 		uri = json_string_value(json_object_get(json_object_get(json_object_get(root, "Links"), "Sessions"), "@odata.id"));
 		if (uri && !validate_uri_path(uri)) {
 			r = auth_ctx_fail(ctx, -EBADMSG, "%s has a malformed Links.Sessions in its service root",
 					  ctx->info->base_url);
-		} else if (uri && !(*ret = strdup(uri))) {
+		} else if (uri && !(copy = strdup(uri))) {
 			r = -ENOMEM;
 		}
 	}
 	http_response_done(&resp);
+	if (r == 0) {
+		*ret = copy;
+	}
 	return r;
 }
 
@@ -456,22 +460,28 @@ static int redfish_session_load(const struct target_info *info, const char *text
 static int sessions_uri(struct auth_ctx *ctx, const struct auth_session *s, char **ret)
 {
 	struct details d;
+	char *uri = NULL;
 	json_t *j;
 	int r;
 
 	if (s) {
 		j = details_load(s, &d);
-		*ret = d.sessions_uri ? strdup(d.sessions_uri) : NULL;
+		uri = d.sessions_uri ? strdup(d.sessions_uri) : NULL;
 		json_decref(j);
-		if (*ret) {
+		if (uri) {
+			*ret = uri;
 			return 0;
 		}
 	}
-	r = discover(ctx, ret);
-	if (r == 0 && !*ret) {
-		*ret = strdup(fallback_uris[0]);
+	r = discover(ctx, &uri);
+	if (r < 0) {
+		return r;
 	}
-	return r < 0 ? r : *ret ? 0 : -ENOMEM;
+	if (!uri && !(uri = strdup(fallback_uris[0]))) {
+		return -ENOMEM;
+	}
+	*ret = uri;
+	return 0;
 }
 
 /* One authenticated call on the collection or a member of it. */
@@ -551,6 +561,7 @@ static int redfish_sessions_get(struct auth_ctx *ctx, const struct auth_session 
 {
 	struct http_response resp = { 0 };
 	json_auto_t *j = NULL;
+	struct auth_blob *b;
 	char *text;
 	int r = member_call(ctx, s, "GET", id, &resp);
 
@@ -561,9 +572,13 @@ static int redfish_sessions_get(struct auth_ctx *ctx, const struct auth_session 
 	} else if (r == 0 && (r = auth_parse_json(ctx, &resp, &j)) == 0) {
 		redact_passwords(j);
 		text = json_dumps(j, JSON_INDENT(2));
-		*ret = text ? auth_blob_new_line(text) : NULL;
-		r = *ret ? 0 : -ENOMEM;
+		b = text ? auth_blob_new_line(text) : NULL;
 		free(text);
+		if (b) {
+			*ret = b;
+		} else {
+			r = -ENOMEM;
+		}
 	}
 	http_response_done(&resp);
 	return r;
@@ -582,13 +597,18 @@ static int redfish_sessions_delete(struct auth_ctx *ctx, const struct auth_sessi
 	return r;
 }
 
+static const struct auth_sessions_ops redfish_sessions = {
+	.list = redfish_sessions_list,
+	.get = redfish_sessions_get,
+	.delete = redfish_sessions_delete,
+};
+
 const struct auth_provider redfish_provider = {
 	.name = "idrac",
 	.files = redfish_files,
 	.n_files = ELEMENTSOF(redfish_files),
-	.features = AUTH_PROVIDER_HOST_NAMES | AUTH_PROVIDER_RENEWS_IN_PLACE | AUTH_PROVIDER_LOGOUT_REPLACED |
-		    AUTH_PROVIDER_LOGOUT_ON_EXIT,
-	.default_port = 443,
+	.features = AUTH_PROVIDER_HOST_NAMES | AUTH_PROVIDER_CHECKS_REGULARLY | AUTH_PROVIDER_RENEWS_IN_PLACE |
+		    AUTH_PROVIDER_LOGOUT_REPLACED | AUTH_PROVIDER_LOGOUT_ON_EXIT,
 	.min_validity = 0,
 	.credentials_hint = "write user:password to credentials, or set user and password (or password_file, password_env) in the config",
 	.env_user = "IDRAC_USERNAME",
@@ -599,8 +619,6 @@ const struct auth_provider redfish_provider = {
 	.render = redfish_render,
 	.session_save = redfish_session_save,
 	.session_load = redfish_session_load,
-	.refresh = redfish_validate,
-	.sessions_list = redfish_sessions_list,
-	.sessions_get = redfish_sessions_get,
-	.sessions_delete = redfish_sessions_delete,
+	.sessions = &redfish_sessions,
+	.refresh = redfish_validate, /* transitional, see provider.h */
 };

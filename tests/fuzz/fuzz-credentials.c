@@ -3,7 +3,7 @@
 #include <errno.h>
 
 #include "fuzz.h"
-#include "providers/provider.h"
+#include "providers/replies.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "fuzz.h"
-#include "providers/provider.h"
+#include "providers/replies.h"
 
 #define PREFIX_LEN 5
 

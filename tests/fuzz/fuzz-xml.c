@@ -4,7 +4,7 @@
 #include <errno.h>
 
 #include "fuzz.h"
-#include "providers/provider.h"
+#include "providers/replies.h"
 
 #define PREFIX_LEN 3
 

@@ -1,4 +1,6 @@
-"""Fixtures: test CAs, mock servers, and the real daemon on a real mount.
+"""Fixtures: mock servers and the real daemon on a real mount (the test CAs,
+log_secrets and aos_mock are in tests/conftest.py, shared with the mocks'
+own tests in tests/mocks/).
 
 Every test that starts a daemon gets its log checked for secrets afterwards
 (log_secrets); a leak fails the test at teardown.
@@ -13,43 +15,7 @@ def pytest_configure(config):
         "against the ThreadSanitizer build (build-tsan)")
     config.addinivalue_line("markers", "slow: takes more than about 20 s")
 
-from tests.integration.harness import (Daemon, SecretGuard, aos_section, ini_section,
-                                       missing_prerequisite, new_password)
-from tests.mocks.aos import AosMock
-from tests.mocks.common import make_ca
-
-
-@pytest.fixture(scope="session")
-def ca(tmp_path_factory):
-    """The test CA the mocks' server certificates are signed by."""
-    return make_ca(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="session")
-def other_ca(tmp_path_factory):
-    """An unrelated CA: trusting it must not validate the mocks."""
-    return make_ca(tmp_path_factory.mktemp("other-ca"), name="unrelated CA")
-
-
-@pytest.fixture
-def log_secrets():
-    """SecretGuard for this test; checked once the daemons have stopped.
-
-    Add every secret a test makes up itself (e.g. a wrong password) with
-    log_secrets.add(); the mocks' passwords and tokens are added for you.
-    """
-    guard = SecretGuard()
-    yield guard
-    guard.check()
-
-
-@pytest.fixture
-def aos_mock(ca, log_secrets):
-    """An HTTPS AOS mock; user admin with a fresh random password."""
-    mock = AosMock(ca, {"admin": new_password()})
-    log_secrets.add_source(mock.secrets)
-    with mock:
-        yield mock
+from tests.integration.harness import Daemon, aos_section, ini_section, missing_prerequisite, new_password
 
 
 @pytest.fixture

@@ -61,6 +61,36 @@ def aos_section(mock, name="lab", **overrides):
     return ini_section(f'aos "{name}"', values)
 
 
+def idrac_section(mock, name="bmc", **overrides):
+    """The [idrac "name"] section for a RedfishMock, with the credentials of
+    its root user. Override any key; None removes it."""
+    values = {"host": mock.host, "port": mock.port, "scheme": mock.scheme,
+              "user": "root", "password": mock.password("root"),
+              "ca_path": mock.ca.ca if mock.ca else None,
+              "validate_certs": True if mock.ca else None}
+    values.update(overrides)
+    return ini_section(f'idrac "{name}"', values)
+
+
+STS_REGION = "us-east-1"
+
+
+def sts_section(mock, name="p", key=None, **overrides):
+    """The [sts "name"] section for an StsMock; key = (id, secret) or None
+    for a target without keys. Override any key; None removes it."""
+    values = {"aws_access_key_id": key[0] if key else None,
+              "aws_secret_access_key": key[1] if key else None,
+              "region": STS_REGION, "endpoint_url": mock.url, "ca_path": mock.ca.ca}
+    values.update(overrides)
+    return ini_section(f'sts "{name}"', values)
+
+
+def access_section(rules):
+    """An [access] section from (path pattern, "uid:N gid:N mode:0NNN")
+    pairs, in order."""
+    return "[access]\n" + "".join(f"{path} = {value}\n" for path, value in rules)
+
+
 def new_password():
     """A password distinctive enough to search a log for."""
     return "pw-" + secrets.token_urlsafe(18)

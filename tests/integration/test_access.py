@@ -24,9 +24,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.harness import aos_section, strerror
-from tests.integration.test_redfish import idrac_section
-from tests.integration.test_sts import sts_section
+from tests.integration.harness import access_section, aos_section, idrac_section, strerror, sts_section
 
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 ALICE = 1001   # uid:gid of the user the rules name
@@ -65,12 +63,6 @@ def assert_allowed(result, what):
 def owner_mode(path):
     st = os.stat(path)
     return st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
-
-
-def access_section(rules):
-    """An [access] section from (path pattern, "uid:N gid:N mode:0NNN")
-    pairs, in order."""
-    return "[access]\n" + "".join(f"{path} = {value}\n" for path, value in rules)
 
 
 @pytest.fixture(autouse=True)

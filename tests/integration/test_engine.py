@@ -38,10 +38,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import (abort_connection, aos_section, assert_errno,
-                                       force_unmount, is_mounted, new_password, strerror,
-                                       threads_in_d_state, within)
-from tests.integration.test_redfish import idrac_section
-from tests.integration.test_sts import sts_section
+                                       force_unmount, idrac_section, is_mounted, new_password, strerror,
+                                       sts_section, threads_in_d_state, within)
 from tests.mocks.aos import LOGIN, AosMock
 from tests.mocks.common import wait_until
 from tests.mocks.redfish import INSUFFICIENT_PRIVILEGE_MESSAGE, RedfishMock

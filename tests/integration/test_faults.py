@@ -26,9 +26,8 @@ import time
 
 import pytest
 
-from tests.integration.harness import aos_section, assert_errno, new_password, strerror, timed_err
-from tests.integration.test_redfish import idrac_section
-from tests.integration.test_sts import sts_section
+from tests.integration.harness import (aos_section, assert_errno, idrac_section, new_password, strerror,
+                                       sts_section, timed_err)
 from tests.mocks.common import wait_until
 
 TOKEN = "aos/lab/token"

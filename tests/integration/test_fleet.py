@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.integration import etcd as etcdh
-from tests.integration.harness import aos_section, assert_errno, ini_section, within
+from tests.integration.harness import aos_section, assert_errno, idrac_section, ini_section, within
 from tests.mocks.common import wait_until
 
 LOCK_TTL = 3
@@ -133,12 +133,6 @@ def test_cold_readers_one_login(aos_mock, fleet, etcd):
     # Only the node lease's keep-alives (every lock_ttl / 3 s) may fall in between.
     keepalives = 1 + int((time.monotonic() - started) / (LOCK_TTL / 3))
     assert all(requests(b) + keepalives >= requests(a) for b, a in zip(before, after)), (before, after)
-
-
-def idrac_section(mock, name="bmc", password=None):
-    return ini_section(f'idrac "{name}"', {"host": mock.host, "port": mock.port, "scheme": mock.scheme,
-                                           "user": "root", "password": password or mock.password("root"),
-                                           "ca_path": mock.ca.ca})
 
 
 # Redfish keep-alive for the fleet: the BMC's idle timer is reset by a GET on

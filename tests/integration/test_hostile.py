@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from tests.integration.harness import aos_section, assert_errno, ini_section, new_password, timed_err
+from tests.integration.harness import (aos_section, assert_errno, idrac_section, ini_section, new_password,
+                                       timed_err)
 from tests.mocks.common import MockServer
 from tests.mocks.hostile import SESSIONS, STS_FIELDS, HostileMock
 
@@ -155,7 +156,6 @@ def test_session_json_write_with_crlf_token_is_refused(aos_mock, make_daemon):
 
 @pytest.mark.parametrize("name", ["%2e%2e", "a?b", "a#b", ".hidden", "%2F"])
 def test_session_ids_cannot_leave_the_collection(redfish_mock, make_daemon, name):
-    from tests.integration.test_redfish import idrac_section
     d = make_daemon(idrac_section(redfish_mock))
     d.read("idrac/bmc/token")
     seen = len(redfish_mock.requests)

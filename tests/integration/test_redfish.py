@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.integration.harness import assert_errno, ini_section, new_password, strerror, timed_err
+from tests.integration.harness import assert_errno, idrac_section, new_password, strerror, timed_err
 from tests.mocks.common import wait_until
 from tests.mocks.redfish import (OLD_SESSIONS, OTHER_CLIENT_IP, SESSION_LIMIT_MESSAGE,
                                  SESSIONS, RedfishMock)
@@ -32,17 +32,6 @@ USER = "root"
 
 
 # --- helpers ----------------------------------------------------------------
-
-def idrac_section(mock, name=NAME, **overrides):
-    """The [idrac "name"] section for a RedfishMock, with the credentials of
-    its root user. Override any key; None removes it."""
-    values = {"host": mock.host, "port": mock.port, "scheme": mock.scheme,
-              "user": USER, "password": mock.password(USER),
-              "ca_path": mock.ca.ca if mock.ca else None,
-              "validate_certs": True if mock.ca else None}
-    values.update(overrides)
-    return ini_section(f'idrac "{name}"', values)
-
 
 def read_token(d, rel=TOKEN):
     text = d.read(rel)

@@ -20,9 +20,9 @@ import re
 
 import pytest
 
-from tests.integration.harness import aos_section, assert_errno, new_password, strerror
-from tests.integration.test_redfish import idrac_section
-from tests.integration.test_sts import MFA_SERIAL, ini_keys, sts_section
+from tests.integration.harness import (aos_section, assert_errno, idrac_section, new_password, strerror,
+                                       sts_section)
+from tests.integration.test_sts import MFA_SERIAL, ini_keys
 from tests.mocks.sts import new_secret_access_key
 
 

@@ -26,8 +26,8 @@ import stat
 
 import pytest
 
-from tests.integration.harness import DaemonDied, aos_section, assert_errno, strerror
-from tests.integration.test_access import access_section, as_user, assert_allowed, cat_as
+from tests.integration.harness import DaemonDied, access_section, aos_section, assert_errno, strerror
+from tests.integration.test_access import as_user, assert_allowed, cat_as
 
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 ALICE = 1001

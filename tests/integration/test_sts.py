@@ -21,13 +21,13 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.integration.harness import (DaemonDied, assert_errno, ini_section, strerror,
-                                       timed_err, within)
+from tests.integration.harness import (STS_REGION, DaemonDied, assert_errno, ini_section, strerror,
+                                       sts_section, timed_err, within)
 from tests.mocks.sts import new_secret_access_key
 
 AWS = "/usr/bin/aws"
 BASH = "/bin/bash"
-REGION = "us-east-1"
+REGION = STS_REGION
 MFA_SERIAL = "arn:aws:iam::123456789012:mfa/sessionfs-test"
 FILES = ["credentials", "creds.json", "env", "mfa", "status"]
 EXPIRATION = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -38,16 +38,6 @@ BOTOCORE_WINDOW = 900  # seconds: creds.json is never served with this little le
 
 
 # --- helpers ----------------------------------------------------------------
-
-def sts_section(mock, name="p", key=None, **overrides):
-    """The [sts "name"] section for an StsMock; key = (id, secret) or None
-    for a target without keys. Override any key; None removes it."""
-    values = {"aws_access_key_id": key[0] if key else None,
-              "aws_secret_access_key": key[1] if key else None,
-              "region": REGION, "endpoint_url": mock.url, "ca_path": mock.ca.ca}
-    values.update(overrides)
-    return ini_section(f'sts "{name}"', values)
-
 
 def ini_keys(key, profile=None):
     """A key pair as ~/.aws/credentials lines, as `cat >> credentials` gets it."""

@@ -20,8 +20,7 @@ import botocore.session
 import pytest
 from botocore.config import Config
 
-from tests.integration.harness import aos_section, assert_errno
-from tests.integration.test_redfish import idrac_section
+from tests.integration.harness import aos_section, assert_errno, idrac_section, sts_section
 from tests.integration.test_sts import (AWS, REGION, check_issued, cli_env, read_creds, run,
                                         status, status_errno)
 
@@ -442,7 +441,6 @@ def test_restart_resumes_role_credentials(sts_mock, make_daemon, tmp_path):
 
 def test_user_agent_on_every_request_of_every_provider(sts_mock, aos_mock, redfish_mock,
                                                        make_daemon):
-    from tests.integration.test_sts import sts_section
     key = sts_mock.new_key()
     d = make_daemon(sts_section(sts_mock, key=key), aos_section(aos_mock, "lab"),
                     idrac_section(redfish_mock, "bmc"))
@@ -460,7 +458,6 @@ def test_user_agent_on_every_request_of_every_provider(sts_mock, aos_mock, redfi
 # --- roles in the daemon's config -------------------------------------------------
 
 def test_role_in_an_sts_section(sts_mock, make_daemon, tmp_path):
-    from tests.integration.test_sts import sts_section
     key, other = sts_mock.new_key(), sts_mock.new_key()
     arn = sts_mock.add_role("deploy", trusted=[key[0], other[0]], external_id="abc-123")
     aws = aws_files(tmp_path, keys("ci", key))

@@ -467,6 +467,38 @@ static void test_resolve_secret(void)
 	rmdir(tmpdir);
 }
 
+/* Numeric keys are parsed once, when the config is read; the engine reads
+ * the numbers, not the text. */
+static void test_numbers(void)
+{
+	struct config *c = NULL;
+	const struct target_config *t;
+	long n = -1;
+
+	is_int(config_parse_string("[aos]\nport = 8443\ntimeout = 7\n"
+				   "[aos \"lab\"]\nport = 9000\nport = 9001\nserver = lab\n",
+				   NULL, &c),
+	       0, "numeric keys parse");
+	if (!c) {
+		return;
+	}
+	t = find_target(c, "aos", "lab");
+	is_int(target_config_get_number(t, "port", &n), 0, "port is a number");
+	is_int(n, 9001, "the last assignment wins");
+	is_int(target_config_get_number(t, "timeout", &n), -ENOENT, "unset → ENOENT");
+	is_int(target_config_get_number(t, "server", &n), -EINVAL, "a key without a range → EINVAL");
+	is_int(target_config_get_number(NULL, "port", &n), -ENOENT, "no section → ENOENT");
+	n = -1;
+	is_int(target_config_get_number(config_find_defaults(c, "aos"), "timeout", &n), 0, "defaults: timeout");
+	is_int(n, 7, "defaults: timeout 7");
+	config_free(c);
+
+	is_int(config_parse_number("port", "8443", &n), 0, "a port from elsewhere (a name, the environment)");
+	is_int(n, 8443, "... is parsed");
+	is_int(config_parse_number("port", "65536", &n), -EINVAL, "... with the config's range");
+	is_int(config_parse_number("server", "1", &n), -ENOENT, "a key without a range → ENOENT");
+}
+
 int main(void)
 {
 	secret_init(1 << 20);
@@ -474,6 +506,7 @@ int main(void)
 	test_globals();
 	test_design_example();
 	test_sections();
+	test_numbers();
 	test_invalid();
 	test_access();
 	test_parse_bool();

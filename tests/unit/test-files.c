@@ -75,7 +75,7 @@ static size_t count_role(const struct auth_file_info *files, size_t n, enum auth
 	return c;
 }
 
-/* What the core and fs/ rely on, for every provider, present or future. */
+/* What the engine and fs/ rely on, for every provider, present or future. */
 static void test_rules(void)
 {
 	for (size_t p = 0; p < auth_provider_count(); p++) {
@@ -94,6 +94,10 @@ static void test_rules(void)
 		ok(prov->login && prov->validate && prov->logout && prov->render && prov->session_save &&
 		   prov->session_load, "%s: every required hook", name);
 		ok(prov->credentials_hint && *prov->credentials_hint, "%s: says how to provide credentials", name);
+		ok(!(prov->features & AUTH_PROVIDER_RENEWS_IN_PLACE) || (prov->features & AUTH_PROVIDER_CHECKS_REGULARLY),
+		   "%s: renews in place only what it checks regularly", name);
+		ok((prov->features & AUTH_PROVIDER_CHECKS_REGULARLY) ? prov->refresh == prov->validate : !prov->refresh,
+		   "%s: the transitional refresh matches the CHECKS_REGULARLY bit", name);
 		for (size_t i = 0; i < n; i++) {
 			const struct auth_file_info *f = &files[i];
 			unsigned index = ~0u;
@@ -111,7 +115,8 @@ static void test_rules(void)
 				   f->name);
 				break;
 			case AUTH_FILE_SESSIONS:
-				ok(S_ISDIR(f->mode) && prov->sessions_list && prov->sessions_get && prov->sessions_delete,
+				ok(S_ISDIR(f->mode) && prov->sessions && prov->sessions->list && prov->sessions->get &&
+				   prov->sessions->delete,
 				   "%s/%s: a directory the provider lists", name, f->name);
 				break;
 			}

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "providers/provider.h"
+#include "providers/replies.h"
 #include "tap.h"
 #include "lib/validate.h"
 

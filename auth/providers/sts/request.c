@@ -9,6 +9,7 @@
 
 #include "lib/log.h"
 #include "lib/validate.h"
+#include "providers/replies.h"
 #include "sts.h"
 
 const char *sts_profile_name(const struct target_info *info)
@@ -159,6 +160,7 @@ int sts_parse_expiration(const char *s, time_t *ret)
 {
 	struct tm tm = { 0 };
 	const char *rest = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+	time_t t;
 
 	if (rest && *rest == '.') {
 		rest += 1 + strspn(rest + 1, "0123456789");
@@ -166,8 +168,12 @@ int sts_parse_expiration(const char *s, time_t *ret)
 	if (!rest || strcmp(rest, "Z") != 0) {
 		return -EBADMSG;
 	}
-	*ret = timegm(&tm);
-	return *ret > 0 ? 0 : -EBADMSG;
+	t = timegm(&tm);
+	if (t <= 0) {
+		return -EBADMSG;
+	}
+	*ret = t;
+	return 0;
 }
 
 /* STS's error envelope → errno and status text carrying Code and Message.
@@ -278,6 +284,7 @@ static int assumed_role(struct auth_ctx *ctx, xmlNode *root, struct auth_session
 static int sts_reply(struct auth_ctx *ctx, const char *action, const struct sts_creds *c,
 		     const struct http_response *resp, struct auth_session **ret)
 {
+	_cleanup_session_ struct auth_session *s = NULL;
 	xmlDoc *doc;
 	xmlNode *root;
 	int r;
@@ -303,12 +310,15 @@ static int sts_reply(struct auth_ctx *ctx, const char *action, const struct sts_
 	} else if (resp->status < 200 || resp->status >= 300) {
 		r = sts_error(ctx, resp->status, root, action, c);
 	} else {
-		r = session_from_xml(ctx, root, ret);
+		r = session_from_xml(ctx, root, &s);
 		if (r == 0 && !strcmp(action, "AssumeRole")) {
-			r = assumed_role(ctx, root, *ret);
+			r = assumed_role(ctx, root, s);
 		}
 	}
 	xmlFreeDoc(doc);
+	if (r == 0) {
+		*ret = TAKE_PTR(s);
+	}
 	return r;
 }
 

@@ -403,7 +403,7 @@ static int mfa_session(struct auth_ctx *ctx, const struct chain *c, const char *
 	_cleanup_free_ char *origin = NULL, *serial_escaped = http_escape(serial);
 	_cleanup_session_ struct auth_session *s = NULL;
 	_cleanup_erase_ char *body = NULL;
-	struct sts_creds creds = { 0 };
+	struct sts_creds creds = { 0 }, copy = { 0 };
 	int r;
 
 	if (asprintf(&origin, "the MFA session of %s", source) < 0 || !serial_escaped) {
@@ -426,7 +426,7 @@ static int mfa_session(struct auth_ctx *ctx, const struct chain *c, const char *
 		r = sts_creds_from_session(s, origin, &creds);
 	}
 	if (r == 0) {
-		r = sts_creds_copy(&creds, NULL, ret);
+		r = sts_creds_copy(&creds, NULL, &copy);
 	}
 	if (r == 0) {
 		char until[21];
@@ -435,7 +435,12 @@ static int mfa_session(struct auth_ctx *ctx, const struct chain *c, const char *
 		r = mfa_session_put(source, c->root.id, serial, &creds);
 	}
 	sts_creds_done(&creds);
-	return r;
+	if (r < 0) {
+		sts_creds_done(&copy);
+		return r;
+	}
+	*ret = copy;
+	return 0;
 }
 
 /* The deepest role with mfa_serial: where MFA comes in. */

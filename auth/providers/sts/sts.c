@@ -9,6 +9,7 @@
 
 #include "lib/log.h"
 #include "providers/provider.h"
+#include "providers/replies.h"
 #include "lib/validate.h"
 #include "sts.h"
 
@@ -106,11 +107,12 @@ static int sts_default_credentials(const struct target_info *info, char **ret_us
 {
 	struct aws_profile p = { 0 };
 	const char *id = target_setting(info, "aws_access_key_id");
+	_cleanup_free_ char *user = NULL;
+	struct secret *password = NULL;
 	int r;
 
 	if (id) {
 		_cleanup_secret_ struct secret *secret = NULL;
-		char *user;
 		r = config_resolve_secret(info->section, "aws_secret_access_key", &secret);
 		if (r < 0) {
 			return r;
@@ -119,7 +121,7 @@ static int sts_default_credentials(const struct target_info *info, char **ret_us
 		if (!user) {
 			return -ENOMEM;
 		}
-		*ret_user = user;
+		*ret_user = TAKE_PTR(user);
 		*ret_password = TAKE_PTR(secret);
 		return 0;
 	}
@@ -131,19 +133,22 @@ static int sts_default_credentials(const struct target_info *info, char **ret_us
 		return r;
 	}
 	if (p.role_arn || target_setting(info, "role_arn") || p.credential_process || p.sso) {
-		*ret_user = strdup(sts_profile_name(info));
-		*ret_password = secret_new_str("");
+		user = strdup(sts_profile_name(info));
+		password = secret_new_str("");
 	} else if (p.access_key_id && p.secret_access_key) {
-		*ret_user = TAKE_PTR(p.access_key_id);
-		*ret_password = secret_with_token(p.secret_access_key, p.session_token);
+		user = TAKE_PTR(p.access_key_id);
+		password = secret_with_token(p.secret_access_key, p.session_token);
 	} else {
 		r = -ENOENT;
 	}
 	aws_profile_done(&p);
-	if (r == 0 && (!*ret_user || !*ret_password)) {
-		free(TAKE_PTR(*ret_user));
-		secret_free(TAKE_PTR(*ret_password));
-		r = -ENOMEM;
+	if (r == 0 && (!user || !password)) {
+		secret_free(password);
+		return -ENOMEM;
+	}
+	if (r == 0) {
+		*ret_user = TAKE_PTR(user);
+		*ret_password = password;
 	}
 	return r;
 }
@@ -154,15 +159,20 @@ static int creds_from_ctx(const struct auth_ctx *ctx, struct sts_creds *ret, boo
 	const char *space = ctx->password ? memchr(ctx->password->data, ' ', ctx->password->len) : NULL;
 	size_t len = space ? (size_t)(space - ctx->password->data) : (ctx->password ? ctx->password->len : 0);
 	_cleanup_free_ char *origin = NULL;
+	int r;
 
-	*ret_found = ctx->user && len > 0;
-	if (!*ret_found) {
+	if (!ctx->user || len == 0) {
+		*ret_found = false;
 		return 0;
 	}
 	if (asprintf(&origin, "the credentials of sts/%s", ctx->info->name) < 0) {
 		return -ENOMEM;
 	}
-	return sts_creds_new(ctx->user, ctx->password->data, len, space ? space + 1 : NULL, origin, ret);
+	r = sts_creds_new(ctx->user, ctx->password->data, len, space ? space + 1 : NULL, origin, ret);
+	if (r == 0) {
+		*ret_found = true;
+	}
+	return r;
 }
 
 struct key_pair {
@@ -369,8 +379,12 @@ static int render_env(const char *extra, struct auth_blob **ret)
 		erase_and_free_str(quoted[i]);
 	}
 	if (r == 0) {
-		*ret = auth_blob_new(text, at);
-		r = *ret ? 0 : -ENOMEM;
+		struct auth_blob *b = auth_blob_new(text, at);
+		if (b) {
+			*ret = b;
+		} else {
+			r = -ENOMEM;
+		}
 	}
 	if (text) {
 		erase_and_free(text, len);
@@ -483,7 +497,6 @@ const struct auth_provider sts_provider = {
 	.name = "sts",
 	.files = sts_files,
 	.n_files = ELEMENTSOF(sts_files),
-	.default_port = 443,
 	.min_validity = BOTOCORE_REFRESH_WINDOW,
 	.credentials_hint = "write aws_access_key_id and aws_secret_access_key lines (or JSON {\"AccessKeyId\",\"SecretAccessKey\"}), or put the keys in the shared AWS credentials file",
 	.one_time_hint = "MFA required: write the current code to",
