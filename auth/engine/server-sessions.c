@@ -165,7 +165,7 @@ int auth_sessions_exists(struct auth_target *t, const char *id)
 	double now = now_mono();
 	int r;
 
-	if (!t->provider->sessions_list) {
+	if (!t->provider->sessions) {
 		return -ENOENT;
 	}
 	if (!auth_session_id_valid(id)) {

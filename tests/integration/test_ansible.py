@@ -20,8 +20,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.harness import REPO, aos_section, new_password
-from tests.integration.test_redfish import idrac_section
+from tests.integration.harness import REPO, aos_section, idrac_section, new_password
 from tests.integration.test_sts import check_issued, read_creds
 from tests.integration.test_sts_roles import aws_files, keys, profile
 from tests.mocks.aos import LOGIN

@@ -26,8 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import aos_section, force_unmount, is_mounted
-from tests.integration.test_access import access_section
+from tests.integration.harness import access_section, aos_section, force_unmount, is_mounted
 
 PODMAN = "/usr/bin/podman"
 RUNC = "/usr/bin/runc"

@@ -18,9 +18,9 @@ import time
 
 import pytest
 
-from tests.integration.harness import aos_section, assert_errno, new_password, strerror
-from tests.integration.test_redfish import idrac_section, read_token
-from tests.integration.test_sts import MFA_SERIAL, check_issued, read_creds, sts_section
+from tests.integration.harness import aos_section, assert_errno, idrac_section, new_password, sts_section, strerror
+from tests.integration.test_redfish import read_token
+from tests.integration.test_sts import MFA_SERIAL, check_issued, read_creds
 from tests.mocks.redfish import OLD_SESSIONS, SESSIONS
 
 BMC = "idrac/bmc"
