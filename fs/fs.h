@@ -2,13 +2,24 @@
  * invalidation. Knows nothing of HTTP. */
 #pragma once
 
-#define FUSE_USE_VERSION 34
+/* 3.12: fuse_session_loop_mt() then binds libfuse's FUSE_3.12 symbol, which
+ * takes the opaque loop config (fuse_loop_cfg_*). Below 312 it binds the
+ * FUSE_3.2 one, which reads that config as the old two-field struct:
+ * max_threads silently 10, no idle thread kept, so every request made a
+ * thread of its own. */
+#define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "../auth/auth.h"
+
+/* FUSE worker threads at most. Reads never wait on the network in them;
+ * explicit actions still may (rm of a token logs out, a written
+ * session.json is validated, sessions/ is listed from the server), each for
+ * at most `timeout`: this many of those at once before others queue. */
+#define FS_MAX_THREADS 64u
 
 /* Inode numbers are computed, not allocated: a target's files are
  * (target id << 12) | slot, so forget() has nothing to free. */
