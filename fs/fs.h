@@ -63,6 +63,8 @@ struct fs {
 
 	uint64_t dynamic_version; /* bumped per getattr of a dynamic file (atomic) */
 
+	unsigned long handles_order; /* atomic: see handles_order() in ops.c */
+
 	pthread_mutex_t opens_lock;
 	struct open_obj opens; /* every open handle and listing (list head) */
 
@@ -74,6 +76,12 @@ struct fs {
 	bool inval_stop;
 	pthread_t inval_thread;
 	bool inval_running;
+
+	/* Opens answered later, from the thread that ends their login (ops.c):
+	 * the mount stays until each got its reply. */
+	pthread_mutex_t pending_lock;
+	pthread_cond_t pending_cond;
+	unsigned pending;
 };
 
 /* tree.c */
@@ -88,6 +96,10 @@ const struct auth_file_info *tree_file_info(const struct node *n);
 int tree_node_target(struct fs *fs, struct node *n);
 /* A readable node's content, rendered now (a session file may log in). */
 int tree_render(struct fs *fs, const struct node *n, struct auth_blob **ret);
+/* The same without waiting for a login: AUTH_PENDING, and done() is called
+ * once when the content is ready or the read failed (auth_file_read_async). */
+int tree_render_async(struct fs *fs, const struct node *n, auth_read_done_fn done, void *userdata,
+		      struct auth_blob **ret);
 /* Content that changes on its own (status, .metrics, sessions/ entries). */
 bool tree_is_dynamic(const struct node *n);
 
@@ -111,3 +123,6 @@ void opens_free_all(struct fs *fs);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fs_ops;
+/* Waits until every open answered later got its reply (after auth_core_stop(),
+ * which answers those still waiting). */
+void ops_drain(struct fs *fs);

@@ -171,7 +171,8 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 	 * then the invalidation thread (it writes to /dev/fuse). Views of the
 	 * mount that outlive it (bind mounts in containers) must not keep
 	 * serving tokens from the page cache. */
-	auth_core_stop(fs->core);
+	auth_core_stop(fs->core); /* answers the opens still waiting for a login */
+	ops_drain(fs);
 	auth_core_set_notify(fs->core, NULL, NULL);
 	cache_drop_all(fs);
 	cache_stop(fs);
@@ -227,6 +228,8 @@ int main(int argc, char *argv[])
 	}
 	pthread_mutex_init(&fs.inval_lock, NULL);
 	pthread_cond_init(&fs.inval_cond, NULL);
+	pthread_mutex_init(&fs.pending_lock, NULL);
+	pthread_cond_init(&fs.pending_cond, NULL);
 	opens_init(&fs);
 	auth_core_set_notify(fs.core, cache_on_change, &fs);
 	/* The kernel checks modes; sessionfs decides owners and modes. */
