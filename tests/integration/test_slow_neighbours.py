@@ -219,3 +219,68 @@ def test_200_slow_logins_hold_up_no_other_request(aos_mock, ca, log_secrets, mak
     finally:
         aos_mock.set_slow(0, "POST", LOGIN)
         other.stop()
+
+
+def pending_readers(d, rel, n):
+    """n threads reading rel at once; returns (threads, results) as
+    read_all_at_once does, results[i] = (errno or 0, monotonic time done)."""
+    results = [None] * n
+
+    def reader(i):
+        err = d.read_err(rel)
+        results[i] = (err, time.monotonic())
+
+    threads = [threading.Thread(target=reader, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    return threads, results
+
+
+@pytest.mark.concurrency
+def test_opens_waiting_for_a_login_are_answered_when_the_daemon_stops(aos_mock, make_daemon):
+    d = make_daemon(aos_section(aos_mock, "lab"), timeout=20)
+    aos_mock.set_slow(SLOW_LOGIN, "POST", LOGIN)
+    readers, results = pending_readers(d, "aos/lab/token", 5)
+    assert wait_until(lambda: aos_mock.count("POST", LOGIN) == 1, 10), "the login did not start"
+    time.sleep(0.5)
+    stopped = time.monotonic()
+    d.proc.send_signal(signal.SIGTERM)
+    for t in readers:
+        t.join(SLOW_LOGIN + 10)
+    answered = [r for r in results if r is not None]
+    assert len(answered) == 5, f"{5 - len(answered)} readers never answered"
+    # At once, not when the login ends: the daemon answers them first.
+    slowest = max(at for _, at in answered) - stopped
+    assert slowest < SLOW_LOGIN / 2, f"pending opens answered {slowest:.1f} s after SIGTERM"
+    assert all(err for err, _ in answered), "a reader got a token from a stopping daemon"
+    # Then it exits cleanly, once the running login ended.
+    assert d.stop() == 0
+    assert d.clean_stop, "the daemon did not unmount"
+
+
+@pytest.mark.concurrency
+def test_rmdir_answers_the_opens_waiting_for_its_login(aos_mock, make_daemon):
+    d = make_daemon(harness.ini_section("aos", {"user": "admin", "password": aos_mock.password(),
+                                                "ca_path": aos_mock.ca.ca, "hosts": "127.0.0.*"}),
+                    timeout=20)
+    name = f"aos/127.0.0.1:{aos_mock.port}"
+    os.mkdir(d.path(name))
+    aos_mock.set_slow(SLOW_LOGIN, "POST", LOGIN)
+    readers, results = pending_readers(d, f"{name}/token", 5)
+    assert wait_until(lambda: aos_mock.count("POST", LOGIN) == 1, 10), "the login did not start"
+    time.sleep(0.5)
+    removed = time.monotonic()
+    rmdir = threading.Thread(target=os.rmdir, args=(d.path(name),), daemon=True)
+    rmdir.start()
+    for t in readers:
+        t.join(SLOW_LOGIN + 10)
+    rmdir.join(SLOW_LOGIN + 10)
+    answered = [r for r in results if r is not None]
+    assert len(answered) == 5, f"{5 - len(answered)} readers never answered"
+    assert {err for err, _ in answered} == {errno.ENOENT}, [strerror(e) for e, _ in answered]
+    slowest = max(at for _, at in answered) - removed
+    assert slowest < SLOW_LOGIN / 2, f"pending opens answered {slowest:.1f} s after rmdir"
+    # The login it was waiting for ends its own session on the server.
+    aos_mock.set_slow(0, "POST", LOGIN)
+    assert wait_until(lambda: aos_mock.tokens and not any(aos_mock.is_live(r.token) for r in aos_mock.tokens),
+                      SLOW_LOGIN + 10), "the session of the removed target was left on the server"
