@@ -108,6 +108,17 @@ int auth_name_valid(const char *name);
  * and returns -ENODATA when there is no session, -EAGAIN when the session is due
  * for renewal. */
 int auth_file_read(struct auth_target *t, unsigned f, struct auth_blob **ret);
+/* The same, without waiting: a read that needs a login registers and
+ * returns AUTH_PENDING at once; done() is then called exactly once, from the
+ * thread that ended the login, or from the deadline timer when `timeout`
+ * passes first (r = -ETIMEDOUT; the login goes on), or at auth_core_stop()
+ * (r = -ENOTCONN). done() gets r >= 0 with the blob (its reference), or
+ * -errno and NULL. Otherwise the result is returned as auth_file_read()
+ * returns it, and done() is never called. */
+#define AUTH_PENDING 1
+typedef void (*auth_read_done_fn)(void *userdata, int r, struct auth_blob *blob);
+int auth_file_read_async(struct auth_target *t, unsigned f, auth_read_done_fn done, void *userdata,
+			 struct auth_blob **ret);
 int auth_file_peek(struct auth_target *t, unsigned f, struct auth_blob **ret);
 /* A write of what a program wrote so far (since open). The value is applied
  * once, when complete: a JSON object when it closes, one line at its

@@ -2,13 +2,24 @@
  * invalidation. Knows nothing of HTTP. */
 #pragma once
 
-#define FUSE_USE_VERSION 34
+/* 3.12: fuse_session_loop_mt() then binds libfuse's FUSE_3.12 symbol, which
+ * takes the opaque loop config (fuse_loop_cfg_*). Below 312 it binds the
+ * FUSE_3.2 one, which reads that config as the old two-field struct:
+ * max_threads silently 10, no idle thread kept, so every request made a
+ * thread of its own. */
+#define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "../auth/auth.h"
+
+/* FUSE worker threads at most. Reads never wait on the network in them;
+ * explicit actions still may (rm of a token logs out, a written
+ * session.json is validated, sessions/ is listed from the server), each for
+ * at most `timeout`: this many of those at once before others queue. */
+#define FS_MAX_THREADS 64u
 
 /* Inode numbers are computed, not allocated: a target's files are
  * (target id << 12) | slot, so forget() has nothing to free. */
@@ -56,6 +67,8 @@ struct fs {
 
 	uint64_t dynamic_version; /* bumped per getattr of a dynamic file (atomic) */
 
+	unsigned long handles_order; /* atomic: see handles_order() in ops.c */
+
 	pthread_mutex_t opens_lock;
 	struct open_obj opens; /* every open handle and listing (list head) */
 	struct staging *staging; /* temp files in target directories (opens_lock) */
@@ -68,6 +81,12 @@ struct fs {
 	bool inval_stop;
 	pthread_t inval_thread;
 	bool inval_running;
+
+	/* Opens answered later, from the thread that ends their login (ops.c):
+	 * the mount stays until each got its reply. */
+	pthread_mutex_t pending_lock;
+	pthread_cond_t pending_cond;
+	unsigned pending;
 };
 
 /* tree.c */
@@ -82,6 +101,10 @@ const struct auth_file_info *tree_file_info(const struct node *n);
 int tree_node_target(struct fs *fs, struct node *n);
 /* A readable node's content, rendered now (a session file may log in). */
 int tree_render(struct fs *fs, const struct node *n, struct auth_blob **ret);
+/* The same without waiting for a login: AUTH_PENDING, and done() is called
+ * once when the content is ready or the read failed (auth_file_read_async). */
+int tree_render_async(struct fs *fs, const struct node *n, auth_read_done_fn done, void *userdata,
+		      struct auth_blob **ret);
 /* Content that changes on its own (status, .metrics, sessions/ entries). */
 bool tree_is_dynamic(const struct node *n);
 
@@ -122,3 +145,6 @@ void staging_drop_target(struct fs *fs, uint32_t target_id);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fs_ops;
+/* Waits until every open answered later got its reply (after auth_core_stop(),
+ * which answers those still waiting). */
+void ops_drain(struct fs *fs);

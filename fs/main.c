@@ -108,9 +108,35 @@ static int load_config(const char *path, struct config **ret)
 	return 0;
 }
 
+/* The multithreaded loop. No request waits on the network in a worker (a
+ * read that needs a login is answered from the login's end), so workers are
+ * few; they are kept when idle (libfuse's default, -1) instead of made and
+ * ended per request, unless -o max_idle_threads asks otherwise. */
+static int loop_run(struct fs *fs, const struct fuse_cmdline_opts *opts)
+{
+	struct fuse_loop_config *loop = fuse_loop_cfg_create();
+	char idle[16] = "all";
+	int r;
+
+	if (!loop) {
+		return log_error_errno(-ENOMEM, "Failed to configure the FUSE loop: %m");
+	}
+	fuse_loop_cfg_set_clone_fd(loop, (unsigned)opts->clone_fd);
+	fuse_loop_cfg_set_max_threads(loop, FS_MAX_THREADS);
+	if (opts->max_idle_threads != UINT_MAX) {
+		fuse_loop_cfg_set_idle_threads(loop, opts->max_idle_threads);
+		snprintf(idle, sizeof(idle), "%u", opts->max_idle_threads);
+	}
+	log_info("FUSE loop: at most %u worker threads, %s of them kept when idle, clone_fd %s", FS_MAX_THREADS, idle,
+		 opts->clone_fd ? "on" : "off");
+	r = fuse_session_loop_mt(fs->se, loop);
+	fuse_loop_cfg_destroy(loop);
+	/* A positive result is the signal that ended the loop: a clean exit. */
+	return r >= 0 ? 0 : log_error_errno(r, "FUSE loop failed: %m");
+}
+
 static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *opts)
 {
-	struct fuse_loop_config *loop;
 	int r;
 
 	fs->se = fuse_session_new(args, &fs_ops, sizeof(fs_ops), fs);
@@ -139,22 +165,14 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 	if (r == 0) {
 		log_info("Mounted on %s", opts->mountpoint);
 		notify_ready();
-		loop = fuse_loop_cfg_create();
-		fuse_loop_cfg_set_clone_fd(loop, opts->clone_fd);
-		fuse_loop_cfg_set_max_threads(loop, 64); /* readers may wait on a login */
-		if (opts->max_idle_threads != UINT_MAX) {
-			fuse_loop_cfg_set_idle_threads(loop, opts->max_idle_threads);
-		}
-		r = fuse_session_loop_mt(fs->se, loop);
-		/* A positive result is the signal that ended the loop: a clean exit. */
-		r = r >= 0 ? 0 : log_error_errno(r, "FUSE loop failed: %m");
-		fuse_loop_cfg_destroy(loop);
+		r = loop_run(fs, opts);
 	}
 	/* Stop what uses the mount before it goes: refresh workers (they notify),
 	 * then the invalidation thread (it writes to /dev/fuse). Views of the
 	 * mount that outlive it (bind mounts in containers) must not keep
 	 * serving tokens from the page cache. */
-	auth_core_stop(fs->core);
+	auth_core_stop(fs->core); /* answers the opens still waiting for a login */
+	ops_drain(fs);
 	auth_core_set_notify(fs->core, NULL, NULL);
 	cache_drop_all(fs);
 	cache_stop(fs);
@@ -210,6 +228,8 @@ int main(int argc, char *argv[])
 	}
 	pthread_mutex_init(&fs.inval_lock, NULL);
 	pthread_cond_init(&fs.inval_cond, NULL);
+	pthread_mutex_init(&fs.pending_lock, NULL);
+	pthread_cond_init(&fs.pending_cond, NULL);
 	opens_init(&fs);
 	auth_core_set_notify(fs.core, cache_on_change, &fs);
 	/* The kernel checks modes; sessionfs decides owners and modes. */

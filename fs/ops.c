@@ -25,6 +25,19 @@ struct handle {
 	char buf[];             /* AUTH_WRITE_MAX bytes, wiped at release */
 };
 
+/* The kernel orders the requests on one open file or directory (open's
+ * reply before its reads, a read's reply before the release), but through
+ * /dev/fuse, which ThreadSanitizer can't see, and idle workers are kept, so
+ * they run on different threads. One read-modify-write of a shared counter
+ * at the start of each handler that uses a handle and before its reply
+ * states that order in C (and costs one atomic): what a handler did before
+ * its reply happens before what the next one does. What a reply sends (a
+ * blob) is held by a reference of its own, dropped after the reply. */
+static void handles_order(struct fs *fs)
+{
+	__atomic_fetch_add(&fs->handles_order, 1, __ATOMIC_ACQ_REL);
+}
+
 static void handle_free(struct open_obj *o)
 {
 	struct handle *h = (struct handle *)o;
@@ -313,6 +326,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	l->target_id = n.target_id;
 	opens_add(FS(req), &l->obj, listing_free);
 	fi->fh = (uint64_t)(uintptr_t)l;
+	handles_order(FS(req));
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		opens_release(FS(req), &l->obj);
 	}
@@ -323,6 +337,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	struct listing *l = (struct listing *)(uintptr_t)fi->fh;
 
 	(void)ino;
+	handles_order(FS(req));
 	if (l) {
 		opens_release(FS(req), &l->obj);
 	}
@@ -348,6 +363,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 	struct dirbuf b = { .size = size, .req = req };
 	struct node n;
 
+	handles_order(FS(req));
 	if (tree_decode(ino, &n) < 0) {
 		fuse_reply_err(req, ENOENT);
 		return;
@@ -378,6 +394,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
+	handles_order(FS(req));
 	fuse_reply_buf(req, b.data, b.used);
 	free(b.data);
 }
@@ -395,6 +412,90 @@ static bool readable(const struct node *n)
 	}
 	fi = tree_file_info(n);
 	return fi && (fi->mode & 0444);
+}
+
+/* The reply to an open, now or once its login ended. */
+static void open_reply(struct fs *fs, fuse_req_t req, struct fuse_file_info *fi, struct handle *h, int r)
+{
+	if (r < 0) {
+		opens_release(fs, &h->obj);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->direct_io = 1; /* nothing written or rendered here stays in the page cache */
+	fi->noflush = !h->writing; /* close() of a reader has nothing to tell us */
+	fi->fh = (uint64_t)(uintptr_t)h;
+	handles_order(fs);
+	if (fuse_reply_open(req, fi) == -ENOENT) { /* the opener was interrupted */
+		opens_release(fs, &h->obj);
+	}
+}
+
+/* An open waiting for a login: no thread waits with it. */
+struct open_wait {
+	struct fs *fs;
+	fuse_req_t req;
+	struct fuse_file_info fi; /* a copy: libfuse's is gone when op_open returns */
+	struct handle *h;
+};
+
+static void pending_end(struct fs *fs)
+{
+	pthread_mutex_lock(&fs->pending_lock);
+	if (--fs->pending == 0) {
+		pthread_cond_broadcast(&fs->pending_cond);
+	}
+	pthread_mutex_unlock(&fs->pending_lock);
+}
+
+/* The login ended, or the read's deadline passed: called once, from the
+ * thread that ended it or from the deadline timer. */
+static void open_done(void *userdata, int r, struct auth_blob *blob)
+{
+	struct open_wait *ow = userdata;
+	struct fs *fs = ow->fs;
+
+	ow->h->blob = blob;
+	open_reply(fs, ow->req, &ow->fi, ow->h, r);
+	free(ow);
+	pending_end(fs);
+}
+
+void ops_drain(struct fs *fs)
+{
+	pthread_mutex_lock(&fs->pending_lock);
+	while (fs->pending > 0) {
+		pthread_cond_wait(&fs->pending_cond, &fs->pending_lock);
+	}
+	pthread_mutex_unlock(&fs->pending_lock);
+}
+
+/* A read's open: the content now, or AUTH_PENDING when its login will
+ * answer it (open_done()). */
+static int open_read(fuse_req_t req, const struct node *n, struct fuse_file_info *fi, struct handle *h)
+{
+	struct fs *fs = FS(req);
+	struct open_wait *ow;
+	int r;
+
+	if (!readable(n)) {
+		return -EACCES;
+	}
+	ow = malloc(sizeof(*ow));
+	if (!ow) {
+		return -ENOMEM;
+	}
+	*ow = (struct open_wait){ .fs = fs, .req = req, .fi = *fi, .h = h };
+	pthread_mutex_lock(&fs->pending_lock);
+	fs->pending++;
+	pthread_mutex_unlock(&fs->pending_lock);
+	/* From here ow may be answered and gone as soon as it is pending. */
+	r = tree_render_async(fs, n, open_done, ow, &h->blob);
+	if (r != AUTH_PENDING) {
+		free(ow);
+		pending_end(fs);
+	}
+	return r;
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -419,18 +520,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	h->opener = fuse_req_ctx(req)->pid;
 	h->truncated = fi->flags & O_TRUNC;
-	/* A session file's open is a read: it may log in (within timeout). */
-	r = writing ? 0 : !readable(&n) ? -EACCES : tree_render(FS(req), &n, &h->blob);
-	if (r < 0) {
-		opens_release(FS(req), &h->obj);
-		fuse_reply_err(req, -r);
-		return;
-	}
-	fi->direct_io = 1; /* nothing written or rendered here stays in the page cache */
-	fi->noflush = !writing; /* close() of a reader has nothing to tell us */
-	fi->fh = (uint64_t)(uintptr_t)h;
-	if (fuse_reply_open(req, fi) == -ENOENT) { /* the opener was interrupted */
-		opens_release(FS(req), &h->obj);
+	/* A session file's open is a read: it may log in (within timeout),
+	 * and is then answered when the login ends, not here. */
+	r = writing ? 0 : open_read(req, &n, fi, h);
+	if (r != AUTH_PENDING) {
+		open_reply(FS(req), req, fi, h, r);
 	}
 }
 
@@ -446,12 +540,16 @@ static void reply_slice(fuse_req_t req, const struct auth_blob *b, size_t size, 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-	struct auth_blob *b = NULL;
+	struct auth_blob *b;
 	struct node n;
 	int r;
 
-	if (h && h->blob) {
-		reply_slice(req, h->blob, size, off);
+	handles_order(FS(req));
+	b = h ? auth_blob_ref(h->blob) : NULL;
+	if (b) {
+		handles_order(FS(req));
+		reply_slice(req, b, size, off);
+		auth_blob_unref(b);
 		return;
 	}
 	/* Opened for writing too (O_RDWR): the content as it is now. */
@@ -523,6 +621,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct node n;
 	int r = 0;
 
+	handles_order(FS(req));
 	if (!h || !h->writing || tree_decode(ino, &n) < 0 || (n.kind != NODE_TARGET_FILE && n.kind != NODE_STAGING)) {
 		fuse_reply_err(req, EACCES);
 		return;
@@ -549,6 +648,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	explicit_bzero((char *)buf, size); /* libfuse's receive buffer: no password left in it */
 	if (r < 0) {
 		h->error = r;
+	}
+	handles_order(FS(req));
+	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -590,9 +692,11 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	int r = 0;
 
+	handles_order(FS(req));
 	if (h && h->writing) {
 		r = fuse_req_ctx(req)->pid == h->opener ? write_close(FS(req), ino, h) : h->error;
 	}
+	handles_order(FS(req));
 	fuse_reply_err(req, -r);
 }
 
@@ -603,6 +707,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
+	handles_order(FS(req));
 	if (h) {
 		if (h->writing) {
 			write_close(FS(req), ino, h);

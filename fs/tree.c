@@ -240,6 +240,24 @@ int tree_render(struct fs *fs, const struct node *n, struct auth_blob **ret)
 	return r;
 }
 
+int tree_render_async(struct fs *fs, const struct node *n, auth_read_done_fn done, void *userdata,
+		      struct auth_blob **ret)
+{
+	struct auth_target *t;
+	int r;
+
+	if (n->kind != NODE_TARGET_FILE) {
+		return tree_render(fs, n, ret);
+	}
+	t = auth_target_get(fs->core, n->target_id);
+	if (!t) {
+		return -ENOENT;
+	}
+	r = auth_file_read_async(t, n->file, done, userdata, ret);
+	auth_target_unref(t);
+	return r;
+}
+
 bool tree_is_dynamic(const struct node *n)
 {
 	const struct auth_file_info *fi = n->kind == NODE_TARGET_FILE ? tree_file_info(n) : NULL;

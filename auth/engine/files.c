@@ -77,7 +77,7 @@ static bool has_role(const struct auth_target *t, unsigned f, enum auth_file_rol
 	return fi && fi->role == role;
 }
 
-static int render_locked(struct auth_target *t, unsigned f, struct auth_blob **ret)
+int file_render_locked(struct auth_target *t, unsigned f, struct auth_blob **ret)
 {
 	struct auth_blob *b = NULL;
 	int r = t->provider->render(&t->info, t->session, target_file(t, f), &b);
@@ -105,7 +105,7 @@ int auth_file_read(struct auth_target *t, unsigned f, struct auth_blob **ret)
 	if (r < 0) {
 		return r;
 	}
-	r = render_locked(t, f, ret);
+	r = file_render_locked(t, f, ret);
 	pthread_mutex_unlock(&t->lock);
 	return r;
 }
@@ -122,7 +122,7 @@ int auth_file_peek(struct auth_target *t, unsigned f, struct auth_blob **ret)
 		if (t->session && !session_usable(t, t->session)) {
 			r = -EAGAIN; /* there is one, due for renewal */
 		} else if (t->session) {
-			r = render_locked(t, f, ret);
+			r = file_render_locked(t, f, ret);
 		}
 	}
 	pthread_mutex_unlock(&t->lock);

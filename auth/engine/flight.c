@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "lib/http.h"
 #include "lib/log.h"
 #include "lifetime.h"
 #include "target.h"
@@ -12,6 +13,7 @@
 #define BACKOFF_MAX 120
 #define RECENT_FAILURE 1.0 /* seconds */
 #define FLIGHT_STACK_SIZE (256 * 1024)
+#define FLIGHT_THREADS HTTP_MAX_IN_FLIGHT /* the login pool */
 
 /* The lifetime rule (lifetime.c) applied to a target's session. */
 time_t session_serve_until(const struct auth_target *t, const struct auth_session *s)
@@ -103,6 +105,15 @@ static void record_failure(struct auth_target *t, int r, const char *msg)
 	}
 	target_set_error(t, r, msg);
 	log_warning("%s/%s: %s", t->provider->name, t->name, t->last_error);
+}
+
+/* After a flight ended, without the lock: the opens waiting for it without
+ * a thread (waiters.c) are answered. */
+static void flight_ended(struct auth_target *t)
+{
+	if (t->core->flight_ended) {
+		t->core->flight_ended(t);
+	}
 }
 
 /* Ends the single flight (lock held): its waiters wake and share its result. */
@@ -328,118 +339,236 @@ static int lead(struct auth_target *t, bool background)
 	return r;
 }
 
-static void *flight_thread(void *userdata)
+/* Takes the oldest queued login off the queue, or NULL (sched_lock held). */
+static struct auth_target *flight_next(struct auth_core *core)
 {
-	struct auth_target *t = userdata;
-	struct auth_core *core = t->core;
+	struct auth_target *t;
 
-	pthread_mutex_lock(&t->lock);
-	lead(t, false);
-	pthread_mutex_unlock(&t->lock);
-	auth_target_unref(t);
-	pthread_mutex_lock(&core->sched_lock);
-	core->flights--;
-	pthread_cond_broadcast(&core->sched_cond);
-	pthread_mutex_unlock(&core->sched_lock);
-	return NULL;
+	if (core->flight_queue_len == 0) {
+		return NULL;
+	}
+	t = core->flight_queue[core->flight_queue_head];
+	core->flight_queue_head = (core->flight_queue_head + 1) % core->flight_queue_cap;
+	core->flight_queue_len--;
+	return t;
 }
 
-/* A reader's login runs in a thread of its own (lock held): the reader waits
- * for it until its deadline, and it finishes even when every reader has
- * given up, so that what it got on the server is kept, or ended. */
+/* A thread of the login pool: runs queued logins until none is left. Each
+ * ends its flight, then answers the opens that waited for it. */
+static void *flight_thread(void *userdata)
+{
+	struct auth_core *core = userdata;
+
+	for (;;) {
+		struct auth_target *t;
+		bool stopping;
+
+		pthread_mutex_lock(&core->sched_lock);
+		t = flight_next(core);
+		stopping = core->stopping;
+		if (!t) {
+			core->flight_threads--;
+			pthread_cond_broadcast(&core->sched_cond);
+			pthread_mutex_unlock(&core->sched_lock);
+			return NULL;
+		}
+		pthread_mutex_unlock(&core->sched_lock);
+
+		pthread_mutex_lock(&t->lock);
+		if (stopping) {
+			flight_end(t, -ESHUTDOWN); /* never started: nobody waits any more */
+		} else {
+			lead(t, false);
+		}
+		pthread_mutex_unlock(&t->lock);
+		flight_ended(t);
+		auth_target_unref(t);
+		pthread_mutex_lock(&core->sched_lock);
+		core->flights--;
+		pthread_cond_broadcast(&core->sched_cond);
+		pthread_mutex_unlock(&core->sched_lock);
+	}
+}
+
+/* Queues t's login (sched_lock held). */
+static int flight_queue(struct auth_core *core, struct auth_target *t)
+{
+	if (core->flight_queue_len == core->flight_queue_cap) {
+		size_t cap = core->flight_queue_cap ? 2 * core->flight_queue_cap : 64;
+		struct auth_target **q = calloc(cap, sizeof(*q));
+		if (!q) {
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < core->flight_queue_len; i++) {
+			q[i] = core->flight_queue[(core->flight_queue_head + i) % core->flight_queue_cap];
+		}
+		free(core->flight_queue);
+		core->flight_queue = q;
+		core->flight_queue_cap = cap;
+		core->flight_queue_head = 0;
+	}
+	core->flight_queue[(core->flight_queue_head + core->flight_queue_len) % core->flight_queue_cap] = t;
+	core->flight_queue_len++;
+	return 0;
+}
+
+/* Takes t's queued login back (sched_lock held); whether it was there. */
+static bool flight_unqueue(struct auth_core *core, struct auth_target *t)
+{
+	for (size_t i = 0; i < core->flight_queue_len; i++) {
+		if (core->flight_queue[(core->flight_queue_head + i) % core->flight_queue_cap] != t) {
+			continue;
+		}
+		for (; i + 1 < core->flight_queue_len; i++) {
+			core->flight_queue[(core->flight_queue_head + i) % core->flight_queue_cap] =
+				core->flight_queue[(core->flight_queue_head + i + 1) % core->flight_queue_cap];
+		}
+		core->flight_queue_len--;
+		core->flights--;
+		return true;
+	}
+	return false;
+}
+
+/* A reader's login runs in the login pool (lock held): its readers wait for
+ * it until their deadlines, and it finishes even when every reader has
+ * given up, so that what it got on the server is kept, or ended. At most
+ * FLIGHT_THREADS run at once (as many as HTTP runs requests at once: more
+ * would only wait in libcurl's queue); the others wait their turn, oldest
+ * first, their readers' deadlines running. */
 static int flight_start(struct auth_target *t)
 {
 	struct auth_core *core = t->core;
 	pthread_attr_t attr;
 	pthread_t thread;
+	bool spawn;
 	int r;
 
 	pthread_mutex_lock(&core->sched_lock);
-	core->flights++;
+	r = flight_queue(core, target_ref(t));
+	spawn = r == 0 && core->flight_threads < FLIGHT_THREADS;
+	if (r == 0) {
+		core->flights++;
+	}
+	if (spawn) {
+		core->flight_threads++;
+	}
 	pthread_mutex_unlock(&core->sched_lock);
+	if (r < 0) {
+		auth_target_unref(t);
+		return log_error_errno(r, "%s/%s: failed to start a login: %m", t->provider->name, t->name);
+	}
+	t->flight = true;
+	if (!spawn) {
+		return 0;
+	}
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, FLIGHT_STACK_SIZE);
-	t->flight = true;
-	r = -pthread_create(&thread, &attr, flight_thread, target_ref(t));
+	r = -pthread_create(&thread, &attr, flight_thread, core);
 	pthread_attr_destroy(&attr);
-	if (r < 0) {
-		t->flight = false;
-		auth_target_unref(t);
-		pthread_mutex_lock(&core->sched_lock);
-		core->flights--;
-		pthread_mutex_unlock(&core->sched_lock);
-		return log_error_errno(r, "%s/%s: failed to start a login: %m", t->provider->name, t->name);
+	if (r == 0) {
+		return 0;
 	}
-	return 0;
+	/* No thread: the pool's others run it, or else nobody will (until the
+	 * next login starts a thread for the queue). */
+	pthread_mutex_lock(&core->sched_lock);
+	core->flight_threads--;
+	spawn = core->flight_threads == 0 && flight_unqueue(core, t);
+	pthread_mutex_unlock(&core->sched_lock);
+	if (!spawn) {
+		return 0;
+	}
+	t->flight = false;
+	auth_target_unref(t);
+	return log_error_errno(r, "%s/%s: failed to start a login: %m", t->provider->name, t->name);
+}
+
+bool session_read_waits(const struct auth_target *t, const struct read_state *rs)
+{
+	return rs->waiting && t->flight && t->flight_seq == rs->seq;
+}
+
+int session_read_step(struct auth_target *t, struct read_state *rs)
+{
+	time_t now = now_real();
+
+	if (rs->waiting) {
+		/* Back from a wait: the flight ended. */
+		rs->waiting = false;
+		if (!rs->led && t->flight_result < 0 && !usable(t, t->session, now)) {
+			return t->flight_result; /* share the leader's failure: one attempt for all */
+		}
+	}
+	if (t->removed) {
+		return -ENOENT;
+	}
+	/* A session this read logged in for is served, however short its life. */
+	if (usable(t, t->session, now) || (rs->led && t->session && (!t->session->expires_at || t->session->expires_at > now))) {
+		session_touch(t);
+		return 0;
+	}
+	if (rs->led && t->flight_result < 0) {
+		return t->flight_result;
+	}
+	rs->led = false; /* logged in, and logged out since (rm token): once more */
+	if (t->rejected) {
+		return t->last_errno < 0 ? t->last_errno : -EKEYREJECTED;
+	}
+	/* A read right after a failure (the kernel's getattr, then its read)
+	 * gets that failure instead of a second wait for the network. */
+	if (t->last_errno < 0 && now_mono() - t->failed_at < RECENT_FAILURE) {
+		return t->last_errno;
+	}
+	if (!rs->waited) {
+		rs->waited = true;
+		t->counters.reader_waits++;
+	}
+	rs->seq = t->flight_seq;
+	if (!t->flight) {
+		int r = flight_start(t);
+		if (r < 0) {
+			return r;
+		}
+		rs->led = true;
+	}
+	rs->waiting = true;
+	return 1;
+}
+
+int session_read_timeout(struct auth_target *t)
+{
+	char msg[sizeof(t->last_error)];
+
+	/* The flight goes on without this reader; status says so until it ends. */
+	snprintf(msg, sizeof(msg), "%s: no answer within %d s; the login goes on in the background", t->info.base_url,
+		 t->info.timeout);
+	target_set_error(t, -ETIMEDOUT, msg);
+	return -ETIMEDOUT;
 }
 
 /* One read: at most one login attempt, and done by deadline. Returns with the
  * lock held on success. */
 int session_acquire(struct auth_target *t)
 {
-	double deadline = now_mono() + t->info.timeout;
-	struct timespec ts = mono_timespec(deadline);
-	bool led = false, waited = false;
-	int r = 0;
+	struct timespec ts = mono_timespec(now_mono() + t->info.timeout);
+	struct read_state rs = { 0 };
+	int r;
 
 	pthread_mutex_lock(&t->lock);
 	t->counters.reads++;
-	for (;;) {
-		time_t now = now_real();
-		uint64_t seq;
-		if (t->removed) {
-			r = -ENOENT;
+	while ((r = session_read_step(t, &rs)) > 0) {
+		int w = 0;
+		while (session_read_waits(t, &rs) && w == 0) {
+			w = pthread_cond_timedwait(&t->cond, &t->lock, &ts);
+		}
+		if (w != 0) {
+			r = session_read_timeout(t);
 			break;
 		}
-		/* A session this read logged in for is served, however short its life. */
-		if (usable(t, t->session, now) || (led && t->session && (!t->session->expires_at || t->session->expires_at > now))) {
-			session_touch(t);
-			return 0;
-		}
-		if (led && t->flight_result < 0) {
-			r = t->flight_result;
-			break;
-		}
-		led = false; /* logged in, and logged out since (rm token): once more */
-		if (t->rejected) {
-			r = t->last_errno < 0 ? t->last_errno : -EKEYREJECTED;
-			break;
-		}
-		/* A read right after a failure (the kernel's getattr, then its read)
-		 * gets that failure instead of a second wait for the network. */
-		if (t->last_errno < 0 && now_mono() - t->failed_at < RECENT_FAILURE) {
-			r = t->last_errno;
-			break;
-		}
-		if (!waited) {
-			waited = true;
-			t->counters.reader_waits++;
-		}
-		seq = t->flight_seq;
-		if (!t->flight) {
-			r = flight_start(t);
-			if (r < 0) {
-				break;
-			}
-			led = true;
-		}
-		while (t->flight && t->flight_seq == seq && r == 0) {
-			r = -pthread_cond_timedwait(&t->cond, &t->lock, &ts);
-		}
-		if (r < 0) {
-			/* -ETIMEDOUT: the flight goes on without this reader; status
-			 * says so until it ends. */
-			char msg[sizeof(t->last_error)];
-			snprintf(msg, sizeof(msg), "%s: no answer within %d s; the login goes on in the background",
-				 t->info.base_url, t->info.timeout);
-			target_set_error(t, r, msg);
-			break;
-		}
-		if (!led && t->flight_result < 0 && !usable(t, t->session, now_real())) {
-			r = t->flight_result; /* share the leader's failure: one attempt for all */
-			break;
-		}
+	}
+	if (r == 0) {
+		return 0;
 	}
 	pthread_mutex_unlock(&t->lock);
 	return r;
@@ -463,6 +592,7 @@ void flight_refresh(struct auth_target *t)
 		lead(t, true);
 	}
 	pthread_mutex_unlock(&t->lock);
+	flight_ended(t); /* opens that waited for this renewal */
 }
 
 /* Waits for a running flight to end (lock held). */
@@ -525,6 +655,7 @@ int session_resume(struct auth_target *t, const char *text, size_t len)
 		target_set_error(t, r, ctx.error);
 	}
 	pthread_mutex_unlock(&t->lock);
+	flight_ended(t);
 	if (r == 0 && s) {
 		fleet_session_written(t, ctx.user, s);
 	}

@@ -476,6 +476,7 @@ static void target_retire(struct auth_target *t, double deadline)
 	t->removed = true;
 	pthread_cond_broadcast(&t->cond);
 	pthread_mutex_unlock(&t->lock);
+	waiters_settle(t); /* opens waiting for its login: ENOENT now */
 	session_logout(t, deadline);
 }
 
@@ -596,6 +597,8 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 	pthread_rwlock_init(&core->registry_lock, NULL);
 	pthread_mutex_init(&core->sched_lock, NULL);
 	cond_init_monotonic(&core->sched_cond);
+	pthread_mutex_init(&core->waiters_lock, NULL);
+	cond_init_monotonic(&core->waiters_cond);
 	/* Their buffers may hold tokens: wiped before they go back to malloc,
 	 * and when realloc moves them (wiped_realloc). Once per process, before
 	 * any of them allocates. */
@@ -658,6 +661,9 @@ int auth_core_start(struct auth_core *core)
 	int r = http_start();
 
 	if (r == 0) {
+		r = waiters_start(core);
+	}
+	if (r == 0) {
 		r = scheduler_start(core, flight_refresh);
 	}
 	return r < 0 ? r : fleet_start(core->fleet, core);
@@ -666,6 +672,7 @@ int auth_core_start(struct auth_core *core)
 void auth_core_stop(struct auth_core *core)
 {
 	if (core) {
+		waiters_stop(core); /* first: the opens still waiting are answered at once */
 		fleet_stop(core->fleet);
 		scheduler_stop(core);
 	}
@@ -726,6 +733,7 @@ void auth_core_free(struct auth_core *core)
 	if (!core) {
 		return;
 	}
+	waiters_stop(core);
 	fleet_stop(core->fleet);
 	scheduler_stop(core);
 	exit_logouts(core);
@@ -740,5 +748,7 @@ void auth_core_free(struct auth_core *core)
 	pthread_rwlock_destroy(&core->registry_lock);
 	pthread_mutex_destroy(&core->sched_lock);
 	pthread_cond_destroy(&core->sched_cond);
+	pthread_mutex_destroy(&core->waiters_lock);
+	pthread_cond_destroy(&core->waiters_cond);
 	free(core);
 }

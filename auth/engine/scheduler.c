@@ -137,13 +137,17 @@ void scheduler_stop(struct auth_core *core)
 	for (size_t i = 0; i < core->n_workers; i++) {
 		pthread_join(core->workers[i], NULL);
 	}
-	/* Readers' logins still running: they end by their requests' timeouts. */
+	/* Readers' logins still running: they end by their requests' timeouts;
+	 * those still queued end at once. Then the pool's threads are gone. */
 	pthread_mutex_lock(&core->sched_lock);
-	while (core->flights > 0) {
+	while (core->flights > 0 || core->flight_threads > 0) {
 		pthread_cond_wait(&core->sched_cond, &core->sched_lock);
 	}
 	pthread_mutex_unlock(&core->sched_lock);
 	free(core->workers);
 	core->workers = NULL;
+	free(core->flight_queue);
+	core->flight_queue = NULL;
+	core->flight_queue_cap = 0;
 	core->n_workers = 0;
 }

@@ -9,6 +9,8 @@
 #include "fleet/fleet.h"
 #include "providers/provider.h"
 
+struct read_waiter; /* waiters.c */
+
 struct target_counters {
 	uint64_t logins;
 	uint64_t failures;
@@ -64,6 +66,7 @@ struct auth_target {
 	bool dormant;                 /* background refresh paused until the next read */
 	time_t expiry_due;            /* when the session itself needs renewing */
 	unsigned failures_in_row;
+	struct read_waiter *waiters;  /* opens waiting for the flight, without a thread (waiters.c) */
 	struct target_counters counters;
 	char warning[256];            /* for status: insecure inherited settings, withheld defaults */
 	char last_write[32];          /* for status: the file last written to, */
@@ -74,6 +77,12 @@ struct auth_target {
 	time_t refresh_due;           /* 0: nothing scheduled */
 	time_t retry_at;              /* background retries wait until then */
 	bool refreshing;              /* claimed by a refresh worker */
+
+	/* core->waiters_lock: t's place among the deadline timer's alarms
+	 * (waiters.c), while it has waiters; the list holds a reference. */
+	struct auth_target *alarm_prev, *alarm_next;
+	double alarm_at;              /* now_mono() of its waiters' earliest deadline */
+	bool armed;
 
 	/* access_lock: owners and modes (access.c). */
 	pthread_mutex_t access_lock;
@@ -110,11 +119,24 @@ struct auth_core {
 	pthread_cond_t sched_cond;
 	uint64_t sched_epoch;         /* bumped whenever a schedule changes */
 	bool stopping;
-	unsigned flights;             /* readers' logins running in threads of their own */
+	unsigned flights;             /* readers' logins queued or running in the login pool */
+	unsigned flight_threads;      /* the login pool's threads (at most FLIGHT_THREADS) */
+	struct auth_target **flight_queue; /* readers' logins not started yet, oldest first (a ring) */
+	size_t flight_queue_head, flight_queue_len, flight_queue_cap;
 	void (*refresh)(struct auth_target *t); /* what the workers call for a due target */
+	void (*flight_ended)(struct auth_target *t); /* after a flight ended, no lock held (waiters.c) */
 	pthread_t *workers;
 	size_t n_workers;
 	struct fleet *fleet;          /* fleet mode ([fleet] in the config), else NULL */
+
+	/* waiters_lock: the deadline timer of opens waiting for a login
+	 * (waiters.c). Taken with a target's lock held, never the reverse. */
+	pthread_mutex_t waiters_lock;
+	pthread_cond_t waiters_cond;
+	struct auth_target *alarms, *alarms_tail; /* targets with waiters, earliest deadline first */
+	bool waiters_closed;          /* stopping: no new waiters, the pending ones were answered */
+	pthread_t timer;
+	bool timer_running;
 };
 
 extern const struct auth_provider *const auth_providers[];
@@ -132,6 +154,23 @@ int file_value_end(const struct auth_file_info *fi, const char *data, size_t len
 
 /* flight.c */
 int session_acquire(struct auth_target *t); /* returns with t->lock held on success */
+/* Where one read stands in the rules of session_acquire(): whether it
+ * started the flight it waits for, and which one that is. */
+struct read_state {
+	bool led;      /* it started that flight: it gets that flight's result */
+	bool waited;   /* counted in reader_waits */
+	bool waiting;  /* it waits for the flight numbered seq */
+	uint64_t seq;
+};
+/* One step of a read (lock held): 0 when the session may be served to it
+ * now (touched), -errno when the read fails now, 1 when it must wait for
+ * the flight rs->seq to end (starting one if none runs). */
+int session_read_step(struct auth_target *t, struct read_state *rs);
+/* Whether the flight that rs waits for is still running (lock held). */
+bool session_read_waits(const struct auth_target *t, const struct read_state *rs);
+/* A read's deadline passed while it waited (lock held): -ETIMEDOUT, and
+ * status says the login goes on. */
+int session_read_timeout(struct auth_target *t);
 int session_resume(struct auth_target *t, const char *text, size_t len);
 /* Ends the session on the server, every request done by deadline (now_mono()). */
 int session_logout(struct auth_target *t, double deadline);
@@ -152,6 +191,20 @@ void session_install(struct auth_target *t, struct auth_session *s);
 void session_forget(struct auth_target *t);
 /* A renewal the scheduler found due. */
 void flight_refresh(struct auth_target *t);
+
+/* files.c */
+/* A session file of t rendered from the current session (lock held). */
+int file_render_locked(struct auth_target *t, unsigned f, struct auth_blob **ret);
+
+/* waiters.c: opens waiting for a login without holding a thread. */
+/* Decides t's waiters that can be: their flight ended, their deadline
+ * passed, or t was removed; answers them (takes and drops t->lock). Called
+ * after anything that ends a flight (through core->flight_ended). */
+void waiters_settle(struct auth_target *t);
+/* Starts the deadline timer and sets core->flight_ended. */
+int waiters_start(struct auth_core *core);
+/* Answers every waiter (-ENOTCONN) and refuses new ones; stops the timer. */
+void waiters_stop(struct auth_core *core);
 
 /* scheduler.c */
 /* When t's session is next renewed or checked (t->lock held). */

@@ -20,9 +20,15 @@ same run (these machines are noisy). Run by tests/bench/run.
   7. fleet         3 daemons x 1,000 AOS targets (distinct users) sharing
                    sessions through a real etcd: logins, etcd requests per
                    renewal, etcd requests of cached reads, extra RSS
+  8. neighbours    reads of a live token (another server) while N = 40, 200
+                   logins that take 6 s are pending: the worst wait, vs the
+                   worst wait of the same reads with none pending
+     threads       threads the daemon creates over 1,000 open+read+close of a
+                   live token (strace counts clone/clone3)
 
 BENCH_ONLY=<name> runs one figure: cat, cached, herd, warm, login, inflight,
-renewal, scale or fleet (exit status: whether it met its target).
+renewal, scale, fleet, neighbours or threads (exit status: whether it met its
+target).
 """
 
 import json
@@ -47,7 +53,11 @@ BINARY = os.environ.get("SESSIONFS_BIN", str(ROOT / "build" / "sessionfs"))
 TOOLS = Path(os.environ["BENCH_TOOLS"])
 SCALE_TARGETS = int(os.environ.get("BENCH_TARGETS", "10000"))
 ONLY = os.environ.get("BENCH_ONLY")  # one figure, for repeated runs
-FIGURES = ("cat", "cached", "herd", "warm", "login", "inflight", "renewal", "scale", "fleet")
+FIGURES = ("cat", "cached", "herd", "warm", "login", "inflight", "renewal", "scale", "fleet", "neighbours",
+           "threads")
+NEIGHBOURS = (40, 200)  # slow logins pending
+SLOW_LOGIN = 6.0        # seconds a slow login takes
+QUICK_MS = 500          # what a read that needs no login may take while they are pending
 FLEET_TARGETS = int(os.environ.get("BENCH_FLEET_TARGETS", "1000"))
 if ONLY is not None and ONLY not in FIGURES:
     sys.exit(f"BENCH_ONLY={ONLY}: one of {', '.join(FIGURES)}")
@@ -316,6 +326,96 @@ def scale(work, mock, ca):
             "max_in_flight": mock.max_in_flight}
 
 
+def worst_wait(path, seconds, cap=120.0):
+    """Reads path in a loop (open, read, close; 10 ms apart) for `seconds`;
+    the longest one, in s. A read still waiting after `seconds` counts with
+    what it waited until it returns, or `cap` s more."""
+    worst, current, stop = [0.0], [None], threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            current[0] = time.monotonic()
+            try:
+                path.read_bytes()
+            except OSError:
+                pass
+            worst[0] = max(worst[0], time.monotonic() - current[0])
+            current[0] = None
+            stop.wait(0.01)
+    reader = threading.Thread(target=loop, daemon=True)
+    reader.start()
+    time.sleep(seconds)
+    stop.set()
+    reader.join(cap)
+    started = current[0]
+    if reader.is_alive() and started is not None:
+        worst[0] = max(worst[0], time.monotonic() - started)
+    return worst[0]
+
+
+def neighbours(work, ca, n):
+    """A live token on one server, n targets on another whose logins take
+    SLOW_LOGIN s, all read at once: the worst wait of reads of the live token
+    meanwhile, vs the same reads with nothing pending. (A daemon whose FUSE
+    workers wait for logins queues the live read behind the slow ones.)"""
+    slow = AosMock(ca, {"admin": secrets.token_urlsafe(12)}, ttl=3600)
+    fast = AosMock(ca, {"admin": secrets.token_urlsafe(12)}, ttl=3600)
+    with slow, fast:
+        lines = ["[sessionfs]", f"state_dir = {work / f'state-neighbours{n}'}", "timeout = 10",
+                 '[aos "live"]', "server = 127.0.0.1", f"port = {fast.port}", "user = admin",
+                 f"password = {fast.password()}", f"ca_path = {ca.ca}"]
+        lines += [f'[aos "n{i}"]\nserver = 127.0.0.1\nport = {slow.port}\nuser = admin\n'
+                  f"password = {slow.password()}\nca_path = {ca.ca}" for i in range(n)]
+        m = Mount(work, "\n".join(lines) + "\n", f"neighbours{n}")
+        try:
+            live = m.mnt / "aos/live/token"
+            live.read_bytes()
+            ref = worst_wait(live, SLOW_LOGIN)
+            slow.set_slow(SLOW_LOGIN, "POST", "/api/user/login")
+
+            def read(i):
+                try:
+                    (m.mnt / f"aos/n{i}/token").read_bytes()
+                except OSError:
+                    pass  # ETIMEDOUT for those whose login waits its turn
+            readers = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(n)]
+            for r in readers:
+                r.start()
+            time.sleep(0.5)  # the slow logins under way
+            ours = worst_wait(live, SLOW_LOGIN)
+            for r in readers:
+                r.join(300)
+        finally:
+            m.stop()
+    return ours * 1e3, ref * 1e3
+
+
+def threads_created(work, mock, ca, reads=1000):
+    """Threads the daemon makes over `reads` open+read+close of a live token,
+    counted by strace (clone and clone3); None without strace."""
+    if shutil.which("strace") is None:
+        return None
+    m = Mount(work, config(work, mock, ca, ["threads"]), "threads")
+    out = work / "strace.out"
+    try:
+        token = m.mnt / "aos/threads/token"
+        token.read_bytes()
+        tracer = subprocess.Popen(["strace", "-f", "-qq", "-c", "-o", str(out), "-e", "trace=clone,clone3",
+                                   "-p", str(m.proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(
+                f"TracerPid:\t{tracer.pid}\n" in Path(f"/proc/{m.proc.pid}/task/{tid}/status").read_text()
+                for tid in os.listdir(f"/proc/{m.proc.pid}/task")):
+            time.sleep(0.05)
+        run(TOOLS / "readloop", token, reads)
+        tracer.send_signal(2)  # SIGINT: detach and write the summary
+        tracer.wait(60)
+    finally:
+        m.stop()
+    return sum(int(line.split()[3]) for line in out.read_text().splitlines()
+               if line.split() and line.split()[-1] in ("clone", "clone3"))
+
+
 def fleet_metric(m, name):
     text = (m.mnt / ".metrics").read_text()
     return sum(float(line.split()[1]) for line in text.splitlines() if line.startswith(name + " "))
@@ -446,6 +546,19 @@ def main():
                             r["reader_waits"], 0),
                            ("the same: reads that took 0.4 s or more (a login takes 0.5 s)",
                             r["slow_reads"], 0)]
+            for n in NEIGHBOURS:
+                if ONLY in (None, "neighbours"):
+                    ours, ref = neighbours(work, ca, n)
+                    rows.append((f"reads of a live token while {n} slow logins are pending, worst wait",
+                                 ours, ref, ours / max(ref, 0.001), None,
+                                 f"ms, vs the same reads with none pending; each <= {QUICK_MS} ms"))
+                    checks.append((f"the same, {n} pending: worst wait, ms", round(ours, 1), QUICK_MS))
+                    print(f"  neighbours {n}: {ours:.1f} ms vs {ref:.1f} ms", flush=True)
+            if ONLY in (None, "threads"):
+                created = threads_created(work, mock, ca)
+                print(f"  threads created per 1,000 reads: {created}", flush=True)
+                if created is not None:
+                    checks.append(("threads the daemon created over 1,000 reads of a live token", created, 8))
             if ONLY in (None, "scale"):
                 s = scale(work, mock, ca)
         fl = fleet(work, ca) if ONLY in (None, "fleet") else None
