@@ -228,7 +228,7 @@ static int write_one_time(struct auth_target *t, const struct auth_file_info *fi
 	return 0;
 }
 
-int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t len, bool final)
+static int file_write(struct auth_target *t, unsigned f, const char *data, size_t len, bool final)
 {
 	const struct auth_file_info *fi = target_file(t, f);
 	int r;
@@ -255,12 +255,26 @@ int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t 
 	return -EACCES;
 }
 
+/* Writes and logouts run in the FUSE loop's threads, which live on (or end
+ * and leave their stacks to the next): wipe what parsing credentials or
+ * logging out left on the stack. */
+int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t len, bool final)
+{
+	int r = file_write(t, f, data, len, final);
+
+	secret_wipe_stack();
+	return r;
+}
+
 int auth_file_unlink(struct auth_target *t, unsigned f)
 {
 	const struct auth_file_info *fi = target_file(t, f);
+	int r;
 
 	if (!fi || !(fi->flags & AUTH_FILE_LOGOUT)) {
 		return -EPERM;
 	}
-	return session_logout(t, now_mono() + t->info.timeout);
+	r = session_logout(t, now_mono() + t->info.timeout);
+	secret_wipe_stack();
+	return r;
 }
