@@ -351,6 +351,9 @@ static void setup(CURL *e, const struct http_request *req, struct curl_slist *he
 	if (req->aws_sigv4) {
 		curl_easy_setopt(e, CURLOPT_AWS_SIGV4, req->aws_sigv4);
 		curl_easy_setopt(e, CURLOPT_USERPWD, secret_str(req->userpwd));
+		/* libcurl keeps the user and password with the connection, for as
+		 * long as it is cached: close it after this request instead. */
+		curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
 	}
 }
 
