@@ -331,7 +331,7 @@ static int write_value(struct auth_target *t, const struct auth_file_info *fi, c
 	return -EACCES;
 }
 
-int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t len, bool final)
+static int file_write(struct auth_target *t, unsigned f, const char *data, size_t len, bool final)
 {
 	const struct auth_file_info *fi = target_file(t, f);
 	size_t end = 0;
@@ -352,12 +352,26 @@ int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t 
 	return r < 0 ? r : 0;
 }
 
+/* Writes and logouts run in the FUSE loop's threads, which live on (or end
+ * and leave their stacks to the next): wipe what parsing credentials or
+ * logging out left on the stack. */
+int auth_file_write(struct auth_target *t, unsigned f, const char *data, size_t len, bool final)
+{
+	int r = file_write(t, f, data, len, final);
+
+	secret_wipe_stack();
+	return r;
+}
+
 int auth_file_unlink(struct auth_target *t, unsigned f)
 {
 	const struct auth_file_info *fi = target_file(t, f);
+	int r;
 
 	if (!fi || !(fi->flags & AUTH_FILE_LOGOUT)) {
 		return -EPERM;
 	}
-	return session_logout(t, now_mono() + t->info.timeout);
+	r = session_logout(t, now_mono() + t->info.timeout);
+	secret_wipe_stack();
+	return r;
 }

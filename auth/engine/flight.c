@@ -387,6 +387,7 @@ static void *flight_thread(void *userdata)
 		core->flights--;
 		pthread_cond_broadcast(&core->sched_cond);
 		pthread_mutex_unlock(&core->sched_lock);
+		secret_wipe_stack(); /* the login's leftovers, before the next one or the thread's end */
 	}
 }
 

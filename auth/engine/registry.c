@@ -694,6 +694,7 @@ static void *exit_logout_worker(void *userdata)
 	for (size_t i; (i = __atomic_fetch_add(&x->next, 1, __ATOMIC_RELAXED)) < x->n;) {
 		session_logout(x->targets[i], x->deadline);
 	}
+	secret_wipe_stack();
 	return NULL;
 }
 

@@ -98,6 +98,7 @@ static void *refresh_worker(void *userdata)
 			core->refresh(t);
 			__atomic_store_n(&t->refreshing, false, __ATOMIC_RELEASE);
 			auth_target_unref(t);
+			secret_wipe_stack(); /* the renewal's leftovers, before this thread sleeps */
 			continue;
 		}
 		wait = due ? due - now_real() : 60;

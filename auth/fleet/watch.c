@@ -323,6 +323,7 @@ static void apply_kv(struct fleet *f, json_t *kv, bool deleted, int64_t rev)
 	if (etcd_unb64(json_string_value(json_object_get(kv, "key")) ?: "", &key, &len) == 0) {
 		apply(f, (char *)key, json_string_value(json_object_get(kv, "value")),
 		      deleted, deleted ? rev : etcd_int(kv, "mod_revision"));
+		secret_wipe_stack(); /* a session or credentials opened there; this thread lives on */
 	}
 }
 

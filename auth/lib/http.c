@@ -59,12 +59,14 @@ static void share_unlock(CURL *e, curl_lock_data data, void *userdata)
 	pthread_mutex_unlock(&loop.share_locks[data]);
 }
 
-/* Adds queued transfers, then reports finished ones to their callers. */
-static void run_once(void)
+/* Adds queued transfers, then reports finished ones to their callers.
+ * Returns whether any ended. */
+static bool run_once(void)
 {
 	struct transfer *t;
 	CURLMsg *msg;
 	int running, left;
+	bool ended = false;
 
 	pthread_mutex_lock(&loop.lock);
 	while ((t = loop.queue)) {
@@ -86,9 +88,11 @@ static void run_once(void)
 		pthread_mutex_lock(&loop.lock);
 		t->result = msg->data.result;
 		t->done = true;
+		ended = true;
 		pthread_cond_broadcast(&loop.done);
 		pthread_mutex_unlock(&loop.lock);
 	}
+	return ended;
 }
 
 static void *loop_thread(void *userdata)
@@ -101,7 +105,9 @@ static void *loop_thread(void *userdata)
 			return NULL;
 		}
 		pthread_mutex_unlock(&loop.lock);
-		run_once();
+		if (run_once()) {
+			secret_wipe_stack(); /* requests and replies, encrypted and decrypted here */
+		}
 		curl_multi_poll(loop.multi, NULL, 0, 1000, NULL); /* curl_multi_wakeup() ends it early */
 	}
 }
@@ -345,6 +351,9 @@ static void setup(CURL *e, const struct http_request *req, struct curl_slist *he
 	if (req->aws_sigv4) {
 		curl_easy_setopt(e, CURLOPT_AWS_SIGV4, req->aws_sigv4);
 		curl_easy_setopt(e, CURLOPT_USERPWD, secret_str(req->userpwd));
+		/* libcurl keeps the user and password with the connection, for as
+		 * long as it is cached: close it after this request instead. */
+		curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
 	}
 }
 

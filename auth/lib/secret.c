@@ -187,6 +187,17 @@ void erase_and_free_str(char *s)
 	}
 }
 
+/* noinline: the buffer must be a frame of its own, below the caller's;
+ * no_sanitize_address: on the thread's real stack even when ASan moves
+ * frames to a fake stack; the barrier: written although never read. */
+__attribute__((noinline, no_sanitize_address)) void secret_wipe_stack(void)
+{
+	char stack[SECRET_STACK_WIPE];
+
+	explicit_bzero(stack, sizeof(stack));
+	__asm__ __volatile__("" : : "r"(stack) : "memory");
+}
+
 /* Formatted straight into the secret: vasprintf() would leave copies in the
  * blocks its reallocs give back. */
 struct secret *secret_printf(const char *fmt, ...)

@@ -57,5 +57,14 @@ static inline void erase_and_free_strp(char **s)
 }
 #define _cleanup_erase_ _cleanup_(erase_and_free_strp)
 
+/* Zeroes SECRET_STACK_WIPE bytes of the calling thread's stack below the
+ * caller's frame: what calls that have returned left there (a login's
+ * parsed replies and TLS records, vector registers the dynamic linker saved
+ * while binding a symbol). Call it, as shallow as possible, where a thread
+ * that handled secrets ends or goes back to waiting: an ended thread's stack
+ * is kept for the next thread, as it is. */
+#define SECRET_STACK_WIPE (64 * 1024)
+void secret_wipe_stack(void);
+
 /* A formatted secret, written straight into the secure heap (no temporary copy). */
 struct secret *secret_printf(const char *fmt, ...) _printf_(1, 2);

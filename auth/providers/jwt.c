@@ -9,19 +9,21 @@
 
 #define JWT_EXP_MAX 253402300799 /* 9999-12-31T23:59:59Z: what an expiry can be written as */
 
+/* Both buffers hold a piece of a token: wiped when freed. */
 int base64url_decode(const char *in, size_t len, char **ret, size_t *ret_len)
 {
-	_cleanup_free_ char *std = NULL;
-	_cleanup_free_ unsigned char *out = NULL;
-	size_t padded = (len + 3) / 4 * 4, pad = padded - len;
+	size_t padded = (len + 3) / 4 * 4, pad = padded - len, out_size = padded / 4 * 3 + 1;
+	_cleanup_erase_ char *std = NULL;
+	unsigned char *out;
 	int n;
 
 	if (len % 4 == 1) {
 		return -EBADMSG;
 	}
-	std = malloc(padded + 1);
-	out = malloc(padded / 4 * 3 + 1);
+	std = calloc(1, padded + 1); /* zeroed: a strlen() of it wipes whatever was written */
+	out = calloc(1, out_size);
 	if (!std || !out) {
+		free(out);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < len; i++) {
@@ -31,27 +33,28 @@ int base64url_decode(const char *in, size_t len, char **ret, size_t *ret_len)
 		} else if (c == '_') {
 			c = '/';
 		} else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
+			erase_and_free(out, out_size);
 			return -EBADMSG;
 		}
 		std[i] = c;
 	}
 	memset(std + len, '=', pad);
-	std[padded] = 0;
 	n = EVP_DecodeBlock(out, (unsigned char *)std, (int)padded);
 	if (n < 0) {
+		erase_and_free(out, out_size);
 		return -EBADMSG;
 	}
 	n -= (int)pad; /* EVP_DecodeBlock counts padding as zero bytes */
 	out[n] = 0;
 	*ret_len = (size_t)n;
-	*ret = (char *)TAKE_PTR(out);
+	*ret = (char *)out;
 	return 0;
 }
 
 int jwt_expiry(const char *token, time_t *ret)
 {
 	const char *p1 = strchr(token, '.'), *p2;
-	_cleanup_free_ char *payload = NULL;
+	char *payload = NULL;
 	json_t *claims, *exp;
 	size_t len;
 	int r;
@@ -64,6 +67,7 @@ int jwt_expiry(const char *token, time_t *ret)
 		return r;
 	}
 	claims = json_loadb(payload, len, 0, NULL);
+	erase_and_free(payload, len);
 	if (!json_is_object(claims)) {
 		json_decref(claims);
 		return -EBADMSG;

@@ -138,8 +138,8 @@ static int oauth2_parse_credentials(const char *data, size_t len, char **ret_use
 }
 
 /* Client authentication (RFC 6749 §2.3.1): HTTP Basic of the form-encoded
- * id and secret, or both in the body. Appends to the form body f. */
-static int client_auth(const struct auth_ctx *ctx, FILE *f, struct secret **ret_header)
+ * id and secret (*ret_header), or both in the body (*ret_fields, to append). */
+static int client_auth(const struct auth_ctx *ctx, struct secret **ret_fields, struct secret **ret_header)
 {
 	const char *method = target_setting(ctx->info, "auth_method");
 	_cleanup_free_ char *id = http_escape(ctx->user);
@@ -151,9 +151,9 @@ static int client_auth(const struct auth_ctx *ctx, FILE *f, struct secret **ret_
 		return -ENOMEM;
 	}
 	if (method && strcmp(method, "client_secret_post") == 0) {
-		fprintf(f, "&client_id=%s&client_secret=%s", id, secret);
+		*ret_fields = secret_printf("&client_id=%s&client_secret=%s", id, secret);
 		*ret_header = NULL;
-		return 0;
+		return *ret_fields ? 0 : -ENOMEM;
 	}
 	pair = secret_printf("%s:%s", id, secret);
 	b64 = pair ? malloc(4 * ((pair->len + 2) / 3) + 1) : NULL;
@@ -165,43 +165,36 @@ static int client_auth(const struct auth_ctx *ctx, FILE *f, struct secret **ret_
 	if (!header) {
 		return -ENOMEM;
 	}
+	*ret_fields = NULL;
 	*ret_header = header;
 	return 0;
 }
 
 /* POSTs a form to url, with the client authenticated. prefix: the form's
- * own fields, already encoded. */
+ * own fields, already encoded. The body is made in the secure heap: an
+ * open_memstream() buffer, grown or shrunk by realloc, leaves copies of the
+ * secret or token in the blocks realloc gives back. */
 static int post_form(struct auth_ctx *ctx, const char *url, const char *prefix, struct http_response *resp)
 {
 	static const char *const headers[] = { "Accept: application/json", NULL };
-	_cleanup_secret_ struct secret *auth = NULL;
-	char *body = NULL;
-	size_t len = 0;
-	FILE *f;
+	_cleanup_secret_ struct secret *auth = NULL, *fields = NULL, *body = NULL;
 	int r;
 
 	if (!ctx->user || !ctx->password) {
 		return auth_ctx_fail(ctx, -ENOKEY, "no client credentials");
 	}
-	f = open_memstream(&body, &len);
-	if (!f) {
+	r = client_auth(ctx, &fields, &auth);
+	if (r < 0) {
+		return r;
+	}
+	body = secret_printf("%s%s", prefix, fields ? fields->data : "");
+	if (!body) {
 		return -ENOMEM;
 	}
-	fputs(prefix, f);
-	r = client_auth(ctx, f, &auth);
-	if (fclose(f) != 0 && r == 0) {
-		r = -ENOMEM;
-	}
-	if (r == 0) {
-		r = auth_call(ctx, &(struct auth_call){
-			.method = "POST", .path = url, .auth_header = auth, .headers = headers,
-			.body = body, .body_len = len, .content_type = "application/x-www-form-urlencoded",
-		}, resp);
-	}
-	if (body) {
-		erase_and_free(body, len);
-	}
-	return r;
+	return auth_call(ctx, &(struct auth_call){
+		.method = "POST", .path = url, .auth_header = auth, .headers = headers,
+		.body = body->data, .body_len = body->len, .content_type = "application/x-www-form-urlencoded",
+	}, resp);
 }
 
 /* RFC 6749 §5.2: the error code to errno, its description to status. */
@@ -328,19 +321,21 @@ static int oauth2_validate(struct auth_ctx *ctx, const struct auth_session *s, t
 static int oauth2_logout(struct auth_ctx *ctx, const struct auth_session *s)
 {
 	const char *url = target_setting(ctx->info, "revocation_url");
-	_cleanup_erase_ char *token = NULL, *form = NULL;
+	_cleanup_erase_ char *token = NULL;
+	_cleanup_secret_ struct secret *form = NULL;
 	struct http_response resp = { 0 };
 	int r;
 
 	if (!url) {
 		return 0; /* dropping the token is all */
 	}
+	/* Not asprintf(): the blocks its reallocs give back would keep pieces of the token. */
 	token = http_escape(secret_str(s->token));
-	if (!token || asprintf(&form, "token=%s&token_type_hint=access_token", token) < 0) {
-		form = NULL;
+	form = token ? secret_printf("token=%s&token_type_hint=access_token", token) : NULL;
+	if (!form) {
 		return -ENOMEM;
 	}
-	r = post_form(ctx, url, form, &resp);
+	r = post_form(ctx, url, form->data, &resp);
 	if (r == 0 && resp.status != 200) {
 		r = oauth2_error_reply(ctx, "revocation", &resp);
 	}

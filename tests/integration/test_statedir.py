@@ -11,8 +11,9 @@ user owns, and one bad file never stops the daemon.
   fail with EBADMSG, status names the path) until credentials are written.
 - Only root changes owners and modes; [access] grants reading.
 - .metrics follows [access] (default 0400).
-- After rm token and after a credentials write, the daemon's heap holds no
-  stray copy of the old token or of the password.
+
+(The scan of the daemon's memory for stray copies of secrets is in
+test_secrets.py, for every provider.)
 
 Other users are played with setpriv, as in test_access.py.
 """
@@ -265,61 +266,3 @@ def test_metrics_follows_access(aos_mock, make_mount):
     assert stat.S_IMODE(os.stat(d.path(".metrics")).st_mode) == 0o444
     text = assert_allowed(cat_as(NOBODY, d.path(".metrics")), "nobody .metrics with mode:0444")
     assert 'target="lab"' in text
-
-
-# --- secrets in the daemon's memory -----------------------------------------
-
-SCAN_MAX_MAPPING = 1 << 30  # larger: a sanitizer's shadow memory, not a heap
-SCAN_CHUNK = 1 << 20
-
-
-def heap_copies(pid, needles):
-    """How many times each needle (bytes) occurs in the process's heap: the
-    brk heap and every anonymous writable mapping (malloc arenas, OpenSSL's
-    secure heap, thread stacks), read from /proc/PID/mem in chunks that
-    overlap by a needle's length, so no occurrence is missed or counted twice."""
-    counts = dict.fromkeys(needles, 0)
-    overlap = max(len(n) for n in needles) - 1
-    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
-        for line in maps:
-            fields = line.split()
-            name = fields[5] if len(fields) > 5 else ""
-            if not fields[1].startswith("rw") or name not in ("", "[heap]"):
-                continue
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            if end - start > SCAN_MAX_MAPPING:
-                continue
-            tail = b""
-            for at in range(start, end, SCAN_CHUNK):
-                try:
-                    mem.seek(at)
-                    chunk = mem.read(min(SCAN_CHUNK, end - at))
-                except OSError:
-                    tail = b""
-                    continue
-                data = tail + chunk
-                for n in needles:
-                    # Occurrences wholly inside the old tail were counted already.
-                    counts[n] += data.count(n) - tail.count(n)
-                tail = data[-overlap:] if overlap else b""
-    return counts
-
-
-def test_secrets_do_not_outlive_their_use(aos_mock, make_daemon):
-    d = make_daemon(aos_section(aos_mock, "lab", user=None, password=None))
-    password = aos_mock.password("admin")
-    d.write("aos/lab/credentials", f"admin:{password}\n")
-    token = d.read(TOKEN).strip()
-    assert aos_mock.is_live(token)
-    d.read("aos/lab/session.json")
-    d.read("aos/lab/status")
-
-    # The password: the one copy the daemon keeps to log in again (in
-    # OpenSSL's secure heap), none in the buffers it went through.
-    pw = heap_copies(d.proc.pid, [password.encode()])[password.encode()]
-    d.unlink(TOKEN)
-    assert not aos_mock.is_live(token)
-    old = heap_copies(d.proc.pid, [token.encode()])[token.encode()]
-    print(f"heap copies: password {pw} (after write and login), old token {old} (after rm token)")
-    assert pw == 1, f"{pw} copies of the password in the daemon's heap"
-    assert old == 0, f"{old} copies of the logged-out token in the daemon's heap"
