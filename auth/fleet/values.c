@@ -10,22 +10,19 @@
 #include "internal.h"
 #include "reject.h"
 
-/* 32 hex digits of SHA-256 over the user and, for STS, the options that make
- * a different credential (role, duration, MFA device). */
+/* 32 hex digits of SHA-256 over the user and the settings the provider
+ * says make a different credential (STS: role, duration, MFA device). */
 static int user_hash(const struct auth_target *t, const char *user, char out[33])
 {
-	static const char *const sts_keys[] = { "role_arn", "source_profile", "duration_seconds", "mfa_serial_number",
-						"external_id", "role_session_name", "region" };
+	const char *const *settings = t->provider->identity_settings;
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	EVP_MD_CTX *c = EVP_MD_CTX_new();
 	bool ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) && EVP_DigestUpdate(c, user ?: "", strlen(user ?: ""));
 
-	if (ok && strcmp(t->provider->name, "sts") == 0) {
-		for (size_t i = 0; i < ELEMENTSOF(sts_keys); i++) {
-			const char *v = target_setting(&t->info, sts_keys[i]) ?: "";
-			ok = ok && EVP_DigestUpdate(c, "\n", 1) && EVP_DigestUpdate(c, v, strlen(v));
-		}
+	for (size_t i = 0; ok && settings && settings[i]; i++) {
+		const char *v = target_setting(&t->info, settings[i]) ?: "";
+		ok = EVP_DigestUpdate(c, "\n", 1) && EVP_DigestUpdate(c, v, strlen(v));
 	}
 	ok = ok && EVP_DigestFinal_ex(c, md, &mdlen);
 	EVP_MD_CTX_free(c);
@@ -138,20 +135,19 @@ static int session_of(struct auth_target *t, const json_t *j, struct auth_sessio
 
 int fleet_open_session(struct auth_target *t, const char *key, const char *b64, struct auth_session **ret)
 {
-	json_t *j = NULL;
+	json_auto_t *j = NULL;
 	int r = fleet_open_value(fleet_of(t), key, b64, &j);
 
 	if (r == 0) {
 		r = session_of(t, j, ret);
 	}
-	json_decref(j);
 	return r;
 }
 
 int fleet_open_for(struct auth_target *t, struct auth_ctx *ctx, const char *key, const char *b64,
 		   struct auth_session **ret)
 {
-	json_t *j = NULL;
+	json_auto_t *j = NULL;
 	int r = fleet_open_value(fleet_of(t), key, b64, &j);
 
 	if (r == 0) {
@@ -160,7 +156,6 @@ int fleet_open_for(struct auth_target *t, struct auth_ctx *ctx, const char *key,
 	if (r == -EKEYREJECTED) {
 		r = fleet_rejection_check(j, ctx) ?: -ENOENT;
 	}
-	json_decref(j);
 	return r;
 }
 

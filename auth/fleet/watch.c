@@ -23,7 +23,7 @@ void fleet_credentials_written(struct auth_target *t, const char *text, size_t l
 	struct fleet *f = fleet_of(t);
 	_cleanup_free_ char *key = NULL, *k = NULL, *v = NULL;
 	_cleanup_free_ unsigned char *sealed = NULL;
-	json_t *reply = NULL;
+	json_auto_t *reply = NULL;
 	size_t sealed_len;
 	char err[256];
 
@@ -34,9 +34,7 @@ void fleet_credentials_written(struct auth_target *t, const char *text, size_t l
 	if (fleet_call(f, "kv/put", json_pack("{s:s, s:s}", "key", k, "value", v), REQUEST_TIMEOUT_MS, &reply, err,
 		 sizeof(err)) < 0) {
 		log_warning("%s/%s: could not share the credentials with the fleet: %s", t->provider->name, t->name, err);
-		return;
 	}
-	json_decref(reply);
 }
 
 /* Credentials another node wrote (t->lock held): saved and used here too. */
@@ -67,27 +65,25 @@ static void adopt_credentials(struct auth_target *t, const char *key, const char
 static int grant_lease(struct fleet *f)
 {
 	_cleanup_free_ char *k = etcd_b64(f->node_key, strlen(f->node_key)), *v = etcd_b64(f->node, strlen(f->node));
-	json_t *reply = NULL;
+	json_auto_t *granted = NULL, *put = NULL;
 	char err[256], lease[24];
 	int64_t id;
 	int r;
 
-	r = fleet_call(f, "lease/grant", json_pack("{s:I}", "TTL", (json_int_t)f->lock_ttl), REQUEST_TIMEOUT_MS, &reply, err,
-		 sizeof(err));
+	r = fleet_call(f, "lease/grant", json_pack("{s:I}", "TTL", (json_int_t)f->lock_ttl), REQUEST_TIMEOUT_MS, &granted,
+		       err, sizeof(err));
 	if (r < 0) {
 		log_warning("Fleet: could not get a lease: %s", err);
 		return r;
 	}
-	id = etcd_int(reply, "ID");
-	json_decref(reply);
+	id = etcd_int(granted, "ID");
 	snprintf(lease, sizeof(lease), "%lld", (long long)id);
 	r = fleet_call(f, "kv/put", json_pack("{s:s, s:s, s:s}", "key", k, "value", v, "lease", lease), REQUEST_TIMEOUT_MS,
-		 &reply, err, sizeof(err));
+		       &put, err, sizeof(err));
 	if (r < 0) {
 		log_warning("Fleet: could not register node %s: %s", f->node, err);
 		return r;
 	}
-	json_decref(reply);
 	pthread_mutex_lock(&f->lock);
 	f->lease = id;
 	pthread_mutex_unlock(&f->lock);
@@ -125,7 +121,7 @@ static void *keepalive_thread(void *userdata)
 		struct timespec ts;
 		double until = now_mono() + (double)f->lock_ttl / 3;
 		int64_t lease;
-		json_t *reply = NULL;
+		json_auto_t *reply = NULL;
 		char err[256];
 		int r;
 
@@ -146,7 +142,6 @@ static void *keepalive_thread(void *userdata)
 				pthread_mutex_unlock(&f->lock);
 				r = grant_lease(f);
 			}
-			json_decref(reply);
 		}
 		if (r == -EHOSTDOWN && f->on_down == DOWN_FAIL) {
 			store_lost(f);
@@ -365,7 +360,8 @@ static bool on_watch_result(json_t *result, void *userdata)
  * gone drop their copy. Returns the revision to watch from. */
 static int reread(struct fleet *f, bool drop_missing)
 {
-	json_t *reply = NULL, *kvs, *kv;
+	json_auto_t *reply = NULL;
+	json_t *kvs, *kv;
 	char err[256];
 	int64_t rev;
 	size_t i;
@@ -406,7 +402,6 @@ static int reread(struct fleet *f, bool drop_missing)
 	json_array_foreach(kvs, i, kv) {
 		apply_kv(f, kv, false, rev);
 	}
-	json_decref(reply);
 	pthread_mutex_lock(&f->lock);
 	f->revision = rev;
 	pthread_mutex_unlock(&f->lock);

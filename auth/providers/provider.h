@@ -112,6 +112,9 @@ struct auth_provider {
 	const char *env_user;               /* environment variables with default credentials */
 	const char *env_password;
 	const struct config_range *settings; /* ranges of numeric settings, checked at mount (NULL key ends) */
+	/* Settings that, besides the user, make a different credential (NULL
+	 * ends; NULL: none): sessions are shared only where they are alike. */
+	const char *const *identity_settings;
 
 	/* --- hooks every provider has --- */
 	/* Obtain a new session. -EKEYREJECTED when credentials are refused. */
