@@ -39,20 +39,51 @@ void session_touch(struct auth_target *t)
 	}
 }
 
-static void save_session(struct auth_target *t)
+/* The session changed (lock held): the state dir is to hold it now (or
+ * none). Written by session_persist() once the lock is released. */
+static void save_later(struct auth_target *t)
+{
+	struct secret *text = NULL;
+
+	if (t->session && t->provider->session_save(&t->info, t->session, &text) < 0) {
+		target_set_error(t, -ENOMEM, "the session could not be saved in the state dir; a restart will log in again");
+		return;
+	}
+	secret_free(t->save_text);
+	t->save_text = text;
+	t->save_want++;
+}
+
+/* Writes what save_later() recorded, without t->lock: a slow disk (two
+ * fsyncs) delays no reader. One write at a time per target, each of the
+ * newest change asked for, so an older session never overwrites a newer one
+ * and a removal is never undone by a late save. A crash leaves the last
+ * write whole (store_save(): temp file, fsync, rename). */
+void session_persist(struct auth_target *t)
 {
 	_cleanup_secret_ struct secret *text = NULL;
-	int r;
+	uint64_t want;
+	int r = 0;
 
-	r = t->provider->session_save(&t->info, t->session, &text);
-	if (r == 0) {
-		r = store_save(t->core->store, t->provider->name, t->name, "session", text->data, text->len);
+	pthread_mutex_lock(&t->save_lock);
+	pthread_mutex_lock(&t->lock);
+	want = t->save_want;
+	if (want != t->save_done && t->save_text && !(text = secret_dup(t->save_text))) {
+		r = -ENOMEM;
 	}
-	if (r < 0) {
-		/* The session works; only a restart will have to log in again
-		 * (store_save() logged why). */
+	pthread_mutex_unlock(&t->lock);
+	if (want != t->save_done && r == 0) {
+		r = text ? store_save(t->core->store, t->provider->name, t->name, "session", text->data, text->len)
+			 : store_remove(t->core->store, t->provider->name, t->name, "session"); /* log their failures */
+	}
+	pthread_mutex_lock(&t->lock);
+	t->save_done = want;
+	if (r < 0 && text) {
+		/* The session works; only a restart will have to log in again. */
 		target_set_error(t, r, "the session could not be saved in the state dir; a restart will log in again");
 	}
+	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&t->save_lock);
 }
 
 /* Installs s as the current session (lock held); returns the old one. */
@@ -73,7 +104,7 @@ static struct auth_session *adopt(struct auth_target *t, struct auth_session *s,
 	__atomic_store_n(&t->retry_at, 0, __ATOMIC_RELAXED);
 	t->last_errno = 0;
 	t->last_error[0] = 0;
-	save_session(t);
+	save_later(t);
 	scheduler_update(t);
 	target_notify(t);
 	return old;
@@ -334,6 +365,7 @@ static void *flight_thread(void *userdata)
 	pthread_mutex_lock(&t->lock);
 	lead(t, false);
 	pthread_mutex_unlock(&t->lock);
+	session_persist(t);
 	auth_target_unref(t);
 	pthread_mutex_lock(&core->sched_lock);
 	core->flights--;
@@ -461,6 +493,7 @@ void flight_refresh(struct auth_target *t)
 		lead(t, true);
 	}
 	pthread_mutex_unlock(&t->lock);
+	session_persist(t);
 }
 
 /* Waits for a running flight to end (lock held). */
@@ -523,6 +556,7 @@ int session_resume(struct auth_target *t, const char *text, size_t len)
 		target_set_error(t, r, ctx.error);
 	}
 	pthread_mutex_unlock(&t->lock);
+	session_persist(t);
 	if (r == 0 && s) {
 		fleet_session_written(t, ctx.user, s);
 	}
@@ -532,22 +566,43 @@ int session_resume(struct auth_target *t, const char *text, size_t len)
 	return r;
 }
 
-void session_install(struct auth_target *t, struct auth_session *s)
+bool session_install(struct auth_target *t, struct auth_session *s)
 {
-	t->hot = false; /* another node renewed: reads from now on count towards the next renewal */
-	auth_session_free(adopt(t, s, false));
+	struct auth_session *old = s;
+	bool done;
+
+	pthread_mutex_lock(&t->lock);
+	done = !t->flight && !t->removed; /* a flight's own result (or its adoption) comes next */
+	if (done) {
+		t->hot = false; /* another node renewed: reads from now on count towards the next renewal */
+		old = adopt(t, s, false);
+	}
+	pthread_mutex_unlock(&t->lock);
+	auth_session_free(old);
+	if (done) {
+		session_persist(t);
+	}
+	return done;
 }
 
-void session_forget(struct auth_target *t)
+bool session_forget(struct auth_target *t)
 {
-	if (!t->session) {
-		return;
+	bool done;
+
+	pthread_mutex_lock(&t->lock);
+	done = !t->flight;
+	if (done && t->session) {
+		auth_session_free(TAKE_PTR(t->session));
+		t->gen++;
+		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
+		save_later(t);
+		target_notify(t);
 	}
-	auth_session_free(TAKE_PTR(t->session));
-	t->gen++;
-	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
-	store_remove(t->core->store, t->provider->name, t->name, "session");
-	target_notify(t);
+	pthread_mutex_unlock(&t->lock);
+	if (done) {
+		session_persist(t);
+	}
+	return done;
 }
 
 int session_logout(struct auth_target *t, double deadline)
@@ -566,10 +621,11 @@ int session_logout(struct auth_target *t, double deadline)
 	t->failed_at = 0;
 	t->gen++;
 	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
-	store_remove(t->core->store, t->provider->name, t->name, "session"); /* logs its failure */
+	save_later(t);
 	r = s ? ctx_init(t, &ctx) : 0;
 	target_notify(t);
 	pthread_mutex_unlock(&t->lock);
+	session_persist(t);
 	if (!s || r < 0) {
 		auth_session_free(s);
 		return r;

@@ -13,6 +13,7 @@ void target_free(struct auth_target *t)
 	}
 	auth_session_free(t->session);
 	auth_session_free(t->pending);
+	secret_free(t->save_text);
 	secret_free(t->password);
 	secret_free(t->one_time);
 	free(t->user);
@@ -28,6 +29,7 @@ void target_free(struct auth_target *t)
 	pthread_cond_destroy(&t->cond);
 	pthread_mutex_destroy(&t->access_lock);
 	pthread_mutex_destroy(&t->slots_lock);
+	pthread_mutex_destroy(&t->save_lock);
 	free(t);
 }
 

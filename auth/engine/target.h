@@ -26,7 +26,8 @@ struct file_access {
 
 /* A target. Its fields fall in groups by what guards them; each lock's
  * comment says what it protects. Locks are never nested, except that
- * core->sched_lock may be taken with t->lock held. */
+ * core->sched_lock may be taken with t->lock held, and t->lock with
+ * t->save_lock held. */
 struct auth_target {
 	/* Fixed at creation, read without a lock. */
 	struct auth_core *core;
@@ -65,6 +66,13 @@ struct auth_target {
 	unsigned failures_in_row;
 	struct target_counters counters;
 	char warning[256];            /* for status: insecure inherited settings, withheld defaults */
+	struct secret *save_text;     /* the session to save (its saved form), NULL: remove the saved one */
+	uint64_t save_want;           /* changes of the saved session asked for */
+	uint64_t save_done;           /* and written (also under save_lock) */
+
+	/* save_lock: held while the state dir's session is written or removed
+	 * (flight.c), without t->lock: one write at a time, the newest last. */
+	pthread_mutex_t save_lock;
 
 	/* No lock, atomics: what the refresh scheduler scans (scheduler.c). */
 	time_t refresh_due;           /* 0: nothing scheduled */
@@ -130,12 +138,16 @@ void session_touch(struct auth_target *t);
 int session_borrow(struct auth_target *t, struct auth_session **ret, struct auth_ctx *ctx);
 /* The server refused the session with this id: renew it at next use. */
 void session_mark_stale(struct auth_target *t, const char *token_id);
-/* Fleet mode (lock held): another node's session replaces ours; the fleet
- * dropped the session (rm or a 401 elsewhere): forget ours, the server's is gone. */
-void session_install(struct auth_target *t, struct auth_session *s);
-void session_forget(struct auth_target *t);
+/* Fleet mode (lock not held): another node's session (taken over) replaces
+ * ours; the fleet dropped the session (rm or a 401 elsewhere): forget ours,
+ * the server's is gone. Both do nothing (false) while a flight runs. */
+bool session_install(struct auth_target *t, struct auth_session *s);
+bool session_forget(struct auth_target *t);
 /* A renewal the scheduler found due. */
 void flight_refresh(struct auth_target *t);
+/* Writes the session's last change to the state dir (called without t->lock,
+ * after a change made under it): see flight.c. */
+void session_persist(struct auth_target *t);
 
 /* scheduler.c */
 /* When t's session is next renewed or checked (t->lock held). */

@@ -50,8 +50,10 @@ struct fleet_engine {
 	struct auth_target *(*next_target)(struct auth_core *core, size_t provider, uint32_t after);
 	bool (*can_serve)(const struct auth_target *t, const struct auth_session *s);
 	time_t (*serve_until)(const struct auth_target *t, const struct auth_session *s);
-	void (*install)(struct auth_target *t, struct auth_session *s); /* t->lock held */
-	void (*forget)(struct auth_target *t);                          /* t->lock held */
+	/* Transitions; each takes t->lock itself, and does nothing (false)
+	 * while a flight runs (its own outcome comes next). */
+	bool (*install)(struct auth_target *t, struct auth_session *s); /* s taken over */
+	bool (*forget)(struct auth_target *t);
 };
 
 /* From the [fleet] section; *ret stays NULL when there is none. */

@@ -102,11 +102,9 @@ static void store_lost(struct fleet *f)
 			return;
 		}
 		after = t->id;
-		pthread_mutex_lock(&t->lock);
-		if (t->fleet && !t->flight) {
+		if (t->fleet) {
 			fleet_of(t)->engine->forget(t);
 		}
-		pthread_mutex_unlock(&t->lock);
 		auth_target_unref(t);
 	}
 }
@@ -247,6 +245,34 @@ time_t fleet_renewal_delay(struct auth_target *t, time_t due)
 	return turn > 0 ? (time_t)rank * turn : 0;
 }
 
+/* t's key changed (no lock held): the new session replaces this node's, or
+ * this node's goes, unless a flight of its own runs. A refused login's record
+ * (-EKEYREJECTED) changes nothing here: what this node has stays until it
+ * needs a login, which then sees the record. */
+static void changed_session(struct auth_target *t, const char *key, const char *value_b64, bool deleted, int64_t rev)
+{
+	struct auth_session *s = NULL;
+	int r = deleted ? 0 : fleet_open_session(t, key, value_b64 ?: "", &s);
+	bool done;
+
+	if (r == -EKEYREJECTED) {
+		return;
+	}
+	if (r == 0 && !deleted) {
+		done = fleet_of(t)->engine->install(t, s);
+	} else {
+		done = fleet_of(t)->engine->forget(t);
+	}
+	pthread_mutex_lock(&t->lock);
+	if (r < 0 && done) {
+		target_set_error(t, -EBADMSG, "the fleet's session for this target does not decrypt with key_file");
+	}
+	if (done && rev > t->fleet->mod_rev) {
+		t->fleet->mod_rev = rev;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
 /* Applies one key's new state to the target it belongs to, if any. */
 static void apply(struct fleet *f, const char *key, const char *value_b64, bool deleted, int64_t rev)
 {
@@ -260,8 +286,8 @@ static void apply(struct fleet *f, const char *key, const char *value_b64, bool 
 	}
 	for (uint32_t after = 0;;) {
 		struct auth_target *t = f->engine->next_target(f->core, AUTH_ANY_PROVIDER, after);
-		struct auth_session *s = NULL;
 		struct fleet_target *ft;
+		bool changed = false;
 		if (!t) {
 			return;
 		}
@@ -288,24 +314,13 @@ static void apply(struct fleet *f, const char *key, const char *value_b64, bool 
 				}
 				free(n);
 			}
-		} else if (ft && strcmp(ft->key, key) == 0 && rev > ft->mod_rev && !t->flight && !t->removed) {
-			/* A refused login's record (r == -EKEYREJECTED) changes
-			 * nothing here: what this node has stays until it needs a
-			 * login, which then sees the record. */
-			int r = deleted ? 0 : fleet_open_session(t, key, value_b64 ?: "", &s);
-			if (r != -EKEYREJECTED) {
-				ft->mod_rev = rev;
-			}
-			if (deleted) {
-				fleet_of(t)->engine->forget(t);
-			} else if (r == 0) {
-				fleet_of(t)->engine->install(t, s);
-			} else if (r != -EKEYREJECTED) {
-				fleet_of(t)->engine->forget(t);
-				target_set_error(t, -EBADMSG, "the fleet's session for this target does not decrypt with key_file");
-			}
+		} else if (ft && strcmp(ft->key, key) == 0 && rev > ft->mod_rev) {
+			changed = true;
 		}
 		pthread_mutex_unlock(&t->lock);
+		if (changed) {
+			changed_session(t, key, value_b64, deleted, rev);
+		}
 		auth_target_unref(t);
 	}
 }
@@ -386,16 +401,17 @@ static int reread(struct fleet *f, bool drop_missing)
 			}
 			after = t->id;
 			pthread_mutex_lock(&t->lock);
+			found = !t->session; /* nothing to drop */
 			json_array_foreach(kvs, i, kv) {
 				_cleanup_free_ unsigned char *k = NULL;
 				size_t len;
 				found = found || (t->fleet && etcd_unb64(json_string_value(json_object_get(kv, "key")) ?: "", &k,
 									 &len) == 0 && strcmp((char *)k, t->fleet->key) == 0);
 			}
-			if (t->fleet && !found && t->session && !t->flight) {
+			pthread_mutex_unlock(&t->lock);
+			if (t->fleet && !found) {
 				fleet_of(t)->engine->forget(t);
 			}
-			pthread_mutex_unlock(&t->lock);
 			auth_target_unref(t);
 		}
 	}
