@@ -585,7 +585,7 @@ bool session_install(struct auth_target *t, struct auth_session *s)
 	return done;
 }
 
-bool session_forget(struct auth_target *t)
+bool session_forget(struct auth_target *t, int r, const char *msg)
 {
 	bool done;
 
@@ -598,6 +598,9 @@ bool session_forget(struct auth_target *t)
 		save_later(t);
 		target_notify(t);
 	}
+	if (done && r < 0) {
+		target_set_error(t, r, msg);
+	}
 	pthread_mutex_unlock(&t->lock);
 	if (done) {
 		session_persist(t);
@@ -605,15 +608,25 @@ bool session_forget(struct auth_target *t)
 	return done;
 }
 
+/* The session is taken out first, under the lock, and only then is the
+ * fleet's copy removed: this node's own watch, seeing that removal, finds
+ * nothing left to drop, and this logout ends the session at the server
+ * (once: the other nodes drop their copies without a logout). Meanwhile the
+ * logout holds the single flight, so no read logs in and publishes before
+ * the fleet's copy is gone. */
 int session_logout(struct auth_target *t, double deadline)
 {
 	struct auth_session *s;
 	struct auth_ctx ctx;
+	bool flight;
 	int r;
 
-	fleet_session_ended(t);
 	pthread_mutex_lock(&t->lock);
 	wait_flight(t, deadline);
+	flight = !t->flight; /* else one outlived the deadline: it goes on */
+	if (flight) {
+		t->flight = true;
+	}
 	s = TAKE_PTR(t->session);
 	auth_session_free(TAKE_PTR(t->pending));
 	t->pending_loaded = true;
@@ -622,10 +635,17 @@ int session_logout(struct auth_target *t, double deadline)
 	t->gen++;
 	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
 	save_later(t);
+	fleet_session_ending(t);
 	r = s ? ctx_init(t, &ctx) : 0;
 	target_notify(t);
 	pthread_mutex_unlock(&t->lock);
 	session_persist(t);
+	fleet_session_ended(t);
+	if (flight) {
+		pthread_mutex_lock(&t->lock);
+		flight_end(t, 0);
+		pthread_mutex_unlock(&t->lock);
+	}
 	if (!s || r < 0) {
 		auth_session_free(s);
 		return r;

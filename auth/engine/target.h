@@ -6,6 +6,7 @@
 
 #include "auth.h"
 #include "fleet/fleet.h"
+#include "fleet-api.h"
 #include "providers/provider.h"
 
 struct target_counters {
@@ -90,7 +91,7 @@ struct auth_target {
 	uint64_t *slot_used;          /* when each slot was last used (slot_clock) */
 	uint64_t slot_clock;
 	size_t n_slots;
-	struct fleet_target *fleet;   /* fleet mode: its keys and state (fleet/), else NULL */
+	struct fleet_target *fleet;   /* fixed at creation: fleet mode's state (fleet-owned), else NULL */
 };
 
 struct auth_core {
@@ -142,7 +143,7 @@ void session_mark_stale(struct auth_target *t, const char *token_id);
  * ours; the fleet dropped the session (rm or a 401 elsewhere): forget ours,
  * the server's is gone. Both do nothing (false) while a flight runs. */
 bool session_install(struct auth_target *t, struct auth_session *s);
-bool session_forget(struct auth_target *t);
+bool session_forget(struct auth_target *t, int r, const char *msg);
 /* A renewal the scheduler found due. */
 void flight_refresh(struct auth_target *t);
 /* Writes the session's last change to the state dir (called without t->lock,
@@ -169,3 +170,10 @@ void ctx_done(struct auth_ctx *ctx);
 void target_set_error(struct auth_target *t, int r, const char *msg); /* with t->lock held */
 /* New credentials (taken over), and the errors they end (t->lock held). */
 void target_set_credentials(struct auth_target *t, char *user, struct secret *password);
+/* Lock not held: is the session due for renewal (not merely a check)? */
+bool target_renewal_due(struct auth_target *t);
+
+/* files.c */
+/* Credentials another node wrote (fleet, share_credentials; text NULL: they
+ * do not open, msg says why): saved and used here too. */
+void target_credentials_shared(struct auth_target *t, const char *text, size_t len, const char *msg);

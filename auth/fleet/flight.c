@@ -31,7 +31,7 @@ static int store_failure(struct auth_target *t, struct auth_ctx *ctx, int r, con
 	if (r != -EHOSTDOWN) {
 		return auth_ctx_fail(ctx, r, "fleet store (etcd): %s", err);
 	}
-	if (f->on_down == DOWN_LOCAL && !(t->provider->needs_one_time && t->provider->needs_one_time(&t->info))) {
+	if (f->on_down == DOWN_LOCAL && !(target_provider(t)->needs_one_time && target_provider(t)->needs_one_time(target_info(t)))) {
 		pthread_mutex_lock(&f->lock);
 		if (!f->warned_local) {
 			log_warning("Fleet store down: logging in locally (on_store_down = local); BMC slots may run out");
@@ -82,6 +82,7 @@ static void begin_done(struct begin *b)
  * the refusal of these credentials, -EBADMSG when it does not open. */
 static int open_kv(struct begin *b, const json_t *kv, int64_t mod, struct auth_session **ret)
 {
+	struct fleet_target *ft = target_fleet(b->t);
 	int64_t kv_mod = etcd_int(kv, "mod_revision");
 	struct auth_session *s = NULL;
 	int r;
@@ -100,11 +101,11 @@ static int open_kv(struct begin *b, const json_t *kv, int64_t mod, struct auth_s
 		auth_session_free(s);
 		return GO_ON;
 	}
-	pthread_mutex_lock(&b->t->lock);
-	if (kv_mod > b->t->fleet->mod_rev) {
-		b->t->fleet->mod_rev = kv_mod;
+	pthread_mutex_lock(&ft->lock);
+	if (kv_mod > ft->mod_rev) {
+		ft->mod_rev = kv_mod;
 	}
-	pthread_mutex_unlock(&b->t->lock);
+	pthread_mutex_unlock(&ft->lock);
 	*ret = s;
 	return ADOPT;
 }
@@ -181,6 +182,7 @@ static int take_lock(struct auth_target *t, const char *lock_key, const char *ke
 static int try_lock(struct begin *b, struct auth_session **ret)
 {
 	struct auth_target *t = b->t;
+	struct fleet_target *ft = target_fleet(t);
 	int64_t mod = 0, lock_rev = 0;
 	json_auto_t *kv = NULL;
 	char err[256] = "";
@@ -201,17 +203,18 @@ static int try_lock(struct begin *b, struct auth_session **ret)
 		r = open_kv(b, kv, mod, ret);
 		return r == ADOPT || r == -EKEYREJECTED ? r : WAIT;
 	}
-	pthread_mutex_lock(&t->lock);
-	t->fleet->leading = true;
-	t->fleet->lock_rev = lock_rev;
-	snprintf(t->fleet->holder, sizeof(t->fleet->holder), "%s", fleet_of(t)->node);
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&ft->lock);
+	ft->leading = true;
+	ft->lock_rev = lock_rev;
+	snprintf(ft->holder, sizeof(ft->holder), "%s", fleet_of(t)->node);
+	pthread_mutex_unlock(&ft->lock);
 	return LEAD;
 }
 
 /* Waits until the watch brings an event on t's keys (true) or until passes. */
 static bool wait_target(struct fleet *f, struct auth_target *t, uint64_t seen, double until)
 {
+	struct fleet_target *ft = target_fleet(t);
 	struct timespec ts = { .tv_sec = (time_t)until, .tv_nsec = (long)((until - (double)(time_t)until) * 1e9) };
 	bool changed = false;
 
@@ -220,9 +223,9 @@ static bool wait_target(struct fleet *f, struct auth_target *t, uint64_t seen, d
 		pthread_mutex_lock(&f->lock);
 		global = f->events; /* before looking at t: no event slips in between */
 		pthread_mutex_unlock(&f->lock);
-		pthread_mutex_lock(&t->lock);
-		changed = t->fleet && t->fleet->events != seen;
-		pthread_mutex_unlock(&t->lock);
+		pthread_mutex_lock(&ft->lock);
+		changed = ft->events != seen;
+		pthread_mutex_unlock(&ft->lock);
 		if (changed || now_mono() >= until || __atomic_load_n(&f->stopping, __ATOMIC_RELAXED)) {
 			return changed;
 		}
@@ -240,14 +243,15 @@ static bool wait_target(struct fleet *f, struct auth_target *t, uint64_t seen, d
 static int from_watch(struct begin *b, struct auth_session **ret)
 {
 	struct auth_target *t = b->t;
+	struct fleet_target *ft = target_fleet(t);
 	json_auto_t *kv = NULL;
 	int r;
 
-	pthread_mutex_lock(&t->lock);
-	if (t->fleet && t->fleet->seen_value && strcmp(t->fleet->key, b->key) == 0) {
-		kv = json_pack("{s:s, s:I}", "value", t->fleet->seen_value, "mod_revision", (json_int_t)t->fleet->seen_mod);
+	pthread_mutex_lock(&ft->lock);
+	if (ft->seen_value && strcmp(ft->key, b->key) == 0) {
+		kv = json_pack("{s:s, s:I}", "value", ft->seen_value, "mod_revision", (json_int_t)ft->seen_mod);
 	}
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&ft->lock);
 	r = kv ? open_kv(b, kv, 0, ret) : GO_ON;
 	return r == ADOPT || r == -EKEYREJECTED ? r : GO_ON;
 }
@@ -255,21 +259,23 @@ static int from_watch(struct begin *b, struct auth_session **ret)
 /* Someone else holds t's lock, as far as the watch knows. */
 static bool locked_elsewhere(struct fleet *f, struct auth_target *t)
 {
+	struct fleet_target *ft = target_fleet(t);
 	bool r;
 
-	pthread_mutex_lock(&t->lock);
-	r = t->fleet && t->fleet->holder[0] && strcmp(t->fleet->holder, f->node) != 0;
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&ft->lock);
+	r = ft->holder[0] && strcmp(ft->holder, f->node) != 0;
+	pthread_mutex_unlock(&ft->lock);
 	return r;
 }
 
 static uint64_t target_events(struct auth_target *t)
 {
+	struct fleet_target *ft = target_fleet(t);
 	uint64_t n;
 
-	pthread_mutex_lock(&t->lock);
-	n = t->fleet ? t->fleet->events : 0;
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&ft->lock);
+	n = ft->events;
+	pthread_mutex_unlock(&ft->lock);
 	return n;
 }
 
@@ -310,14 +316,15 @@ static int contend(struct begin *b, double deadline, bool *waited, struct auth_s
  * fleet_flight_end). */
 static bool check_only(struct auth_target *t, const struct auth_session *current)
 {
-	bool checking;
+	struct fleet_target *ft = target_fleet(t);
+	const struct fleet_engine *engine = fleet_of(t)->engine;
+	/* Asked of the engine before ft->lock is taken: it takes t's lock. */
+	bool checking = current && engine->can_serve(t, current) && target_provider(t)->refresh &&
+			!(target_provider(t)->features & AUTH_PROVIDER_RENEWS_IN_PLACE) && !engine->renewal_due(t);
 
-	pthread_mutex_lock(&t->lock);
-	t->fleet->checking = current && fleet_of(t)->engine->can_serve(t, current) && t->provider->refresh &&
-			     !(t->provider->features & AUTH_PROVIDER_RENEWS_IN_PLACE) &&
-			     !(t->expiry_due && now_real() >= t->expiry_due);
-	checking = t->fleet->checking;
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&ft->lock);
+	ft->checking = checking;
+	pthread_mutex_unlock(&ft->lock);
 	return checking;
 }
 
@@ -329,27 +336,26 @@ static bool check_only(struct auth_target *t, const struct auth_session *current
 int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct auth_session *current,
 		       struct auth_session **ret_shared)
 {
+	struct fleet_target *ft = target_fleet(t);
 	struct fleet *f = fleet_of(t);
 	_cleanup_(begin_done) struct begin b = { .t = t, .ctx = ctx, .current = current };
 	double started = now_mono();
 	/* Waiting for another node's login: no longer than a read waits. */
-	double deadline = ctx->deadline ? ctx->deadline : started + t->info.timeout;
+	double deadline = ctx->deadline ? ctx->deadline : started + target_info(t)->timeout;
 	bool waited = false;
 	int r;
 
 	if (!f) {
 		return 0;
 	}
-	pthread_mutex_lock(&t->lock);
 	r = fleet_target_keys(t, ctx->user, &b.key, &b.lock_key);
-	if (r == 0) {
-		b.ended_mod = t->fleet->ended_mod;
-		b.known_mod = current ? t->fleet->mod_rev : 0;
-	}
-	pthread_mutex_unlock(&t->lock);
 	if (r < 0) {
 		return r;
 	}
+	pthread_mutex_lock(&ft->lock);
+	b.ended_mod = ft->ended_mod;
+	b.known_mod = current ? ft->mod_rev : 0;
+	pthread_mutex_unlock(&ft->lock);
 	if (!(f->on_down == DOWN_FAIL && store_down(f)) && (r = from_watch(&b, ret_shared)) != GO_ON) {
 		return r == ADOPT ? 1 : r;
 	}
@@ -442,6 +448,7 @@ static int publish_checked(struct auth_target *t, struct auth_ctx *ctx, const ch
 static int fenced_off(struct auth_target *t, struct auth_ctx *ctx, const char *key, json_t *theirs_taken,
 		      struct auth_session **fresh, bool *is_login)
 {
+	struct fleet_target *ft = target_fleet(t);
 	json_auto_t *theirs = theirs_taken;
 	struct auth_session *shared = NULL;
 	int64_t lock_rev = 0;
@@ -450,21 +457,19 @@ static int fenced_off(struct auth_target *t, struct auth_ctx *ctx, const char *k
 
 	if (theirs) {
 		r = fleet_open_session(t, key, json_string_value(json_object_get(theirs, "value")) ?: "", &shared);
-		pthread_mutex_lock(&t->lock);
-		if (t->fleet) {
-			t->fleet->mod_rev = etcd_int(theirs, "mod_revision");
-		}
-		pthread_mutex_unlock(&t->lock);
+		pthread_mutex_lock(&ft->lock);
+		ft->mod_rev = etcd_int(theirs, "mod_revision");
+		pthread_mutex_unlock(&ft->lock);
 		if (r == -EKEYREJECTED) {
 			/* Another node's refused login, of other credentials: ours
 			 * worked, and a new one replaces the record. */
 			return *fresh ? publish_checked(t, ctx, key, fresh, is_login) : 0;
 		}
 	}
-	log_info("%s/%s: another node took over the fleet lock; ending this node's new session", t->provider->name,
-		 t->name);
-	if (*fresh && *is_login && t->provider->logout(ctx, *fresh) < 0) {
-		log_warning("%s/%s: failed to end the session: %s", t->provider->name, t->name, ctx->error);
+	log_info("%s/%s: another node took over the fleet lock; ending this node's new session", target_provider(t)->name,
+		 auth_target_name(t));
+	if (*fresh && *is_login && target_provider(t)->logout(ctx, *fresh) < 0) {
+		log_warning("%s/%s: failed to end the session: %s", target_provider(t)->name, auth_target_name(t), ctx->error);
 	}
 	auth_session_free(TAKE_PTR(*fresh));
 	*is_login = false;
@@ -482,13 +487,13 @@ static int fenced_off(struct auth_target *t, struct auth_ctx *ctx, const char *k
 		return 0;
 	}
 	if (r == 0) {
-		pthread_mutex_lock(&t->lock);
-		if (t->fleet && t->fleet->leading) {
+		pthread_mutex_lock(&ft->lock);
+		if (ft->leading) {
 			leading = true;
-			t->fleet->leading = false;
-			lock_rev = t->fleet->lock_rev;
+			ft->leading = false;
+			lock_rev = ft->lock_rev;
 		}
-		pthread_mutex_unlock(&t->lock);
+		pthread_mutex_unlock(&ft->lock);
 		if (leading) {
 			char *lock_key = NULL;
 			if (asprintf(&lock_key, "%s/lock", key) >= 0) {
@@ -506,6 +511,7 @@ static int fenced_off(struct auth_target *t, struct auth_ctx *ctx, const char *k
 static int publish_checked(struct auth_target *t, struct auth_ctx *ctx, const char *key, struct auth_session **fresh,
 			   bool *is_login)
 {
+	struct fleet_target *ft = target_fleet(t);
 	_cleanup_free_ char *value = NULL, *k = etcd_b64(key, strlen(key));
 	json_auto_t *reply = NULL;
 	json_t *body;
@@ -513,9 +519,9 @@ static int publish_checked(struct auth_target *t, struct auth_ctx *ctx, const ch
 	char err[256];
 	int r;
 
-	pthread_mutex_lock(&t->lock);
-	seen = t->fleet->mod_rev;
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&ft->lock);
+	seen = ft->mod_rev;
+	pthread_mutex_unlock(&ft->lock);
 	r = fleet_seal_session(t, key, *fresh, &value);
 	if (r < 0 || !k) {
 		return r < 0 ? r : -ENOMEM;
@@ -523,13 +529,13 @@ static int publish_checked(struct auth_target *t, struct auth_ctx *ctx, const ch
 	body = json_pack("{s:[o], s:[{s:{s:s, s:s}}], s:[{s:{s:s}}]}", "compare", fleet_compare(key, "MOD", "mod_revision", seen),
 			 "success", "request_put", "key", k, "value", value, "failure", "request_range", "key", k);
 	if (fleet_call(fleet_of(t), "kv/txn", body, REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
-		log_warning("%s/%s: could not publish the session to the fleet: %s", t->provider->name, t->name, err);
+		log_warning("%s/%s: could not publish the session to the fleet: %s", target_provider(t)->name, auth_target_name(t), err);
 		return 0;
 	}
 	if (json_is_true(json_object_get(reply, "succeeded"))) {
-		pthread_mutex_lock(&t->lock);
-		t->fleet->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
-		pthread_mutex_unlock(&t->lock);
+		pthread_mutex_lock(&ft->lock);
+		ft->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
+		pthread_mutex_unlock(&ft->lock);
 		return 0;
 	}
 	return fenced_off(t, ctx, key,
@@ -541,6 +547,7 @@ static int publish_checked(struct auth_target *t, struct auth_ctx *ctx, const ch
 int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const struct auth_session *current,
 		     time_t expires_at, struct auth_session **fresh, bool *is_login)
 {
+	struct fleet_target *ft = target_fleet(t);
 	_cleanup_free_ char *key = NULL, *lock_key = NULL, *value = NULL;
 	_cleanup_session_ struct auth_session *renewed = NULL;
 	const struct auth_session *s = *fresh;
@@ -553,15 +560,15 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 	if (!fleet_of(t)) {
 		return r;
 	}
-	pthread_mutex_lock(&t->lock);
-	if (t->fleet && (t->fleet->leading || t->fleet->checking)) {
-		t->fleet->leading = false;
-		checking = TAKE_FLAG(t->fleet->checking);
-		key = strdup(t->fleet->key);
-		lock_key = strdup(t->fleet->lock_key);
+	pthread_mutex_lock(&ft->lock);
+	if (ft->leading || ft->checking) {
+		ft->leading = false;
+		checking = TAKE_FLAG(ft->checking);
+		key = strdup(ft->key);
+		lock_key = strdup(ft->lock_key);
 	}
-	lock_rev = t->fleet ? t->fleet->lock_rev : 0;
-	pthread_mutex_unlock(&t->lock);
+	lock_rev = ft->lock_rev;
+	pthread_mutex_unlock(&ft->lock);
 	if (checking && key && lock_key) {
 		/* The check passed (nothing to tell), or failed and this node logged
 		 * in: publish that unless another node published meanwhile. */
@@ -598,15 +605,13 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 	}
 	if (p < 0) {
 		/* Ours works: serve it here; the lock lapses with its lease. */
-		log_warning("%s/%s: could not publish the session to the fleet: %s", t->provider->name, t->name, err);
+		log_warning("%s/%s: could not publish the session to the fleet: %s", target_provider(t)->name, auth_target_name(t), err);
 		return r;
 	}
-	pthread_mutex_lock(&t->lock);
-	if (p == 1 && t->fleet) {
-		t->fleet->mod_rev = rev;
-	}
-	pthread_mutex_unlock(&t->lock);
 	if (p == 1) {
+		pthread_mutex_lock(&ft->lock);
+		ft->mod_rev = rev;
+		pthread_mutex_unlock(&ft->lock);
 		return r;
 	}
 	return fenced_off(t, ctx, key, theirs, fresh, is_login);
@@ -614,6 +619,7 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 
 void fleet_session_written(struct auth_target *t, const char *user, const struct auth_session *s)
 {
+	struct fleet_target *ft = target_fleet(t);
 	struct fleet *f = fleet_of(t);
 	_cleanup_free_ char *key = NULL, *lock_key = NULL, *value = NULL, *k = NULL, *lk = NULL;
 	json_auto_t *reply = NULL;
@@ -623,9 +629,7 @@ void fleet_session_written(struct auth_target *t, const char *user, const struct
 	if (!f) {
 		return;
 	}
-	pthread_mutex_lock(&t->lock);
 	r = fleet_target_keys(t, user, &key, &lock_key);
-	pthread_mutex_unlock(&t->lock);
 	if (r == 0) {
 		r = fleet_seal_session(t, key, s, &value);
 	}
@@ -641,19 +645,33 @@ void fleet_session_written(struct auth_target *t, const char *user, const struct
 			       REQUEST_TIMEOUT_MS, &reply, err, sizeof(err));
 	}
 	if (r < 0) {
-		log_warning("%s/%s: could not publish the written session to the fleet: %s", t->provider->name, t->name,
+		log_warning("%s/%s: could not publish the written session to the fleet: %s", target_provider(t)->name, auth_target_name(t),
 			    err[0] ? err : strerror(-r));
 		return;
 	}
-	pthread_mutex_lock(&t->lock);
-	if (t->fleet) {
-		t->fleet->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
+	pthread_mutex_lock(&ft->lock);
+	ft->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
+	pthread_mutex_unlock(&ft->lock);
+}
+
+void fleet_session_ending(struct auth_target *t)
+{
+	struct fleet_target *ft = target_fleet(t);
+
+	if (!ft) {
+		return;
 	}
-	pthread_mutex_unlock(&t->lock);
+	/* Under t's lock, with the session it ends: no flight of this node
+	 * adopts it again, from the watch or from etcd, before it is gone. */
+	pthread_mutex_lock(&ft->lock);
+	ft->ended_mod = ft->mod_rev;
+	free(TAKE_PTR(ft->seen_value));
+	pthread_mutex_unlock(&ft->lock);
 }
 
 void fleet_session_ended(struct auth_target *t)
 {
+	struct fleet_target *ft = target_fleet(t);
 	struct fleet *f = fleet_of(t);
 	_cleanup_free_ char *key = NULL;
 	json_auto_t *reply = NULL;
@@ -662,27 +680,23 @@ void fleet_session_ended(struct auth_target *t)
 	if (!f) {
 		return;
 	}
-	pthread_mutex_lock(&t->lock);
-	key = t->fleet ? strdup(t->fleet->key) : NULL;
-	if (t->fleet) {
-		t->fleet->ended_mod = t->fleet->mod_rev;
-	}
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&ft->lock);
+	key = strdup(ft->key);
+	pthread_mutex_unlock(&ft->lock);
 	if (!key) {
 		return;
 	}
 	if (fleet_call(f, "kv/deleterange", etcd_key(key, false), REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
-		log_warning("%s/%s: could not remove the session from the fleet store: %s", t->provider->name, t->name, err);
-	} else {
-		pthread_mutex_lock(&t->lock);
-		if (t->fleet) {
-			/* Whatever the watch brought before is gone now, even if
-			 * the watch has not said so yet. */
-			t->fleet->mod_rev = t->fleet->seen_mod = etcd_int(json_object_get(reply, "header"), "revision");
-			free(TAKE_PTR(t->fleet->seen_value));
-		}
-		pthread_mutex_unlock(&t->lock);
+		log_warning("%s/%s: could not remove the session from the fleet store: %s", target_provider(t)->name,
+			    auth_target_name(t), err);
+		return;
 	}
+	pthread_mutex_lock(&ft->lock);
+	/* Whatever the watch brought before is gone now, even if the watch has
+	 * not said so yet. */
+	ft->mod_rev = ft->seen_mod = etcd_int(json_object_get(reply, "header"), "revision");
+	free(TAKE_PTR(ft->seen_value));
+	pthread_mutex_unlock(&ft->lock);
 }
 
 bool fleet_shared_elsewhere(struct auth_target *t)

@@ -15,7 +15,7 @@ static char *credentials_key(const struct fleet *f, const struct auth_target *t)
 {
 	char *key;
 
-	return asprintf(&key, "%sc/%s/%s:%u", f->root, t->provider->name, t->info.host, t->info.port) < 0 ? NULL : key;
+	return asprintf(&key, "%sc/%s/%s:%u", f->root, target_provider(t)->name, target_info(t)->host, target_info(t)->port) < 0 ? NULL : key;
 }
 
 void fleet_credentials_written(struct auth_target *t, const char *text, size_t len)
@@ -33,31 +33,23 @@ void fleet_credentials_written(struct auth_target *t, const char *text, size_t l
 	}
 	if (fleet_call(f, "kv/put", json_pack("{s:s, s:s}", "key", k, "value", v), REQUEST_TIMEOUT_MS, &reply, err,
 		 sizeof(err)) < 0) {
-		log_warning("%s/%s: could not share the credentials with the fleet: %s", t->provider->name, t->name, err);
+		log_warning("%s/%s: could not share the credentials with the fleet: %s", target_provider(t)->name, auth_target_name(t), err);
 	}
 }
 
-/* Credentials another node wrote (t->lock held): saved and used here too. */
-static void adopt_credentials(struct auth_target *t, const char *key, const char *value_b64)
+/* Credentials another node wrote: the engine saves and uses them. */
+static void shared_credentials(struct auth_target *t, const char *key, const char *value_b64)
 {
 	_cleanup_free_ unsigned char *sealed = NULL;
-	_cleanup_secret_ struct secret *text = NULL, *password = NULL;
-	_cleanup_free_ char *user = NULL;
+	_cleanup_secret_ struct secret *text = NULL;
 	size_t len;
 
-	if (etcd_unb64(value_b64, &sealed, &len) < 0 || fleet_open(fleet_of(t)->keys, key, sealed, len, &text) < 0 ||
-	    credentials_parse(text->data, text->len, &user, &password) < 0) {
-		target_set_error(t, -EBADMSG, "the fleet's shared credentials for this target do not decrypt with key_file");
+	if (etcd_unb64(value_b64, &sealed, &len) < 0 || fleet_open(fleet_of(t)->keys, key, sealed, len, &text) < 0) {
+		fleet_of(t)->engine->credentials(t, NULL, 0, "the fleet's shared credentials for this target do not "
+						 "decrypt with key_file");
 		return;
 	}
-	if (streq_ptr(user, t->user) && secret_equal(password, t->password)) {
-		return;
-	}
-	if (store_save(t->core->store, t->provider->name, t->name, "credentials", text->data, text->len) < 0) {
-		log_warning("%s/%s: failed to save the fleet's shared credentials", t->provider->name, t->name);
-	}
-	log_info("%s/%s: using credentials shared by another node (user %s)", t->provider->name, t->name, user);
-	target_set_credentials(t, TAKE_PTR(user), TAKE_PTR(password));
+	fleet_of(t)->engine->credentials(t, text->data, text->len, NULL);
 }
 
 /* --- lease and node key ------------------------------------------------------ */
@@ -101,10 +93,8 @@ static void store_lost(struct fleet *f)
 		if (!t) {
 			return;
 		}
-		after = t->id;
-		if (t->fleet) {
-			fleet_of(t)->engine->forget(t);
-		}
+		after = auth_target_id(t);
+		fleet_of(t)->engine->forget(t, 0, NULL);
 		auth_target_unref(t);
 	}
 }
@@ -214,30 +204,38 @@ static uint32_t fnv1a(const char *a, const char *b)
 	return h;
 }
 
-time_t fleet_renewal_delay(struct auth_target *t, time_t due)
+time_t fleet_renewal_delay(struct auth_target *t, time_t due, time_t serve_until)
 {
 	struct fleet *f = fleet_of(t);
+	struct fleet_target *ft = target_fleet(t);
+	_cleanup_free_ char *key = NULL;
 	uint32_t mine;
 	time_t window, turn;
 	size_t rank = 0, n;
 
-	if (!f || !t->fleet || !t->session || !due) {
+	if (!f || !serve_until || !due) {
+		return 0;
+	}
+	pthread_mutex_lock(&ft->lock);
+	key = strdup(ft->key);
+	pthread_mutex_unlock(&ft->lock);
+	if (!key) {
 		return 0;
 	}
 	/* Rendezvous hashing: every node ranks the live nodes alike for this
 	 * target; the first renews at due, the next a turn later (if the first
 	 * did not, or is not reading it), and so on. */
-	mine = fnv1a(f->node, t->fleet->key);
+	mine = fnv1a(f->node, key);
 	pthread_mutex_lock(&f->lock);
 	for (size_t i = 0; i < f->n_nodes; i++) {
-		uint32_t h = fnv1a(f->nodes[i], t->fleet->key);
+		uint32_t h = fnv1a(f->nodes[i], key);
 		if (strcmp(f->nodes[i], f->node) != 0 && (h > mine || (h == mine && strcmp(f->nodes[i], f->node) < 0))) {
 			rank++;
 		}
 	}
 	n = f->n_nodes ? f->n_nodes : 1;
 	pthread_mutex_unlock(&f->lock);
-	window = fleet_of(t)->engine->serve_until(t, t->session) - due;
+	window = serve_until - due;
 	turn = window / (time_t)(2 * n);
 	if (turn > TURN_MAX) {
 		turn = TURN_MAX;
@@ -251,6 +249,7 @@ time_t fleet_renewal_delay(struct auth_target *t, time_t due)
  * needs a login, which then sees the record. */
 static void changed_session(struct auth_target *t, const char *key, const char *value_b64, bool deleted, int64_t rev)
 {
+	struct fleet_target *ft = target_fleet(t);
 	struct auth_session *s = NULL;
 	int r = deleted ? 0 : fleet_open_session(t, key, value_b64 ?: "", &s);
 	bool done;
@@ -261,16 +260,14 @@ static void changed_session(struct auth_target *t, const char *key, const char *
 	if (r == 0 && !deleted) {
 		done = fleet_of(t)->engine->install(t, s);
 	} else {
-		done = fleet_of(t)->engine->forget(t);
+		done = fleet_of(t)->engine->forget(t, r < 0 ? -EBADMSG : 0,
+						  "the fleet's session for this target does not decrypt with key_file");
 	}
-	pthread_mutex_lock(&t->lock);
-	if (r < 0 && done) {
-		target_set_error(t, -EBADMSG, "the fleet's session for this target does not decrypt with key_file");
+	pthread_mutex_lock(&ft->lock);
+	if (done && rev > ft->mod_rev) {
+		ft->mod_rev = rev;
 	}
-	if (done && rev > t->fleet->mod_rev) {
-		t->fleet->mod_rev = rev;
-	}
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&ft->lock);
 }
 
 /* Applies one key's new state to the target it belongs to, if any. */
@@ -291,20 +288,23 @@ static void apply(struct fleet *f, const char *key, const char *value_b64, bool 
 		if (!t) {
 			return;
 		}
-		after = t->id;
-		pthread_mutex_lock(&t->lock);
-		ft = t->fleet;
-		if (ft && (strcmp(ft->key, key) == 0 || strcmp(ft->lock_key, key) == 0)) {
+		after = auth_target_id(t);
+		if (f->share_credentials && !deleted && value_b64 && is_credentials_key(f, t, key)) {
+			shared_credentials(t, key, value_b64);
+			auth_target_unref(t);
+			continue;
+		}
+		ft = target_fleet(t);
+		pthread_mutex_lock(&ft->lock);
+		if (strcmp(ft->key, key) == 0 || strcmp(ft->lock_key, key) == 0) {
 			ft->events++;
 		}
-		if (ft && strcmp(ft->key, key) == 0 && rev >= ft->seen_mod) {
+		if (strcmp(ft->key, key) == 0 && rev >= ft->seen_mod) {
 			free(ft->seen_value);
 			ft->seen_value = !deleted && value_b64 ? strdup(value_b64) : NULL;
 			ft->seen_mod = rev;
 		}
-		if (f->share_credentials && !deleted && value_b64 && is_credentials_key(f, t, key)) {
-			adopt_credentials(t, key, value_b64);
-		} else if (ft && strcmp(ft->lock_key, key) == 0) {
+		if (strcmp(ft->lock_key, key) == 0) {
 			snprintf(ft->holder, sizeof(ft->holder), "%s", "");
 			if (!deleted && value_b64) {
 				unsigned char *n = NULL;
@@ -314,10 +314,10 @@ static void apply(struct fleet *f, const char *key, const char *value_b64, bool 
 				}
 				free(n);
 			}
-		} else if (ft && strcmp(ft->key, key) == 0 && rev > ft->mod_rev) {
+		} else if (strcmp(ft->key, key) == 0 && rev > ft->mod_rev) {
 			changed = true;
 		}
-		pthread_mutex_unlock(&t->lock);
+		pthread_mutex_unlock(&ft->lock);
 		if (changed) {
 			changed_session(t, key, value_b64, deleted, rev);
 		}
@@ -399,18 +399,18 @@ static int reread(struct fleet *f, bool drop_missing)
 			if (!t) {
 				break;
 			}
-			after = t->id;
-			pthread_mutex_lock(&t->lock);
-			found = !t->session; /* nothing to drop */
+			after = auth_target_id(t);
+			struct fleet_target *ft = target_fleet(t);
+			pthread_mutex_lock(&ft->lock);
 			json_array_foreach(kvs, i, kv) {
 				_cleanup_free_ unsigned char *k = NULL;
 				size_t len;
-				found = found || (t->fleet && etcd_unb64(json_string_value(json_object_get(kv, "key")) ?: "", &k,
-									 &len) == 0 && strcmp((char *)k, t->fleet->key) == 0);
+				found = found || (etcd_unb64(json_string_value(json_object_get(kv, "key")) ?: "", &k, &len) == 0 &&
+						  strcmp((char *)k, ft->key) == 0);
 			}
-			pthread_mutex_unlock(&t->lock);
-			if (t->fleet && !found) {
-				fleet_of(t)->engine->forget(t);
+			pthread_mutex_unlock(&ft->lock);
+			if (!found) {
+				fleet_of(t)->engine->forget(t, 0, NULL); /* nothing, if it has no session */
 			}
 			auth_target_unref(t);
 		}
