@@ -665,3 +665,49 @@ int session_logout(struct auth_target *t, double deadline)
 	return r;
 }
 
+/* --- credentials ---------------------------------------------------------------- */
+
+void session_credentials(struct auth_target *t, char *user, struct secret *password)
+{
+	pthread_mutex_lock(&t->lock);
+	target_set_credentials(t, user, password);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void session_one_time(struct auth_target *t, struct secret *value)
+{
+	pthread_mutex_lock(&t->lock);
+	secret_free(t->one_time);
+	t->one_time = value;
+	t->rejected = false; /* a new value is a new user action */
+	t->failed_at = 0;
+	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED) {
+		t->last_errno = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void session_credentials_shared(struct auth_target *t, const char *text, size_t len, const char *msg)
+{
+	_cleanup_secret_ struct secret *password = NULL;
+	_cleanup_free_ char *user = NULL;
+	bool same;
+
+	if (!text || credentials_parse(text, len, &user, &password) < 0) {
+		pthread_mutex_lock(&t->lock);
+		target_set_error(t, -EBADMSG, msg ?: "the fleet's shared credentials for this target are malformed");
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	same = streq_ptr(user, t->user) && secret_equal(password, t->password);
+	pthread_mutex_unlock(&t->lock);
+	if (same) {
+		return;
+	}
+	if (store_save(t->core->store, t->provider->name, t->name, "credentials", text, len) < 0) {
+		log_warning("%s/%s: failed to save the fleet's shared credentials", t->provider->name, t->name);
+	}
+	log_info("%s/%s: using credentials shared by another node (user %s)", t->provider->name, t->name, user);
+	session_credentials(t, TAKE_PTR(user), TAKE_PTR(password));
+}

@@ -569,7 +569,7 @@ static const struct fleet_engine fleet_engine = {
 	.can_serve = session_usable,
 	.install = session_install,
 	.forget = session_forget,
-	.credentials = target_credentials_shared,
+	.credentials = session_credentials_shared,
 	.renewal_due = target_renewal_due,
 };
 

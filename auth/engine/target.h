@@ -146,6 +146,13 @@ bool session_install(struct auth_target *t, struct auth_session *s);
 bool session_forget(struct auth_target *t, int r, const char *msg);
 /* A renewal the scheduler found due. */
 void flight_refresh(struct auth_target *t);
+/* Lock not held. Credentials written (taken over); a value written to the
+ * one-time file, for the next login (taken over); credentials another node
+ * wrote (fleet, share_credentials; text NULL: they do not open, msg says
+ * why): saved and used here too. */
+void session_credentials(struct auth_target *t, char *user, struct secret *password);
+void session_one_time(struct auth_target *t, struct secret *value);
+void session_credentials_shared(struct auth_target *t, const char *text, size_t len, const char *msg);
 /* Writes the session's last change to the state dir (called without t->lock,
  * after a change made under it): see flight.c. */
 void session_persist(struct auth_target *t);
@@ -173,7 +180,4 @@ void target_set_credentials(struct auth_target *t, char *user, struct secret *pa
 /* Lock not held: is the session due for renewal (not merely a check)? */
 bool target_renewal_due(struct auth_target *t);
 
-/* files.c */
-/* Credentials another node wrote (fleet, share_credentials; text NULL: they
- * do not open, msg says why): saved and used here too. */
-void target_credentials_shared(struct auth_target *t, const char *text, size_t len, const char *msg);
+
