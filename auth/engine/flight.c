@@ -55,35 +55,42 @@ static void save_later(struct auth_target *t)
 }
 
 /* Writes what save_later() recorded, without t->lock: a slow disk (two
- * fsyncs) delays no reader. One write at a time per target, each of the
- * newest change asked for, so an older session never overwrites a newer one
- * and a removal is never undone by a late save. A crash leaves the last
- * write whole (store_save(): temp file, fsync, rename). */
+ * fsyncs) delays no reader. One writer at a time per target, writing the
+ * newest change asked for until none is left; a thread that finds a writer
+ * at work leaves its change to it rather than wait (a refresh worker is
+ * never held up by another's disk). So an older session never overwrites
+ * a newer one and a removal is never undone by a late save; a crash leaves
+ * the last write whole (store_save(): temp file, fsync, rename). */
 void session_persist(struct auth_target *t)
 {
-	_cleanup_secret_ struct secret *text = NULL;
-	uint64_t want;
-	int r = 0;
-
-	pthread_mutex_lock(&t->save_lock);
 	pthread_mutex_lock(&t->lock);
-	want = t->save_want;
-	if (want != t->save_done && t->save_text && !(text = secret_dup(t->save_text))) {
-		r = -ENOMEM;
+	if (t->saving) {
+		pthread_mutex_unlock(&t->lock);
+		return;
 	}
+	t->saving = true;
+	while (t->save_done != t->save_want) {
+		_cleanup_secret_ struct secret *text = NULL;
+		uint64_t want = t->save_want;
+		int r = 0;
+		if (t->save_text && !(text = secret_dup(t->save_text))) {
+			r = -ENOMEM;
+		}
+		pthread_mutex_unlock(&t->lock);
+		if (r == 0) {
+			r = text ? store_save(t->core->store, t->provider->name, t->name, "session", text->data, text->len)
+				 : store_remove(t->core->store, t->provider->name, t->name, "session"); /* log their failures */
+		}
+		pthread_mutex_lock(&t->lock);
+		t->save_done = want;
+		if (r < 0 && text) {
+			/* The session works; only a restart will have to log in again. */
+			target_set_error(t, r, "the session could not be saved in the state dir; a restart will log in again");
+		}
+	}
+	t->saving = false;
+	pthread_cond_broadcast(&t->cond); /* for a removal waiting on the last write (session_logout()) */
 	pthread_mutex_unlock(&t->lock);
-	if (want != t->save_done && r == 0) {
-		r = text ? store_save(t->core->store, t->provider->name, t->name, "session", text->data, text->len)
-			 : store_remove(t->core->store, t->provider->name, t->name, "session"); /* log their failures */
-	}
-	pthread_mutex_lock(&t->lock);
-	t->save_done = want;
-	if (r < 0 && text) {
-		/* The session works; only a restart will have to log in again. */
-		target_set_error(t, r, "the session could not be saved in the state dir; a restart will log in again");
-	}
-	pthread_mutex_unlock(&t->lock);
-	pthread_mutex_unlock(&t->save_lock);
 }
 
 /* Installs s as the current session (lock held); returns the old one. */
@@ -640,6 +647,11 @@ int session_logout(struct auth_target *t, double deadline)
 	target_notify(t);
 	pthread_mutex_unlock(&t->lock);
 	session_persist(t);
+	pthread_mutex_lock(&t->lock);
+	while (t->removed && t->saving) {
+		pthread_cond_wait(&t->cond, &t->lock); /* rmdir: no write of another thread outlives its dir */
+	}
+	pthread_mutex_unlock(&t->lock);
 	fleet_session_ended(t);
 	if (flight) {
 		pthread_mutex_lock(&t->lock);

@@ -276,7 +276,6 @@ static int target_new(struct auth_core *core, size_t provider, const char *name,
 	cond_init_monotonic(&t->cond);
 	pthread_mutex_init(&t->access_lock, NULL);
 	pthread_mutex_init(&t->slots_lock, NULL);
-	pthread_mutex_init(&t->save_lock, NULL);
 	t->name = strdup(name);
 	if (!t->name) {
 		target_free(t);

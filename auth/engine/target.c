@@ -29,7 +29,6 @@ void target_free(struct auth_target *t)
 	pthread_cond_destroy(&t->cond);
 	pthread_mutex_destroy(&t->access_lock);
 	pthread_mutex_destroy(&t->slots_lock);
-	pthread_mutex_destroy(&t->save_lock);
 	free(t);
 }
 

@@ -27,8 +27,8 @@ struct file_access {
 
 /* A target. Its fields fall in groups by what guards them; each lock's
  * comment says what it protects. Locks are never nested, except that
- * core->sched_lock may be taken with t->lock held, and t->lock with
- * t->save_lock held. */
+ * core->sched_lock and the fleet's state's lock (t->fleet->lock) may be
+ * taken with t->lock held. */
 struct auth_target {
 	/* Fixed at creation, read without a lock. */
 	struct auth_core *core;
@@ -69,11 +69,8 @@ struct auth_target {
 	char warning[256];            /* for status: insecure inherited settings, withheld defaults */
 	struct secret *save_text;     /* the session to save (its saved form), NULL: remove the saved one */
 	uint64_t save_want;           /* changes of the saved session asked for */
-	uint64_t save_done;           /* and written (also under save_lock) */
-
-	/* save_lock: held while the state dir's session is written or removed
-	 * (flight.c), without t->lock: one write at a time, the newest last. */
-	pthread_mutex_t save_lock;
+	uint64_t save_done;           /* and written (session_persist(), without the lock) */
+	bool saving;                  /* a thread is writing them */
 
 	/* No lock, atomics: what the refresh scheduler scans (scheduler.c). */
 	time_t refresh_due;           /* 0: nothing scheduled */

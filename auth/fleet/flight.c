@@ -280,7 +280,7 @@ static uint64_t target_events(struct auth_target *t)
 }
 
 /* Takes the lock, or waits for the node that holds it to publish, until
- * deadline: LEAD, ADOPT (*ret), ALONE or -errno. *waited: a lock txn failed. */
+ * deadline: LEAD, ADOPT (*ret), ALONE or -errno. *waited: it waited. */
 static int contend(struct begin *b, double deadline, bool *waited, struct auth_session **ret)
 {
 	struct fleet *f = fleet_of(b->t);
@@ -292,14 +292,17 @@ static int contend(struct begin *b, double deadline, bool *waited, struct auth_s
 
 		if (woken && locked_elsewhere(f, b->t)) {
 			r = WAIT; /* the holder will publish: nothing to ask etcd yet */
-		} else if ((r = try_lock(b, ret)) == WAIT && !*waited) {
+		} else {
+			r = try_lock(b, ret);
+		}
+		if (r != WAIT) {
+			return r;
+		}
+		if (!*waited) {
 			*waited = true;
 			pthread_mutex_lock(&f->lock);
 			f->lock_waits++;
 			pthread_mutex_unlock(&f->lock);
-		}
-		if (r != WAIT) {
-			return r;
 		}
 		if (now_mono() >= deadline) {
 			return auth_ctx_fail(b->ctx, -ETIMEDOUT, "timed out waiting for another node to log in for the fleet");

@@ -85,3 +85,21 @@ def test_kill9_right_after_a_renewal_resumes_the_newest_session(aos_mock, slow_d
     d.start()
     assert d.read("aos/lab/token") == newest
     assert aos_mock.logins == logins, "a new login instead of the saved session"
+
+
+def test_rm_token_right_after_a_renewal_is_not_undone_by_its_save(aos_mock, slow_daemon):
+    d = slow_daemon
+    d.read("aos/lab/token")
+    logins = aos_mock.logins
+    deadline = time.monotonic() + 6
+    while aos_mock.logins == logins and time.monotonic() < deadline:
+        d.read("aos/lab/token")
+        time.sleep(0.05)
+    assert aos_mock.logins == logins + 1, "no renewal"
+    d.unlink("aos/lab/token")  # while the renewal's save (two slow fsyncs) may still be under way
+    removed = aos_mock.tokens[-1].token
+    time.sleep(6 * FSYNC_DELAY)  # every write asked for is done by now
+    assert saved_token(d) is None, "a late save brought back the removed session"
+    d.kill9()
+    d.start()
+    assert d.read("aos/lab/token") != removed
