@@ -342,7 +342,6 @@ static int lead(struct auth_target *t, bool background)
 			discard(t, &ctx, TAKE_PTR(fresh));
 		}
 	}
-	flight_end(t, r);
 	if (pending && !t->pending && !t->removed) {
 		t->pending = TAKE_PTR(pending);
 	}
@@ -357,6 +356,14 @@ static int lead(struct auth_target *t, bool background)
 			t->counters.refreshes++;
 		}
 	}
+	/* Saved without the lock, before the flight ends: readers of the
+	 * session as it was are served meanwhile, and those that waited for
+	 * this flight get a session a crash will not lose (a restart resumes
+	 * it: no second login, no session left behind on a BMC). */
+	pthread_mutex_unlock(&t->lock);
+	session_persist(t);
+	pthread_mutex_lock(&t->lock);
+	flight_end(t, r);
 	ctx_done(&ctx);
 	auth_session_free(pending);
 	auth_session_free(current);
@@ -372,7 +379,6 @@ static void *flight_thread(void *userdata)
 	pthread_mutex_lock(&t->lock);
 	lead(t, false);
 	pthread_mutex_unlock(&t->lock);
-	session_persist(t);
 	auth_target_unref(t);
 	pthread_mutex_lock(&core->sched_lock);
 	core->flights--;
@@ -500,7 +506,6 @@ void flight_refresh(struct auth_target *t)
 		lead(t, true);
 	}
 	pthread_mutex_unlock(&t->lock);
-	session_persist(t);
 }
 
 /* Waits for a running flight to end (lock held). */
