@@ -656,6 +656,7 @@ def rm_rounds(aos_mock, nodes, rounds, remover):
     return removed
 
 
+@pytest.mark.concurrency  # the watch drops copies while rm logs out
 @pytest.mark.parametrize("n", [1, 3])
 def test_rm_token_logs_out_once_for_the_fleet(aos_mock, fleet, n):
     """rm token on a node logs the session out at the server exactly once;
