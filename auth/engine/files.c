@@ -221,11 +221,6 @@ int file_value_end(const struct auth_file_info *fi, const char *data, size_t len
 	return 0;
 }
 
-static bool same_credentials(const struct auth_target *t, const char *user, const struct secret *password)
-{
-	return t->user && t->password && streq_ptr(t->user, user) && secret_equal(t->password, password);
-}
-
 static int write_credentials(struct auth_target *t, const char *data, size_t len)
 {
 	_cleanup_secret_ struct secret *password = NULL, *text = NULL;
@@ -237,9 +232,7 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 	if (r < 0) {
 		return r;
 	}
-	pthread_mutex_lock(&t->lock);
-	same = same_credentials(t, user, password);
-	pthread_mutex_unlock(&t->lock);
+	same = session_credentials_same(t, user, password);
 	/* Saved normalized, so the store never holds a half-parsed value. The
 	 * same credentials written again are saved too (they may have come from
 	 * the config), but reported unchanged, for tools that rewrite them. */
@@ -254,9 +247,7 @@ static int write_credentials(struct auth_target *t, const char *data, size_t len
 	}
 	log_info("%s/%s: saved %s credentials for user %s", t->provider->name, t->name, same ? "the same" : "new", user);
 	fleet_credentials_written(t, text->data, text->len);
-	pthread_mutex_lock(&t->lock);
-	target_set_credentials(t, TAKE_PTR(user), TAKE_PTR(password));
-	pthread_mutex_unlock(&t->lock);
+	session_credentials(t, TAKE_PTR(user), TAKE_PTR(password));
 	return same ? 1 : 0;
 }
 
@@ -279,15 +270,7 @@ static int write_one_time(struct auth_target *t, const struct auth_file_info *fi
 	if (!value) {
 		return -ENOMEM;
 	}
-	pthread_mutex_lock(&t->lock);
-	secret_free(t->one_time);
-	t->one_time = value;
-	t->rejected = false; /* a new value is a new user action */
-	t->failed_at = 0;
-	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED) {
-		t->last_errno = 0;
-	}
-	pthread_mutex_unlock(&t->lock);
+	session_one_time(t, value);
 	return 0;
 }
 
@@ -296,7 +279,7 @@ static int write_one_time(struct auth_target *t, const struct auth_file_info *fi
  * the log says it once. */
 static void record_write(struct auth_target *t, const struct auth_file_info *fi, int r)
 {
-	char msg[sizeof(t->last_error)];
+	char msg[sizeof(t->last_error)] = "";
 
 	if (r < 0) {
 		snprintf(msg, sizeof(msg), "what was written to %s was refused (%s): %s", fi->name,
@@ -305,16 +288,7 @@ static void record_write(struct auth_target *t, const struct auth_file_info *fi,
 				      : "the previous value is kept");
 		log_warning("%s/%s: %s", t->provider->name, t->name, msg);
 	}
-	pthread_mutex_lock(&t->lock);
-	snprintf(t->last_write, sizeof(t->last_write), "%s", fi->name);
-	t->last_write_errno = r;
-	t->last_write_at = now_real();
-	/* An error that says why reads fail (no code yet, rejected) stays: reads
-	 * return it. Then last_write says what became of the write. */
-	if (r < 0 && t->last_errno == 0) {
-		target_set_error(t, r, msg);
-	}
-	pthread_mutex_unlock(&t->lock);
+	session_write_recorded(t, fi->name, r, msg);
 }
 
 static int write_value(struct auth_target *t, const struct auth_file_info *fi, const char *data, size_t len)

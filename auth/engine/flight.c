@@ -41,20 +41,58 @@ void session_touch(struct auth_target *t)
 	}
 }
 
-static void save_session(struct auth_target *t)
+/* The session changed (lock held): the state dir is to hold it now (or
+ * none). Written by session_persist() once the lock is released. */
+static void save_later(struct auth_target *t)
 {
-	_cleanup_secret_ struct secret *text = NULL;
-	int r;
+	struct secret *text = NULL;
 
-	r = t->provider->session_save(&t->info, t->session, &text);
-	if (r == 0) {
-		r = store_save(t->core->store, t->provider->name, t->name, "session", text->data, text->len);
+	if (t->session && t->provider->session_save(&t->info, t->session, &text) < 0) {
+		target_set_error(t, -ENOMEM, "the session could not be saved in the state dir; a restart will log in again");
+		return;
 	}
-	if (r < 0) {
-		/* The session works; only a restart will have to log in again
-		 * (store_save() logged why). */
-		target_set_error(t, r, "the session could not be saved in the state dir; a restart will log in again");
+	secret_free(t->save_text);
+	t->save_text = text;
+	t->save_want++;
+}
+
+/* Writes what save_later() recorded, without t->lock: a slow disk (two
+ * fsyncs) delays no reader. One writer at a time per target, writing the
+ * newest change asked for until none is left; a thread that finds a writer
+ * at work leaves its change to it rather than wait (a refresh worker is
+ * never held up by another's disk). So an older session never overwrites
+ * a newer one and a removal is never undone by a late save; a crash leaves
+ * the last write whole (store_save(): temp file, fsync, rename). */
+void session_persist(struct auth_target *t)
+{
+	pthread_mutex_lock(&t->lock);
+	if (t->saving) {
+		pthread_mutex_unlock(&t->lock);
+		return;
 	}
+	t->saving = true;
+	while (t->save_done != t->save_want) {
+		_cleanup_secret_ struct secret *text = NULL;
+		uint64_t want = t->save_want;
+		int r = 0;
+		if (t->save_text && !(text = secret_dup(t->save_text))) {
+			r = -ENOMEM;
+		}
+		pthread_mutex_unlock(&t->lock);
+		if (r == 0) {
+			r = text ? store_save(t->core->store, t->provider->name, t->name, "session", text->data, text->len)
+				 : store_remove(t->core->store, t->provider->name, t->name, "session"); /* log their failures */
+		}
+		pthread_mutex_lock(&t->lock);
+		t->save_done = want;
+		if (r < 0 && text) {
+			/* The session works; only a restart will have to log in again. */
+			target_set_error(t, r, "the session could not be saved in the state dir; a restart will log in again");
+		}
+	}
+	t->saving = false;
+	pthread_cond_broadcast(&t->cond); /* for a removal waiting on the last write (session_logout()) */
+	pthread_mutex_unlock(&t->lock);
 }
 
 /* Installs s as the current session (lock held); returns the old one. */
@@ -75,7 +113,7 @@ static struct auth_session *adopt(struct auth_target *t, struct auth_session *s,
 	__atomic_store_n(&t->retry_at, 0, __ATOMIC_RELAXED);
 	t->last_errno = 0;
 	t->last_error[0] = 0;
-	save_session(t);
+	save_later(t);
 	scheduler_update(t);
 	target_notify(t);
 	return old;
@@ -317,7 +355,6 @@ static int lead(struct auth_target *t, bool background)
 			discard(t, &ctx, TAKE_PTR(fresh));
 		}
 	}
-	flight_end(t, r);
 	if (pending && !t->pending && !t->removed) {
 		t->pending = TAKE_PTR(pending);
 	}
@@ -332,6 +369,14 @@ static int lead(struct auth_target *t, bool background)
 			t->counters.refreshes++;
 		}
 	}
+	/* Saved without the lock, before the flight ends: readers of the
+	 * session as it was are served meanwhile, and those that waited for
+	 * this flight get a session a crash will not lose (a restart resumes
+	 * it: no second login, no session left behind on a BMC). */
+	pthread_mutex_unlock(&t->lock);
+	session_persist(t);
+	pthread_mutex_lock(&t->lock);
+	flight_end(t, r);
 	ctx_done(&ctx);
 	auth_session_free(pending);
 	auth_session_free(current);
@@ -656,6 +701,7 @@ int session_resume(struct auth_target *t, const char *text, size_t len)
 		target_set_error(t, r, ctx.error);
 	}
 	pthread_mutex_unlock(&t->lock);
+	session_persist(t);
 	flight_ended(t);
 	if (r == 0 && s) {
 		fleet_session_written(t, ctx.user, s);
@@ -666,33 +712,67 @@ int session_resume(struct auth_target *t, const char *text, size_t len)
 	return r;
 }
 
-void session_install(struct auth_target *t, struct auth_session *s)
+bool session_install(struct auth_target *t, struct auth_session *s)
 {
-	t->hot = false; /* another node renewed: reads from now on count towards the next renewal */
-	auth_session_free(adopt(t, s, false));
-}
+	struct auth_session *old = s;
+	bool done;
 
-void session_forget(struct auth_target *t)
-{
-	if (!t->session) {
-		return;
+	pthread_mutex_lock(&t->lock);
+	done = !t->flight && !t->removed; /* a flight's own result (or its adoption) comes next */
+	if (done) {
+		t->hot = false; /* another node renewed: reads from now on count towards the next renewal */
+		old = adopt(t, s, false);
 	}
-	auth_session_free(TAKE_PTR(t->session));
-	t->gen++;
-	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
-	store_remove(t->core->store, t->provider->name, t->name, "session");
-	target_notify(t);
+	pthread_mutex_unlock(&t->lock);
+	auth_session_free(old);
+	if (done) {
+		session_persist(t);
+	}
+	return done;
 }
 
+bool session_forget(struct auth_target *t, int r, const char *msg)
+{
+	bool done;
+
+	pthread_mutex_lock(&t->lock);
+	done = !t->flight;
+	if (done && t->session) {
+		auth_session_free(TAKE_PTR(t->session));
+		t->gen++;
+		__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
+		save_later(t);
+		target_notify(t);
+	}
+	if (done && r < 0) {
+		target_set_error(t, r, msg);
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (done) {
+		session_persist(t);
+	}
+	return done;
+}
+
+/* The session is taken out first, under the lock, and only then is the
+ * fleet's copy removed: this node's own watch, seeing that removal, finds
+ * nothing left to drop, and this logout ends the session at the server
+ * (once: the other nodes drop their copies without a logout). Meanwhile the
+ * logout holds the single flight, so no read logs in and publishes before
+ * the fleet's copy is gone. */
 int session_logout(struct auth_target *t, double deadline)
 {
 	struct auth_session *s;
 	struct auth_ctx ctx;
+	bool flight;
 	int r;
 
-	fleet_session_ended(t);
 	pthread_mutex_lock(&t->lock);
 	wait_flight(t, deadline);
+	flight = !t->flight; /* else one outlived the deadline: it goes on */
+	if (flight) {
+		t->flight = true;
+	}
 	s = TAKE_PTR(t->session);
 	auth_session_free(TAKE_PTR(t->pending));
 	t->pending_loaded = true;
@@ -700,10 +780,23 @@ int session_logout(struct auth_target *t, double deadline)
 	t->failed_at = 0;
 	t->gen++;
 	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
-	store_remove(t->core->store, t->provider->name, t->name, "session"); /* logs its failure */
+	save_later(t);
+	fleet_session_ending(t);
 	r = s ? ctx_init(t, &ctx) : 0;
 	target_notify(t);
 	pthread_mutex_unlock(&t->lock);
+	session_persist(t);
+	pthread_mutex_lock(&t->lock);
+	while (t->removed && t->saving) {
+		pthread_cond_wait(&t->cond, &t->lock); /* rmdir: no write of another thread outlives its dir */
+	}
+	pthread_mutex_unlock(&t->lock);
+	fleet_session_ended(t);
+	if (flight) {
+		pthread_mutex_lock(&t->lock);
+		flight_end(t, 0);
+		pthread_mutex_unlock(&t->lock);
+	}
 	if (!s || r < 0) {
 		auth_session_free(s);
 		return r;
@@ -723,3 +816,73 @@ int session_logout(struct auth_target *t, double deadline)
 	return r;
 }
 
+/* --- credentials ---------------------------------------------------------------- */
+
+void session_credentials(struct auth_target *t, char *user, struct secret *password)
+{
+	pthread_mutex_lock(&t->lock);
+	target_set_credentials(t, user, password);
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool session_credentials_same(struct auth_target *t, const char *user, const struct secret *password)
+{
+	bool same;
+
+	pthread_mutex_lock(&t->lock);
+	same = t->user && t->password && streq_ptr(t->user, user) && secret_equal(t->password, password);
+	pthread_mutex_unlock(&t->lock);
+	return same;
+}
+
+void session_write_recorded(struct auth_target *t, const char *file, int r, const char *msg)
+{
+	pthread_mutex_lock(&t->lock);
+	snprintf(t->last_write, sizeof(t->last_write), "%s", file);
+	t->last_write_errno = r;
+	t->last_write_at = now_real();
+	/* An error that says why reads fail (no code yet, rejected) stays: reads
+	 * return it. Then last_write says what became of the write. */
+	if (r < 0 && t->last_errno == 0) {
+		target_set_error(t, r, msg);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void session_one_time(struct auth_target *t, struct secret *value)
+{
+	pthread_mutex_lock(&t->lock);
+	secret_free(t->one_time);
+	t->one_time = value;
+	t->rejected = false; /* a new value is a new user action */
+	t->failed_at = 0;
+	if (t->last_errno == -ENOKEY || t->last_errno == -EKEYREJECTED) {
+		t->last_errno = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void session_credentials_shared(struct auth_target *t, const char *text, size_t len, const char *msg)
+{
+	_cleanup_secret_ struct secret *password = NULL;
+	_cleanup_free_ char *user = NULL;
+	bool same;
+
+	if (!text || credentials_parse(text, len, &user, &password) < 0) {
+		pthread_mutex_lock(&t->lock);
+		target_set_error(t, -EBADMSG, msg ?: "the fleet's shared credentials for this target are malformed");
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	same = streq_ptr(user, t->user) && secret_equal(password, t->password);
+	pthread_mutex_unlock(&t->lock);
+	if (same) {
+		return;
+	}
+	if (store_save(t->core->store, t->provider->name, t->name, "credentials", text, len) < 0) {
+		log_warning("%s/%s: failed to save the fleet's shared credentials", t->provider->name, t->name);
+	}
+	log_info("%s/%s: using credentials shared by another node (user %s)", t->provider->name, t->name, user);
+	session_credentials(t, TAKE_PTR(user), TAKE_PTR(password));
+}

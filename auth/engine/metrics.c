@@ -82,7 +82,7 @@ int auth_core_metrics(struct auth_core *core, struct auth_blob **ret)
 			auth_target_unref(t);
 		}
 	}
-	fleet_metrics(core, f);
+	fleet_metrics(core->fleet, f);
 	if (fclose(f) != 0) {
 		free(text);
 		return -ENOMEM;

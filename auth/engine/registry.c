@@ -312,6 +312,9 @@ static int target_new(struct auth_core *core, size_t provider, const char *name,
 	if (r == 0) {
 		r = target_load_access(t);
 	}
+	if (r == 0) {
+		r = fleet_target_new(t, t->user, &t->fleet);
+	}
 	if (r < 0) {
 		target_free(t);
 		return r;
@@ -579,9 +582,10 @@ static int add_found_targets(struct auth_core *core, size_t provider)
 static const struct fleet_engine fleet_engine = {
 	.next_target = auth_target_next,
 	.can_serve = session_usable,
-	.serve_until = session_serve_until,
 	.install = session_install,
 	.forget = session_forget,
+	.credentials = session_credentials_shared,
+	.renewal_due = target_renewal_due,
 };
 
 int auth_core_new(const struct config *cfg, struct store *store, struct auth_core **ret)
@@ -620,6 +624,9 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 			r = log_error_errno(-EINVAL, "Unknown section [%s] in config", cfg->defaults[i].provider);
 		}
 	}
+	if (r == 0) {
+		r = fleet_new(cfg, &fleet_engine, &core->fleet); /* before any target: each has its fleet state */
+	}
 	for (size_t i = 0; i < cfg->n_targets && r == 0; i++) {
 		const struct target_config *tc = &cfg->targets[i];
 		int p = auth_provider_index(tc->provider);
@@ -637,9 +644,6 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 		if (r == 0) {
 			r = add_found_targets(core, p);
 		}
-	}
-	if (r == 0) {
-		r = fleet_new(cfg, &fleet_engine, &core->fleet);
 	}
 	if (r < 0) {
 		auth_core_free(core);

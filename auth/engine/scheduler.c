@@ -32,7 +32,8 @@ void scheduler_update(struct auth_target *t)
 		time_t span = (due - now_real()) / 10;
 		due -= (time_t)arc4random_uniform((uint32_t)(span < margin ? span : margin) + 1);
 	}
-	due += fleet_renewal_delay(t, due);
+	due += fleet_renewal_delay(t, due,
+				   s ? lifetime_serve_until(s->obtained_at, s->expires_at, t->provider->min_validity) : 0);
 	__atomic_store_n(&t->refresh_due, due, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&t->core->sched_lock);
 	t->core->sched_epoch++;

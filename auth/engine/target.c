@@ -13,6 +13,7 @@ void target_free(struct auth_target *t)
 	}
 	auth_session_free(t->session);
 	auth_session_free(t->pending);
+	secret_free(t->save_text);
 	secret_free(t->password);
 	secret_free(t->one_time);
 	free(t->user);
@@ -113,4 +114,34 @@ void ctx_done(struct auth_ctx *ctx)
 const struct auth_file_info *target_file(const struct auth_target *t, unsigned f)
 {
 	return f < t->provider->n_files ? &t->provider->files[f] : NULL;
+}
+
+bool target_renewal_due(struct auth_target *t)
+{
+	bool due;
+
+	pthread_mutex_lock(&t->lock);
+	due = t->expiry_due && now_real() >= t->expiry_due;
+	pthread_mutex_unlock(&t->lock);
+	return due;
+}
+
+const struct auth_provider *target_provider(const struct auth_target *t)
+{
+	return t->provider;
+}
+
+const struct target_info *target_info(const struct auth_target *t)
+{
+	return &t->info;
+}
+
+struct fleet *target_fleet_of(const struct auth_target *t)
+{
+	return t->core->fleet;
+}
+
+struct fleet_target *target_fleet(const struct auth_target *t)
+{
+	return t->fleet;
 }

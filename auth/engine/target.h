@@ -7,6 +7,7 @@
 
 #include "auth.h"
 #include "fleet/fleet.h"
+#include "fleet-api.h"
 #include "providers/provider.h"
 
 struct read_waiter; /* waiters.c */
@@ -29,7 +30,8 @@ struct file_access {
 
 /* A target. Its fields fall in groups by what guards them; each lock's
  * comment says what it protects. Locks are never nested, except that
- * core->sched_lock may be taken with t->lock held. */
+ * core->sched_lock and the fleet's state's lock (t->fleet->lock) may be
+ * taken with t->lock held. */
 struct auth_target {
 	/* Fixed at creation, read without a lock. */
 	struct auth_core *core;
@@ -72,6 +74,10 @@ struct auth_target {
 	char last_write[32];          /* for status: the file last written to, */
 	int last_write_errno;         /* applied (0), unchanged (1) or refused (-errno), */
 	time_t last_write_at;         /* and when (0: never) */
+	struct secret *save_text;     /* the session to save (its saved form), NULL: remove the saved one */
+	uint64_t save_want;           /* changes of the saved session asked for */
+	uint64_t save_done;           /* and written (session_persist(), without the lock) */
+	bool saving;                  /* a thread is writing them */
 
 	/* No lock, atomics: what the refresh scheduler scans (scheduler.c). */
 	time_t refresh_due;           /* 0: nothing scheduled */
@@ -99,7 +105,7 @@ struct auth_target {
 	size_t n_listed;
 	double listed_at;             /* when (monotonic; 0: never) */
 	double list_tried_at;         /* when a listing was last asked for */
-	struct fleet_target *fleet;   /* fleet mode: its keys and state (fleet/), else NULL */
+	struct fleet_target *fleet;   /* fixed at creation: fleet mode's state (fleet-owned), else NULL */
 };
 
 struct auth_core {
@@ -185,12 +191,28 @@ void session_touch(struct auth_target *t);
 int session_borrow(struct auth_target *t, struct auth_session **ret, struct auth_ctx *ctx);
 /* The server refused the session with this id: renew it at next use. */
 void session_mark_stale(struct auth_target *t, const char *token_id);
-/* Fleet mode (lock held): another node's session replaces ours; the fleet
- * dropped the session (rm or a 401 elsewhere): forget ours, the server's is gone. */
-void session_install(struct auth_target *t, struct auth_session *s);
-void session_forget(struct auth_target *t);
+/* Fleet mode (lock not held): another node's session (taken over) replaces
+ * ours; the fleet dropped the session (rm or a 401 elsewhere): forget ours,
+ * the server's is gone. Both do nothing (false) while a flight runs. */
+bool session_install(struct auth_target *t, struct auth_session *s);
+bool session_forget(struct auth_target *t, int r, const char *msg);
 /* A renewal the scheduler found due. */
 void flight_refresh(struct auth_target *t);
+/* Lock not held. Credentials written (taken over); a value written to the
+ * one-time file, for the next login (taken over); credentials another node
+ * wrote (fleet, share_credentials; text NULL: they do not open, msg says
+ * why): saved and used here too. */
+void session_credentials(struct auth_target *t, char *user, struct secret *password);
+/* Are these the credentials in effect? */
+bool session_credentials_same(struct auth_target *t, const char *user, const struct secret *password);
+/* What became of a value written to file (applied 0, unchanged 1, refused
+ * -errno, with msg for last_error), for status. */
+void session_write_recorded(struct auth_target *t, const char *file, int r, const char *msg);
+void session_one_time(struct auth_target *t, struct secret *value);
+void session_credentials_shared(struct auth_target *t, const char *text, size_t len, const char *msg);
+/* Writes the session's last change to the state dir (called without t->lock,
+ * after a change made under it): see flight.c. */
+void session_persist(struct auth_target *t);
 
 /* files.c */
 /* A session file of t rendered from the current session (lock held). */
@@ -226,3 +248,7 @@ void ctx_done(struct auth_ctx *ctx);
 void target_set_error(struct auth_target *t, int r, const char *msg); /* with t->lock held */
 /* New credentials (taken over), and the errors they end (t->lock held). */
 void target_set_credentials(struct auth_target *t, char *user, struct secret *password);
+/* Lock not held: is the session due for renewal (not merely a check)? */
+bool target_renewal_due(struct auth_target *t);
+
+

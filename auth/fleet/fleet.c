@@ -212,12 +212,10 @@ void fleet_free(struct fleet *f)
 	}
 	fleet_stop(f);
 	if (f->lease && f->etcd) {
-		json_t *reply = NULL;
+		json_auto_t *reply = NULL;
 		char err[256];
-		if (etcd_call(f->etcd, "lease/revoke", json_pack("{s:I}", "ID", (json_int_t)f->lease), 2000, &reply, err,
-			      sizeof(err)) == 0) {
-			json_decref(reply);
-		}
+		etcd_call(f->etcd, "lease/revoke", json_pack("{s:I}", "ID", (json_int_t)f->lease), 2000, &reply, err,
+			  sizeof(err));
 	}
 	etcd_free(f->etcd);
 	for (size_t i = 0; i < f->es.n_endpoints; i++) {

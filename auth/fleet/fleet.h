@@ -5,6 +5,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,13 @@ struct auth_ctx;
 struct auth_session;
 struct auth_target;
 struct fleet;
+struct fleet_engine;
 
-/* A target's fleet state (fleet/; guarded by the target's lock). */
+/* A target's fleet state: made with the target, owned by fleet/ and guarded
+ * by its own lock, which may be taken with the target's lock held (never the
+ * other way round). */
 struct fleet_target {
+	pthread_mutex_t lock;
 	char *key;
 	char *lock_key;
 	int64_t mod_rev;       /* the value's revision this node has (published or adopted) */
@@ -37,6 +42,7 @@ struct fleet_target {
 static inline void fleet_target_free(struct fleet_target *ft)
 {
 	if (ft) {
+		pthread_mutex_destroy(&ft->lock);
 		free(ft->key);
 		free(ft->lock_key);
 		free(ft->seen_value);
@@ -44,18 +50,13 @@ static inline void fleet_target_free(struct fleet_target *ft)
 	}
 }
 
-/* What fleet mode needs of the engine, handed over by it (the engine calls
- * fleet mode, never the other way round). */
-struct fleet_engine {
-	struct auth_target *(*next_target)(struct auth_core *core, size_t provider, uint32_t after);
-	bool (*can_serve)(const struct auth_target *t, const struct auth_session *s);
-	time_t (*serve_until)(const struct auth_target *t, const struct auth_session *s);
-	void (*install)(struct auth_target *t, struct auth_session *s); /* t->lock held */
-	void (*forget)(struct auth_target *t);                          /* t->lock held */
-};
-
-/* From the [fleet] section; *ret stays NULL when there is none. */
+/* From the [fleet] section; *ret stays NULL when there is none. engine: what
+ * fleet mode may ask of the engine (engine/fleet-api.h); the engine calls
+ * fleet mode, never the other way round. */
 int fleet_new(const struct config *cfg, const struct fleet_engine *engine, struct fleet **ret);
+/* A new target's fleet state (user: whom it logs in as), *ret NULL without
+ * fleet mode. */
+int fleet_target_new(struct auth_target *t, const char *user, struct fleet_target **ret);
 /* The node's lease and key, the watch and keep-alive threads. */
 int fleet_start(struct fleet *f, struct auth_core *core);
 /* Stops the threads (nothing is notified afterwards). */
@@ -73,13 +74,17 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 		       struct auth_session **ret_shared);
 int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const struct auth_session *current,
 		     time_t expires_at, struct auth_session **fresh, bool *is_login);
-/* Renewal turns (t->lock held): how much later than due this node renews t,
- * so that one node renews and the others adopt what it publishes. */
-time_t fleet_renewal_delay(struct auth_target *t, time_t due);
+/* Renewal turns (t->lock held): how much later than due this node renews t
+ * (its session served until serve_until), so that one node renews and the
+ * others adopt what it publishes. */
+time_t fleet_renewal_delay(struct auth_target *t, time_t due, time_t serve_until);
 /* A session written to session.json (checked with the server): the fleet's
  * now, whatever it had. */
 void fleet_session_written(struct auth_target *t, const char *user, const struct auth_session *s);
-/* rm token, rmdir: the fleet's copy goes too. */
+/* rm token, rmdir (t->lock held, the session just taken out): the value
+ * this node had is never adopted again. Then, without the lock,
+ * fleet_session_ended(): the fleet's copy goes too. */
+void fleet_session_ending(struct auth_target *t);
 void fleet_session_ended(struct auth_target *t);
 /* share_credentials = true: credentials written here (normalized JSON text)
  * reach every node, sealed. */
@@ -89,4 +94,4 @@ bool fleet_shared_elsewhere(struct auth_target *t);
 
 /* status "fleet" member (t->lock held) and the .metrics lines. */
 void fleet_status(struct auth_target *t, json_t *status);
-void fleet_metrics(struct auth_core *core, FILE *out);
+void fleet_metrics(struct fleet *f, FILE *out);

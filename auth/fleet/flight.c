@@ -14,6 +14,16 @@
 #include "reject.h"
 #include "lib/log.h"
 
+/* What one step of fleet_flight_begin came to, besides -errno. */
+enum {
+	LEAD = 0,  /* this node holds the fleet lock: it logs in or renews */
+	ADOPT = 1, /* the fleet has a newer session: adopt it */
+	WAIT = 2,  /* another node holds the lock: wait for what it publishes */
+	ALONE = 3, /* the store is down and on_store_down = local: log in alone */
+	GO_ON = 4, /* nothing decided yet: the next step */
+};
+
+/* A request to the store failed: ALONE, or -errno (message in ctx). */
 static int store_failure(struct auth_target *t, struct auth_ctx *ctx, int r, const char *err)
 {
 	struct fleet *f = fleet_of(t);
@@ -21,14 +31,14 @@ static int store_failure(struct auth_target *t, struct auth_ctx *ctx, int r, con
 	if (r != -EHOSTDOWN) {
 		return auth_ctx_fail(ctx, r, "fleet store (etcd): %s", err);
 	}
-	if (f->on_down == DOWN_LOCAL && !(t->provider->needs_one_time && t->provider->needs_one_time(&t->info))) {
+	if (f->on_down == DOWN_LOCAL && !(target_provider(t)->needs_one_time && target_provider(t)->needs_one_time(target_info(t)))) {
 		pthread_mutex_lock(&f->lock);
 		if (!f->warned_local) {
 			log_warning("Fleet store down: logging in locally (on_store_down = local); BMC slots may run out");
 			f->warned_local = true;
 		}
 		pthread_mutex_unlock(&f->lock);
-		return 0;
+		return ALONE;
 	}
 	return auth_ctx_fail(ctx, -EHOSTDOWN, "fleet store (etcd) unavailable, no new session until it is back "
 			     "(on_store_down = %s): %s", fleet_down_modes[f->on_down], err);
@@ -51,58 +61,91 @@ static bool newer(const struct auth_session *s, const struct auth_session *curre
 	       s->obtained_at > current->obtained_at;
 }
 
-/* Reads the target's key: 1 with *ret when the fleet has a session this node
- * should adopt, 0 when not (*ret_mod: the key's revision, 0 if absent). */
-static int look(struct auth_target *t, struct auth_ctx *ctx, const char *key, const struct auth_session *current,
-		int64_t ended_mod, int64_t *ret_mod, struct auth_session **ret)
+/* One fleet_flight_begin: the target, what the node has, the keys it uses. */
+struct begin {
+	struct auth_target *t;
+	struct auth_ctx *ctx;
+	const struct auth_session *current;
+	char *key, *lock_key;
+	int64_t ended_mod;     /* the value this node ended: never adopted */
+	int64_t known_mod;     /* renewing: the revision of the value this node has */
+};
+
+static void begin_done(struct begin *b)
 {
-	json_t *reply = NULL, *kv;
+	free(b->key);
+	free(b->lock_key);
+}
+
+/* The key's value kv (mod: what this node asked about): ADOPT with *ret when
+ * it is a session to adopt, GO_ON when not, -EKEYREJECTED when it records
+ * the refusal of these credentials, -EBADMSG when it does not open. */
+static int open_kv(struct begin *b, const json_t *kv, int64_t mod, struct auth_session **ret)
+{
+	struct fleet_target *ft = target_fleet(b->t);
+	int64_t kv_mod = etcd_int(kv, "mod_revision");
+	struct auth_session *s = NULL;
+	int r;
+
+	if (!kv || kv_mod == mod || kv_mod == b->ended_mod) {
+		return GO_ON; /* one ended here while the store was down is as good as gone */
+	}
+	r = fleet_open_for(b->t, b->ctx, b->key, json_string_value(json_object_get(kv, "value")) ?: "", &s);
+	if (r == -ENOENT) {
+		return GO_ON; /* another's refused login: this node may try its own */
+	}
+	if (r < 0) {
+		return r;
+	}
+	if (!fleet_of(b->t)->engine->can_serve(b->t, s) || !newer(s, b->current)) {
+		auth_session_free(s);
+		return GO_ON;
+	}
+	pthread_mutex_lock(&ft->lock);
+	if (kv_mod > ft->mod_rev) {
+		ft->mod_rev = kv_mod;
+	}
+	pthread_mutex_unlock(&ft->lock);
+	*ret = s;
+	return ADOPT;
+}
+
+/* Reads the target's key: ADOPT with *ret when the fleet has a session this
+ * node should adopt, GO_ON when not (*ret_mod: the key's revision, 0 if
+ * absent), ALONE, or -errno. */
+static int look(struct begin *b, int64_t *ret_mod, struct auth_session **ret)
+{
+	json_auto_t *reply = NULL;
+	json_t *kv;
 	char err[256];
 	int r;
 
-	r = fleet_call(fleet_of(t), "kv/range", etcd_key(key, false), REQUEST_TIMEOUT_MS, &reply, err, sizeof(err));
+	r = fleet_call(fleet_of(b->t), "kv/range", etcd_key(b->key, false), REQUEST_TIMEOUT_MS, &reply, err, sizeof(err));
 	if (r < 0) {
-		r = store_failure(t, ctx, r, err);
-		return r == 0 ? -EREMOTE : r;
+		return store_failure(b->t, b->ctx, r, err);
 	}
 	kv = fleet_first_kv(reply);
 	*ret_mod = etcd_int(kv, "mod_revision");
-	if (kv && *ret_mod != ended_mod) { /* one ended here while the store was down is as good as gone */
-		const char *value = json_string_value(json_object_get(kv, "value")) ?: "";
-		struct auth_session *s = NULL;
-		r = fleet_open_for(t, ctx, key, value, &s);
-		json_decref(reply);
-		if (r == -ENOENT) {
-			return 0; /* another's refused login: this node may try its own */
-		}
-		if (r == -EKEYREJECTED) {
-			return r;
-		}
-		if (r < 0) {
-			return auth_ctx_fail(ctx, -EBADMSG, "the fleet's session for this target does not decrypt with "
-					     "key_file (key id %s): wrong key, or rotated without keeping the old one",
-					     fleet_keys_id(fleet_of(t)->keys));
-		}
-		if (fleet_of(t)->engine->can_serve(t, s) && newer(s, current)) {
-			*ret = s;
-			return 1;
-		}
-		auth_session_free(s);
-		return 0;
+	r = open_kv(b, kv, 0, ret);
+	if (r < 0 && r != -EKEYREJECTED) {
+		return auth_ctx_fail(b->ctx, -EBADMSG, "the fleet's session for this target does not decrypt with "
+				     "key_file (key id %s): wrong key, or rotated without keeping the old one",
+				     fleet_keys_id(fleet_of(b->t)->keys));
 	}
-	json_decref(reply);
-	return 0;
+	return r;
 }
 
 /* The lock txn: create it under our lease if absent and nobody published
- * since mod. 1 when taken (*ret_rev: its revision), 0 when not. */
+ * since mod. 1 when taken (*ret_rev: its revision), 0 when not (*ret_kv:
+ * the value found). */
 static int take_lock(struct auth_target *t, const char *lock_key, const char *key, int64_t mod, int64_t *ret_rev,
 		     json_t **ret_kv, char *err, size_t size)
 {
 	struct fleet *f = fleet_of(t);
 	_cleanup_free_ char *k = etcd_b64(lock_key, strlen(lock_key)), *v = etcd_b64(f->node, strlen(f->node));
 	_cleanup_free_ char *vk = etcd_b64(key, strlen(key));
-	json_t *reply = NULL, *body;
+	json_auto_t *reply = NULL;
+	json_t *body;
 	char lease[24];
 	int r;
 
@@ -131,13 +174,47 @@ static int take_lock(struct auth_target *t, const char *lock_key, const char *ke
 		*ret_kv = json_incref(fleet_first_kv(json_object_get(json_array_get(json_object_get(reply, "responses"), 0),
 							     "response_range")));
 	}
-	json_decref(reply);
 	return r;
+}
+
+/* One try at t's lock: LEAD (taken), ADOPT (*ret: what was published
+ * meanwhile), WAIT (held by another node), ALONE, or -errno. */
+static int try_lock(struct begin *b, struct auth_session **ret)
+{
+	struct auth_target *t = b->t;
+	struct fleet_target *ft = target_fleet(t);
+	int64_t mod = 0, lock_rev = 0;
+	json_auto_t *kv = NULL;
+	char err[256] = "";
+	int r;
+
+	if (b->known_mod > 0) {
+		/* Renewing what this node has: the lock txn checks that the value
+		 * is still that one (no read first). */
+		mod = TAKE_INT(b->known_mod);
+	} else if ((r = look(b, &mod, ret)) != GO_ON) {
+		return r;
+	}
+	r = take_lock(t, b->lock_key, b->key, mod, &lock_rev, &kv, err, sizeof(err));
+	if (r < 0) {
+		return store_failure(t, b->ctx, r, err);
+	}
+	if (r == 0) {
+		r = open_kv(b, kv, mod, ret);
+		return r == ADOPT || r == -EKEYREJECTED ? r : WAIT;
+	}
+	pthread_mutex_lock(&ft->lock);
+	ft->leading = true;
+	ft->lock_rev = lock_rev;
+	snprintf(ft->holder, sizeof(ft->holder), "%s", fleet_of(t)->node);
+	pthread_mutex_unlock(&ft->lock);
+	return LEAD;
 }
 
 /* Waits until the watch brings an event on t's keys (true) or until passes. */
 static bool wait_target(struct fleet *f, struct auth_target *t, uint64_t seen, double until)
 {
+	struct fleet_target *ft = target_fleet(t);
 	struct timespec ts = { .tv_sec = (time_t)until, .tv_nsec = (long)((until - (double)(time_t)until) * 1e9) };
 	bool changed = false;
 
@@ -146,9 +223,9 @@ static bool wait_target(struct fleet *f, struct auth_target *t, uint64_t seen, d
 		pthread_mutex_lock(&f->lock);
 		global = f->events; /* before looking at t: no event slips in between */
 		pthread_mutex_unlock(&f->lock);
-		pthread_mutex_lock(&t->lock);
-		changed = t->fleet && t->fleet->events != seen;
-		pthread_mutex_unlock(&t->lock);
+		pthread_mutex_lock(&ft->lock);
+		changed = ft->events != seen;
+		pthread_mutex_unlock(&ft->lock);
 		if (changed || now_mono() >= until || __atomic_load_n(&f->stopping, __ATOMIC_RELAXED)) {
 			return changed;
 		}
@@ -160,195 +237,145 @@ static bool wait_target(struct fleet *f, struct auth_target *t, uint64_t seen, d
 	}
 }
 
-/* What the watch delivered for t's key: 1 with *ret when it is a session to
- * adopt (no request to etcd needed), -EKEYREJECTED when it records the
- * refusal of these credentials. */
-static int from_watch(struct auth_target *t, struct auth_ctx *ctx, const char *key, const struct auth_session *current,
-		      int64_t ended_mod, struct auth_session **ret)
+/* What the watch delivered for t's key: ADOPT with *ret when it is a session
+ * to adopt (no request to etcd needed), -EKEYREJECTED when it records the
+ * refusal of these credentials, else GO_ON. */
+static int from_watch(struct begin *b, struct auth_session **ret)
 {
-	_cleanup_free_ char *value = NULL;
-	struct auth_session *s = NULL;
-	int64_t mod = 0;
+	struct auth_target *t = b->t;
+	struct fleet_target *ft = target_fleet(t);
+	json_auto_t *kv = NULL;
 	int r;
 
-	pthread_mutex_lock(&t->lock);
-	if (t->fleet && t->fleet->seen_value && strcmp(t->fleet->key, key) == 0) {
-		value = strdup(t->fleet->seen_value);
-		mod = t->fleet->seen_mod;
+	pthread_mutex_lock(&ft->lock);
+	if (ft->seen_value && strcmp(ft->key, b->key) == 0) {
+		kv = json_pack("{s:s, s:I}", "value", ft->seen_value, "mod_revision", (json_int_t)ft->seen_mod);
 	}
-	pthread_mutex_unlock(&t->lock);
-	if (!value || mod == ended_mod) {
-		return 0;
-	}
-	r = fleet_open_for(t, ctx, key, value, &s);
-	if (r < 0) {
-		return r == -EKEYREJECTED ? r : 0;
-	}
-	if (!fleet_of(t)->engine->can_serve(t, s) || !newer(s, current)) {
-		auth_session_free(s);
-		return 0;
-	}
-	pthread_mutex_lock(&t->lock);
-	if (t->fleet && mod > t->fleet->mod_rev) {
-		t->fleet->mod_rev = mod;
-	}
-	pthread_mutex_unlock(&t->lock);
-	*ret = s;
-	return 1;
+	pthread_mutex_unlock(&ft->lock);
+	r = kv ? open_kv(b, kv, 0, ret) : GO_ON;
+	return r == ADOPT || r == -EKEYREJECTED ? r : GO_ON;
 }
 
 /* Someone else holds t's lock, as far as the watch knows. */
 static bool locked_elsewhere(struct fleet *f, struct auth_target *t)
 {
+	struct fleet_target *ft = target_fleet(t);
 	bool r;
 
-	pthread_mutex_lock(&t->lock);
-	r = t->fleet && t->fleet->holder[0] && strcmp(t->fleet->holder, f->node) != 0;
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&ft->lock);
+	r = ft->holder[0] && strcmp(ft->holder, f->node) != 0;
+	pthread_mutex_unlock(&ft->lock);
 	return r;
 }
 
 static uint64_t target_events(struct auth_target *t)
 {
+	struct fleet_target *ft = target_fleet(t);
 	uint64_t n;
 
-	pthread_mutex_lock(&t->lock);
-	n = t->fleet ? t->fleet->events : 0;
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&ft->lock);
+	n = ft->events;
+	pthread_mutex_unlock(&ft->lock);
 	return n;
 }
 
+/* Takes the lock, or waits for the node that holds it to publish, until
+ * deadline: LEAD, ADOPT (*ret), ALONE or -errno. *waited: it waited. */
+static int contend(struct begin *b, double deadline, bool *waited, struct auth_session **ret)
+{
+	struct fleet *f = fleet_of(b->t);
+	bool woken = true; /* at first, trust the watch as if just woken */
+
+	for (;;) {
+		uint64_t seen = target_events(b->t);
+		int r;
+
+		if (woken && locked_elsewhere(f, b->t)) {
+			r = WAIT; /* the holder will publish: nothing to ask etcd yet */
+		} else {
+			r = try_lock(b, ret);
+		}
+		if (r != WAIT) {
+			return r;
+		}
+		if (!*waited) {
+			*waited = true;
+			pthread_mutex_lock(&f->lock);
+			f->lock_waits++;
+			pthread_mutex_unlock(&f->lock);
+		}
+		if (now_mono() >= deadline) {
+			return auth_ctx_fail(b->ctx, -ETIMEDOUT, "timed out waiting for another node to log in for the fleet");
+		}
+		woken = wait_target(f, b->t, seen, now_mono() + WAIT_SLICE < deadline ? now_mono() + WAIT_SLICE : deadline);
+		if (woken && (r = from_watch(b, ret)) != GO_ON) {
+			return r;
+		}
+	}
+}
+
+/* Checking a session that is not due for renewal changes nothing the fleet
+ * shares: no lock (only a new login, if the check fails, is published, see
+ * fleet_flight_end). */
+static bool check_only(struct auth_target *t, const struct auth_session *current)
+{
+	struct fleet_target *ft = target_fleet(t);
+	const struct fleet_engine *engine = fleet_of(t)->engine;
+	/* Asked of the engine before ft->lock is taken: it takes t's lock. */
+	bool checking = current && engine->can_serve(t, current) && (target_provider(t)->features & AUTH_PROVIDER_CHECKS_REGULARLY) &&
+			!(target_provider(t)->features & AUTH_PROVIDER_RENEWS_IN_PLACE) && !engine->renewal_due(t);
+
+	pthread_mutex_lock(&ft->lock);
+	ft->checking = checking;
+	pthread_mutex_unlock(&ft->lock);
+	return checking;
+}
+
+/* The steps, each of which may settle it: the keys; what the watch brought
+ * (not trusted while the store is down with on_store_down = fail: etcd
+ * must vouch for it); a mere check; the store known down (fail, or log in
+ * alone, at once rather than after the store's timeout: the keep-alive
+ * finds out when it is back); then the lock. */
 int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct auth_session *current,
 		       struct auth_session **ret_shared)
 {
+	struct fleet_target *ft = target_fleet(t);
 	struct fleet *f = fleet_of(t);
-	_cleanup_free_ char *key = NULL, *lock_key = NULL;
+	_cleanup_(begin_done) struct begin b = { .t = t, .ctx = ctx, .current = current };
 	double started = now_mono();
 	/* Waiting for another node's login: no longer than a read waits. */
-	double deadline = ctx->deadline ? ctx->deadline : started + t->info.timeout;
+	double deadline = ctx->deadline ? ctx->deadline : started + target_info(t)->timeout;
 	bool waited = false;
-	int64_t ended_mod = 0, known_mod;
 	int r;
 
 	if (!f) {
 		return 0;
 	}
-	pthread_mutex_lock(&t->lock);
-	r = fleet_target_keys(t, ctx->user, &key, &lock_key);
-	if (r == 0) {
-		ended_mod = t->fleet->ended_mod;
-	}
-	pthread_mutex_unlock(&t->lock);
+	r = fleet_target_keys(t, ctx->user, &b.key, &b.lock_key);
 	if (r < 0) {
 		return r;
 	}
-	/* The watch may have brought a newer session already (not trusted while
-	 * the store is down with on_store_down = fail: etcd must vouch for it). */
-	if (!(f->on_down == DOWN_FAIL && store_down(f)) && (r = from_watch(t, ctx, key, current, ended_mod, ret_shared))) {
-		return r;
+	pthread_mutex_lock(&ft->lock);
+	b.ended_mod = ft->ended_mod;
+	b.known_mod = current ? ft->mod_rev : 0;
+	pthread_mutex_unlock(&ft->lock);
+	if (!(f->on_down == DOWN_FAIL && store_down(f)) && (r = from_watch(&b, ret_shared)) != GO_ON) {
+		return r == ADOPT ? 1 : r;
 	}
-	/* Checking a session that is not due for renewal changes nothing the
-	 * fleet shares: no lock (only a new login, if the check fails, is
-	 * published, see fleet_flight_end). */
-	pthread_mutex_lock(&t->lock);
-	t->fleet->checking = current && fleet_of(t)->engine->can_serve(t, current) && t->provider->refresh &&
-			     !(t->provider->features & AUTH_PROVIDER_RENEWS_IN_PLACE) && !(t->expiry_due && now_real() >= t->expiry_due);
-	r = t->fleet->checking;
-	pthread_mutex_unlock(&t->lock);
-	if (r) {
+	if (check_only(t, current)) {
 		return 0;
 	}
-	/* Known down: fail (or log in alone) at once, not after the store's
-	 * timeout; the keep-alive finds out when it is back. */
 	if (store_down(f)) {
-		return store_failure(t, ctx, -EHOSTDOWN, "no member answered the last request");
-	}
-	pthread_mutex_lock(&t->lock);
-	known_mod = current ? t->fleet->mod_rev : 0;
-	pthread_mutex_unlock(&t->lock);
-	for (bool woken = true;;) { /* at first, trust the watch as if just woken */
-		uint64_t seen = target_events(t);
-		int64_t mod = 0, lock_rev = 0;
-		json_t *kv = NULL;
-		char err[256] = "";
-
-		if (woken && locked_elsewhere(f, t)) {
-			goto wait; /* the holder will publish: nothing to ask etcd yet */
-		}
-		if (known_mod > 0) {
-			/* Renewing what this node has: the lock txn checks that the
-			 * value is still that one (no read first). */
-			mod = TAKE_INT(known_mod);
-		} else {
-			r = look(t, ctx, key, current, ended_mod, &mod, ret_shared);
-			if (r == 1) {
-				pthread_mutex_lock(&t->lock);
-				t->fleet->mod_rev = mod > t->fleet->mod_rev ? mod : t->fleet->mod_rev;
-				pthread_mutex_unlock(&t->lock);
-			}
-			if (r != 0) {
-				break;
-			}
-		}
-		r = take_lock(t, lock_key, key, mod, &lock_rev, &kv, err, sizeof(err));
-		if (r == 0 && kv) {
-			int64_t kv_mod = etcd_int(kv, "mod_revision");
-			const char *value = json_string_value(json_object_get(kv, "value")) ?: "";
-			struct auth_session *s = NULL;
-			int o = kv_mod != mod && kv_mod != ended_mod ? fleet_open_for(t, ctx, key, value, &s) : -ENOENT;
-			if (o == -EKEYREJECTED) {
-				r = o;
-				json_decref(kv);
-				break;
-			}
-			if (o == 0 && fleet_of(t)->engine->can_serve(t, s) && newer(s, current)) {
-				pthread_mutex_lock(&t->lock);
-				t->fleet->mod_rev = kv_mod > t->fleet->mod_rev ? kv_mod : t->fleet->mod_rev;
-				pthread_mutex_unlock(&t->lock);
-				json_decref(kv);
-				*ret_shared = s;
-				r = 1;
-				break;
-			}
-			auth_session_free(s);
-		}
-		json_decref(kv);
-		if (r < 0) {
-			r = store_failure(t, ctx, r, err);
-			r = r == 0 ? -EREMOTE : r;
-			break;
-		}
-		if (r == 1) {
-			pthread_mutex_lock(&t->lock);
-			t->fleet->leading = true;
-			t->fleet->lock_rev = lock_rev;
-			snprintf(t->fleet->holder, sizeof(t->fleet->holder), "%s", f->node);
-			pthread_mutex_unlock(&t->lock);
-			r = 0;
-			break;
-		}
-		if (!waited) {
-			waited = true;
-			pthread_mutex_lock(&f->lock);
-			f->lock_waits++;
-			pthread_mutex_unlock(&f->lock);
-		}
-wait:
-		if (now_mono() >= deadline) {
-			r = auth_ctx_fail(ctx, -ETIMEDOUT, "timed out waiting for another node to log in for the fleet");
-			break;
-		}
-		woken = wait_target(f, t, seen, now_mono() + WAIT_SLICE < deadline ? now_mono() + WAIT_SLICE : deadline);
-		if (woken && (r = from_watch(t, ctx, key, current, ended_mod, ret_shared)) != 0) {
-			break;
-		}
+		r = store_failure(t, ctx, -EHOSTDOWN, "no member answered the last request");
+	} else {
+		r = contend(&b, deadline, &waited, ret_shared);
 	}
 	if (waited) {
 		pthread_mutex_lock(&f->lock);
 		f->lock_wait_seconds += now_mono() - started;
 		pthread_mutex_unlock(&f->lock);
 	}
-	return r == -EREMOTE ? 0 : r; /* -EREMOTE: store down, on_store_down = local */
+	return r == ADOPT ? 1 : r == LEAD || r == ALONE ? 0 : r;
 }
 
 /* The fenced publish: put the (sealed) value and delete our lock, if it is
@@ -358,7 +385,8 @@ static int publish(struct auth_target *t, const char *key, const char *lock_key,
 		   int64_t *ret_rev, json_t **ret_current, char *err, size_t size)
 {
 	_cleanup_free_ char *k = etcd_b64(key, strlen(key)), *lk = etcd_b64(lock_key, strlen(lock_key));
-	json_t *reply = NULL, *body;
+	json_auto_t *reply = NULL;
+	json_t *body;
 	int r;
 
 	if (!k || !lk) {
@@ -377,7 +405,6 @@ static int publish(struct auth_target *t, const char *key, const char *lock_key,
 		json_t *range = json_object_get(json_array_get(json_object_get(reply, "responses"), 0), "response_range");
 		*ret_current = json_incref(fleet_first_kv(range));
 	}
-	json_decref(reply);
 	return r;
 }
 
@@ -385,14 +412,15 @@ static int publish(struct auth_target *t, const char *key, const char *lock_key,
 static void release(struct auth_target *t, const char *lock_key, int64_t lock_rev)
 {
 	_cleanup_free_ char *lk = etcd_b64(lock_key, strlen(lock_key));
-	json_t *reply = NULL;
+	json_auto_t *reply = NULL;
 	char err[256];
 
-	if (lk && fleet_call(fleet_of(t), "kv/txn",
-		       json_pack("{s:[o], s:[{s:{s:s}}]}", "compare", fleet_compare(lock_key, "CREATE", "create_revision", lock_rev),
-				 "success", "request_delete_range", "key", lk),
-		       REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) == 0) {
-		json_decref(reply);
+	if (lk) {
+		fleet_call(fleet_of(t), "kv/txn",
+			   json_pack("{s:[o], s:[{s:{s:s}}]}", "compare",
+				     fleet_compare(lock_key, "CREATE", "create_revision", lock_rev), "success",
+				     "request_delete_range", "key", lk),
+			   REQUEST_TIMEOUT_MS, &reply, err, sizeof(err));
 	}
 }
 
@@ -402,14 +430,14 @@ static void reject(struct auth_target *t, const struct auth_ctx *ctx, const char
 		   int64_t lock_rev, int r)
 {
 	_cleanup_free_ char *value = NULL;
-	json_t *theirs = NULL, *record = NULL;
+	json_auto_t *theirs = NULL;
+	json_t *record = NULL;
 	int64_t rev = 0;
 	char err[256] = "";
 
 	if (fleet_rejection_record(ctx, fleet_of(t)->node, r, &record) < 0 ||
 	    fleet_seal_value(fleet_of(t), key, record, &value) < 0 ||
 	    publish(t, key, lock_key, lock_rev, value, &rev, &theirs, err, sizeof(err)) != 1) {
-		json_decref(theirs);
 		release(t, lock_key, lock_rev);
 	}
 }
@@ -420,9 +448,11 @@ static int publish_checked(struct auth_target *t, struct auth_ctx *ctx, const ch
 /* Our lock lapsed and another node took over: end our new session (a BMC
  * slot) and use the one the fleet has, or waits for, instead. theirs: the
  * published value the fenced txn found (a reference taken over), or NULL. */
-static int fenced_off(struct auth_target *t, struct auth_ctx *ctx, const char *key, json_t *theirs,
+static int fenced_off(struct auth_target *t, struct auth_ctx *ctx, const char *key, json_t *theirs_taken,
 		      struct auth_session **fresh, bool *is_login)
 {
+	struct fleet_target *ft = target_fleet(t);
+	json_auto_t *theirs = theirs_taken;
 	struct auth_session *shared = NULL;
 	int64_t lock_rev = 0;
 	bool leading = false;
@@ -430,22 +460,19 @@ static int fenced_off(struct auth_target *t, struct auth_ctx *ctx, const char *k
 
 	if (theirs) {
 		r = fleet_open_session(t, key, json_string_value(json_object_get(theirs, "value")) ?: "", &shared);
-		pthread_mutex_lock(&t->lock);
-		if (t->fleet) {
-			t->fleet->mod_rev = etcd_int(theirs, "mod_revision");
-		}
-		pthread_mutex_unlock(&t->lock);
-		json_decref(theirs);
+		pthread_mutex_lock(&ft->lock);
+		ft->mod_rev = etcd_int(theirs, "mod_revision");
+		pthread_mutex_unlock(&ft->lock);
 		if (r == -EKEYREJECTED) {
 			/* Another node's refused login, of other credentials: ours
 			 * worked, and a new one replaces the record. */
 			return *fresh ? publish_checked(t, ctx, key, fresh, is_login) : 0;
 		}
 	}
-	log_info("%s/%s: another node took over the fleet lock; ending this node's new session", t->provider->name,
-		 t->name);
-	if (*fresh && *is_login && t->provider->logout(ctx, *fresh) < 0) {
-		log_warning("%s/%s: failed to end the session: %s", t->provider->name, t->name, ctx->error);
+	log_info("%s/%s: another node took over the fleet lock; ending this node's new session", target_provider(t)->name,
+		 auth_target_name(t));
+	if (*fresh && *is_login && target_provider(t)->logout(ctx, *fresh) < 0) {
+		log_warning("%s/%s: failed to end the session: %s", target_provider(t)->name, auth_target_name(t), ctx->error);
 	}
 	auth_session_free(TAKE_PTR(*fresh));
 	*is_login = false;
@@ -463,13 +490,13 @@ static int fenced_off(struct auth_target *t, struct auth_ctx *ctx, const char *k
 		return 0;
 	}
 	if (r == 0) {
-		pthread_mutex_lock(&t->lock);
-		if (t->fleet && t->fleet->leading) {
+		pthread_mutex_lock(&ft->lock);
+		if (ft->leading) {
 			leading = true;
-			t->fleet->leading = false;
-			lock_rev = t->fleet->lock_rev;
+			ft->leading = false;
+			lock_rev = ft->lock_rev;
 		}
-		pthread_mutex_unlock(&t->lock);
+		pthread_mutex_unlock(&ft->lock);
 		if (leading) {
 			char *lock_key = NULL;
 			if (asprintf(&lock_key, "%s/lock", key) >= 0) {
@@ -487,15 +514,17 @@ static int fenced_off(struct auth_target *t, struct auth_ctx *ctx, const char *k
 static int publish_checked(struct auth_target *t, struct auth_ctx *ctx, const char *key, struct auth_session **fresh,
 			   bool *is_login)
 {
+	struct fleet_target *ft = target_fleet(t);
 	_cleanup_free_ char *value = NULL, *k = etcd_b64(key, strlen(key));
-	json_t *reply = NULL, *body, *theirs = NULL;
+	json_auto_t *reply = NULL;
+	json_t *body;
 	int64_t seen;
 	char err[256];
 	int r;
 
-	pthread_mutex_lock(&t->lock);
-	seen = t->fleet->mod_rev;
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&ft->lock);
+	seen = ft->mod_rev;
+	pthread_mutex_unlock(&ft->lock);
 	r = fleet_seal_session(t, key, *fresh, &value);
 	if (r < 0 || !k) {
 		return r < 0 ? r : -ENOMEM;
@@ -503,29 +532,29 @@ static int publish_checked(struct auth_target *t, struct auth_ctx *ctx, const ch
 	body = json_pack("{s:[o], s:[{s:{s:s, s:s}}], s:[{s:{s:s}}]}", "compare", fleet_compare(key, "MOD", "mod_revision", seen),
 			 "success", "request_put", "key", k, "value", value, "failure", "request_range", "key", k);
 	if (fleet_call(fleet_of(t), "kv/txn", body, REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
-		log_warning("%s/%s: could not publish the session to the fleet: %s", t->provider->name, t->name, err);
+		log_warning("%s/%s: could not publish the session to the fleet: %s", target_provider(t)->name, auth_target_name(t), err);
 		return 0;
 	}
 	if (json_is_true(json_object_get(reply, "succeeded"))) {
-		pthread_mutex_lock(&t->lock);
-		t->fleet->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
-		pthread_mutex_unlock(&t->lock);
-		json_decref(reply);
+		pthread_mutex_lock(&ft->lock);
+		ft->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
+		pthread_mutex_unlock(&ft->lock);
 		return 0;
 	}
-	theirs = json_incref(fleet_first_kv(json_object_get(json_array_get(json_object_get(reply, "responses"), 0),
-						      "response_range")));
-	json_decref(reply);
-	return fenced_off(t, ctx, key, theirs, fresh, is_login);
+	return fenced_off(t, ctx, key,
+			  json_incref(fleet_first_kv(json_object_get(
+				  json_array_get(json_object_get(reply, "responses"), 0), "response_range"))),
+			  fresh, is_login);
 }
 
 int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const struct auth_session *current,
 		     time_t expires_at, struct auth_session **fresh, bool *is_login)
 {
+	struct fleet_target *ft = target_fleet(t);
 	_cleanup_free_ char *key = NULL, *lock_key = NULL, *value = NULL;
 	_cleanup_session_ struct auth_session *renewed = NULL;
 	const struct auth_session *s = *fresh;
-	json_t *theirs = NULL;
+	json_t *theirs = NULL; /* taken over by fenced_off() */
 	int64_t lock_rev, rev = 0;
 	bool checking = false;
 	char err[256] = "";
@@ -534,15 +563,15 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 	if (!fleet_of(t)) {
 		return r;
 	}
-	pthread_mutex_lock(&t->lock);
-	if (t->fleet && (t->fleet->leading || t->fleet->checking)) {
-		t->fleet->leading = false;
-		checking = TAKE_FLAG(t->fleet->checking);
-		key = strdup(t->fleet->key);
-		lock_key = strdup(t->fleet->lock_key);
+	pthread_mutex_lock(&ft->lock);
+	if (ft->leading || ft->checking) {
+		ft->leading = false;
+		checking = TAKE_FLAG(ft->checking);
+		key = strdup(ft->key);
+		lock_key = strdup(ft->lock_key);
 	}
-	lock_rev = t->fleet ? t->fleet->lock_rev : 0;
-	pthread_mutex_unlock(&t->lock);
+	lock_rev = ft->lock_rev;
+	pthread_mutex_unlock(&ft->lock);
 	if (checking && key && lock_key) {
 		/* The check passed (nothing to tell), or failed and this node logged
 		 * in: publish that unless another node published meanwhile. */
@@ -579,15 +608,13 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 	}
 	if (p < 0) {
 		/* Ours works: serve it here; the lock lapses with its lease. */
-		log_warning("%s/%s: could not publish the session to the fleet: %s", t->provider->name, t->name, err);
+		log_warning("%s/%s: could not publish the session to the fleet: %s", target_provider(t)->name, auth_target_name(t), err);
 		return r;
 	}
-	pthread_mutex_lock(&t->lock);
-	if (p == 1 && t->fleet) {
-		t->fleet->mod_rev = rev;
-	}
-	pthread_mutex_unlock(&t->lock);
 	if (p == 1) {
+		pthread_mutex_lock(&ft->lock);
+		ft->mod_rev = rev;
+		pthread_mutex_unlock(&ft->lock);
 		return r;
 	}
 	return fenced_off(t, ctx, key, theirs, fresh, is_login);
@@ -595,18 +622,17 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 
 void fleet_session_written(struct auth_target *t, const char *user, const struct auth_session *s)
 {
+	struct fleet_target *ft = target_fleet(t);
 	struct fleet *f = fleet_of(t);
 	_cleanup_free_ char *key = NULL, *lock_key = NULL, *value = NULL, *k = NULL, *lk = NULL;
-	json_t *reply = NULL;
+	json_auto_t *reply = NULL;
 	char err[256] = "";
 	int r;
 
 	if (!f) {
 		return;
 	}
-	pthread_mutex_lock(&t->lock);
 	r = fleet_target_keys(t, user, &key, &lock_key);
-	pthread_mutex_unlock(&t->lock);
 	if (r == 0) {
 		r = fleet_seal_session(t, key, s, &value);
 	}
@@ -622,57 +648,66 @@ void fleet_session_written(struct auth_target *t, const char *user, const struct
 			       REQUEST_TIMEOUT_MS, &reply, err, sizeof(err));
 	}
 	if (r < 0) {
-		log_warning("%s/%s: could not publish the written session to the fleet: %s", t->provider->name, t->name,
+		log_warning("%s/%s: could not publish the written session to the fleet: %s", target_provider(t)->name, auth_target_name(t),
 			    err[0] ? err : strerror(-r));
 		return;
 	}
-	pthread_mutex_lock(&t->lock);
-	if (t->fleet) {
-		t->fleet->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
+	pthread_mutex_lock(&ft->lock);
+	ft->mod_rev = etcd_int(json_object_get(reply, "header"), "revision");
+	pthread_mutex_unlock(&ft->lock);
+}
+
+void fleet_session_ending(struct auth_target *t)
+{
+	struct fleet_target *ft = target_fleet(t);
+
+	if (!ft) {
+		return;
 	}
-	pthread_mutex_unlock(&t->lock);
-	json_decref(reply);
+	/* Under t's lock, with the session it ends: no flight of this node
+	 * adopts it again, from the watch or from etcd, before it is gone. */
+	pthread_mutex_lock(&ft->lock);
+	ft->ended_mod = ft->mod_rev;
+	free(TAKE_PTR(ft->seen_value));
+	pthread_mutex_unlock(&ft->lock);
 }
 
 void fleet_session_ended(struct auth_target *t)
 {
+	struct fleet_target *ft = target_fleet(t);
 	struct fleet *f = fleet_of(t);
 	_cleanup_free_ char *key = NULL;
-	json_t *reply = NULL;
+	json_auto_t *reply = NULL;
 	char err[256];
 
 	if (!f) {
 		return;
 	}
-	pthread_mutex_lock(&t->lock);
-	key = t->fleet ? strdup(t->fleet->key) : NULL;
-	if (t->fleet) {
-		t->fleet->ended_mod = t->fleet->mod_rev;
-	}
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&ft->lock);
+	key = strdup(ft->key);
+	pthread_mutex_unlock(&ft->lock);
 	if (!key) {
 		return;
 	}
 	if (fleet_call(f, "kv/deleterange", etcd_key(key, false), REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
-		log_warning("%s/%s: could not remove the session from the fleet store: %s", t->provider->name, t->name, err);
-	} else {
-		pthread_mutex_lock(&t->lock);
-		if (t->fleet) {
-			/* Whatever the watch brought before is gone now, even if
-			 * the watch has not said so yet. */
-			t->fleet->mod_rev = t->fleet->seen_mod = etcd_int(json_object_get(reply, "header"), "revision");
-			free(TAKE_PTR(t->fleet->seen_value));
-		}
-		pthread_mutex_unlock(&t->lock);
+		log_warning("%s/%s: could not remove the session from the fleet store: %s", target_provider(t)->name,
+			    auth_target_name(t), err);
+		return;
 	}
-	json_decref(reply);
+	pthread_mutex_lock(&ft->lock);
+	/* Whatever the watch brought before is gone now, even if the watch has
+	 * not said so yet. */
+	ft->mod_rev = ft->seen_mod = etcd_int(json_object_get(reply, "header"), "revision");
+	free(TAKE_PTR(ft->seen_value));
+	pthread_mutex_unlock(&ft->lock);
 }
 
 bool fleet_shared_elsewhere(struct auth_target *t)
 {
 	struct fleet *f = fleet_of(t);
 	_cleanup_free_ char *prefix = NULL;
-	json_t *reply = NULL, *kvs, *kv;
+	json_auto_t *reply = NULL;
+	json_t *body, *kvs, *kv;
 	bool other = false;
 	char err[256];
 	size_t i;
@@ -691,7 +726,7 @@ bool fleet_shared_elsewhere(struct auth_target *t)
 	if (asprintf(&prefix, "%snodes/", f->root) < 0) {
 		return false;
 	}
-	json_t *body = etcd_key(prefix, true);
+	body = etcd_key(prefix, true);
 	json_object_set_new(body, "keys_only", json_true());
 	if (fleet_call(f, "kv/range", body, REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
 		/* Can't tell: don't end what others may be using. */
@@ -709,7 +744,6 @@ bool fleet_shared_elsewhere(struct auth_target *t)
 			other = true;
 		}
 	}
-	json_decref(reply);
 	if (other) {
 		log_info("Fleet: other nodes are alive; leaving the shared sessions on the servers");
 	}

@@ -11,7 +11,7 @@
 #include "lib/etcd.h"
 #include "fleet.h"
 #include "crypt.h"
-#include "engine/target.h"
+#include "engine/fleet-api.h"
 
 #define REQUEST_TIMEOUT_MS 5000
 #define WAIT_SLICE 2.0        /* seconds a lock waiter waits for the watch before it looks itself */
@@ -59,7 +59,7 @@ struct fleet {
 
 static inline struct fleet *fleet_of(const struct auth_target *t)
 {
-	return t->core->fleet;
+	return target_fleet_of(t);
 }
 
 /* fleet.c */
@@ -68,8 +68,8 @@ void fleet_set_down(struct fleet *f, bool down);
 void fleet_wake_waiters(struct fleet *f);
 
 /* values.c */
-/* The target's keys for user (t->lock held), and copies of them for use
- * without the lock. */
+/* The target's keys for user (set in its fleet state, whose lock it takes),
+ * and copies of them. */
 int fleet_target_keys(struct auth_target *t, const char *user, char **ret_key, char **ret_lock_key);
 /* Values of keys under root: JSON sealed with the fleet key and the etcd key
  * as associated data, base64 for the gateway. j is taken over. */

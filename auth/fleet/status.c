@@ -1,12 +1,15 @@
 /* What fleet mode shows: a target's "fleet" member in status, and the
  * fleet's lines in .metrics. */
 #include <stdio.h>
+#include <string.h>
 
 #include "internal.h"
 
 void fleet_status(struct auth_target *t, json_t *status)
 {
 	struct fleet *f = fleet_of(t);
+	struct fleet_target *ft = target_fleet(t);
+	char holder[sizeof(ft->holder)];
 	int64_t rev;
 	bool down;
 
@@ -17,16 +20,17 @@ void fleet_status(struct auth_target *t, json_t *status)
 	rev = f->revision;
 	down = f->down;
 	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_lock(&ft->lock);
+	memcpy(holder, ft->holder, sizeof(holder));
+	pthread_mutex_unlock(&ft->lock);
 	json_object_set_new(status, "fleet",
 			    json_pack("{s:s, s:s, s:s?, s:I}", "state",
 				      !down ? "connected" : f->on_down == DOWN_LOCAL ? "down_local" : "down", "node", f->node,
-				      "lock_holder", t->fleet && t->fleet->holder[0] ? t->fleet->holder : NULL, "revision",
-				      (json_int_t)rev));
+				      "lock_holder", holder[0] ? holder : NULL, "revision", (json_int_t)rev));
 }
 
-void fleet_metrics(struct auth_core *core, FILE *out)
+void fleet_metrics(struct fleet *f, FILE *out)
 {
-	struct fleet *f = core->fleet;
 	uint64_t waits, reconnects;
 	double wait_s;
 

@@ -10,22 +10,19 @@
 #include "internal.h"
 #include "reject.h"
 
-/* 32 hex digits of SHA-256 over the user and, for STS, the options that make
- * a different credential (role, duration, MFA device). */
+/* 32 hex digits of SHA-256 over the user and the settings the provider
+ * says make a different credential (STS: role, duration, MFA device). */
 static int user_hash(const struct auth_target *t, const char *user, char out[33])
 {
-	static const char *const sts_keys[] = { "role_arn", "source_profile", "duration_seconds", "mfa_serial_number",
-						"external_id", "role_session_name", "region" };
+	const char *const *settings = target_provider(t)->identity_settings;
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	EVP_MD_CTX *c = EVP_MD_CTX_new();
 	bool ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) && EVP_DigestUpdate(c, user ?: "", strlen(user ?: ""));
 
-	if (ok && strcmp(t->provider->name, "sts") == 0) {
-		for (size_t i = 0; i < ELEMENTSOF(sts_keys); i++) {
-			const char *v = target_setting(&t->info, sts_keys[i]) ?: "";
-			ok = ok && EVP_DigestUpdate(c, "\n", 1) && EVP_DigestUpdate(c, v, strlen(v));
-		}
+	for (size_t i = 0; ok && settings && settings[i]; i++) {
+		const char *v = target_setting(target_info(t), settings[i]) ?: "";
+		ok = EVP_DigestUpdate(c, "\n", 1) && EVP_DigestUpdate(c, v, strlen(v));
 	}
 	ok = ok && EVP_DigestFinal_ex(c, md, &mdlen);
 	EVP_MD_CTX_free(c);
@@ -35,37 +32,93 @@ static int user_hash(const struct auth_target *t, const char *user, char out[33]
 	return ok ? 0 : -ENOMEM;
 }
 
-int fleet_target_keys(struct auth_target *t, const char *user, char **ret_key, char **ret_lock_key)
+/* <root>t/<provider>/<host:port>@<hash of the user> */
+static int target_key(struct auth_target *t, const char *user, char **ret)
 {
-	struct fleet *f = fleet_of(t);
-	struct fleet_target *ft = t->fleet;
-	_cleanup_free_ char *key = NULL;
+	const struct target_info *info = target_info(t);
 	char hash[33];
 	int r = user_hash(t, user, hash);
 
 	if (r < 0) {
 		return r;
 	}
-	if (asprintf(&key, "%st/%s/%s:%u@%s", f->root, t->provider->name, t->info.host, t->info.port, hash) < 0) {
-		key = NULL;
+	if (asprintf(ret, "%st/%s/%s:%u@%s", fleet_of(t)->root, target_provider(t)->name, info->host, info->port,
+		     hash) < 0) {
+		*ret = NULL;
 		return -ENOMEM;
 	}
-	if (!ft || strcmp(ft->key, key) != 0) {
-		if (!ft && !(ft = t->fleet = calloc(1, sizeof(*ft)))) {
-			return -ENOMEM;
-		}
-		free(ft->lock_key);
-		free(ft->key);
-		ft->mod_rev = 0;
-		ft->key = TAKE_PTR(key);
-		if (asprintf(&ft->lock_key, "%s/lock", ft->key) < 0) {
-			ft->lock_key = NULL;
-			return -ENOMEM;
-		}
+	return 0;
+}
+
+/* ft's keys become key and its lock's (ft->lock held); key taken over. */
+static int set_keys(struct fleet_target *ft, char *key)
+{
+	char *lock_key = NULL;
+
+	if (asprintf(&lock_key, "%s/lock", key) < 0) {
+		free(key);
+		return -ENOMEM;
 	}
-	*ret_key = strdup(ft->key);
-	*ret_lock_key = strdup(ft->lock_key);
-	return *ret_key && *ret_lock_key ? 0 : -ENOMEM;
+	free(ft->key);
+	free(ft->lock_key);
+	ft->key = key;
+	ft->lock_key = lock_key;
+	ft->mod_rev = 0;
+	return 0;
+}
+
+int fleet_target_new(struct auth_target *t, const char *user, struct fleet_target **ret)
+{
+	struct fleet_target *ft;
+	char *key = NULL;
+	int r;
+
+	*ret = NULL;
+	if (!fleet_of(t)) {
+		return 0;
+	}
+	ft = calloc(1, sizeof(*ft));
+	if (!ft) {
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&ft->lock, NULL);
+	r = target_key(t, user, &key);
+	if (r == 0) {
+		r = set_keys(ft, key);
+	}
+	if (r < 0) {
+		fleet_target_free(ft);
+		return r;
+	}
+	*ret = ft;
+	return 0;
+}
+
+int fleet_target_keys(struct auth_target *t, const char *user, char **ret_key, char **ret_lock_key)
+{
+	struct fleet_target *ft = target_fleet(t);
+	char *key = NULL;
+	int r = target_key(t, user, &key);
+
+	if (r < 0) {
+		return r;
+	}
+	pthread_mutex_lock(&ft->lock);
+	if (strcmp(ft->key, key) != 0) {
+		r = set_keys(ft, TAKE_PTR(key)); /* other credentials: another key */
+	}
+	if (r == 0) {
+		*ret_key = strdup(ft->key);
+		*ret_lock_key = strdup(ft->lock_key);
+	}
+	pthread_mutex_unlock(&ft->lock);
+	free(key);
+	if (r == 0 && (!*ret_key || !*ret_lock_key)) {
+		free(TAKE_PTR(*ret_key));
+		free(TAKE_PTR(*ret_lock_key));
+		r = -ENOMEM;
+	}
+	return r;
 }
 
 int fleet_seal_value(struct fleet *f, const char *key, json_t *j, char **ret_b64)
@@ -107,7 +160,7 @@ int fleet_seal_session(struct auth_target *t, const char *key, const struct auth
 	_cleanup_secret_ struct secret *saved = NULL;
 	int r;
 
-	r = t->provider->session_save(&t->info, s, &saved);
+	r = target_provider(t)->session_save(target_info(t), s, &saved);
 	if (r < 0) {
 		return r;
 	}
@@ -127,7 +180,7 @@ static int session_of(struct auth_target *t, const json_t *j, struct auth_sessio
 	if (!json_is_string(saved)) {
 		return json_object_get(j, "x") ? -EKEYREJECTED : -EBADMSG;
 	}
-	if (t->provider->session_load(&t->info, json_string_value(saved), json_string_length(saved), &s) < 0) {
+	if (target_provider(t)->session_load(target_info(t), json_string_value(saved), json_string_length(saved), &s) < 0) {
 		return -EBADMSG;
 	}
 	s->expires_at = (time_t)json_integer_value(json_object_get(j, "e"));
@@ -138,20 +191,19 @@ static int session_of(struct auth_target *t, const json_t *j, struct auth_sessio
 
 int fleet_open_session(struct auth_target *t, const char *key, const char *b64, struct auth_session **ret)
 {
-	json_t *j = NULL;
+	json_auto_t *j = NULL;
 	int r = fleet_open_value(fleet_of(t), key, b64, &j);
 
 	if (r == 0) {
 		r = session_of(t, j, ret);
 	}
-	json_decref(j);
 	return r;
 }
 
 int fleet_open_for(struct auth_target *t, struct auth_ctx *ctx, const char *key, const char *b64,
 		   struct auth_session **ret)
 {
-	json_t *j = NULL;
+	json_auto_t *j = NULL;
 	int r = fleet_open_value(fleet_of(t), key, b64, &j);
 
 	if (r == 0) {
@@ -160,7 +212,6 @@ int fleet_open_for(struct auth_target *t, struct auth_ctx *ctx, const char *key,
 	if (r == -EKEYREJECTED) {
 		r = fleet_rejection_check(j, ctx) ?: -ENOENT;
 	}
-	json_decref(j);
 	return r;
 }
 

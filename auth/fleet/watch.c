@@ -15,7 +15,7 @@ static char *credentials_key(const struct fleet *f, const struct auth_target *t)
 {
 	char *key;
 
-	return asprintf(&key, "%sc/%s/%s:%u", f->root, t->provider->name, t->info.host, t->info.port) < 0 ? NULL : key;
+	return asprintf(&key, "%sc/%s/%s:%u", f->root, target_provider(t)->name, target_info(t)->host, target_info(t)->port) < 0 ? NULL : key;
 }
 
 void fleet_credentials_written(struct auth_target *t, const char *text, size_t len)
@@ -23,7 +23,7 @@ void fleet_credentials_written(struct auth_target *t, const char *text, size_t l
 	struct fleet *f = fleet_of(t);
 	_cleanup_free_ char *key = NULL, *k = NULL, *v = NULL;
 	_cleanup_free_ unsigned char *sealed = NULL;
-	json_t *reply = NULL;
+	json_auto_t *reply = NULL;
 	size_t sealed_len;
 	char err[256];
 
@@ -33,33 +33,23 @@ void fleet_credentials_written(struct auth_target *t, const char *text, size_t l
 	}
 	if (fleet_call(f, "kv/put", json_pack("{s:s, s:s}", "key", k, "value", v), REQUEST_TIMEOUT_MS, &reply, err,
 		 sizeof(err)) < 0) {
-		log_warning("%s/%s: could not share the credentials with the fleet: %s", t->provider->name, t->name, err);
-		return;
+		log_warning("%s/%s: could not share the credentials with the fleet: %s", target_provider(t)->name, auth_target_name(t), err);
 	}
-	json_decref(reply);
 }
 
-/* Credentials another node wrote (t->lock held): saved and used here too. */
-static void adopt_credentials(struct auth_target *t, const char *key, const char *value_b64)
+/* Credentials another node wrote: the engine saves and uses them. */
+static void shared_credentials(struct auth_target *t, const char *key, const char *value_b64)
 {
 	_cleanup_free_ unsigned char *sealed = NULL;
-	_cleanup_secret_ struct secret *text = NULL, *password = NULL;
-	_cleanup_free_ char *user = NULL;
+	_cleanup_secret_ struct secret *text = NULL;
 	size_t len;
 
-	if (etcd_unb64(value_b64, &sealed, &len) < 0 || fleet_open(fleet_of(t)->keys, key, sealed, len, &text) < 0 ||
-	    credentials_parse(text->data, text->len, &user, &password) < 0) {
-		target_set_error(t, -EBADMSG, "the fleet's shared credentials for this target do not decrypt with key_file");
+	if (etcd_unb64(value_b64, &sealed, &len) < 0 || fleet_open(fleet_of(t)->keys, key, sealed, len, &text) < 0) {
+		fleet_of(t)->engine->credentials(t, NULL, 0, "the fleet's shared credentials for this target do not "
+						 "decrypt with key_file");
 		return;
 	}
-	if (streq_ptr(user, t->user) && secret_equal(password, t->password)) {
-		return;
-	}
-	if (store_save(t->core->store, t->provider->name, t->name, "credentials", text->data, text->len) < 0) {
-		log_warning("%s/%s: failed to save the fleet's shared credentials", t->provider->name, t->name);
-	}
-	log_info("%s/%s: using credentials shared by another node (user %s)", t->provider->name, t->name, user);
-	target_set_credentials(t, TAKE_PTR(user), TAKE_PTR(password));
+	fleet_of(t)->engine->credentials(t, text->data, text->len, NULL);
 }
 
 /* --- lease and node key ------------------------------------------------------ */
@@ -67,27 +57,25 @@ static void adopt_credentials(struct auth_target *t, const char *key, const char
 static int grant_lease(struct fleet *f)
 {
 	_cleanup_free_ char *k = etcd_b64(f->node_key, strlen(f->node_key)), *v = etcd_b64(f->node, strlen(f->node));
-	json_t *reply = NULL;
+	json_auto_t *granted = NULL, *put = NULL;
 	char err[256], lease[24];
 	int64_t id;
 	int r;
 
-	r = fleet_call(f, "lease/grant", json_pack("{s:I}", "TTL", (json_int_t)f->lock_ttl), REQUEST_TIMEOUT_MS, &reply, err,
-		 sizeof(err));
+	r = fleet_call(f, "lease/grant", json_pack("{s:I}", "TTL", (json_int_t)f->lock_ttl), REQUEST_TIMEOUT_MS, &granted,
+		       err, sizeof(err));
 	if (r < 0) {
 		log_warning("Fleet: could not get a lease: %s", err);
 		return r;
 	}
-	id = etcd_int(reply, "ID");
-	json_decref(reply);
+	id = etcd_int(granted, "ID");
 	snprintf(lease, sizeof(lease), "%lld", (long long)id);
 	r = fleet_call(f, "kv/put", json_pack("{s:s, s:s, s:s}", "key", k, "value", v, "lease", lease), REQUEST_TIMEOUT_MS,
-		 &reply, err, sizeof(err));
+		       &put, err, sizeof(err));
 	if (r < 0) {
 		log_warning("Fleet: could not register node %s: %s", f->node, err);
 		return r;
 	}
-	json_decref(reply);
 	pthread_mutex_lock(&f->lock);
 	f->lease = id;
 	pthread_mutex_unlock(&f->lock);
@@ -105,12 +93,8 @@ static void store_lost(struct fleet *f)
 		if (!t) {
 			return;
 		}
-		after = t->id;
-		pthread_mutex_lock(&t->lock);
-		if (t->fleet && !t->flight) {
-			fleet_of(t)->engine->forget(t);
-		}
-		pthread_mutex_unlock(&t->lock);
+		after = auth_target_id(t);
+		fleet_of(t)->engine->forget(t, 0, NULL);
 		auth_target_unref(t);
 	}
 }
@@ -125,7 +109,7 @@ static void *keepalive_thread(void *userdata)
 		struct timespec ts;
 		double until = now_mono() + (double)f->lock_ttl / 3;
 		int64_t lease;
-		json_t *reply = NULL;
+		json_auto_t *reply = NULL;
 		char err[256];
 		int r;
 
@@ -146,7 +130,6 @@ static void *keepalive_thread(void *userdata)
 				pthread_mutex_unlock(&f->lock);
 				r = grant_lease(f);
 			}
-			json_decref(reply);
 		}
 		if (r == -EHOSTDOWN && f->on_down == DOWN_FAIL) {
 			store_lost(f);
@@ -221,35 +204,70 @@ static uint32_t fnv1a(const char *a, const char *b)
 	return h;
 }
 
-time_t fleet_renewal_delay(struct auth_target *t, time_t due)
+time_t fleet_renewal_delay(struct auth_target *t, time_t due, time_t serve_until)
 {
 	struct fleet *f = fleet_of(t);
+	struct fleet_target *ft = target_fleet(t);
+	_cleanup_free_ char *key = NULL;
 	uint32_t mine;
 	time_t window, turn;
 	size_t rank = 0, n;
 
-	if (!f || !t->fleet || !t->session || !due) {
+	if (!f || !serve_until || !due) {
+		return 0;
+	}
+	pthread_mutex_lock(&ft->lock);
+	key = strdup(ft->key);
+	pthread_mutex_unlock(&ft->lock);
+	if (!key) {
 		return 0;
 	}
 	/* Rendezvous hashing: every node ranks the live nodes alike for this
 	 * target; the first renews at due, the next a turn later (if the first
 	 * did not, or is not reading it), and so on. */
-	mine = fnv1a(f->node, t->fleet->key);
+	mine = fnv1a(f->node, key);
 	pthread_mutex_lock(&f->lock);
 	for (size_t i = 0; i < f->n_nodes; i++) {
-		uint32_t h = fnv1a(f->nodes[i], t->fleet->key);
+		uint32_t h = fnv1a(f->nodes[i], key);
 		if (strcmp(f->nodes[i], f->node) != 0 && (h > mine || (h == mine && strcmp(f->nodes[i], f->node) < 0))) {
 			rank++;
 		}
 	}
 	n = f->n_nodes ? f->n_nodes : 1;
 	pthread_mutex_unlock(&f->lock);
-	window = fleet_of(t)->engine->serve_until(t, t->session) - due;
+	window = serve_until - due;
 	turn = window / (time_t)(2 * n);
 	if (turn > TURN_MAX) {
 		turn = TURN_MAX;
 	}
 	return turn > 0 ? (time_t)rank * turn : 0;
+}
+
+/* t's key changed (no lock held): the new session replaces this node's, or
+ * this node's goes, unless a flight of its own runs. A refused login's record
+ * (-EKEYREJECTED) changes nothing here: what this node has stays until it
+ * needs a login, which then sees the record. */
+static void changed_session(struct auth_target *t, const char *key, const char *value_b64, bool deleted, int64_t rev)
+{
+	struct fleet_target *ft = target_fleet(t);
+	struct auth_session *s = NULL;
+	int r = deleted ? 0 : fleet_open_session(t, key, value_b64 ?: "", &s);
+	bool done;
+
+	if (r == -EKEYREJECTED) {
+		return;
+	}
+	if (r == 0 && !deleted) {
+		done = fleet_of(t)->engine->install(t, s);
+	} else {
+		done = fleet_of(t)->engine->forget(t, r < 0 ? -EBADMSG : 0,
+						  "the fleet's session for this target does not decrypt with key_file");
+	}
+	pthread_mutex_lock(&ft->lock);
+	if (done && rev > ft->mod_rev) {
+		ft->mod_rev = rev;
+	}
+	pthread_mutex_unlock(&ft->lock);
 }
 
 /* Applies one key's new state to the target it belongs to, if any. */
@@ -265,25 +283,28 @@ static void apply(struct fleet *f, const char *key, const char *value_b64, bool 
 	}
 	for (uint32_t after = 0;;) {
 		struct auth_target *t = f->engine->next_target(f->core, AUTH_ANY_PROVIDER, after);
-		struct auth_session *s = NULL;
 		struct fleet_target *ft;
+		bool changed = false;
 		if (!t) {
 			return;
 		}
-		after = t->id;
-		pthread_mutex_lock(&t->lock);
-		ft = t->fleet;
-		if (ft && (strcmp(ft->key, key) == 0 || strcmp(ft->lock_key, key) == 0)) {
+		after = auth_target_id(t);
+		if (f->share_credentials && !deleted && value_b64 && is_credentials_key(f, t, key)) {
+			shared_credentials(t, key, value_b64);
+			auth_target_unref(t);
+			continue;
+		}
+		ft = target_fleet(t);
+		pthread_mutex_lock(&ft->lock);
+		if (strcmp(ft->key, key) == 0 || strcmp(ft->lock_key, key) == 0) {
 			ft->events++;
 		}
-		if (ft && strcmp(ft->key, key) == 0 && rev >= ft->seen_mod) {
+		if (strcmp(ft->key, key) == 0 && rev >= ft->seen_mod) {
 			free(ft->seen_value);
 			ft->seen_value = !deleted && value_b64 ? strdup(value_b64) : NULL;
 			ft->seen_mod = rev;
 		}
-		if (f->share_credentials && !deleted && value_b64 && is_credentials_key(f, t, key)) {
-			adopt_credentials(t, key, value_b64);
-		} else if (ft && strcmp(ft->lock_key, key) == 0) {
+		if (strcmp(ft->lock_key, key) == 0) {
 			snprintf(ft->holder, sizeof(ft->holder), "%s", "");
 			if (!deleted && value_b64) {
 				unsigned char *n = NULL;
@@ -293,24 +314,13 @@ static void apply(struct fleet *f, const char *key, const char *value_b64, bool 
 				}
 				free(n);
 			}
-		} else if (ft && strcmp(ft->key, key) == 0 && rev > ft->mod_rev && !t->flight && !t->removed) {
-			/* A refused login's record (r == -EKEYREJECTED) changes
-			 * nothing here: what this node has stays until it needs a
-			 * login, which then sees the record. */
-			int r = deleted ? 0 : fleet_open_session(t, key, value_b64 ?: "", &s);
-			if (r != -EKEYREJECTED) {
-				ft->mod_rev = rev;
-			}
-			if (deleted) {
-				fleet_of(t)->engine->forget(t);
-			} else if (r == 0) {
-				fleet_of(t)->engine->install(t, s);
-			} else if (r != -EKEYREJECTED) {
-				fleet_of(t)->engine->forget(t);
-				target_set_error(t, -EBADMSG, "the fleet's session for this target does not decrypt with key_file");
-			}
+		} else if (strcmp(ft->key, key) == 0 && rev > ft->mod_rev) {
+			changed = true;
 		}
-		pthread_mutex_unlock(&t->lock);
+		pthread_mutex_unlock(&ft->lock);
+		if (changed) {
+			changed_session(t, key, value_b64, deleted, rev);
+		}
 		auth_target_unref(t);
 	}
 }
@@ -366,7 +376,8 @@ static bool on_watch_result(json_t *result, void *userdata)
  * gone drop their copy. Returns the revision to watch from. */
 static int reread(struct fleet *f, bool drop_missing)
 {
-	json_t *reply = NULL, *kvs, *kv;
+	json_auto_t *reply = NULL;
+	json_t *kvs, *kv;
 	char err[256];
 	int64_t rev;
 	size_t i;
@@ -389,25 +400,25 @@ static int reread(struct fleet *f, bool drop_missing)
 			if (!t) {
 				break;
 			}
-			after = t->id;
-			pthread_mutex_lock(&t->lock);
+			after = auth_target_id(t);
+			struct fleet_target *ft = target_fleet(t);
+			pthread_mutex_lock(&ft->lock);
 			json_array_foreach(kvs, i, kv) {
 				_cleanup_free_ unsigned char *k = NULL;
 				size_t len;
-				found = found || (t->fleet && etcd_unb64(json_string_value(json_object_get(kv, "key")) ?: "", &k,
-									 &len) == 0 && strcmp((char *)k, t->fleet->key) == 0);
+				found = found || (etcd_unb64(json_string_value(json_object_get(kv, "key")) ?: "", &k, &len) == 0 &&
+						  strcmp((char *)k, ft->key) == 0);
 			}
-			if (t->fleet && !found && t->session && !t->flight) {
-				fleet_of(t)->engine->forget(t);
+			pthread_mutex_unlock(&ft->lock);
+			if (!found) {
+				fleet_of(t)->engine->forget(t, 0, NULL); /* nothing, if it has no session */
 			}
-			pthread_mutex_unlock(&t->lock);
 			auth_target_unref(t);
 		}
 	}
 	json_array_foreach(kvs, i, kv) {
 		apply_kv(f, kv, false, rev);
 	}
-	json_decref(reply);
 	pthread_mutex_lock(&f->lock);
 	f->revision = rev;
 	pthread_mutex_unlock(&f->lock);

@@ -160,13 +160,13 @@ static int post(struct etcd *e, size_t endpoint, const char *path, const char *b
 /* A new token from /v3/auth/authenticate (lock held). */
 static int authenticate(struct etcd *e, size_t endpoint, long timeout_ms, char *err, size_t err_size)
 {
-	json_t *body = json_pack("{s:s, s:s}", "name", e->s.user, "password", secret_str(e->s.password)), *reply = NULL;
+	json_auto_t *body = json_pack("{s:s, s:s}", "name", e->s.user, "password", secret_str(e->s.password));
+	json_auto_t *reply = NULL;
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	const char *token;
 	long status = 0;
 	int r;
 
-	json_decref(body);
 	if (!text) {
 		return -ENOMEM;
 	}
@@ -179,12 +179,10 @@ static int authenticate(struct etcd *e, size_t endpoint, long timeout_ms, char *
 	if (status != 200 || !token) {
 		snprintf(err, err_size, "etcd refused user %s: %s", e->s.user,
 			 json_string_value(json_object_get(reply, "message")) ?: "no token");
-		json_decref(reply);
 		return -EACCES;
 	}
 	secret_free(e->auth);
 	e->auth = secret_printf("Authorization: %s", token);
-	json_decref(reply);
 	return e->auth ? 0 : -ENOMEM;
 }
 
@@ -225,7 +223,7 @@ static int try_endpoint(struct etcd *e, size_t endpoint, const char *path, const
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
 		_cleanup_secret_ struct secret *auth = NULL;
-		json_t *reply = NULL;
+		json_auto_t *reply = NULL;
 		const char *msg;
 		long status = 0;
 		int r;
@@ -238,14 +236,13 @@ static int try_endpoint(struct etcd *e, size_t endpoint, const char *path, const
 			return r == -EACCES ? r : -EHOSTDOWN;
 		}
 		if (status == 200) {
-			*ret = reply;
+			*ret = TAKE_PTR(reply);
 			return 0;
 		}
 		msg = json_string_value(json_object_get(reply, "message")) ?: json_string_value(json_object_get(reply, "error"));
 		snprintf(err, err_size, "%s: %s", e->s.endpoints[endpoint], msg ?: "error without a message");
 		r = is_auth_error(msg) && attempt == 0 ? 1 : is_member_error(status, msg) ? -EHOSTDOWN
 							: strstr(msg ?: "", "permission denied") ? -EACCES : -EIO;
-		json_decref(reply);
 		if (r < 0) {
 			return r;
 		}
@@ -253,14 +250,15 @@ static int try_endpoint(struct etcd *e, size_t endpoint, const char *path, const
 	return -EACCES;
 }
 
-int etcd_call(struct etcd *e, const char *path, json_t *body, long timeout_ms, json_t **ret, char *err, size_t err_size)
+int etcd_call(struct etcd *e, const char *path, json_t *body_taken, long timeout_ms, json_t **ret, char *err,
+	      size_t err_size)
 {
+	json_auto_t *body = body_taken;
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	double deadline = now_mono() + (double)timeout_ms / 1000;
 	size_t first;
 	int r = -EHOSTDOWN;
 
-	json_decref(body);
 	if (!text) {
 		return -ENOMEM;
 	}
@@ -327,7 +325,7 @@ static bool on_watch_data(const char *data, size_t len, void *userdata)
 	w->buf[w->len] = 0;
 	while ((nl = memchr(w->buf, '\n', w->len))) {
 		size_t line = (size_t)(nl - w->buf) + 1;
-		json_t *msg = json_loadb(w->buf, line - 1, 0, NULL);
+		json_auto_t *msg = json_loadb(w->buf, line - 1, 0, NULL);
 		json_t *result = json_object_get(msg, "result");
 		bool more = true;
 		if (!result) {
@@ -338,7 +336,6 @@ static bool on_watch_data(const char *data, size_t len, void *userdata)
 		} else {
 			more = w->on_result(result, w->userdata);
 		}
-		json_decref(msg);
 		OPENSSL_cleanse(w->buf, line);
 		memmove(w->buf, w->buf + line, w->len - line + 1);
 		w->len -= line;
@@ -352,7 +349,7 @@ static bool on_watch_data(const char *data, size_t len, void *userdata)
 int etcd_watch(struct etcd *e, json_t *create_request, bool (*on_result)(json_t *result, void *userdata),
 	       void *userdata, const bool *stop, char *err, size_t err_size)
 {
-	json_t *body = json_pack("{s:o}", "create_request", create_request);
+	json_auto_t *body = json_pack("{s:o}", "create_request", create_request);
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	struct watch_stream w = { .on_result = on_result, .userdata = userdata, .err = err, .err_size = err_size };
 	_cleanup_secret_ struct secret *auth = NULL;
@@ -361,7 +358,6 @@ int etcd_watch(struct etcd *e, json_t *create_request, bool (*on_result)(json_t 
 	size_t ep;
 	int r;
 
-	json_decref(body);
 	if (!text) {
 		return -ENOMEM;
 	}

@@ -261,5 +261,4 @@ const struct auth_provider aos_provider = {
 	.session_save = aos_session_save,
 	.session_load = aos_session_load,
 	.discover = aos_discover,
-	.refresh = aos_validate, /* transitional, see provider.h */
 };

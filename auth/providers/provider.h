@@ -126,6 +126,9 @@ struct auth_provider {
 	const char *env_user;               /* environment variables with default credentials */
 	const char *env_password;
 	const struct config_range *settings; /* ranges of numeric settings, checked at mount (NULL key ends) */
+	/* Settings that, besides the user, make a different credential (NULL
+	 * ends; NULL: none): sessions are shared only where they are alike. */
+	const char *const *identity_settings;
 
 	/* --- hooks every provider has --- */
 	/* Obtain a new session. -EKEYREJECTED when credentials are refused. */
@@ -163,12 +166,6 @@ struct auth_provider {
 	/* More members for `status`, from memory only (STS: role ARNs, MFA
 	 * sessions). status is borrowed; s may be NULL. */
 	void (*status_extra)(const struct target_info *info, const struct auth_session *s, json_t *status);
-
-	/* Transitional, not a hook: validate where AUTH_PROVIDER_CHECKS_REGULARLY
-	 * is set, NULL elsewhere, because auth/fleet/flight.c still tests it
-	 * instead of the bit. The engine never calls it; it goes when the fleet
-	 * tests the bit. */
-	int (*refresh)(struct auth_ctx *ctx, const struct auth_session *s, time_t *ret_expires_at);
 };
 
 struct auth_session *auth_session_dup(const struct auth_session *s);

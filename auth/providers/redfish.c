@@ -620,5 +620,4 @@ const struct auth_provider redfish_provider = {
 	.session_save = redfish_session_save,
 	.session_load = redfish_session_load,
 	.sessions = &redfish_sessions,
-	.refresh = redfish_validate, /* transitional, see provider.h */
 };

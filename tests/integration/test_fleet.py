@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.integration import etcd as etcdh
-from tests.integration.harness import aos_section, assert_errno, idrac_section, ini_section, within
+from tests.integration.harness import aos_section, assert_errno, idrac_section, ini_section, new_password, within
 from tests.mocks.common import wait_until
 
 LOCK_TTL = 3
@@ -599,13 +599,18 @@ def test_fenced_off_winner_ends_its_own_session(aos_mock, fleet, etcd):
 
 
 def test_store_down_local_logs_in_alone(aos_mock, fleet, etcd):
-    nodes = fleet(aos_section(aos_mock, "lab"), n=2, on_store_down="local", timeout=15)
+    aos_mock.set_password("ops", new_password())
+    nodes = fleet(aos_section(aos_mock, "lab"), aos_section(aos_mock, "ops", user="ops",
+                                                           password=aos_mock.password("ops")),
+                  n=2, on_store_down="local", timeout=15)
     token = nodes[0].read("aos/lab/token")
+    # node1 adopted it from the watch as it was published: served, no etcd needed.
+    assert wait_until(lambda: nodes[1].read("aos/lab/token") == token, 1.5)
     etcd.stop()
     assert nodes[0].read("aos/lab/token") == token  # cached: no etcd needed
-    local = nodes[1].read("aos/lab/token")          # a login of its own
+    local = nodes[1].read("aos/ops/token")          # a login of its own
     assert local != token and aos_mock.logins == 2
-    st = status(nodes[1], "aos/lab")
+    st = status(nodes[1], "aos/ops")
     assert st["fleet"]["state"] == "down_local", st
     assert "session slots" in nodes[1].log()  # warned at start and when it happened
 
@@ -629,3 +634,46 @@ def test_tls_with_client_certificates(aos_mock, ca, key_file, make_daemon, tmp_p
         for d in nodes if "nodes" in locals() else ():
             d.stop()
         cluster.stop()
+
+
+def rm_rounds(aos_mock, nodes, rounds, remover):
+    """rounds of: every node serves the one token, then remover(i) removes
+    it. Returns the tokens removed, in order."""
+    removed = []
+    for i in range(rounds):
+        def agreed():
+            tokens = {d.read("aos/lab/token") for d in nodes}
+            return tokens.pop() if len(tokens) == 1 and not tokens & set(removed) else None
+        assert wait_until(lambda: agreed() is not None, 3), [d.read("aos/lab/token") for d in nodes]
+        removed.append(agreed())
+        remover(i).unlink("aos/lab/token")
+    return removed
+
+
+@pytest.mark.concurrency  # the watch drops copies while rm logs out
+@pytest.mark.parametrize("n", [1, 3])
+def test_rm_token_logs_out_once_for_the_fleet(aos_mock, fleet, n):
+    """rm token on a node logs the session out at the server exactly once;
+    the other nodes drop their copy without a logout of their own."""
+    nodes = fleet(aos_section(aos_mock, "lab"), n=n)
+    removed = rm_rounds(aos_mock, nodes, 10, lambda i: nodes[i % n])
+    assert len(set(removed)) == 10
+    live = [t for t in removed if aos_mock.is_live(t)]
+    assert not live, f"{len(live)} of 10 old tokens still live at the server"
+    assert aos_mock.logouts == 10, f"{aos_mock.logouts} logouts for 10 rm"
+    assert aos_mock.logins == 10
+
+
+def test_lock_holder_is_shown_on_every_node(aos_mock, fleet, etcd):
+    aos_mock.delay = 3
+    nodes = fleet(aos_section(aos_mock, "lab"), timeout=20)
+    first = threading.Thread(target=nodes[0].read_err, args=("aos/lab/token",), daemon=True)
+    first.start()
+    assert wait_until(lambda: any(k.endswith("/lock") and v == b"node0" for k, v in etcd.get_prefix().items()), 5), \
+        "node0 never took the fleet lock"
+
+    def holders():
+        return [status(d, "aos/lab")["fleet"].get("lock_holder") for d in nodes]
+    assert wait_until(lambda: holders() == ["node0"] * 3, 1.5), holders()
+    first.join(10)
+    assert wait_until(lambda: holders() == [None] * 3, 1.5), holders()

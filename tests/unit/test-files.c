@@ -96,8 +96,6 @@ static void test_rules(void)
 		ok(prov->credentials_hint && *prov->credentials_hint, "%s: says how to provide credentials", name);
 		ok(!(prov->features & AUTH_PROVIDER_RENEWS_IN_PLACE) || (prov->features & AUTH_PROVIDER_CHECKS_REGULARLY),
 		   "%s: renews in place only what it checks regularly", name);
-		ok((prov->features & AUTH_PROVIDER_CHECKS_REGULARLY) ? prov->refresh == prov->validate : !prov->refresh,
-		   "%s: the transitional refresh matches the CHECKS_REGULARLY bit", name);
 		for (size_t i = 0; i < n; i++) {
 			const struct auth_file_info *f = &files[i];
 			unsigned index = ~0u;

@@ -37,6 +37,11 @@ static const struct config_range sts_settings[] = {
 	{ NULL, 0, 0 },
 };
 
+/* A different role, duration or MFA device is a different credential. */
+static const char *const sts_identity_settings[] = { "role_arn", "source_profile", "duration_seconds",
+						     "mfa_serial_number", "external_id", "role_session_name",
+						     "region", NULL };
+
 static const struct auth_file_info sts_files[] = {
 	{ "creds.json", S_IFREG | 0400, AUTH_FILE_SESSION, AUTH_FILE_LOGOUT, FILE_CREDS_JSON, NULL },
 	{ "env", S_IFREG | 0400, AUTH_FILE_SESSION, 0, FILE_ENV, NULL },
@@ -501,6 +506,7 @@ const struct auth_provider sts_provider = {
 	.credentials_hint = "write aws_access_key_id and aws_secret_access_key lines (or JSON {\"AccessKeyId\",\"SecretAccessKey\"}), or put the keys in the shared AWS credentials file",
 	.one_time_hint = "MFA required: write the current code to",
 	.settings = sts_settings,
+	.identity_settings = sts_identity_settings,
 	.login = sts_login,
 	.validate = sts_validate,
 	.logout = sts_logout,
