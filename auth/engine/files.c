@@ -371,7 +371,9 @@ int auth_file_unlink(struct auth_target *t, unsigned f)
 	if (!fi || !(fi->flags & AUTH_FILE_LOGOUT)) {
 		return -EPERM;
 	}
-	r = session_logout(t, now_mono() + t->info.timeout);
+	/* rm answers from local state: the kernel holds the directory's lock
+	 * until it does (logout.c). */
+	r = session_logout_background(t);
 	secret_wipe_stack();
 	return r;
 }

@@ -120,6 +120,7 @@ struct auth_core {
 	uint64_t sched_epoch;         /* bumped whenever a schedule changes */
 	bool stopping;
 	unsigned flights;             /* readers' logins queued or running in the login pool */
+	unsigned logouts;             /* background logouts running (logout.c) */
 	unsigned flight_threads;      /* the login pool's threads (at most FLIGHT_THREADS) */
 	struct auth_target **flight_queue; /* readers' logins not started yet, oldest first (a ring) */
 	size_t flight_queue_head, flight_queue_len, flight_queue_cap;
@@ -205,6 +206,14 @@ void waiters_settle(struct auth_target *t);
 int waiters_start(struct auth_core *core);
 /* Answers every waiter (-ENOTCONN) and refuses new ones; stops the timer. */
 void waiters_stop(struct auth_core *core);
+
+/* logout.c */
+/* Forgets t's session at once (lock not held) and ends it on the server in
+ * a thread of its own, under the usual timeout; failures go to status and
+ * the log. Nobody waits for the server. */
+int session_logout_background(struct auth_target *t);
+/* Waits for the background logouts to end (each is bounded by the timeout). */
+void logouts_wait(struct auth_core *core);
 
 /* scheduler.c */
 /* When t's session is next renewed or checked (t->lock held). */
