@@ -66,6 +66,9 @@ struct auth_target {
 	bool dormant;                 /* background refresh paused until the next read */
 	time_t expiry_due;            /* when the session itself needs renewing */
 	unsigned failures_in_row;
+	bool skew_known;              /* the server's clock against ours (target_note_skew()) */
+	bool skew_warned;
+	time_t skew;
 	struct read_waiter *waiters;  /* opens waiting for the flight, without a thread (waiters.c) */
 	struct target_counters counters;
 	char warning[256];            /* for status: insecure inherited settings, withheld defaults */
@@ -233,5 +236,8 @@ struct auth_target *target_ref(struct auth_target *t);
 int ctx_init(struct auth_target *t, struct auth_ctx *ctx); /* call with t->lock held */
 void ctx_done(struct auth_ctx *ctx);
 void target_set_error(struct auth_target *t, int r, const char *msg); /* with t->lock held */
+/* The skew a flight measured (lock held): kept for status, warned of once
+ * when over SKEW_WARN; a failure's message says so when it is that large. */
+void target_note_skew(struct auth_target *t, struct auth_ctx *ctx, int r);
 /* New credentials (taken over), and the errors they end (t->lock held). */
 void target_set_credentials(struct auth_target *t, char *user, struct secret *password);
