@@ -89,3 +89,27 @@ def test_logout_failure_is_in_status_and_log(redfish_mock, make_mount):
                       or "timed out" in d.read("idrac/bmc/status").lower(), 10), d.read("idrac/bmc/status")
     assert "logout failed" in d.log()
     mock.fail = None
+
+
+def test_rm_of_another_session_holds_only_sessions_dir(redfish_mock, make_mount):
+    """rm sessions/<id> must hear the BMC's answer (a 403 is EACCES): it waits,
+    but only sessions/ is held, not the target's directory."""
+    mock = redfish_mock
+    d = make_mount(idrac_section(mock, "bmc"), timeout=5)
+    d.read("idrac/bmc/token")
+    sid, _ = mock.create_session()
+    assert wait_until(lambda: sid in d.listdir("idrac/bmc/sessions"), 5)
+    mock.fail = "hang"
+    box = {}
+    th = threading.Thread(target=lambda: box.update(r=within(20, d.unlink, f"idrac/bmc/sessions/{sid}")),
+                          daemon=True)
+    th.start()
+    time.sleep(0.3)
+    ls = {rel: within(20, d.listdir, rel)[2] for rel in ("idrac/bmc", "idrac")}
+    time.sleep(0.5)
+    mock.fail = None
+    th.join(20)
+    print(f"rm sessions/<id>: {box['r'][2]:.2f} s; ls: {ls}")
+    assert box["r"][1] is None
+    assert all(v < FAST for v in ls.values()), ls
+    assert mock.session(sid) is None
