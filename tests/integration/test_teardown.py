@@ -7,6 +7,7 @@ ASan build (SESSIONFS_BIN=build-fuzz/sessionfs) too: no crash, no report.
 """
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -48,8 +49,19 @@ def _assert_clean(d, rc):
     assert not is_mounted(d.mnt)
 
 
-@pytest.mark.parametrize("logout_on_exit", [False, True])
-def test_abort_during_a_slow_login(aos_mock, make_daemon, logout_on_exit):
+def _end(d, how):
+    if how == "abort":
+        _abort_and_lazy_unmount(d)
+    elif how == "fusermount":
+        subprocess.run(["fusermount3", "-u", "-z", str(d.mnt)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    else:
+        d.proc.send_signal(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("how,logout_on_exit", [("abort", False), ("abort", True),
+                                                ("fusermount", True), ("sigterm", True)])
+def test_abort_during_a_slow_login(aos_mock, make_daemon, how, logout_on_exit):
     aos_mock.set_slow(4, "POST", LOGIN)
     d = make_daemon(aos_section(aos_mock, "lab", logout_on_exit=str(logout_on_exit).lower()),
                     timeout=8)
@@ -57,7 +69,7 @@ def test_abort_during_a_slow_login(aos_mock, make_daemon, logout_on_exit):
     reader = threading.Thread(target=_cat, args=(d, "aos/lab/token", out))
     reader.start()
     time.sleep(1)
-    _abort_and_lazy_unmount(d)
+    _end(d, how)
     reader.join(10)
     assert not reader.is_alive()
     rc = _exit_status(d)
@@ -101,3 +113,24 @@ def test_abort_during_rm(redfish_mock, make_daemon):
     _assert_clean(d, _exit_status(d))
     time.sleep(0.5)
     assert redfish_mock.count("DELETE") == 1
+
+
+def test_abort_after_rmdir_during_a_slow_login(aos_mock, make_daemon, ca):
+    """A target removed while its login runs, then the mount aborted: the
+    login's session is ended, and nothing of the target is saved."""
+    aos_mock.set_slow(3, "POST", LOGIN)
+    d = make_daemon(timeout=8, env={"SSL_CERT_FILE": str(ca.ca), "CURL_CA_BUNDLE": str(ca.ca)})
+    name = f"127.0.0.1:{aos_mock.port}"
+    os.mkdir(d.path(f"aos/{name}"))
+    d.write(f"aos/{name}/credentials", f"admin:{aos_mock.password('admin')}\n")
+    out = []
+    reader = threading.Thread(target=_cat, args=(d, f"aos/{name}/token", out))
+    reader.start()
+    time.sleep(1)
+    os.rmdir(d.path(f"aos/{name}"))
+    _abort_and_lazy_unmount(d)
+    reader.join(10)
+    _assert_clean(d, _exit_status(d))
+    assert aos_mock.logins == 1
+    assert aos_mock.logouts == 1, d.log()[-3000:]
+    assert not list((d.state_dir).rglob(f"*{name}*")), list(d.state_dir.rglob("*"))
