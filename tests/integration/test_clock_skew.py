@@ -5,7 +5,7 @@ left alone: FAKETIME_DONT_FAKE_MONOTONIC=1); the mocks keep the real time
 and send a Date header, as real servers do. The daemon takes the skew from
 Date and converts the server's expiry to its own clock:
 
-  - +120 s and -120 s against 100 s AOS tokens: tokens served, one login,
+  - +120 s, -120 s and +3,600 s against 100 s AOS tokens: tokens served, one login,
     no session left behind (every live token at the mock is the one the
     daemon serves); status shows the skew, the log warns once;
   - +3,600 s against STS: SigV4 is signed by libcurl with the local clock,
@@ -64,7 +64,7 @@ def short_aos(early_ca, log_secrets):
         yield mock
 
 
-@pytest.mark.parametrize("skew", [120, -120])
+@pytest.mark.parametrize("skew", [120, -120, 3600])
 def test_skewed_clock_serves_short_tokens(short_aos, make_daemon, skew):
     mock = short_aos
     d = make_daemon(aos_section(mock, "lab"), env=skewed(skew))
