@@ -55,6 +55,10 @@ static int render_status(struct auth_target *t, struct auth_blob **ret)
 					      "at", format_iso8601(t->last_write_at, err_at), "errno",
 					      t->last_write_errno < 0 ? strerrorname_np(-t->last_write_errno) : NULL));
 	}
+	if (j && t->skew_known) {
+		/* Server's clock minus ours (s), by its Date header: lifetimes are measured on its clock. */
+		json_object_set_new(j, "clock_skew", json_integer((json_int_t)t->skew));
+	}
 	if (j && t->provider->status_extra) {
 		t->provider->status_extra(&t->info, t->session, j);
 	}
@@ -345,7 +349,9 @@ int auth_file_unlink(struct auth_target *t, unsigned f)
 	if (!fi || !(fi->flags & AUTH_FILE_LOGOUT)) {
 		return -EPERM;
 	}
-	r = session_logout(t, now_mono() + t->info.timeout);
+	/* rm answers from local state: the kernel holds the directory's lock
+	 * until it does (logout.c). */
+	r = session_logout_background(t);
 	secret_wipe_stack();
 	return r;
 }

@@ -11,7 +11,7 @@
 
 #define BACKOFF_BASE 5   /* seconds; doubled per failure in a row */
 #define BACKOFF_MAX 120
-#define RECENT_FAILURE 1.0 /* seconds */
+#define READ_BACKOFF_MAX 60 /* seconds */
 #define FLIGHT_STACK_SIZE (256 * 1024)
 #define FLIGHT_THREADS HTTP_MAX_IN_FLIGHT /* the login pool */
 
@@ -163,8 +163,10 @@ static void flight_end(struct auth_target *t, int r)
 	pthread_cond_broadcast(&t->cond);
 }
 
-/* A new login. A session that arrives expired can't be served, and logging
- * in again would only get another: refuse it, so nothing loops. */
+/* A new login. A session that arrives expired (on the server's own clock,
+ * by its Date header) can't be served, and logging in again at once would
+ * only get another: end it on the server, never leave it behind, and refuse
+ * it; reads back off (read_backoff()). */
 static int login(struct auth_target *t, struct auth_ctx *ctx, struct auth_session **ret)
 {
 	struct auth_session *s = NULL;
@@ -180,6 +182,9 @@ static int login(struct auth_target *t, struct auth_ctx *ctx, struct auth_sessio
 		r = auth_ctx_fail(ctx, -EBADMSG,
 				  "the server issued a session that has already expired (expires %s, now %s): check the clocks",
 				  format_iso8601(s->expires_at, exp), format_iso8601(now_real(), now));
+		if (t->provider->logout(ctx, s) < 0) {
+			log_warning("%s/%s: failed to end the expired session: %s", t->provider->name, t->name, ctx->error);
+		}
 		auth_session_free(s);
 		return r;
 	}
@@ -349,6 +354,7 @@ static int lead(struct auth_target *t, bool background)
 	}
 
 	pthread_mutex_lock(&t->lock);
+	target_note_skew(t, &ctx, r);
 	if (t->removed) {
 		r = -ENOENT; /* rmdir meanwhile: nothing of this flight may stay */
 		if (fresh) {
@@ -530,6 +536,14 @@ static int flight_start(struct auth_target *t)
 	return log_error_errno(r, "%s/%s: failed to start a login: %m", t->provider->name, t->name);
 }
 
+/* How long after a failed flight reads get its error instead of a login. */
+static double read_backoff(const struct auth_target *t)
+{
+	unsigned n = t->failures_in_row ? t->failures_in_row - 1 : 0;
+
+	return n >= 6 ? READ_BACKOFF_MAX : (double)(1u << n);
+}
+
 bool session_read_waits(const struct auth_target *t, const struct read_state *rs)
 {
 	return rs->waiting && t->flight && t->flight_seq == rs->seq;
@@ -562,8 +576,9 @@ int session_read_step(struct auth_target *t, struct read_state *rs)
 		return t->last_errno < 0 ? t->last_errno : -EKEYREJECTED;
 	}
 	/* A read right after a failure (the kernel's getattr, then its read)
-	 * gets that failure instead of a second wait for the network. */
-	if (t->last_errno < 0 && now_mono() - t->failed_at < RECENT_FAILURE) {
+	 * gets that failure instead of a second wait for the network; failures
+	 * in a row space reads' logins 1, 2, 4 ... 60 s apart. */
+	if (t->last_errno < 0 && now_mono() - t->failed_at < read_backoff(t)) {
 		return t->last_errno;
 	}
 	if (!rs->waited) {

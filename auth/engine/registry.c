@@ -472,15 +472,16 @@ int auth_target_create(struct auth_core *core, size_t provider, const char *name
 	return 0;
 }
 
-/* Marks t removed (a flight still running ends its own session) and logs out. */
-static void target_retire(struct auth_target *t, double deadline)
+/* Marks t removed (a flight still running ends its own session) and logs
+ * out in the background. */
+static void target_retire(struct auth_target *t)
 {
 	pthread_mutex_lock(&t->lock);
 	t->removed = true;
 	pthread_cond_broadcast(&t->cond);
 	pthread_mutex_unlock(&t->lock);
 	waiters_settle(t); /* opens waiting for its login: ENOENT now */
-	session_logout(t, deadline);
+	session_logout_background(t); /* rmdir answers at once */
 }
 
 int auth_target_destroy(struct auth_core *core, size_t provider, const char *name)
@@ -503,7 +504,7 @@ int auth_target_destroy(struct auth_core *core, size_t provider, const char *nam
 	if (!t) {
 		return -ENOENT;
 	}
-	target_retire(t, now_mono() + t->info.timeout);
+	target_retire(t);
 	r = store_remove_target(core->store, t->provider->name, t->name); /* logs its failure */
 	if (r == 0) {
 		log_info("Removed target %s/%s", t->provider->name, t->name);
@@ -741,6 +742,7 @@ void auth_core_free(struct auth_core *core)
 	waiters_stop(core);
 	fleet_stop(core->fleet);
 	scheduler_stop(core);
+	logouts_wait(core); /* rm and rmdir's, still running */
 	exit_logouts(core);
 	fleet_free(core->fleet);
 	for (uint32_t i = 0; i < core->n_targets; i++) {

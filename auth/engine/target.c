@@ -3,6 +3,9 @@
  * (flight.c, server-sessions.c) and the files (files.c); calls none of them. */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
+
+#include "lib/log.h"
 
 #include "target.h"
 
@@ -73,6 +76,30 @@ void target_set_error(struct auth_target *t, int r, const char *msg)
 	t->last_errno = r;
 	t->last_error_at = now_real();
 	snprintf(t->last_error, sizeof(t->last_error), "%s", msg && *msg ? msg : strerror(-r));
+}
+
+#define SKEW_WARN 30 /* seconds */
+
+void target_note_skew(struct auth_target *t, struct auth_ctx *ctx, int r)
+{
+	time_t skew = ctx->skew, size = skew < 0 ? -skew : skew;
+
+	if (!ctx->skew_known) {
+		return;
+	}
+	t->skew = skew;
+	t->skew_known = true;
+	if (size > SKEW_WARN && !t->skew_warned) {
+		t->skew_warned = true;
+		log_warning("%s/%s: this machine's clock is %lld s %s the server's; lifetimes are measured on the "
+			    "server's clock, but fix the clock (NTP)", t->provider->name, t->name, (long long)size,
+			    skew < 0 ? "ahead of" : "behind");
+	}
+	if (r < 0 && size > SKEW_WARN) {
+		size_t len = strlen(ctx->error);
+		snprintf(ctx->error + len, sizeof(ctx->error) - len, " (this machine's clock is %lld s %s the server's)",
+			 (long long)size, skew < 0 ? "ahead of" : "behind");
+	}
 }
 
 void target_set_credentials(struct auth_target *t, char *user, struct secret *password)

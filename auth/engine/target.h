@@ -68,6 +68,9 @@ struct auth_target {
 	bool dormant;                 /* background refresh paused until the next read */
 	time_t expiry_due;            /* when the session itself needs renewing */
 	unsigned failures_in_row;
+	bool skew_known;              /* the server's clock against ours (target_note_skew()) */
+	bool skew_warned;
+	time_t skew;
 	struct read_waiter *waiters;  /* opens waiting for the flight, without a thread (waiters.c) */
 	struct target_counters counters;
 	char warning[256];            /* for status: insecure inherited settings, withheld defaults */
@@ -126,6 +129,7 @@ struct auth_core {
 	uint64_t sched_epoch;         /* bumped whenever a schedule changes */
 	bool stopping;
 	unsigned flights;             /* readers' logins queued or running in the login pool */
+	unsigned logouts;             /* background logouts running (logout.c) */
 	unsigned flight_threads;      /* the login pool's threads (at most FLIGHT_THREADS) */
 	struct auth_target **flight_queue; /* readers' logins not started yet, oldest first (a ring) */
 	size_t flight_queue_head, flight_queue_len, flight_queue_cap;
@@ -228,6 +232,14 @@ int waiters_start(struct auth_core *core);
 /* Answers every waiter (-ENOTCONN) and refuses new ones; stops the timer. */
 void waiters_stop(struct auth_core *core);
 
+/* logout.c */
+/* Forgets t's session at once (lock not held) and ends it on the server in
+ * a thread of its own, under the usual timeout; failures go to status and
+ * the log. Nobody waits for the server. */
+int session_logout_background(struct auth_target *t);
+/* Waits for the background logouts to end (each is bounded by the timeout). */
+void logouts_wait(struct auth_core *core);
+
 /* scheduler.c */
 /* When t's session is next renewed or checked (t->lock held). */
 void scheduler_update(struct auth_target *t);
@@ -246,6 +258,9 @@ struct auth_target *target_ref(struct auth_target *t);
 int ctx_init(struct auth_target *t, struct auth_ctx *ctx); /* call with t->lock held */
 void ctx_done(struct auth_ctx *ctx);
 void target_set_error(struct auth_target *t, int r, const char *msg); /* with t->lock held */
+/* The skew a flight measured (lock held): kept for status, warned of once
+ * when over SKEW_WARN; a failure's message says so when it is that large. */
+void target_note_skew(struct auth_target *t, struct auth_ctx *ctx, int r);
 /* New credentials (taken over), and the errors they end (t->lock held). */
 void target_set_credentials(struct auth_target *t, char *user, struct secret *password);
 /* Lock not held: is the session due for renewal (not merely a check)? */

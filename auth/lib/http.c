@@ -437,6 +437,18 @@ char *http_response_header(const struct http_response *resp, const char *name)
 	return NULL;
 }
 
+int http_response_date(const struct http_response *resp, time_t *ret)
+{
+	_cleanup_free_ char *date = http_response_header(resp, "Date");
+	time_t t;
+
+	if (!date || (t = curl_getdate(date, NULL)) <= 0) {
+		return -ENODATA;
+	}
+	*ret = t;
+	return 0;
+}
+
 char *http_escape(const char *s)
 {
 	char *e = curl_easy_escape(NULL, s, 0), *copy;

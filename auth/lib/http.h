@@ -52,6 +52,10 @@ void http_global_cleanup(void);
 int http_perform(const struct http_request *req, struct http_response *resp);
 void http_response_done(struct http_response *resp);
 
+/* The server's clock: its Date header, as Unix seconds; -ENODATA if absent
+ * or unparsable. */
+int http_response_date(const struct http_response *resp, time_t *ret);
+
 /* The value of header name (case-insensitive) in resp, copied; NULL if absent. */
 char *http_response_header(const struct http_response *resp, const char *name);
 

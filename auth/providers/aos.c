@@ -110,8 +110,9 @@ int aos_login_reply(struct auth_ctx *ctx, const struct http_response *resp, stru
 	} else if (!validate_token(token)) {
 		r = auth_ctx_fail(ctx, -EBADMSG, "%s answered the login with a malformed token field "
 				  "(control characters, spaces or quotes)", ctx->info->base_url);
-	} else {
-		r = session_from_token(token, ret);
+	} else if ((r = session_from_token(token, ret)) == 0 && (*ret)->expires_at) {
+		/* exp is on the server's clock. */
+		(*ret)->expires_at = auth_ctx_local_time(ctx, (*ret)->expires_at);
 	}
 	return r;
 }

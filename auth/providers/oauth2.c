@@ -271,7 +271,7 @@ int oauth2_token_reply(struct auth_ctx *ctx, const struct http_response *resp, s
 	if (expires_in) {
 		s->expires_at = s->obtained_at + (time_t)json_integer_value(expires_in);
 	} else if (jwt_expiry(token, &exp) == 0) {
-		s->expires_at = exp;
+		s->expires_at = auth_ctx_local_time(ctx, exp); /* exp is on the server's clock */
 	}
 	if (!scope) {
 		scope = target_setting(ctx->info, "scope");

@@ -51,6 +51,20 @@ struct auth_session *auth_session_dup(const struct auth_session *s)
 	return d;
 }
 
+/* The server's clock against ours, from its Date header. Date has a
+ * second's resolution and is stamped before the answer travels: a
+ * difference of a second or less is no skew. */
+static void note_skew(struct auth_ctx *ctx, const struct http_response *resp)
+{
+	time_t local = now_real(), server;
+
+	if (http_response_date(resp, &server) == 0) {
+		time_t skew = server - local;
+		ctx->skew = skew >= -1 && skew <= 1 ? 0 : skew;
+		ctx->skew_known = true;
+	}
+}
+
 int auth_call(struct auth_ctx *ctx, const struct auth_call *call, struct http_response *resp)
 {
 	const struct secret *secret_headers[] = { call->auth_header, NULL };
@@ -74,7 +88,13 @@ int auth_call(struct auth_ctx *ctx, const struct auth_call *call, struct http_re
 	if (r < 0) {
 		return auth_ctx_transport_fail(ctx, r, resp);
 	}
+	note_skew(ctx, resp);
 	return 0;
+}
+
+time_t auth_ctx_local_time(const struct auth_ctx *ctx, time_t server_time)
+{
+	return ctx->skew_known ? server_time - ctx->skew : server_time;
 }
 
 long auth_ctx_timeout_ms(const struct auth_ctx *ctx)

@@ -56,8 +56,15 @@ struct auth_ctx {
 	const struct secret *password; /* NULL when none configured */
 	const struct secret *one_time; /* what was written to the AUTH_FILE_ONE_TIME file (STS: the MFA code) */
 	double deadline;               /* now_mono() by which every request must end; 0: none */
+	bool skew_known;               /* a response carried the server's Date */
+	time_t skew;                   /* server's clock minus ours, by the last Date seen */
 	char error[512];
 };
+
+/* A time on the server's clock (a JWT's exp) as a time on ours: lifetimes
+ * are measured on the server's clock (its Date header), as the AWS SDKs
+ * correct for skew. Unchanged when no Date was seen. */
+time_t auth_ctx_local_time(const struct auth_ctx *ctx, time_t server_time);
 
 /* What is left of ctx's deadline for one request, in ms (at least 1); without
  * a deadline, the target's timeout. */

@@ -164,6 +164,8 @@ def test_refresh_invalidates_the_kernels_copy(aos_mock, make_daemon):
 def test_rm_token_logs_out_and_next_read_logs_in(aos_mock, aos_daemon):
     t1 = read_token(aos_daemon)
     aos_daemon.unlink(TOKEN)
+    # rm answers at once; the logout follows in the background.
+    assert wait_until(lambda: aos_mock.logouts >= 1, 5)
     logouts = [r for r in aos_mock.requests if r.path == "/api/user/logout"]
     assert len(logouts) == 1
     assert logouts[0].method == "POST" and logouts[0].headers.get("authtoken") == t1

@@ -476,6 +476,8 @@ def test_rm_token_deletes_the_session_and_next_read_logs_in(redfish_mock, idrac_
     t1 = read_token(d)
     sid = session_of(mock, t1)["id"]
     d.unlink(TOKEN)
+    # rm answers at once; the DELETE follows in the background.
+    assert wait_until(lambda: mock.count("DELETE") >= 1, 5)
     deletes = [r for r in mock.requests if r.method == "DELETE"]
     assert len(deletes) == 1
     assert deletes[0].path == mock.session_uri(sid)
