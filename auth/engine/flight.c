@@ -774,18 +774,18 @@ bool session_forget(struct auth_target *t, int r, const char *msg)
  * nothing left to drop, and this logout ends the session at the server
  * (once: the other nodes drop their copies without a logout). Meanwhile the
  * logout holds the single flight, so no read logs in and publishes before
- * the fleet's copy is gone. */
-int session_logout(struct auth_target *t, double deadline)
+ * the fleet's copy is gone; a login already running (waited for until
+ * wait_until, 0: not at all) goes on, and its session is kept. */
+struct auth_session *session_logout_begin(struct auth_target *t, double wait_until, bool *ret_flight)
 {
 	struct auth_session *s;
-	struct auth_ctx ctx;
-	bool flight;
-	int r;
 
 	pthread_mutex_lock(&t->lock);
-	wait_flight(t, deadline);
-	flight = !t->flight; /* else one outlived the deadline: it goes on */
-	if (flight) {
+	if (wait_until > 0) {
+		wait_flight(t, wait_until);
+	}
+	*ret_flight = !t->flight;
+	if (*ret_flight) {
 		t->flight = true;
 	}
 	s = TAKE_PTR(t->session);
@@ -797,7 +797,6 @@ int session_logout(struct auth_target *t, double deadline)
 	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
 	save_later(t);
 	fleet_session_ending(t);
-	r = s ? ctx_init(t, &ctx) : 0;
 	target_notify(t);
 	pthread_mutex_unlock(&t->lock);
 	session_persist(t);
@@ -806,12 +805,32 @@ int session_logout(struct auth_target *t, double deadline)
 		pthread_cond_wait(&t->cond, &t->lock); /* rmdir: no write of another thread outlives its dir */
 	}
 	pthread_mutex_unlock(&t->lock);
+	return s;
+}
+
+void session_logout_end(struct auth_target *t, bool flight)
+{
 	fleet_session_ended(t);
 	if (flight) {
 		pthread_mutex_lock(&t->lock);
 		flight_end(t, 0);
 		pthread_mutex_unlock(&t->lock);
+		flight_ended(t);
 	}
+}
+
+int session_logout(struct auth_target *t, double deadline)
+{
+	struct auth_session *s;
+	struct auth_ctx ctx;
+	bool flight;
+	int r;
+
+	s = session_logout_begin(t, deadline, &flight);
+	pthread_mutex_lock(&t->lock);
+	r = s ? ctx_init(t, &ctx) : 0;
+	pthread_mutex_unlock(&t->lock);
+	session_logout_end(t, flight);
 	if (!s || r < 0) {
 		auth_session_free(s);
 		return r;

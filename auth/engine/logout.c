@@ -15,7 +15,8 @@
 
 struct logout {
 	struct auth_target *t; /* a reference */
-	struct auth_session *s;
+	struct auth_session *s; /* NULL: only the fleet's copy to drop */
+	bool flight;            /* the single flight is held for it */
 };
 
 /* Whether a failed logout certainly never reached the server, so that
@@ -47,7 +48,6 @@ static int logout_run(struct auth_target *t, struct auth_session *s)
 	bool removed;
 	int r = 0;
 
-	fleet_session_ended(t);
 	for (unsigned attempt = 0; attempt < LOGOUT_ATTEMPTS; attempt++) {
 		if (attempt > 0 && !retry_wait(t->core, (double)(1u << (attempt - 1)))) {
 			break;
@@ -88,7 +88,10 @@ static void *logout_thread(void *userdata)
 	struct logout *l = userdata;
 	struct auth_core *core = l->t->core;
 
-	logout_run(l->t, l->s);
+	session_logout_end(l->t, l->flight);
+	if (l->s) {
+		logout_run(l->t, l->s);
+	}
 	auth_session_free(l->s);
 	auth_target_unref(l->t);
 	free(l);
@@ -103,33 +106,17 @@ static void *logout_thread(void *userdata)
 int session_logout_background(struct auth_target *t)
 {
 	struct auth_core *core = t->core;
-	struct auth_session *s;
 	pthread_attr_t attr;
 	pthread_t thread;
 	struct logout *l;
 	int r;
 
-	pthread_mutex_lock(&t->lock);
-	s = TAKE_PTR(t->session);
-	auth_session_free(TAKE_PTR(t->pending));
-	t->pending_loaded = true;
-	t->rejected = false; /* an explicit user action: the next read may try again */
-	t->failed_at = 0;
-	t->gen++;
-	__atomic_store_n(&t->refresh_due, 0, __ATOMIC_RELAXED);
-	store_remove(core->store, t->provider->name, t->name, "session"); /* logs its failure */
-	target_notify(t);
-	pthread_mutex_unlock(&t->lock);
-	if (!s) {
-		fleet_session_ended(t);
-		return 0;
-	}
 	l = calloc(1, sizeof(*l));
 	if (!l) {
-		auth_session_free(s);
 		return log_error_errno(-ENOMEM, "%s/%s: failed to log out: %m", t->provider->name, t->name);
 	}
-	*l = (struct logout){ .t = target_ref(t), .s = s };
+	l->t = target_ref(t);
+	l->s = session_logout_begin(t, 0, &l->flight); /* local state: at once */
 	pthread_mutex_lock(&core->sched_lock);
 	core->logouts++;
 	pthread_mutex_unlock(&core->sched_lock);
