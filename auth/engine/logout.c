@@ -15,8 +15,7 @@
 
 struct logout {
 	struct auth_target *t; /* a reference */
-	struct auth_session *s; /* NULL: only the fleet's copy to drop */
-	bool flight;            /* the single flight is held for it */
+	struct auth_session *s;
 };
 
 /* Whether a failed logout certainly never reached the server, so that
@@ -88,10 +87,7 @@ static void *logout_thread(void *userdata)
 	struct logout *l = userdata;
 	struct auth_core *core = l->t->core;
 
-	session_logout_end(l->t, l->flight);
-	if (l->s) {
-		logout_run(l->t, l->s);
-	}
+	logout_run(l->t, l->s);
 	auth_session_free(l->s);
 	auth_target_unref(l->t);
 	free(l);
@@ -106,17 +102,26 @@ static void *logout_thread(void *userdata)
 int session_logout_background(struct auth_target *t)
 {
 	struct auth_core *core = t->core;
+	struct auth_session *s;
 	pthread_attr_t attr;
 	pthread_t thread;
 	struct logout *l;
+	bool flight;
 	int r;
 
+	/* Local state, and the fleet's copy (etcd, within its own timeout): a
+	 * read anywhere right after rm returns gets a new session. */
+	s = session_logout_begin(t, 0, &flight);
+	session_logout_end(t, flight);
+	if (!s) {
+		return 0;
+	}
 	l = calloc(1, sizeof(*l));
 	if (!l) {
+		auth_session_free(s);
 		return log_error_errno(-ENOMEM, "%s/%s: failed to log out: %m", t->provider->name, t->name);
 	}
-	l->t = target_ref(t);
-	l->s = session_logout_begin(t, 0, &l->flight); /* local state: at once */
+	*l = (struct logout){ .t = target_ref(t), .s = s };
 	pthread_mutex_lock(&core->sched_lock);
 	core->logouts++;
 	pthread_mutex_unlock(&core->sched_lock);
