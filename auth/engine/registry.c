@@ -641,6 +641,9 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 	if (r == 0) {
 		r = fleet_new(cfg, &fleet_engine, &core->fleet);
 	}
+	if (r == 0) {
+		r = target_audit_open(cfg);
+	}
 	if (r < 0) {
 		auth_core_free(core);
 		return r;
@@ -658,8 +661,11 @@ void auth_core_set_notify(struct auth_core *core, void (*fn)(void *userdata, uin
 
 int auth_core_start(struct auth_core *core)
 {
-	int r = http_start();
+	int r = audit_start(); /* after daemonizing: a thread */
 
+	if (r == 0) {
+		r = http_start();
+	}
 	if (r == 0) {
 		r = waiters_start(core);
 	}
@@ -738,6 +744,7 @@ void auth_core_free(struct auth_core *core)
 	fleet_stop(core->fleet);
 	scheduler_stop(core);
 	exit_logouts(core);
+	audit_close(); /* after the exit logouts, which it records */
 	fleet_free(core->fleet);
 	for (uint32_t i = 0; i < core->n_targets; i++) {
 		auth_target_unref(core->targets[i]);
