@@ -391,6 +391,7 @@ int audit_start(void)
 	if (r < 0) {
 		return log_error_errno(r, "Failed to start the audit writer: %m");
 	}
+	pthread_setname_np(A.thread, "sessionfs-audit"); /* for ps, and the tests that freeze it */
 	A.started = true;
 	return 0;
 }
