@@ -21,6 +21,7 @@
 
 static struct {
 	bool on, started, stop, required, journal;
+	bool idle, gathering; /* the writer waits for a first event, for more */
 	char *path;
 	long max_size, keep;
 	int fd;
@@ -257,19 +258,36 @@ static int rotate(void)
 	return open_log();
 }
 
-static int write_file(const char *line, size_t len)
+/* Lines to the file, as few writev() as rotation allows. */
+static int write_file(char **lines, size_t n)
 {
-	struct iovec iov[2] = { { (void *)line, len }, { "\n", 1 } };
+	struct iovec iov[2 * 64];
+	size_t k = 0;
+	off_t batch = 0;
 	int r = 0;
 
-	if (A.fd < 0 || (A.size > 0 && A.size + (off_t)len + 1 > A.max_size)) {
-		r = rotate();
-	}
-	if (r == 0 && writev(A.fd, iov, 2) != (ssize_t)(len + 1)) {
-		r = errno ? -errno : -EIO;
-	}
-	if (r == 0) {
-		A.size += (off_t)len + 1;
+	for (size_t i = 0; i <= n && r == 0; i++) {
+		size_t len = i < n ? strlen(lines[i]) : 0;
+		bool full = i == n || k == ELEMENTSOF(iov) ||
+			    (A.size + batch > 0 && A.size + batch + (off_t)len + 1 > A.max_size);
+		if (full && k > 0) {
+			if (writev(A.fd, iov, (int)k) != (ssize_t)batch) {
+				r = errno ? -errno : -EIO;
+				break;
+			}
+			A.size += batch;
+			k = 0;
+			batch = 0;
+		}
+		if (i == n) {
+			break;
+		}
+		if (A.fd < 0 || (A.size > 0 && A.size + (off_t)len + 1 > A.max_size)) {
+			r = rotate();
+		}
+		iov[k++] = (struct iovec){ lines[i], len };
+		iov[k++] = (struct iovec){ "\n", 1 };
+		batch += (off_t)len + 1;
 	}
 	return r;
 }
@@ -328,41 +346,73 @@ static int write_journal(const char *line)
 }
 #endif
 
-static int write_one(const char *line)
+static int write_lines(char **lines, size_t n)
 {
 	int r = 0;
 
 	if (A.path) {
-		r = write_file(line, strlen(line));
+		r = write_file(lines, n);
 	}
 #ifdef HAVE_LIBSYSTEMD
-	if (A.journal) {
-		int q = write_journal(line);
+	for (size_t i = 0; A.journal && i < n; i++) {
+		int q = write_journal(lines[i]);
 		r = r < 0 ? r : q;
 	}
 #endif
 	return r;
 }
 
+/* Waits for a batch (lock held): the first event, then up to BATCH_WAIT for
+ * more unless the queue is half full, so that a busy reader costs the
+ * writer a wake-up per batch, not per event. */
+#define BATCH_WAIT_NS 20000000L
+
+static void wait_batch(void)
+{
+	struct timespec ts;
+
+	while (A.len == 0 && !A.stop) {
+		A.idle = true;
+		pthread_cond_wait(&A.cond, &A.lock);
+		A.idle = false;
+	}
+	if (A.len > 0 && A.len < A.cap / 2 && !A.stop) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += BATCH_WAIT_NS;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		A.gathering = true;
+		pthread_cond_timedwait(&A.cond, &A.lock, &ts);
+		A.gathering = false;
+	}
+}
+
 static void *writer(void *arg)
 {
+	char **batch = calloc(A.cap, sizeof(*batch));
+
 	(void)arg;
 	pthread_mutex_lock(&A.lock);
 	for (;;) {
-		char *line;
+		char *single, **lines = batch ? batch : &single;
+		size_t n = 0;
 		int r;
-		while (A.len == 0 && !A.stop) {
-			pthread_cond_wait(&A.cond, &A.lock);
-		}
+		wait_batch();
 		if (A.len == 0) {
 			break;
 		}
-		line = A.queue[A.head];
-		A.head = (A.head + 1) % A.cap;
-		A.len--;
+		do { /* everything queued; one at a time if there was no room for a batch */
+			lines[n++] = A.queue[A.head];
+			A.head = (A.head + 1) % A.cap;
+			A.len--;
+		} while (batch && A.len > 0);
 		pthread_mutex_unlock(&A.lock);
-		r = write_one(line);
-		free(line);
+		r = write_lines(lines, n);
+		for (size_t i = 0; i < n; i++) {
+			free(lines[i]);
+		}
 		pthread_mutex_lock(&A.lock);
 		if (r < 0 && A.error == 0) {
 			snprintf(A.problem, sizeof(A.problem), "audit events cannot be written (%s): %s",
@@ -373,10 +423,11 @@ static void *writer(void *arg)
 		}
 		A.error = r;
 		if (r == 0) {
-			A.written++;
+			A.written += n;
 		}
 	}
 	pthread_mutex_unlock(&A.lock);
+	free(batch);
 	return NULL;
 }
 
@@ -408,7 +459,7 @@ void audit_close(void)
 	}
 	for (; A.len > 0; A.len--, A.head = (A.head + 1) % A.cap) {
 		if (A.on) {
-			write_one(A.queue[A.head]); /* never started (no mount): still recorded */
+			write_lines(&A.queue[A.head], 1); /* never started (no mount): still recorded */
 		}
 		free(A.queue[A.head]);
 	}
@@ -446,7 +497,10 @@ int audit_emit(const struct audit_event *e)
 	} else {
 		A.queue[(A.head + A.len) % A.cap] = line;
 		A.len++;
-		pthread_cond_signal(&A.cond);
+		/* Wake the writer for the first event of a batch, and when half full. */
+		if ((A.idle && A.len == 1) || (A.gathering && A.len == A.cap / 2) || A.cap == 1) {
+			pthread_cond_signal(&A.cond);
+		}
 		r = A.error < 0 ? -EIO : 0;
 	}
 	pthread_mutex_unlock(&A.lock);
