@@ -1,6 +1,7 @@
 /* /proc/PID/cgroup and /proc/PID/exe, parsed (see cgroup.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -141,38 +142,131 @@ void cgroup_identity(const char *path, struct caller *c)
 	}
 }
 
-static ssize_t read_small(const char *path, char *buf, size_t size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	ssize_t n, total = 0;
+/* Open /proc/PID/ and /proc/PID/cgroup of recent callers, so that an open
+ * costs one read and one readlink, not three more system calls: a read
+ * through such a descriptor shows the process's cgroup as it is now, and
+ * fails (ESRCH, ENOENT) once that process is gone, even when its pid was
+ * reused: then the pid is looked up afresh. An entry is taken out while in
+ * use, so no lock is held across a system call. */
+#define PROC_CACHE 16
 
-	if (fd < 0) {
+struct proc_fds {
+	pid_t pid;
+	int dir, cgroup;
+};
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct proc_fds cache[PROC_CACHE];
+static unsigned cache_next;
+
+static void fds_close(struct proc_fds *p)
+{
+	if (p->pid > 0) {
+		close(p->dir);
+		close(p->cgroup);
+	}
+	p->pid = 0;
+}
+
+static bool fds_take(pid_t pid, struct proc_fds *ret)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&cache_lock);
+	for (size_t i = 0; i < PROC_CACHE && !found; i++) {
+		if (cache[i].pid == pid) {
+			*ret = cache[i];
+			cache[i].pid = 0;
+			found = true;
+		}
+	}
+	pthread_mutex_unlock(&cache_lock);
+	return found;
+}
+
+static void fds_put(struct proc_fds *p)
+{
+	struct proc_fds old = { 0 };
+	bool dup = false;
+
+	pthread_mutex_lock(&cache_lock);
+	for (size_t i = 0; i < PROC_CACHE; i++) {
+		dup |= cache[i].pid == p->pid;
+	}
+	if (!dup) {
+		old = cache[cache_next];
+		cache[cache_next] = *p;
+		cache_next = (cache_next + 1) % PROC_CACHE;
+		p->pid = 0;
+	}
+	pthread_mutex_unlock(&cache_lock);
+	fds_close(&old);
+	fds_close(p);
+}
+
+static int fds_open(pid_t pid, struct proc_fds *ret)
+{
+	char path[64];
+	int dir, cg;
+
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0) {
 		return -errno;
 	}
-	while ((size_t)total < size - 1 && (n = read(fd, buf + total, size - 1 - (size_t)total)) > 0) {
-		total += n;
+	cg = openat(dir, "cgroup", O_RDONLY | O_CLOEXEC);
+	if (cg < 0) {
+		close(dir);
+		return -errno;
 	}
-	close(fd);
-	buf[total] = 0;
-	return total;
+	*ret = (struct proc_fds){ .pid = pid, .dir = dir, .cgroup = cg };
+	return 0;
+}
+
+/* The cgroup file's text, and the exe link, through p. */
+static int fds_read(const struct proc_fds *p, char *text, size_t size, struct caller *c)
+{
+	ssize_t n = pread(p->cgroup, text, size - 1, 0);
+
+	if (n <= 0) {
+		return -ESRCH;
+	}
+	text[n] = 0;
+	n = readlinkat(p->dir, "exe", c->exe, sizeof(c->exe) - 1);
+	c->exe[n > 0 ? n : 0] = 0;
+	return 0;
 }
 
 void caller_read(pid_t pid, uid_t uid, gid_t gid, struct caller *c)
 {
-	char path[64], text[4096];
-	ssize_t n;
+	struct proc_fds p;
+	char text[4096];
+	int r = -ESRCH;
 
 	*c = (struct caller){ .pid = pid, .uid = uid, .gid = gid };
 	if (pid <= 0) {
 		return; /* a process of another pid namespace */
 	}
-	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-	if (read_small(path, text, sizeof(text)) > 0 && cgroup_path_from_text(text, c->cgroup, sizeof(c->cgroup)) == 0) {
+	if (fds_take(pid, &p)) {
+		r = fds_read(&p, text, sizeof(text), c);
+		if (r < 0) {
+			fds_close(&p); /* gone: the pid may be another process's now */
+		}
+	}
+	if (r < 0 && fds_open(pid, &p) == 0) {
+		r = fds_read(&p, text, sizeof(text), c);
+	}
+	if (r < 0) {
+		if (p.pid == pid) {
+			fds_close(&p);
+		}
+		c->exe[0] = 0;
+		return;
+	}
+	fds_put(&p);
+	if (cgroup_path_from_text(text, c->cgroup, sizeof(c->cgroup)) == 0) {
 		cgroup_identity(c->cgroup, c);
 	}
-	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-	n = readlink(path, c->exe, sizeof(c->exe) - 1);
-	c->exe[n > 0 ? n : 0] = 0;
 }
 
 bool caller_selector_match(const char *selector, const struct caller *c)
