@@ -550,7 +550,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->opener = fuse_req_ctx(req)->pid;
 	h->truncated = fi->flags & O_TRUNC;
 	h->node = n;
-	h->caller = fs_caller(FS(req), req); /* now: who opens, not who reads later */
+	/* Now: who opens, not who reads later. Only where an event or a rule needs it. */
+	if ((audit_enabled() && (writing || fs_carries_secret(&n))) ||
+	    (n.kind == NODE_TARGET_FILE && auth_core_checks_callers(FS(req)->core))) {
+		h->caller = fs_caller(FS(req), req);
+	}
 	r = fs_check_caller(FS(req), &n, h->caller);
 	/* A session file's open is a read: it may log in (within timeout),
 	 * and is then answered when the login ends, not here. */
