@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import access_section, aos_section, idrac_section, ini_section
+from tests.integration.harness import access_section, aos_section, idrac_section, sts_section
 
 SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
 CAT = os.path.realpath(shutil.which("cat") or "/bin/cat")
@@ -221,6 +221,29 @@ def test_sessions_entries_and_their_deletion_are_audited(redfish_mock, make_moun
     assert find(evs, op="rm", file=f"sessions/{victim}", result="ok")
     assert find(evs, op="session_delete", target="idrac/bmc", file=victim, result="ok")
     assert other_token not in Path(log).read_text()
+
+
+def test_sts_events_hold_no_key(sts_mock, make_mount, tmp_path, log_secrets):
+    log = tmp_path / "audit.log"
+    serial = "arn:aws:iam::123456789012:mfa/sessionfs-audit"
+    akid, secret = sts_mock.new_key(mfa_serial=serial, mfa_code="424242")
+    d = make_mount(sts_section(sts_mock, "p", mfa_serial_number=serial), settings=audit_settings(tmp_path))
+    log_secrets.watch(log)
+    log_secrets.add(secret)
+    d.write("sts/p/credentials", f"aws_access_key_id = {akid}\naws_secret_access_key = {secret}\n")
+    assert d.read_err("sts/p/creds.json") == errno.ENOKEY  # no MFA code yet
+    d.write("sts/p/mfa", "424242\n")
+    creds = json.loads(d.read("sts/p/creds.json"))
+    env = d.read("sts/p/env")
+    evs = events(log, lambda e: find(e, op="open", file="env"))
+    assert [e["result"] for e in find(evs, op="open", file="creds.json")] == ["ENOKEY", "ok"]
+    assert find(evs, op="write", file="credentials", result="ok")
+    assert find(evs, op="write", file="mfa", result="ok")
+    assert find(evs, op="login", target="sts/p", result="ok")
+    text = Path(log).read_text()
+    for s in (secret, creds["SecretAccessKey"], creds["SessionToken"], "424242"):
+        assert s not in text
+    assert creds["SessionToken"] in env
 
 
 # --- [access] by unit and cgroup --------------------------------------------
