@@ -57,6 +57,8 @@ bool fs_carries_secret(const struct node *n)
 	return n->kind == NODE_SESSION_ENTRY || (fi && fi->role == AUTH_FILE_SESSION);
 }
 
+static time_t last_warned;
+
 int fs_audit(struct fs *fs, const struct node *n, const char *name, const char *op, const struct caller *c, int r,
 	     const char *detail)
 {
@@ -73,7 +75,9 @@ int fs_audit(struct fs *fs, const struct node *n, const char *name, const char *
 		snprintf(why, sizeof(why), "%s/%s not served: its audit event could not be recorded (%s)", target, file,
 			 q == -ENOBUFS ? "queue full" : "audit sink failing");
 		audit_note_refusal(why);
-		log_warning("%s", why);
+		if (__atomic_exchange_n(&last_warned, time(NULL), __ATOMIC_RELAXED) != time(NULL)) {
+			log_warning("%s", why); /* at most about once a second: the queue may stay full */
+		}
 		return -EIO;
 	}
 	return r;

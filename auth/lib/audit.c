@@ -449,6 +449,8 @@ int audit_start(void)
 
 void audit_close(void)
 {
+	bool on;
+
 	if (A.started) {
 		pthread_mutex_lock(&A.lock);
 		A.stop = true;
@@ -457,8 +459,12 @@ void audit_close(void)
 		pthread_join(A.thread, NULL);
 		A.started = false;
 	}
+	pthread_mutex_lock(&A.lock);
+	on = A.on;
+	A.on = false; /* from now on, events are ignored */
+	pthread_mutex_unlock(&A.lock);
 	for (; A.len > 0; A.len--, A.head = (A.head + 1) % A.cap) {
-		if (A.on) {
+		if (on) {
 			write_lines(&A.queue[A.head], 1); /* never started (no mount): still recorded */
 		}
 		free(A.queue[A.head]);
@@ -471,7 +477,6 @@ void audit_close(void)
 	free(A.path);
 	A.queue = NULL;
 	A.path = NULL;
-	A.on = false;
 }
 
 int audit_emit(const struct audit_event *e)
@@ -488,7 +493,10 @@ int audit_emit(const struct audit_event *e)
 	n = audit_format(e, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9, buf, sizeof(buf));
 	line = n >= 0 ? strdup(buf) : NULL;
 	pthread_mutex_lock(&A.lock);
-	if (!line || A.len == A.cap) {
+	if (!A.on) { /* closed meanwhile (exit): a login thread's late event */
+		r = 0;
+		free(line);
+	} else if (!line || A.len == A.cap) {
 		A.dropped++;
 		snprintf(A.problem, sizeof(A.problem), "audit queue full (%zu events): %llu events dropped", A.cap,
 			 (unsigned long long)A.dropped);

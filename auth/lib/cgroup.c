@@ -67,12 +67,12 @@ static bool all_hex(const char *s, size_t len)
 
 /* A pod UID from "kubepods-burstable-pod<uid>.slice" (dashes written as
  * underscores) or cgroupfs' "pod<uid>". */
-static void pod_of(const char *comp, size_t len, struct caller *c)
+static void pod_of(const char *comp, size_t len, bool in_kube, struct caller *c)
 {
 	const char *p = NULL;
 	size_t n;
 
-	if (len > 3 && strncmp(comp, "pod", 3) == 0) {
+	if (len > 3 && strncmp(comp, "pod", 3) == 0 && in_kube) {
 		p = comp + 3;
 	}
 	for (size_t i = 0; !p && i + 4 <= len; i++) {
@@ -80,7 +80,7 @@ static void pod_of(const char *comp, size_t len, struct caller *c)
 			p = comp + i + 4;
 		}
 	}
-	if (!p || !comp[0] || (strncmp(comp, "kubepods", 8) != 0 && strncmp(comp, "pod", 3) != 0)) {
+	if (!p || (strncmp(comp, "kubepods", 8) != 0 && !in_kube)) {
 		return;
 	}
 	n = len - (size_t)(p - comp);
@@ -114,7 +114,7 @@ static void container_of(const char *comp, size_t len, bool in_runtime, struct c
 
 void cgroup_identity(const char *path, struct caller *c)
 {
-	bool in_runtime = false, unit_done = false;
+	bool in_runtime = false, unit_done = false, in_kube = false;
 
 	c->unit[0] = c->container[0] = c->pod[0] = 0;
 	for (const char *p = path; *p;) {
@@ -130,10 +130,11 @@ void cgroup_identity(const char *path, struct caller *c)
 			if (!has_suffix(p, len, ".slice")) {
 				unit_done = true;
 			}
-			pod_of(p, len, c);
+			pod_of(p, len, in_kube, c);
+			in_kube |= strncmp(p, "kubepods", 8) == 0;
 			container_of(p, len, in_runtime, c);
 			in_runtime = (len == 6 && strncmp(p, "docker", 6) == 0) || strncmp(p, "kubepods", 8) == 0 ||
-				     (len > 3 && strncmp(p, "pod", 3) == 0) || (len == 6 && strncmp(p, "libpod", 6) == 0);
+				     (in_kube && len > 3 && strncmp(p, "pod", 3) == 0) || (len == 6 && strncmp(p, "libpod", 6) == 0);
 		}
 		p += len;
 		if (*p == '/') {

@@ -50,6 +50,8 @@ int main(void)
 		 "abcdef012345", "1111-2222");
 	identity("/kubepods/besteffort/pod1111-2222/abcdef0123456789", "", "abcdef0123456789", "1111-2222");
 	identity("/", "", "", "");
+	identity("/system.slice/podman.service", "podman.service", "", "");
+	identity("/user.slice/user-1000.slice/user@1000.service/user.slice/podman-1.scope", "user@1000.service", "", "");
 
 	snprintf(c.cgroup, sizeof(c.cgroup), "/system.slice/backup.service");
 	cgroup_identity(c.cgroup, &c);
