@@ -143,8 +143,9 @@ void cgroup_identity(const char *path, struct caller *c)
 	}
 }
 
-/* Open /proc/PID/ and /proc/PID/cgroup of recent callers, so that an open
- * costs one read and one readlink, not three more system calls: a read
+/* Open /proc/PID/cgroup and /proc/PID/exe (O_PATH: the link itself) of
+ * recent callers, so that an open costs one read and one readlink, not
+ * three more system calls and two lookups: a read
  * through such a descriptor shows the process's cgroup as it is now, and
  * fails (ESRCH, ENOENT) once that process is gone, even when its pid was
  * reused: then the pid is looked up afresh. An entry is taken out while in
@@ -153,7 +154,7 @@ void cgroup_identity(const char *path, struct caller *c)
 
 struct proc_fds {
 	pid_t pid;
-	int dir, cgroup;
+	int exe, cgroup;
 };
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -163,7 +164,7 @@ static unsigned cache_next;
 static void fds_close(struct proc_fds *p)
 {
 	if (p->pid > 0) {
-		close(p->dir);
+		close(p->exe);
 		close(p->cgroup);
 	}
 	p->pid = 0;
@@ -208,19 +209,25 @@ static void fds_put(struct proc_fds *p)
 static int fds_open(pid_t pid, struct proc_fds *ret)
 {
 	char path[64];
-	int dir, cg;
+	int exe, cg;
 
-	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
-	dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dir < 0) {
-		return -errno;
-	}
-	cg = openat(dir, "cgroup", O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	cg = open(path, O_RDONLY | O_CLOEXEC);
 	if (cg < 0) {
-		close(dir);
 		return -errno;
 	}
-	*ret = (struct proc_fds){ .pid = pid, .dir = dir, .cgroup = cg };
+	/* The link, not what it points to: readlink() through it reads the
+	 * process's executable as it is then (after an exec, the new one). */
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	exe = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (exe < 0) {
+		exe = open("/dev/null", O_PATH | O_CLOEXEC); /* not ours to read (another user's, as non-root): no exe */
+	}
+	if (exe < 0) {
+		close(cg);
+		return -EMFILE;
+	}
+	*ret = (struct proc_fds){ .pid = pid, .exe = exe, .cgroup = cg };
 	return 0;
 }
 
@@ -233,7 +240,7 @@ static int fds_read(const struct proc_fds *p, char *text, size_t size, struct ca
 		return -ESRCH;
 	}
 	text[n] = 0;
-	n = readlinkat(p->dir, "exe", c->exe, sizeof(c->exe) - 1);
+	n = readlinkat(p->exe, "", c->exe, sizeof(c->exe) - 1);
 	c->exe[n > 0 ? n : 0] = 0;
 	return 0;
 }

@@ -166,6 +166,14 @@ def test_each_event_names_the_caller_its_unit_and_the_outcome(aos_mock, make_mou
     assert time.time() - 60 < time.mktime(time.strptime(ev["time"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
     assert ev["time"].endswith("Z")
 
+    # One pid, two executables: the exe is read at each open, after an exec too.
+    sh = os.path.realpath("/bin/sh")
+    r = cgroups.run(unit, "sh", "-c", 'read x < "$1"; exec cat "$1"', "sh", d.path("aos/lab/token"))
+    assert r.returncode == 0, r.stderr
+    evs = events(log, lambda e: len(find(e, op="open", file="token")) >= 3)
+    (first,) = find(evs, op="open", file="token", exe=sh)
+    assert find(evs, op="open", file="token", exe=CAT, pid=first["pid"]), evs
+
     # A container's scope in a Kubernetes pod's slice (systemd cgroup driver).
     cid = secrets.token_hex(32)
     pod = str(uuid.uuid4())
