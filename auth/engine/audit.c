@@ -84,8 +84,12 @@ void audit_status(json_t *status)
 				      "last_refusal_at", when ? format_iso8601(when, at) : NULL));
 }
 
+/* Like the fleet's: there only when auditing is on. */
 void audit_metrics(FILE *f)
 {
+	if (!audit_enabled()) {
+		return;
+	}
 	fprintf(f, "# HELP sessionfs_audit_dropped_total Audit events dropped because the queue was full.\n"
 		   "# TYPE sessionfs_audit_dropped_total counter\nsessionfs_audit_dropped_total %llu\n",
 		(unsigned long long)audit_dropped());
