@@ -9,6 +9,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "lib/audit.h"
 #include "lib/config.h"
 #include "lib/log.h"
 #include "lib/store.h"
@@ -151,6 +152,11 @@ void auth_strv_free(char **v, size_t n);
 int auth_file_access(struct auth_target *t, int f, uid_t *uid, gid_t *gid, mode_t *mode);
 /* chown/chmod: (uid_t)-1, (gid_t)-1, (mode_t)-1 leave a field unchanged. */
 int auth_file_set_access(struct auth_target *t, int f, uid_t uid, gid_t gid, mode_t mode);
+
+/* [access] rules with unit: or cgroup: (cgroup.h): does any exist, and may
+ * caller c open file f of t (0, or -EACCES)? Checked at each open. */
+bool auth_core_checks_callers(const struct auth_core *core);
+int auth_file_check_caller(struct auth_target *t, int f, const struct caller *c);
 
 /* Owner and mode of .metrics: the config's [access] rules for ".metrics";
  * fields not set there are left as they are (default: 0400, the daemon's). */

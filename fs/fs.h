@@ -143,6 +143,20 @@ void staging_data_free(char *data, size_t len);
 /* rmdir of a target: its temp files go too. */
 void staging_drop_target(struct fs *fs, uint32_t target_id);
 
+/* audit.c */
+/* Who is calling req (cgroup.h), read now, when auditing or caller rules
+ * need it; else NULL. Free with free(). */
+struct caller *fs_caller(struct fs *fs, fuse_req_t req);
+/* Does n carry a secret (a session file, a sessions/ entry)? */
+bool fs_carries_secret(const struct node *n);
+/* Records op on n (name: a mkdir'd or rmdir'd target's, or a sessions/
+ * entry's) by c with result r; returns r, or -EIO for an open of a secret
+ * that audit_required refuses because its event could not be recorded. */
+int fs_audit(struct fs *fs, const struct node *n, const char *name, const char *op, const struct caller *c, int r,
+	     const char *detail);
+/* [access] unit:/cgroup: rules: may c open n? 0 or -EACCES. */
+int fs_check_caller(struct fs *fs, const struct node *n, const struct caller *c);
+
 /* ops.c */
 extern const struct fuse_lowlevel_ops fs_ops;
 /* Waits until every open answered later got its reply (after auth_core_stop(),

@@ -20,6 +20,8 @@ struct handle {
 	pid_t opener;           /* its close() completes the value; other processes' (children that
 				 * inherited the descriptor) don't */
 	int error;              /* a write was refused: so are the rest, and close */
+	struct caller *caller;  /* the opener, when auditing or caller rules need it */
+	struct node node;       /* what was opened, for its audit event */
 	size_t applied;         /* bytes of buf that took effect */
 	size_t len;
 	char buf[];             /* AUTH_WRITE_MAX bytes, wiped at release */
@@ -43,6 +45,7 @@ static void handle_free(struct open_obj *o)
 	struct handle *h = (struct handle *)o;
 
 	auth_blob_unref(h->blob);
+	free(h->caller);
 	explicit_bzero(h->buf, h->len);
 	free(h);
 }
@@ -111,6 +114,28 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	reply_attr(req, ino);
 }
 
+/* chmod and chown, as audit events of their own. */
+static void audit_setattr(fuse_req_t req, const struct node *n, const struct stat *attr, int to_set, int r)
+{
+	struct fs *fs = FS(req);
+	_cleanup_free_ struct caller *c = audit_enabled() ? fs_caller(fs, req) : NULL;
+	char detail[64];
+
+	if (!c) {
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		snprintf(detail, sizeof(detail), "mode=%04o", (unsigned)(attr->st_mode & 07777));
+		fs_audit(fs, n, NULL, "chmod", c, r, detail);
+	}
+	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		snprintf(detail, sizeof(detail), "owner=%lld:%lld",
+			 to_set & FUSE_SET_ATTR_UID ? (long long)attr->st_uid : -1LL,
+			 to_set & FUSE_SET_ATTR_GID ? (long long)attr->st_gid : -1LL);
+		fs_audit(fs, n, NULL, "chown", c, r, detail);
+	}
+}
+
 /* chown and chmod of a target's files and directory, saved; only root (and
  * the mounting user) may: [access] grants reading, and an owner it names must
  * not widen that. Truncation to 0 of a writable file (as `echo >` does) is
@@ -173,6 +198,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	(void)fi;
 	r = setattr_target(FS(req), &n, attr, to_set, fuse_req_ctx(req)->uid);
+	audit_setattr(req, &n, attr, to_set, r);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -417,6 +443,9 @@ static bool readable(const struct node *n)
 /* The reply to an open, now or once its login ended. */
 static void open_reply(struct fs *fs, fuse_req_t req, struct fuse_file_info *fi, struct handle *h, int r)
 {
+	if (h->caller && fs_carries_secret(&h->node)) {
+		r = fs_audit(fs, &h->node, NULL, "open", h->caller, r, NULL);
+	}
 	if (r < 0) {
 		opens_release(fs, &h->obj);
 		fuse_reply_err(req, -r);
@@ -520,9 +549,18 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	h->opener = fuse_req_ctx(req)->pid;
 	h->truncated = fi->flags & O_TRUNC;
+	h->node = n;
+	/* Now: who opens, not who reads later. Only where an event or a rule needs it. */
+	if ((audit_enabled() && (writing || fs_carries_secret(&n))) ||
+	    (n.kind == NODE_TARGET_FILE && auth_core_checks_callers(FS(req)->core))) {
+		h->caller = fs_caller(FS(req), req);
+	}
+	r = fs_check_caller(FS(req), &n, h->caller);
 	/* A session file's open is a read: it may log in (within timeout),
 	 * and is then answered when the login ends, not here. */
-	r = writing ? 0 : open_read(req, &n, fi, h);
+	if (r == 0) {
+		r = writing ? 0 : open_read(req, &n, fi, h);
+	}
 	if (r != AUTH_PENDING) {
 		open_reply(FS(req), req, fi, h, r);
 	}
@@ -601,6 +639,9 @@ static int write_apply(struct fs *fs, const struct node *n, struct handle *h, bo
 		return -ENOENT;
 	}
 	r = auth_file_write(t, n->file, h->buf, h->len, final);
+	if (r != -ENODATA) {
+		fs_audit(fs, n, NULL, "write", h->caller, r, NULL);
+	}
 	if (r == -ENODATA) {
 		r = 0; /* more may follow */
 	} else if (r == 0) {
@@ -750,6 +791,7 @@ static bool inside_open_dir(struct fs *fs, const struct node *n, pid_t caller, c
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	_cleanup_free_ struct caller *c = NULL;
 	struct auth_target *t;
 	struct node n;
 	int r = tree_lookup(FS(req), parent, name, &n);
@@ -762,7 +804,9 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, r < 0 ? -r : EPERM);
 		return;
 	}
+	c = audit_enabled() ? fs_caller(FS(req), req) : NULL;
 	if (inside_open_dir(FS(req), &n, fuse_req_ctx(req)->pid, name)) {
+		fs_audit(FS(req), &n, n.kind == NODE_SESSION_ENTRY ? name : NULL, "rm", c, -EPERM, NULL);
 		fuse_reply_err(req, EPERM);
 		return;
 	}
@@ -777,6 +821,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		cache_drop_target(FS(req), n.target_id);
 	}
 	auth_target_unref(t);
+	fs_audit(FS(req), &n, n.kind == NODE_SESSION_ENTRY ? name : NULL, "rm", c, r, NULL);
 	fuse_reply_err(req, -r);
 }
 
@@ -828,7 +873,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 /* A temp file renamed over a writable file: its content is written to it,
  * as one value written and closed (the rename fails as that close would).
  * Temp files may also be renamed to other new names; nothing else moves. */
-static int rename_apply(struct fs *fs, const struct node *dst, const char *name)
+static int rename_apply(fuse_req_t req, struct fs *fs, const struct node *dst, const char *name)
 {
 	const struct auth_file_info *info = tree_file_info(dst);
 	struct auth_target *t;
@@ -846,6 +891,10 @@ static int rename_apply(struct fs *fs, const struct node *dst, const char *name)
 	t = auth_target_get(fs->core, dst->target_id);
 	r = !t ? -ENOENT : len == 0 ? -EINVAL : auth_file_write(t, dst->file, data, len, true);
 	auth_target_unref(t);
+	if (audit_enabled()) {
+		_cleanup_free_ struct caller *c = fs_caller(fs, req);
+		fs_audit(fs, dst, NULL, "write", c, r, "rename");
+	}
 	staging_data_free(data, len);
 	if (r == 0) {
 		staging_remove(fs, dst->target_id, name, NULL, NULL);
@@ -873,7 +922,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		if (r == -ENOENT || (r == 0 && dst.kind == NODE_STAGING)) {
 			r = staging_rename(FS(req), src.target_id, name, newname);
 		} else if (r == 0 && dst.kind == NODE_TARGET_FILE) {
-			r = rename_apply(FS(req), &dst, name);
+			r = rename_apply(req, FS(req), &dst, name);
 		} else if (r == 0) {
 			r = -EPERM;
 		}
@@ -893,6 +942,10 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		return;
 	}
 	r = auth_target_create(FS(req)->core, dir.provider, name, &t);
+	if (audit_enabled()) {
+		_cleanup_free_ struct caller *c = fs_caller(FS(req), req);
+		fs_audit(FS(req), &dir, name, "mkdir", c, r, NULL);
+	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -919,6 +972,10 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		auth_target_unref(t);
 	}
 	r = auth_target_destroy(FS(req)->core, dir.provider, name);
+	if (audit_enabled()) {
+		_cleanup_free_ struct caller *c = fs_caller(FS(req), req);
+		fs_audit(FS(req), &dir, name, "rmdir", c, r, NULL);
+	}
 	if (r == 0 && id) {
 		staging_drop_target(FS(req), id);
 	}

@@ -64,6 +64,7 @@ static int render_status(struct auth_target *t, struct auth_blob **ret)
 	}
 	if (j) {
 		fleet_status(t, j);
+		audit_status(j);
 	}
 	text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 	b = text ? auth_blob_new_line(text) : NULL;

@@ -383,6 +383,9 @@ static int lead(struct auth_target *t, bool background)
 	session_persist(t);
 	pthread_mutex_lock(&t->lock);
 	flight_end(t, r);
+	if (!t->removed) {
+		target_audit(t, is_login ? "login" : "renewal", NULL, r);
+	}
 	ctx_done(&ctx);
 	auth_session_free(pending);
 	auth_session_free(current);
@@ -837,6 +840,7 @@ int session_logout(struct auth_target *t, double deadline)
 	}
 	ctx.deadline = deadline;
 	r = t->provider->logout(&ctx, s);
+	target_audit(t, "logout", NULL, r);
 	if (r < 0) {
 		pthread_mutex_lock(&t->lock);
 		target_set_error(t, r, ctx.error);

@@ -67,6 +67,7 @@ static int logout_run(struct auth_target *t, struct auth_session *s)
 		}
 		log_info("%s/%s: logout not sent (%s)", t->provider->name, t->name, error);
 	}
+	target_audit(t, "logout", NULL, r);
 	pthread_mutex_lock(&t->lock);
 	removed = t->removed;
 	if (r < 0 && !removed) {

@@ -83,6 +83,7 @@ int auth_core_metrics(struct auth_core *core, struct auth_blob **ret)
 		}
 	}
 	fleet_metrics(core->fleet, f);
+	audit_metrics(f);
 	if (fclose(f) != 0) {
 		free(text);
 		return -ENOMEM;

@@ -646,6 +646,9 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 			r = add_found_targets(core, p);
 		}
 	}
+	if (r == 0) {
+		r = target_audit_open(cfg);
+	}
 	if (r < 0) {
 		auth_core_free(core);
 		return r;
@@ -663,8 +666,11 @@ void auth_core_set_notify(struct auth_core *core, void (*fn)(void *userdata, uin
 
 int auth_core_start(struct auth_core *core)
 {
-	int r = http_start();
+	int r = audit_start(); /* after daemonizing: a thread */
 
+	if (r == 0) {
+		r = http_start();
+	}
 	if (r == 0) {
 		r = waiters_start(core);
 	}
@@ -744,6 +750,7 @@ void auth_core_free(struct auth_core *core)
 	scheduler_stop(core);
 	logouts_wait(core); /* rm and rmdir's, still running */
 	exit_logouts(core);
+	audit_close(); /* after the exit logouts, which it records */
 	fleet_free(core->fleet);
 	for (uint32_t i = 0; i < core->n_targets; i++) {
 		auth_target_unref(core->targets[i]);

@@ -247,6 +247,7 @@ int auth_sessions_delete(struct auth_target *t, const char *id)
 		return session_logout(t, now_mono() + t->info.timeout); /* the daemon's own: forget it too */
 	}
 	r = with_session(t, op_delete, (void *)id);
+	target_audit(t, "session_delete", id, r);
 	if (r == 0) {
 		listing_drop(t, id);
 		log_info("%s/%s: deleted session %s on the server", t->provider->name, t->name, id);

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "auth.h"
 #include "fleet/fleet.h"
@@ -251,6 +252,13 @@ void scheduler_update(struct auth_target *t);
 /* The workers, which call refresh for each target when due. */
 int scheduler_start(struct auth_core *core, void (*refresh)(struct auth_target *t));
 void scheduler_stop(struct auth_core *core);
+
+/* audit.c */
+int target_audit_open(const struct config *cfg);
+/* An act of the engine on t (login, renewal, logout, session_delete): r is its result. */
+void target_audit(struct auth_target *t, const char *op, const char *file, int r);
+void audit_status(json_t *status); /* status's "audit" member, when auditing */
+void audit_metrics(FILE *f);
 
 /* access.c */
 int target_load_access(struct auth_target *t);

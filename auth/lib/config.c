@@ -56,8 +56,9 @@ void config_free(struct config *c)
 		target_config_done(&c->defaults[i]);
 	}
 	for (size_t i = 0; i < c->n_access; i++) {
-		free(c->access[i].path);
+		access_rule_done(&c->access[i]);
 	}
+	free(c->audit_log);
 	free(c->targets);
 	free(c->defaults);
 	free(c->access);
@@ -97,9 +98,40 @@ int parse_int(const char *s, long min, long max, long *ret)
 	return 0;
 }
 
+void access_rule_done(struct access_rule *a)
+{
+	for (size_t i = 0; i < a->n_callers; i++) {
+		free(a->callers[i]);
+	}
+	free(a->callers);
+	free(a->path);
+}
+
+/* "unit:NAME" (a unit name, no slash) or "cgroup:/PATH". */
+static int caller_add(struct access_rule *a, const char *w)
+{
+	bool unit = strncmp(w, "unit:", 5) == 0;
+	char **v;
+
+	if (unit ? (!w[5] || strchr(w + 5, '/')) : w[7] != '/') {
+		return -EINVAL;
+	}
+	v = realloc(a->callers, (a->n_callers + 1) * sizeof(*v));
+	if (!v) {
+		return -ENOMEM;
+	}
+	a->callers = v;
+	v[a->n_callers] = strdup(w);
+	if (!v[a->n_callers]) {
+		return -ENOMEM;
+	}
+	a->n_callers++;
+	return 0;
+}
+
 int access_rule_parse(const char *path, const char *value, struct access_rule *ret)
 {
-	struct access_rule a = { 0 };
+	_cleanup_(access_rule_done) struct access_rule a = { 0 };
 	_cleanup_free_ char *copy = strdup(value);
 	char *save = NULL;
 
@@ -123,6 +155,11 @@ int access_rule_parse(const char *path, const char *value, struct access_rule *r
 			}
 			a.mode = (mode_t)v;
 			a.has_mode = true;
+		} else if (strncmp(w, "unit:", 5) == 0 || strncmp(w, "cgroup:", 7) == 0) {
+			int r = caller_add(&a, w);
+			if (r < 0) {
+				return r;
+			}
 		} else {
 			return -EINVAL;
 		}
@@ -132,6 +169,7 @@ int access_rule_parse(const char *path, const char *value, struct access_rule *r
 		return -ENOMEM;
 	}
 	*ret = a;
+	a = (struct access_rule){ 0 };
 	return 0;
 }
 
@@ -207,6 +245,9 @@ static const struct numeric_key {
 	{ "sessionfs", "timeout", TIMEOUT_MIN, TIMEOUT_MAX, offsetof(struct config, timeout) },
 	{ "sessionfs", "refresh_margin", 0, 86400, offsetof(struct config, refresh_margin) },
 	{ "sessionfs", "check_interval", 1, 86400, offsetof(struct config, check_interval) },
+	{ "sessionfs", "audit_log_max_size", 4096, 0x7fffffff, offsetof(struct config, audit_log_max_size) },
+	{ "sessionfs", "audit_log_keep", 0, 1000, offsetof(struct config, audit_log_keep) },
+	{ "sessionfs", "audit_queue", 1, 1000000, offsetof(struct config, audit_queue) },
 	{ NULL, "timeout", TIMEOUT_MIN, TIMEOUT_MAX, 0 },
 	{ NULL, "port", 1, 65535, 0 },
 	{ "fleet", "lock_ttl", 2, 600, 0 },
@@ -277,6 +318,17 @@ static int global_set(struct config *c, const char *key, const char *value, cons
 		c->state_dir = strdup(value);
 		return c->state_dir ? 0 : -ENOMEM;
 	}
+	if (strcmp(key, "audit_log") == 0) {
+		free(c->audit_log);
+		c->audit_log = value[0] == '/' ? strdup(value) : NULL;
+		return c->audit_log ? 0 : -EINVAL;
+	}
+	if (strcmp(key, "audit_required") == 0) {
+		return parse_bool(value, &c->audit_required);
+	}
+	if (strcmp(key, "audit_journal") == 0) {
+		return parse_bool(value, &c->audit_journal);
+	}
 	if (k) {
 		*(int *)((char *)c + k->offset) = (int)v;
 		return 0;
@@ -298,6 +350,7 @@ static int access_add(struct config *c, const char *path, const char *value)
 	if (access_rule_parse(path, value, &a[c->n_access]) < 0) {
 		return -EINVAL;
 	}
+	c->access_callers |= a[c->n_access].n_callers > 0;
 	c->n_access++;
 	return 0;
 }
@@ -362,6 +415,9 @@ static struct config *config_new(void)
 	c->timeout = CONFIG_DEFAULT_TIMEOUT;
 	c->refresh_margin = CONFIG_DEFAULT_REFRESH_MARGIN;
 	c->check_interval = CONFIG_DEFAULT_CHECK_INTERVAL;
+	c->audit_log_max_size = CONFIG_DEFAULT_AUDIT_LOG_MAX_SIZE;
+	c->audit_log_keep = CONFIG_DEFAULT_AUDIT_LOG_KEEP;
+	c->audit_queue = CONFIG_DEFAULT_AUDIT_QUEUE;
 	if (!c->state_dir) {
 		free(c);
 		return NULL;

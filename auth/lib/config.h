@@ -31,6 +31,10 @@ struct access_rule {
 	gid_t gid;
 	mode_t mode;
 	bool has_uid, has_gid, has_mode;
+	/* "unit:NAME" and "cgroup:PREFIX": when any, only a caller matching one
+	 * of them may open the file (checked at each open, besides the mode). */
+	char **callers;
+	size_t n_callers;
 };
 
 struct config_range;
@@ -46,6 +50,13 @@ struct config {
 	size_t n_defaults;
 	struct access_rule *access;
 	size_t n_access;
+	bool access_callers; /* some [access] rule has unit: or cgroup: */
+	char *audit_log;        /* audit events to this file (NULL: none) */
+	int audit_log_max_size; /* bytes before it is rotated */
+	int audit_log_keep;     /* rotated files kept */
+	int audit_queue;        /* events waiting to be written, at most */
+	bool audit_journal;     /* and/or to the journal */
+	bool audit_required;    /* no secret served when its event cannot be recorded */
 	char error[256]; /* while parsing: what is wrong with the first bad line */
 	const struct config_range *(*ranges)(const char *provider); /* while parsing */
 };
@@ -54,6 +65,9 @@ struct config {
 #define CONFIG_DEFAULT_TIMEOUT 30
 #define CONFIG_DEFAULT_REFRESH_MARGIN 300
 #define CONFIG_DEFAULT_CHECK_INTERVAL 60
+#define CONFIG_DEFAULT_AUDIT_LOG_MAX_SIZE (10 * 1024 * 1024)
+#define CONFIG_DEFAULT_AUDIT_LOG_KEEP 5
+#define CONFIG_DEFAULT_AUDIT_QUEUE 4096
 
 /* The range of a numeric setting of a provider's sections: checked while
  * the file is read, so that an error names the line. */
@@ -85,6 +99,7 @@ int parse_bool(const char *s, bool *ret);
 /* Parses a decimal integer in [min, max]. */
 int parse_int(const char *s, long min, long max, long *ret);
 int access_rule_parse(const char *path, const char *value, struct access_rule *ret);
+void access_rule_done(struct access_rule *a);
 
 /* Resolves password / password_file / password_env of a section. -ENOENT when
  * none is set; -EINVAL when the named file or variable is missing. */
