@@ -34,6 +34,7 @@ struct access_rule {
 };
 
 struct config_range;
+struct sections;
 
 struct config {
 	char *state_dir;
@@ -48,6 +49,7 @@ struct config {
 	size_t n_access;
 	char error[256]; /* while parsing: what is wrong with the first bad line */
 	const struct config_range *(*ranges)(const char *provider); /* while parsing */
+	struct sections *sections; /* while parsing: sections by provider and name (config.c) */
 };
 
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/sessionfs"
