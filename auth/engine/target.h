@@ -11,6 +11,12 @@
 
 struct read_waiter; /* waiters.c */
 
+/* What the registry finds a target by (its by_name tree holds &t->key). */
+struct target_key {
+	size_t provider;
+	const char *name;
+};
+
 struct target_counters {
 	uint64_t logins;
 	uint64_t failures;
@@ -38,6 +44,7 @@ struct auth_target {
 	size_t provider_idx;
 	const struct auth_provider *provider;
 	char *name;
+	struct target_key key;        /* provider_idx and name, for the registry's tree */
 	struct target_info info;
 
 	/* lock: the session and everything a login reads or changes: the
@@ -111,6 +118,8 @@ struct auth_core {
 	pthread_rwlock_t registry_lock;
 	struct auth_target **targets; /* indexed by id - 1; NULL once removed */
 	uint32_t n_targets;
+	uint32_t cap_targets;         /* room in targets */
+	void *by_name;                /* tsearch tree of the targets' keys (&t->key) */
 	void (*notify)(void *userdata, uint32_t target_id, uint64_t gen);
 	void *notify_userdata;
 
