@@ -174,7 +174,23 @@ static int split_section(const char *section, char **ret_provider, char **ret_na
  * hsearch_r, which has no delete (none is needed: the table lives only
  * while parsing) and no growth (it is made again, twice the size, when it
  * fills). Keys are "provider\nname" ("provider\n" for defaults, which are
- * few); the value is the section's index + 1 in its array. */
+ * few); the value is the section's index + 1 in its array. glibc's
+ * hsearch_r hashes only the first few characters of a key (each one shifts
+ * those after it out), so that "t000001" and "t000002" collide: a key
+ * starts with a hash of its own of the rest (FNV-1a, as 8 hex digits). */
+static uint32_t key_hash(const char *provider, const char *name)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = provider; *p; p++) {
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	}
+	h = (h ^ '\n') * 16777619u;
+	for (const char *p = name; *p; p++) {
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	}
+	return h;
+}
 struct section_key {
 	char *key;
 	size_t index;
@@ -279,7 +295,7 @@ static struct target_config *section_get(struct config *c, const char *section)
 	}
 	list = name ? &c->targets : &c->defaults;
 	n = name ? &c->n_targets : &c->n_defaults;
-	if (asprintf(&key, "%s\n%s", provider, name ?: "") < 0) {
+	if (asprintf(&key, "%08x\n%s\n%s", key_hash(provider, name ?: ""), provider, name ?: "") < 0) {
 		return NULL;
 	}
 	if (!c->sections && !(c->sections = calloc(1, sizeof(*c->sections)))) {
