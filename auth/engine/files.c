@@ -44,7 +44,7 @@ static int render_status(struct auth_target *t, struct auth_blob **ret)
 		      "last_error", t->last_errno < 0 ? t->last_error : NULL,
 		      "last_error_at", t->last_errno < 0 ? format_iso8601(t->last_error_at, err_at) : NULL,
 		      "errno", t->last_errno < 0 ? strerrorname_np(-t->last_errno) : NULL,
-		      "tls_verify", t->info.tls.validate_certs, "warning", t->warning[0] ? t->warning : NULL,
+		      "tls_verify", t->info.tls.validate_certs, "warning", t->warning,
 		      "counters", "logins", (json_int_t)t->counters.logins, "failures", (json_int_t)t->counters.failures,
 		      "refreshes", (json_int_t)t->counters.refreshes, "reads", (json_int_t)t->counters.reads,
 		      "reader_waits", (json_int_t)t->counters.reader_waits);
@@ -296,7 +296,7 @@ static int write_one_time(struct auth_target *t, const struct auth_file_info *fi
  * the log says it once. */
 static void record_write(struct auth_target *t, const struct auth_file_info *fi, int r)
 {
-	char msg[sizeof(t->last_error)];
+	char msg[TARGET_ERROR_MAX];
 
 	if (r < 0) {
 		snprintf(msg, sizeof(msg), "what was written to %s was refused (%s): %s", fi->name,
@@ -306,7 +306,7 @@ static void record_write(struct auth_target *t, const struct auth_file_info *fi,
 		log_warning("%s/%s: %s", t->provider->name, t->name, msg);
 	}
 	pthread_mutex_lock(&t->lock);
-	snprintf(t->last_write, sizeof(t->last_write), "%s", fi->name);
+	t->last_write = fi->name;
 	t->last_write_errno = r;
 	t->last_write_at = now_real();
 	/* An error that says why reads fail (no code yet, rejected) stays: reads

@@ -74,7 +74,7 @@ static struct auth_session *adopt(struct auth_target *t, struct auth_session *s,
 	t->failures_in_row = 0;
 	__atomic_store_n(&t->retry_at, 0, __ATOMIC_RELAXED);
 	t->last_errno = 0;
-	t->last_error[0] = 0;
+	free(TAKE_PTR(t->last_error));
 	save_session(t);
 	scheduler_update(t);
 	target_notify(t);
@@ -539,7 +539,7 @@ int session_read_step(struct auth_target *t, struct read_state *rs)
 
 int session_read_timeout(struct auth_target *t)
 {
-	char msg[sizeof(t->last_error)];
+	char msg[TARGET_ERROR_MAX];
 
 	/* The flight goes on without this reader; status says so until it ends. */
 	snprintf(msg, sizeof(msg), "%s: no answer within %d s; the login goes on in the background", t->info.base_url,

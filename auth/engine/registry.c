@@ -83,8 +83,12 @@ static void warn_inherited(struct auth_target *t)
 	if (i->section || !i->defaults || (!http && !no_verify)) {
 		return;
 	}
-	snprintf(t->warning, sizeof(t->warning), "inherits %s from the [%s] defaults: a spoofed server gets the credentials",
-		 http ? "scheme = http" : "validate_certs = false", i->provider);
+	free(t->warning);
+	if (asprintf(&t->warning, "inherits %s from the [%s] defaults: a spoofed server gets the credentials",
+		     http ? "scheme = http" : "validate_certs = false", i->provider) < 0) {
+		t->warning = NULL;
+		return;
+	}
 	log_warning("Target %s/%s %s", i->provider, t->name, t->warning);
 }
 
@@ -181,7 +185,7 @@ static void cond_init_monotonic(pthread_cond_t *c)
  * meant, until new credentials are written. The daemon serves the rest. */
 static void state_fault(struct auth_target *t, const char *why, const char *problem)
 {
-	char msg[sizeof(t->last_error)];
+	char msg[TARGET_ERROR_MAX];
 
 	log_error("%s/%s: ignoring untrusted or corrupt state: %s%s", t->provider->name, t->name, why, problem);
 	snprintf(msg, sizeof(msg), "untrusted or corrupt state: %s%s; ignored: write new credentials to %s/%s/credentials",
@@ -224,9 +228,13 @@ static int target_load_credentials(struct auth_target *t)
 	}
 	/* The environment variables the provider's own tools read (IDRAC_USERNAME, ...). */
 	if (!defaults && has_default_credentials(t)) {
-		snprintf(t->warning, sizeof(t->warning), "default credentials withheld: %s matches no [%s] hosts pattern; "
-			 "write this target's own credentials", t->info.host, t->provider->name);
-		log_warning("Target %s/%s: %s", t->provider->name, t->name, t->warning);
+		free(t->warning);
+		if (asprintf(&t->warning, "default credentials withheld: %s matches no [%s] hosts pattern; "
+			     "write this target's own credentials", t->info.host, t->provider->name) < 0) {
+			t->warning = NULL;
+		} else {
+			log_warning("Target %s/%s: %s", t->provider->name, t->name, t->warning);
+		}
 	}
 	if (defaults && !t->password && t->provider->env_password && getenv(t->provider->env_password)) {
 		const char *user = t->provider->env_user ? getenv(t->provider->env_user) : NULL;

@@ -33,6 +33,17 @@ struct file_access {
 	mode_t mode;
 };
 
+/* Owners and modes of a target's files by index, then of its directory:
+ * in effect, and the chown/chmod saved on top of [access]. Most targets have
+ * none: allocated only for those that do. */
+struct target_access {
+	struct file_access access[AUTH_FILES_MAX + 1];
+	struct file_access saved[AUTH_FILES_MAX + 1];
+};
+
+/* Longest status.last_error (and warning), with its NUL. */
+#define TARGET_ERROR_MAX 512
+
 /* A target. Its fields fall in groups by what guards them; each lock's
  * comment says what it protects. Locks are never nested, except that
  * core->sched_lock may be taken with t->lock held. */
@@ -65,7 +76,7 @@ struct auth_target {
 	bool rejected;                /* credentials refused: no automatic retry */
 	double failed_at;             /* monotonic time of the last failed flight */
 	int last_errno;
-	char last_error[512];
+	char *last_error;             /* NULL or at most TARGET_ERROR_MAX bytes (heap: most targets have none) */
 	time_t last_error_at;
 	time_t last_login;
 	bool hot;                     /* read since the last renewal started */
@@ -75,8 +86,8 @@ struct auth_target {
 	unsigned failures_in_row;
 	struct read_waiter *waiters;  /* opens waiting for the flight, without a thread (waiters.c) */
 	struct target_counters counters;
-	char warning[256];            /* for status: insecure inherited settings, withheld defaults */
-	char last_write[32];          /* for status: the file last written to, */
+	char *warning;                /* for status: insecure inherited settings, withheld defaults */
+	const char *last_write;       /* for status: the file last written to (its table's name), */
 	int last_write_errno;         /* applied (0), unchanged (1) or refused (-errno), */
 	time_t last_write_at;         /* and when (0: never) */
 
@@ -91,10 +102,9 @@ struct auth_target {
 	double alarm_at;              /* now_mono() of its waiters' earliest deadline */
 	bool armed;
 
-	/* access_lock: owners and modes (access.c). */
+	/* access_lock: owners and modes (access.c); NULL while there are none. */
 	pthread_mutex_t access_lock;
-	struct file_access access[AUTH_FILES_MAX + 1];       /* in effect: files by index, then the dir */
-	struct file_access access_saved[AUTH_FILES_MAX + 1]; /* chown/chmod, on top of [access] */
+	struct target_access *access;
 
 	/* slots_lock: the sessions/ entries' inode slots (server-sessions.c). */
 	pthread_mutex_t slots_lock;
