@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <libxml/xmlmemory.h>
 #include <limits.h>
+#include <malloc.h>
 #include <search.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -146,8 +147,8 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 	if (!(v = target_setting(i, "ca_path")) && !(v = getenv("CURL_CA_BUNDLE"))) {
 		v = getenv("SSL_CERT_FILE");
 	}
-	if (v && *v && !(i->tls.ca_path = strdup(v))) {
-		return -ENOMEM;
+	if (v && *v) {
+		i->tls.ca_path = v; /* the config's or the environment's: both outlive the target */
 	}
 	i->timeout = cfg->timeout;
 	if (target_config_get_number(section, "timeout", &n) == 0 ||
@@ -680,6 +681,10 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 	if (r == 0) {
 		r = fleet_new(cfg, &fleet_engine, &core->fleet);
 	}
+	/* What reading the config and loading the targets freed (the parse's
+	 * tables, the store's paths) goes back to the system: a daemon of
+	 * 100,000 targets would otherwise keep it all its life. */
+	malloc_trim(0);
 	if (r < 0) {
 		auth_core_free(core);
 		return r;

@@ -26,7 +26,6 @@ void target_free(struct auth_target *t)
 	free(t->info.scheme);
 	free(t->info.host);
 	free(t->info.base_url);
-	free((char *)t->info.tls.ca_path);
 	free(t->name);
 	pthread_mutex_destroy(&t->lock);
 	pthread_cond_destroy(&t->cond);
