@@ -19,6 +19,9 @@ struct handle {
 	bool truncated;         /* opened with O_TRUNC: even nothing written is the new content */
 	pid_t opener;           /* its close() completes the value; other processes' (children that
 				 * inherited the descriptor) don't */
+	bool sized;             /* a session file: the kernel must hold the size of blob (open_reply()) */
+	uint32_t target_id;
+	unsigned file;
 	int error;              /* a write was refused: so are the rest, and close */
 	size_t applied;         /* bytes of buf that took effect */
 	size_t len;
@@ -414,9 +417,27 @@ static bool readable(const struct node *n)
 	return fi && (fi->mode & 0444);
 }
 
+/* Does the kernel hold the size of h's rendering? It splices (sendfile(),
+ * whatever direct_io says) through the page cache up to the size it holds:
+ * 0 before the first login, the old one after a renewal changed it. */
+static bool size_current(struct fs *fs, const struct handle *h)
+{
+	struct auth_target *t = auth_target_get(fs->core, h->target_id);
+	bool current = t && auth_file_size_current(t, h->file, h->blob->gen);
+
+	auth_target_unref(t);
+	return current;
+}
+
 /* The reply to an open, now or once its login ended. */
 static void open_reply(struct fs *fs, fuse_req_t req, struct fuse_file_info *fi, struct handle *h, int r)
 {
+	/* It doesn't: ESTALE, on which the kernel looks the name up again
+	 * (LOOKUP_REVAL), which tells it the size, and opens again, which
+	 * renders again (a login that just ended is not made twice). */
+	if (r >= 0 && h->sized && h->blob && !size_current(fs, h)) {
+		r = -ESTALE;
+	}
 	if (r < 0) {
 		opens_release(fs, &h->obj);
 		fuse_reply_err(req, -r);
@@ -486,6 +507,11 @@ static int open_read(fuse_req_t req, const struct node *n, struct fuse_file_info
 		return -ENOMEM;
 	}
 	*ow = (struct open_wait){ .fs = fs, .req = req, .fi = *fi, .h = h };
+	if (n->kind == NODE_TARGET_FILE && tree_file_info(n) && tree_file_info(n)->role == AUTH_FILE_SESSION) {
+		h->sized = true;
+		h->target_id = n->target_id;
+		h->file = n->file;
+	}
 	pthread_mutex_lock(&fs->pending_lock);
 	fs->pending++;
 	pthread_mutex_unlock(&fs->pending_lock);

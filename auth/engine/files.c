@@ -129,6 +129,32 @@ int auth_file_peek(struct auth_target *t, unsigned f, struct auth_blob **ret)
 	return r;
 }
 
+void auth_file_size_told(struct auth_target *t, unsigned f, uint64_t gen, bool known)
+{
+	uint32_t bit = 1u << f;
+
+	pthread_mutex_lock(&t->lock);
+	if (!known) {
+		t->told_files &= ~bit;
+	} else if (gen != t->told_gen) {
+		t->told_gen = gen; /* a newer session: what was told of the older one is no longer */
+		t->told_files = bit;
+	} else {
+		t->told_files |= bit;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool auth_file_size_current(struct auth_target *t, unsigned f, uint64_t gen)
+{
+	bool current;
+
+	pthread_mutex_lock(&t->lock);
+	current = t->told_gen == gen && (t->told_files & (1u << f));
+	pthread_mutex_unlock(&t->lock);
+	return current;
+}
+
 /* JSON: complete (an object parses, nothing but white space after it),
  * cut short (more may follow) or malformed. */
 static int json_end(const char *data, size_t len, bool final)

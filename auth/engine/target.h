@@ -70,6 +70,8 @@ struct auth_target {
 	struct auth_session *pending; /* to validate before first use (saved, or from the environment) */
 	bool pending_loaded;          /* the store was checked for a saved session */
 	uint64_t gen;                 /* bumped whenever the session changes */
+	uint64_t told_gen;            /* the generation whose sizes the kernel was told, */
+	uint32_t told_files;          /* for these files (bits by index; auth_file_size_told()) */
 	bool flight;                  /* a login or refresh is running */
 	uint64_t flight_seq;
 	int flight_result;
