@@ -429,13 +429,51 @@ static bool size_current(struct fs *fs, const struct handle *h)
 	return current;
 }
 
+/* Opens answered ESTALE lately (by target, file and opener), so that the
+ * kernel's second try is not answered so again: it retries once, and a
+ * second ESTALE would reach the program. */
+#define RETRIES 64
+static struct retry {
+	uint32_t target_id;
+	unsigned file;
+	pid_t pid;
+	double at; /* now_mono(); 0: free */
+} retries[RETRIES];
+static unsigned retries_next;
+static pthread_mutex_t retries_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Whether h's open is the kernel's second try after an ESTALE; if not,
+ * notes it as a first. */
+static bool second_try(const struct handle *h)
+{
+	double now = now_mono();
+	bool found = false;
+
+	pthread_mutex_lock(&retries_lock);
+	for (unsigned i = 0; i < RETRIES && !found; i++) {
+		struct retry *x = &retries[i];
+		if (x->at > now - 1.0 && x->target_id == h->target_id && x->file == h->file && x->pid == h->opener) {
+			found = true;
+			x->at = 0;
+		}
+	}
+	if (!found) {
+		retries[retries_next++ % RETRIES] = (struct retry){ h->target_id, h->file, h->opener, now };
+	}
+	pthread_mutex_unlock(&retries_lock);
+	return found;
+}
+
 /* The reply to an open, now or once its login ended. */
 static void open_reply(struct fs *fs, fuse_req_t req, struct fuse_file_info *fi, struct handle *h, int r)
 {
 	/* It doesn't: ESTALE, on which the kernel looks the name up again
 	 * (LOOKUP_REVAL), which tells it the size, and opens again, which
-	 * renders again (a login that just ended is not made twice). */
-	if (r >= 0 && h->sized && h->blob && !size_current(fs, h)) {
+	 * renders again (a login that just ended is not made twice). If the
+	 * size changed once more in between (rm and logins racing the reader),
+	 * the second try is served: read() is right whatever the size; only a
+	 * sendfile() of that open may then be cut, as before this check. */
+	if (r >= 0 && h->sized && h->blob && !size_current(fs, h) && !second_try(h)) {
 		r = -ESTALE;
 	}
 	if (r < 0) {
