@@ -144,6 +144,8 @@ struct auth_core {
 	unsigned flight_threads;      /* the login pool's threads (at most FLIGHT_THREADS) */
 	struct auth_target **flight_queue; /* readers' logins not started yet, oldest first (a ring) */
 	size_t flight_queue_head, flight_queue_len, flight_queue_cap;
+	struct sched_entry *due_heap; /* targets by when they are due, earliest first (scheduler.c) */
+	size_t due_len, due_cap;
 	void (*refresh)(struct auth_target *t); /* what the workers call for a due target */
 	void (*flight_ended)(struct auth_target *t); /* after a flight ended, no lock held (waiters.c) */
 	pthread_t *workers;
