@@ -372,6 +372,12 @@ def startup(work, mock, ca, n, mkdirs=10000):
     directory and file never looked up before), then mkdirs targets made at
     run time, each one mkdir (vs the same mkdirs in tmpfs)."""
     names = [f"t{i:06d}" for i in range(n)]
+    # The daemon with one target, for what RSS costs per target above it.
+    one = Mount(work, config(work, mock, ca, ["t000000"]), f"startup-one{n}")
+    try:
+        rss_one = rss_kib(one.proc.pid)
+    finally:
+        one.stop()
     state = work / f"state-startup{n}"
     conf = config(work, mock, ca, names).replace(f"state_dir = {work / 'state'}\n", f"state_dir = {state}\n")
     t = time.perf_counter()
@@ -399,7 +405,7 @@ def startup(work, mock, ca, n, mkdirs=10000):
     finally:
         m.stop()
         shutil.rmtree(shm)
-    return {"targets": listed, "mount_s": mount_s, "rss_mib": rss / 1024, "rss_per_target": rss * 1024 / n,
+    return {"targets": listed, "mount_s": mount_s, "rss_mib": rss / 1024, "rss_per_target": (rss - rss_one) * 1024 / (n - 1), "rss_one_mib": rss_one / 1024,
             "ls_ms": ls * 1e3, "ls_ref_ms": ls_ref * 1e3, "cold_stat_ms": statistics.median(cold) * 1e3,
             "cold_stat_max_ms": max(cold) * 1e3, "mkdir_s": mkdir_s, "mkdir_ref_s": mkdir_ref, "mkdirs": mkdirs,
             "rss_after_mib": rss_after / 1024}
@@ -430,7 +436,9 @@ def store_floor(where, n):
 def print_startup(n, s):
     """The rows of startup(n); whether each met its target."""
     rows = [(f"{n:,} targets: exec to mounted, s", s["mount_s"], None, 5),
-            (f"{n:,} targets: daemon RSS, idle, bytes per target", s["rss_per_target"], None, 1024),
+            (f"{n:,} targets: daemon RSS, idle, bytes per target above the daemon with one", s["rss_per_target"],
+             None, 1024),
+            (f"{n:,} targets: daemon RSS, idle, MiB", s["rss_mib"], None, max(64, n * 128 // 100000)),
             (f"{n:,} targets: `ls aos/`, ms, vs `ls` of a tmpfs directory of as many", s["ls_ms"], s["ls_ref_ms"], 200),
             (f"{n:,} targets: cold `stat` of a token, ms (median; max {s['cold_stat_max_ms']:.2f})",
              s["cold_stat_ms"], None, 5),
@@ -444,7 +452,8 @@ def print_startup(n, s):
         ratio = f"{value / ref:.2f}x" if ref else ""
         print(f"| {name} | {value:.2f} | {'' if ref is None else f'{ref:.2f}'} | {ratio} | "
               f"<= {limit}: {'met' if met else '**missed**'} |")
-    print(f"| {n:,} targets: RSS, MiB (after the mkdirs: {s['rss_after_mib']:.1f}) | {s['rss_mib']:.1f} | | | info |")
+    print(f"| {n:,} targets: RSS with one target, MiB; after the mkdirs | {s['rss_one_mib']:.1f} | "
+          f"{s['rss_after_mib']:.1f} | | info |")
     return ok
 
 
