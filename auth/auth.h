@@ -121,6 +121,14 @@ typedef void (*auth_read_done_fn)(void *userdata, int r, struct auth_blob *blob)
 int auth_file_read_async(struct auth_target *t, unsigned f, auth_read_done_fn done, void *userdata,
 			 struct auth_blob **ret);
 int auth_file_peek(struct auth_target *t, unsigned f, struct auth_blob **ret);
+/* The size the kernel holds for a session file: FUSE splices even a
+ * direct-I/O file (sendfile(), copy_file_range()) through the page cache, up
+ * to that size. told: the kernel was just told the size of a rendering of
+ * generation gen (known), or a size that is no rendering's (!known: no
+ * session). current: whether a rendering of generation gen has the size it
+ * was last told. */
+void auth_file_size_told(struct auth_target *t, unsigned f, uint64_t gen, bool known);
+bool auth_file_size_current(struct auth_target *t, unsigned f, uint64_t gen);
 /* A write of what a program wrote so far (since open). The value is applied
  * once, when complete: a JSON object when it closes, one line at its
  * newline, anything else at close (final). -ENODATA (nothing applied) while

@@ -19,6 +19,9 @@ struct handle {
 	bool truncated;         /* opened with O_TRUNC: even nothing written is the new content */
 	pid_t opener;           /* its close() completes the value; other processes' (children that
 				 * inherited the descriptor) don't */
+	bool sized;             /* a session file: the kernel must hold the size of blob (open_reply()) */
+	uint32_t target_id;
+	unsigned file;
 	int error;              /* a write was refused: so are the rest, and close */
 	struct caller *caller;  /* the opener, when auditing or caller rules need it */
 	struct node node;       /* what was opened, for its audit event */
@@ -440,10 +443,66 @@ static bool readable(const struct node *n)
 	return fi && (fi->mode & 0444);
 }
 
+/* Does the kernel hold the size of h's rendering? It splices (sendfile(),
+ * whatever direct_io says) through the page cache up to the size it holds:
+ * 0 before the first login, the old one after a renewal changed it. */
+static bool size_current(struct fs *fs, const struct handle *h)
+{
+	struct auth_target *t = auth_target_get(fs->core, h->target_id);
+	bool current = t && auth_file_size_current(t, h->file, h->blob->gen);
+
+	auth_target_unref(t);
+	return current;
+}
+
+/* Opens answered ESTALE lately (by target, file and opener), so that the
+ * kernel's second try is not answered so again: it retries once, and a
+ * second ESTALE would reach the program. */
+#define RETRIES 64
+static struct retry {
+	uint32_t target_id;
+	unsigned file;
+	pid_t pid;
+	double at; /* now_mono(); 0: free */
+} retries[RETRIES];
+static unsigned retries_next;
+static pthread_mutex_t retries_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Whether h's open is the kernel's second try after an ESTALE; if not,
+ * notes it as a first. */
+static bool second_try(const struct handle *h)
+{
+	double now = now_mono();
+	bool found = false;
+
+	pthread_mutex_lock(&retries_lock);
+	for (unsigned i = 0; i < RETRIES && !found; i++) {
+		struct retry *x = &retries[i];
+		if (x->at > now - 1.0 && x->target_id == h->target_id && x->file == h->file && x->pid == h->opener) {
+			found = true;
+			x->at = 0;
+		}
+	}
+	if (!found) {
+		retries[retries_next++ % RETRIES] = (struct retry){ h->target_id, h->file, h->opener, now };
+	}
+	pthread_mutex_unlock(&retries_lock);
+	return found;
+}
+
 /* The reply to an open, now or once its login ended. */
 static void open_reply(struct fs *fs, fuse_req_t req, struct fuse_file_info *fi, struct handle *h, int r)
 {
-	if (h->caller && fs_carries_secret(&h->node)) {
+	/* It doesn't: ESTALE, on which the kernel looks the name up again
+	 * (LOOKUP_REVAL), which tells it the size, and opens again, which
+	 * renders again (a login that just ended is not made twice). If the
+	 * size changed once more in between (rm and logins racing the reader),
+	 * the second try is served: read() is right whatever the size; only a
+	 * sendfile() of that open may then be cut, as before this check. */
+	if (r >= 0 && h->sized && h->blob && !size_current(fs, h) && !second_try(h)) {
+		r = -ESTALE;
+	}
+	if (h->caller && fs_carries_secret(&h->node) && r != -ESTALE) {
 		r = fs_audit(fs, &h->node, NULL, "open", h->caller, r, NULL);
 	}
 	if (r < 0) {
@@ -515,6 +574,11 @@ static int open_read(fuse_req_t req, const struct node *n, struct fuse_file_info
 		return -ENOMEM;
 	}
 	*ow = (struct open_wait){ .fs = fs, .req = req, .fi = *fi, .h = h };
+	if (n->kind == NODE_TARGET_FILE && tree_file_info(n) && tree_file_info(n)->role == AUTH_FILE_SESSION) {
+		h->sized = true;
+		h->target_id = n->target_id;
+		h->file = n->file;
+	}
 	pthread_mutex_lock(&fs->pending_lock);
 	fs->pending++;
 	pthread_mutex_unlock(&fs->pending_lock);

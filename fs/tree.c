@@ -268,8 +268,12 @@ bool tree_is_dynamic(const struct node *n)
 /* Session files: sized by the session there is now, from memory: a stat
  * never logs in. (The kernel lets one lookup at a time into a directory, so a
  * lookup that waited for a hanging server would hold up every name beside
- * it.) Reads don't depend on the size: they are direct I/O from what the open
- * rendered. With no session, or one due for renewal, the size is 0 and the
+ * it.) read() doesn't depend on the size: it is direct I/O from what the open
+ * rendered. sendfile() and splice() do: FUSE splices even a direct-I/O file
+ * through the page cache, up to the size the kernel holds (busybox cat,
+ * Python's shutil.copyfile), so what each reply tells is noted, and an open
+ * whose rendering has another size makes the kernel look again (in ops.c).
+ * With no session, or one due for renewal, the size is 0 and the
  * attributes are stale at once. The kernel keeps them at most a second, and
  * no longer than the session may be served. */
 static void stat_session_file(struct fs *fs, const struct node *n, struct stat *st, double *ret_timeout)
@@ -278,6 +282,10 @@ static void stat_session_file(struct fs *fs, const struct node *n, struct stat *
 	struct auth_blob *b = NULL;
 	int r = t ? auth_file_peek(t, n->file, &b) : -ENOENT;
 
+	/* What the kernel will hold (ops.c's open checks it). */
+	if (t) {
+		auth_file_size_told(t, n->file, r == 0 ? b->gen : 0, r == 0);
+	}
 	auth_target_unref(t);
 	if (r < 0) {
 		st->st_size = 0;

@@ -55,7 +55,9 @@ int target_load_access(struct auth_target *t)
 {
 	const struct config *cfg = t->core->cfg;
 	_cleanup_secret_ struct secret *saved = NULL;
+	struct target_access acc = { 0 };
 	json_auto_t *j = NULL;
+	bool any = false;
 
 	for (int f = 0; f <= AUTH_FILES_MAX; f++) {
 		const char *name = f == AUTH_TARGET_DIR ? "" : file_name(t, f);
@@ -66,7 +68,8 @@ int target_load_access(struct auth_target *t)
 		snprintf(path, sizeof(path), "%s/%s%s%s", t->provider->name, t->name, *name ? "/" : "", name);
 		for (size_t i = 0; i < cfg->n_access; i++) {
 			if (fnmatch(cfg->access[i].path, path, FNM_PATHNAME) == 0) {
-				apply_rule(&t->access[f], &cfg->access[i]);
+				apply_rule(&acc.access[f], &cfg->access[i]);
+				any = true;
 			}
 		}
 	}
@@ -75,10 +78,17 @@ int target_load_access(struct auth_target *t)
 		for (int f = 0; f <= AUTH_FILES_MAX; f++) {
 			const char *name = f == AUTH_TARGET_DIR ? "." : file_name(t, f);
 			if (name) {
-				apply_json(&t->access_saved[f], json_object_get(j, name));
-				apply_json(&t->access[f], json_object_get(j, name));
+				apply_json(&acc.saved[f], json_object_get(j, name));
+				apply_json(&acc.access[f], json_object_get(j, name));
 			}
 		}
+		any = true;
+	}
+	if (any && !(t->access = malloc(sizeof(acc)))) {
+		return -ENOMEM;
+	}
+	if (any) {
+		*t->access = acc;
 	}
 	return 0;
 }
@@ -105,13 +115,15 @@ void auth_metrics_access(struct auth_core *core, uid_t *uid, gid_t *gid, mode_t 
 
 int auth_file_access(struct auth_target *t, int f, uid_t *uid, gid_t *gid, mode_t *mode)
 {
-	struct file_access a;
+	struct file_access a = { 0 };
 
 	if (f < 0 || f > AUTH_FILES_MAX) {
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&t->access_lock);
-	a = t->access[f];
+	if (t->access) {
+		a = t->access->access[f];
+	}
 	pthread_mutex_unlock(&t->access_lock);
 	if (a.has_uid) {
 		*uid = a.uid;
@@ -150,7 +162,7 @@ static int save_access(struct auth_target *t)
 
 	for (int f = 0; f <= AUTH_FILES_MAX; f++) {
 		const char *name = f == AUTH_TARGET_DIR ? "." : file_name(t, f);
-		const struct file_access *a = &t->access_saved[f];
+		const struct file_access *a = &t->access->saved[f];
 		if (name && (a->has_uid || a->has_gid || a->has_mode)) {
 			json_object_set_new(j, name, access_json(a));
 		}
@@ -174,7 +186,11 @@ int auth_file_set_access(struct auth_target *t, int f, uid_t uid, gid_t gid, mod
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&t->access_lock);
-	a = &t->access_saved[f];
+	if (!t->access && !(t->access = calloc(1, sizeof(*t->access)))) {
+		pthread_mutex_unlock(&t->access_lock);
+		return -ENOMEM;
+	}
+	a = &t->access->saved[f];
 	old = *a;
 	if (uid != (uid_t)-1) {
 		a->uid = uid;
@@ -194,7 +210,7 @@ int auth_file_set_access(struct auth_target *t, int f, uid_t uid, gid_t gid, mod
 	} else {
 		struct access_rule rule = { .uid = a->uid, .gid = a->gid, .mode = a->mode,
 					    .has_uid = a->has_uid, .has_gid = a->has_gid, .has_mode = a->has_mode };
-		apply_rule(&t->access[f], &rule);
+		apply_rule(&t->access->access[f], &rule);
 	}
 	pthread_mutex_unlock(&t->access_lock);
 	return r;

@@ -44,7 +44,7 @@ static int render_status(struct auth_target *t, struct auth_blob **ret)
 		      "last_error", t->last_errno < 0 ? t->last_error : NULL,
 		      "last_error_at", t->last_errno < 0 ? format_iso8601(t->last_error_at, err_at) : NULL,
 		      "errno", t->last_errno < 0 ? strerrorname_np(-t->last_errno) : NULL,
-		      "tls_verify", t->info.tls.validate_certs, "warning", t->warning[0] ? t->warning : NULL,
+		      "tls_verify", t->info.tls.validate_certs, "warning", t->warning,
 		      "counters", "logins", (json_int_t)t->counters.logins, "failures", (json_int_t)t->counters.failures,
 		      "refreshes", (json_int_t)t->counters.refreshes, "reads", (json_int_t)t->counters.reads,
 		      "reader_waits", (json_int_t)t->counters.reader_waits);
@@ -132,6 +132,32 @@ int auth_file_peek(struct auth_target *t, unsigned f, struct auth_blob **ret)
 	}
 	pthread_mutex_unlock(&t->lock);
 	return r;
+}
+
+void auth_file_size_told(struct auth_target *t, unsigned f, uint64_t gen, bool known)
+{
+	uint32_t bit = 1u << f;
+
+	pthread_mutex_lock(&t->lock);
+	if (!known) {
+		t->told_files &= ~bit;
+	} else if (gen != t->told_gen) {
+		t->told_gen = gen; /* a newer session: what was told of the older one is no longer */
+		t->told_files = bit;
+	} else {
+		t->told_files |= bit;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool auth_file_size_current(struct auth_target *t, unsigned f, uint64_t gen)
+{
+	bool current;
+
+	pthread_mutex_lock(&t->lock);
+	current = t->told_gen == gen && (t->told_files & (1u << f));
+	pthread_mutex_unlock(&t->lock);
+	return current;
 }
 
 /* JSON: complete (an object parses, nothing but white space after it),
@@ -284,7 +310,7 @@ static int write_one_time(struct auth_target *t, const struct auth_file_info *fi
  * the log says it once. */
 static void record_write(struct auth_target *t, const struct auth_file_info *fi, int r)
 {
-	char msg[sizeof(t->last_error)] = "";
+	char msg[TARGET_ERROR_MAX] = "";
 
 	if (r < 0) {
 		snprintf(msg, sizeof(msg), "what was written to %s was refused (%s): %s", fi->name,

@@ -112,7 +112,7 @@ static struct auth_session *adopt(struct auth_target *t, struct auth_session *s,
 	t->failures_in_row = 0;
 	__atomic_store_n(&t->retry_at, 0, __ATOMIC_RELAXED);
 	t->last_errno = 0;
-	t->last_error[0] = 0;
+	free(TAKE_PTR(t->last_error));
 	save_later(t);
 	scheduler_update(t);
 	target_notify(t);
@@ -142,7 +142,7 @@ static void record_failure(struct auth_target *t, int r, const char *msg)
 		t->dormant = true;
 	}
 	target_set_error(t, r, msg);
-	log_warning("%s/%s: %s", t->provider->name, t->name, t->last_error);
+	log_warning("%s/%s: %s", t->provider->name, t->name, t->last_error ? t->last_error : strerror(-r));
 }
 
 /* After a flight ended, without the lock: the opens waiting for it without
@@ -602,7 +602,7 @@ int session_read_step(struct auth_target *t, struct read_state *rs)
 
 int session_read_timeout(struct auth_target *t)
 {
-	char msg[sizeof(t->last_error)];
+	char msg[TARGET_ERROR_MAX];
 
 	/* The flight goes on without this reader; status says so until it ends. */
 	snprintf(msg, sizeof(msg), "%s: no answer within %d s; the login goes on in the background", t->info.base_url,
@@ -876,7 +876,7 @@ bool session_credentials_same(struct auth_target *t, const char *user, const str
 void session_write_recorded(struct auth_target *t, const char *file, int r, const char *msg)
 {
 	pthread_mutex_lock(&t->lock);
-	snprintf(t->last_write, sizeof(t->last_write), "%s", file);
+	t->last_write = file;
 	t->last_write_errno = r;
 	t->last_write_at = now_real();
 	/* An error that says why reads fail (no code yet, rejected) stays: reads

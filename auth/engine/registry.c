@@ -5,6 +5,9 @@
 #include <jansson.h>
 #include <libxml/xmlmemory.h>
 #include <limits.h>
+#include <malloc.h>
+#include <search.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "lib/http.h"
@@ -81,8 +84,12 @@ static void warn_inherited(struct auth_target *t)
 	if (i->section || !i->defaults || (!http && !no_verify)) {
 		return;
 	}
-	snprintf(t->warning, sizeof(t->warning), "inherits %s from the [%s] defaults: a spoofed server gets the credentials",
-		 http ? "scheme = http" : "validate_certs = false", i->provider);
+	free(t->warning);
+	if (asprintf(&t->warning, "inherits %s from the [%s] defaults: a spoofed server gets the credentials",
+		     http ? "scheme = http" : "validate_certs = false", i->provider) < 0) {
+		t->warning = NULL;
+		return;
+	}
 	log_warning("Target %s/%s %s", i->provider, t->name, t->warning);
 }
 
@@ -140,8 +147,8 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 	if (!(v = target_setting(i, "ca_path")) && !(v = getenv("CURL_CA_BUNDLE"))) {
 		v = getenv("SSL_CERT_FILE");
 	}
-	if (v && *v && !(i->tls.ca_path = strdup(v))) {
-		return -ENOMEM;
+	if (v && *v) {
+		i->tls.ca_path = v; /* the config's or the environment's: both outlive the target */
 	}
 	i->timeout = cfg->timeout;
 	if (target_config_get_number(section, "timeout", &n) == 0 ||
@@ -179,7 +186,7 @@ static void cond_init_monotonic(pthread_cond_t *c)
  * meant, until new credentials are written. The daemon serves the rest. */
 static void state_fault(struct auth_target *t, const char *why, const char *problem)
 {
-	char msg[sizeof(t->last_error)];
+	char msg[TARGET_ERROR_MAX];
 
 	log_error("%s/%s: ignoring untrusted or corrupt state: %s%s", t->provider->name, t->name, why, problem);
 	snprintf(msg, sizeof(msg), "untrusted or corrupt state: %s%s; ignored: write new credentials to %s/%s/credentials",
@@ -222,9 +229,13 @@ static int target_load_credentials(struct auth_target *t)
 	}
 	/* The environment variables the provider's own tools read (IDRAC_USERNAME, ...). */
 	if (!defaults && has_default_credentials(t)) {
-		snprintf(t->warning, sizeof(t->warning), "default credentials withheld: %s matches no [%s] hosts pattern; "
-			 "write this target's own credentials", t->info.host, t->provider->name);
-		log_warning("Target %s/%s: %s", t->provider->name, t->name, t->warning);
+		free(t->warning);
+		if (asprintf(&t->warning, "default credentials withheld: %s matches no [%s] hosts pattern; "
+			     "write this target's own credentials", t->info.host, t->provider->name) < 0) {
+			t->warning = NULL;
+		} else {
+			log_warning("Target %s/%s: %s", t->provider->name, t->name, t->warning);
+		}
 	}
 	if (defaults && !t->password && t->provider->env_password && getenv(t->provider->env_password)) {
 		const char *user = t->provider->env_user ? getenv(t->provider->env_user) : NULL;
@@ -323,37 +334,66 @@ static int target_new(struct auth_core *core, size_t provider, const char *name,
 	return 0;
 }
 
+/* Targets by provider and name: a glibc tsearch tree (balanced, with
+ * delete, which rmdir needs and hsearch_r lacks): O(log n) per lookup,
+ * add and remove, where a scan of every target made a config of 100,000
+ * targets take minutes to load. */
+static int key_compare(const void *a, const void *b)
+{
+	const struct target_key *x = a, *y = b;
+
+	if (x->provider != y->provider) {
+		return x->provider < y->provider ? -1 : 1;
+	}
+	return strcmp(x->name, y->name);
+}
+
 static struct auth_target *lookup_locked(struct auth_core *core, size_t provider, const char *name)
 {
-	for (uint32_t i = 0; i < core->n_targets; i++) {
-		struct auth_target *t = core->targets[i];
-		if (t && t->provider_idx == provider && strcmp(t->name, name) == 0) {
-			return t;
-		}
-	}
-	return NULL;
+	struct target_key key = { provider, name };
+	struct target_key **found = tfind(&key, &core->by_name, key_compare);
+
+	return found ? (struct auth_target *)((char *)*found - offsetof(struct auth_target, key)) : NULL;
 }
 
 /* Takes the caller's reference into the registry. -EEXIST if the name is taken. */
 static int registry_add(struct auth_core *core, struct auth_target *t)
 {
-	struct auth_target **n;
+	struct target_key **slot;
+	int r = 0;
 
+	t->key = (struct target_key){ t->provider_idx, t->name };
 	pthread_rwlock_wrlock(&core->registry_lock);
-	if (lookup_locked(core, t->provider_idx, t->name)) {
-		pthread_rwlock_unlock(&core->registry_lock);
-		return -EEXIST;
+	if (core->n_targets == core->cap_targets) {
+		uint32_t cap = core->cap_targets ? 2 * core->cap_targets : 64;
+		struct auth_target **n = cap > core->cap_targets ? realloc(core->targets, cap * sizeof(*n)) : NULL;
+		if (!n) {
+			r = -ENOMEM;
+			goto out;
+		}
+		core->targets = n;
+		core->cap_targets = cap;
 	}
-	n = realloc(core->targets, (core->n_targets + 1) * sizeof(*n));
-	if (!n) {
-		pthread_rwlock_unlock(&core->registry_lock);
-		return -ENOMEM;
+	slot = tsearch(&t->key, &core->by_name, key_compare);
+	if (!slot) {
+		r = -ENOMEM;
+	} else if (*slot != &t->key) {
+		r = -EEXIST;
+	} else {
+		t->id = ++core->n_targets;
+		core->targets[t->id - 1] = t;
 	}
-	core->targets = n;
-	t->id = ++core->n_targets;
-	n[t->id - 1] = t;
+out:
 	pthread_rwlock_unlock(&core->registry_lock);
-	return 0;
+	return r;
+}
+
+/* Takes t out of the registry (registry_lock held for writing); its id
+ * stays unused. */
+static void registry_unlink(struct auth_core *core, struct auth_target *t)
+{
+	core->targets[t->id - 1] = NULL;
+	tdelete(&t->key, &core->by_name, key_compare);
 }
 
 static int add_target(struct auth_core *core, size_t provider, const char *name,
@@ -424,7 +464,7 @@ static bool registry_remove(struct auth_core *core, struct auth_target *t)
 	pthread_rwlock_wrlock(&core->registry_lock);
 	found = core->targets[t->id - 1] == t;
 	if (found) {
-		core->targets[t->id - 1] = NULL;
+		registry_unlink(core, t);
 	}
 	pthread_rwlock_unlock(&core->registry_lock);
 	return found;
@@ -498,7 +538,7 @@ int auth_target_destroy(struct auth_core *core, size_t provider, const char *nam
 		return -EBUSY;
 	}
 	if (t) {
-		core->targets[t->id - 1] = NULL;
+		registry_unlink(core, t);
 	}
 	pthread_rwlock_unlock(&core->registry_lock);
 	if (!t) {
@@ -649,6 +689,10 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 	if (r == 0) {
 		r = target_audit_open(cfg);
 	}
+	/* What reading the config and loading the targets freed (the parse's
+	 * tables, the store's paths) goes back to the system: a daemon of
+	 * 100,000 targets would otherwise keep it all its life. */
+	malloc_trim(0);
 	if (r < 0) {
 		auth_core_free(core);
 		return r;
@@ -740,6 +784,11 @@ static void exit_logouts(struct auth_core *core)
 	free(x.targets);
 }
 
+static void noop_free(void *p)
+{
+	(void)p; /* the tree's keys are in the targets */
+}
+
 void auth_core_free(struct auth_core *core)
 {
 	if (!core) {
@@ -752,6 +801,7 @@ void auth_core_free(struct auth_core *core)
 	exit_logouts(core);
 	audit_close(); /* after the exit logouts, which it records */
 	fleet_free(core->fleet);
+	tdestroy(core->by_name, noop_free);
 	for (uint32_t i = 0; i < core->n_targets; i++) {
 		auth_target_unref(core->targets[i]);
 	}

@@ -24,10 +24,12 @@ void target_free(struct auth_target *t)
 	auth_strv_free(t->listed, t->n_listed);
 	fleet_target_free(t->fleet);
 	free(t->slot_used);
+	free(t->last_error);
+	free(t->warning);
+	free(t->access);
 	free(t->info.scheme);
 	free(t->info.host);
 	free(t->info.base_url);
-	free((char *)t->info.tls.ca_path);
 	free(t->name);
 	pthread_mutex_destroy(&t->lock);
 	pthread_cond_destroy(&t->cond);
@@ -75,7 +77,8 @@ void target_set_error(struct auth_target *t, int r, const char *msg)
 {
 	t->last_errno = r;
 	t->last_error_at = now_real();
-	snprintf(t->last_error, sizeof(t->last_error), "%s", msg && *msg ? msg : strerror(-r));
+	free(t->last_error);
+	t->last_error = strndup(msg && *msg ? msg : strerror(-r), TARGET_ERROR_MAX - 1); /* NULL: none to show */
 }
 
 #define SKEW_WARN 30 /* seconds */

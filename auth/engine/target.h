@@ -13,6 +13,12 @@
 
 struct read_waiter; /* waiters.c */
 
+/* What the registry finds a target by (its by_name tree holds &t->key). */
+struct target_key {
+	size_t provider;
+	const char *name;
+};
+
 struct target_counters {
 	uint64_t logins;
 	uint64_t failures;
@@ -29,6 +35,17 @@ struct file_access {
 	mode_t mode;
 };
 
+/* Owners and modes of a target's files by index, then of its directory:
+ * in effect, and the chown/chmod saved on top of [access]. Most targets have
+ * none: allocated only for those that do. */
+struct target_access {
+	struct file_access access[AUTH_FILES_MAX + 1];
+	struct file_access saved[AUTH_FILES_MAX + 1];
+};
+
+/* Longest status.last_error (and warning), with its NUL. */
+#define TARGET_ERROR_MAX 512
+
 /* A target. Its fields fall in groups by what guards them; each lock's
  * comment says what it protects. Locks are never nested, except that
  * core->sched_lock and the fleet's state's lock (t->fleet->lock) may be
@@ -41,6 +58,7 @@ struct auth_target {
 	size_t provider_idx;
 	const struct auth_provider *provider;
 	char *name;
+	struct target_key key;        /* provider_idx and name, for the registry's tree */
 	struct target_info info;
 
 	/* lock: the session and everything a login reads or changes: the
@@ -55,13 +73,15 @@ struct auth_target {
 	struct auth_session *pending; /* to validate before first use (saved, or from the environment) */
 	bool pending_loaded;          /* the store was checked for a saved session */
 	uint64_t gen;                 /* bumped whenever the session changes */
+	uint64_t told_gen;            /* the generation whose sizes the kernel was told, */
+	uint32_t told_files;          /* for these files (bits by index; auth_file_size_told()) */
 	bool flight;                  /* a login or refresh is running */
 	uint64_t flight_seq;
 	int flight_result;
 	bool rejected;                /* credentials refused: no automatic retry */
 	double failed_at;             /* monotonic time of the last failed flight */
 	int last_errno;
-	char last_error[512];
+	char *last_error;             /* NULL or at most TARGET_ERROR_MAX bytes (heap: most targets have none) */
 	time_t last_error_at;
 	time_t last_login;
 	bool hot;                     /* read since the last renewal started */
@@ -74,8 +94,8 @@ struct auth_target {
 	time_t skew;
 	struct read_waiter *waiters;  /* opens waiting for the flight, without a thread (waiters.c) */
 	struct target_counters counters;
-	char warning[256];            /* for status: insecure inherited settings, withheld defaults */
-	char last_write[32];          /* for status: the file last written to, */
+	char *warning;                /* for status: insecure inherited settings, withheld defaults */
+	const char *last_write;       /* for status: the file last written to (its table's name), */
 	int last_write_errno;         /* applied (0), unchanged (1) or refused (-errno), */
 	time_t last_write_at;         /* and when (0: never) */
 	struct secret *save_text;     /* the session to save (its saved form), NULL: remove the saved one */
@@ -94,10 +114,9 @@ struct auth_target {
 	double alarm_at;              /* now_mono() of its waiters' earliest deadline */
 	bool armed;
 
-	/* access_lock: owners and modes (access.c). */
+	/* access_lock: owners and modes (access.c); NULL while there are none. */
 	pthread_mutex_t access_lock;
-	struct file_access access[AUTH_FILES_MAX + 1];       /* in effect: files by index, then the dir */
-	struct file_access access_saved[AUTH_FILES_MAX + 1]; /* chown/chmod, on top of [access] */
+	struct target_access *access;
 
 	/* slots_lock: the sessions/ entries' inode slots (server-sessions.c). */
 	pthread_mutex_t slots_lock;
@@ -121,6 +140,8 @@ struct auth_core {
 	pthread_rwlock_t registry_lock;
 	struct auth_target **targets; /* indexed by id - 1; NULL once removed */
 	uint32_t n_targets;
+	uint32_t cap_targets;         /* room in targets */
+	void *by_name;                /* tsearch tree of the targets' keys (&t->key) */
 	void (*notify)(void *userdata, uint32_t target_id, uint64_t gen);
 	void *notify_userdata;
 
@@ -134,6 +155,8 @@ struct auth_core {
 	unsigned flight_threads;      /* the login pool's threads (at most FLIGHT_THREADS) */
 	struct auth_target **flight_queue; /* readers' logins not started yet, oldest first (a ring) */
 	size_t flight_queue_head, flight_queue_len, flight_queue_cap;
+	struct sched_entry *due_heap; /* targets by when they are due, earliest first (scheduler.c) */
+	size_t due_len, due_cap;
 	void (*refresh)(struct auth_target *t); /* what the workers call for a due target */
 	void (*flight_ended)(struct auth_target *t); /* after a flight ended, no lock held (waiters.c) */
 	pthread_t *workers;
@@ -215,8 +238,8 @@ void flight_refresh(struct auth_target *t);
 void session_credentials(struct auth_target *t, char *user, struct secret *password);
 /* Are these the credentials in effect? */
 bool session_credentials_same(struct auth_target *t, const char *user, const struct secret *password);
-/* What became of a value written to file (applied 0, unchanged 1, refused
- * -errno, with msg for last_error), for status. */
+/* What became of a value written to file (a name in the provider's table:
+ * applied 0, unchanged 1, refused -errno, with msg for last_error), for status. */
 void session_write_recorded(struct auth_target *t, const char *file, int r, const char *msg);
 void session_one_time(struct auth_target *t, struct secret *value);
 void session_credentials_shared(struct auth_target *t, const char *text, size_t len, const char *msg);

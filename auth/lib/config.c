@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <search.h>
 #include <ini.h>
 #include <openssl/crypto.h>
 #include <strings.h>
@@ -11,6 +12,9 @@
 
 #include "config.h"
 #include "log.h"
+
+struct sections;
+static void sections_free(struct sections *s);
 
 static int kv_add(struct target_config *t, const char *key, const char *value, bool numeric, long number)
 {
@@ -59,6 +63,7 @@ void config_free(struct config *c)
 		access_rule_done(&c->access[i]);
 	}
 	free(c->audit_log);
+	sections_free(c->sections);
 	free(c->targets);
 	free(c->defaults);
 	free(c->access);
@@ -202,10 +207,125 @@ static int split_section(const char *section, char **ret_provider, char **ret_na
 	return 0;
 }
 
+/* Sections by provider and name while the file is read, so that each line
+ * finds its section in constant time (a config of 100,000 targets): glibc's
+ * hsearch_r, which has no delete (none is needed: the table lives only
+ * while parsing) and no growth (it is made again, twice the size, when it
+ * fills). Keys are "provider\nname" ("provider\n" for defaults, which are
+ * few); the value is the section's index + 1 in its array. glibc's
+ * hsearch_r hashes only the first few characters of a key (each one shifts
+ * those after it out), so that "t000001" and "t000002" collide: a key
+ * starts with a hash of its own of the rest (FNV-1a, as 8 hex digits). */
+static uint32_t key_hash(const char *provider, const char *name)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = provider; *p; p++) {
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	}
+	h = (h ^ '\n') * 16777619u;
+	for (const char *p = name; *p; p++) {
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	}
+	return h;
+}
+struct section_key {
+	char *key;
+	size_t index;
+};
+
+struct sections {
+	struct hsearch_data table;
+	size_t size, used;
+	struct section_key *keys; /* every key, to free them and to fill a bigger table */
+};
+
+/* Room for n + 1 elements of an array grown by doubling (n is its length). */
+static int grow(void **array, size_t n, size_t elem)
+{
+	void *p;
+
+	if (n & (n - 1)) {
+		return 0; /* not a power of two: there is room */
+	}
+	p = realloc(*array, (n ? 2 * n : 1) * elem);
+	if (!p) {
+		return -ENOMEM;
+	}
+	*array = p;
+	return 0;
+}
+
+static void sections_free(struct sections *s)
+{
+	if (!s) {
+		return;
+	}
+	if (s->size) {
+		hdestroy_r(&s->table);
+	}
+	for (size_t i = 0; i < s->used; i++) {
+		free(s->keys[i].key);
+	}
+	free(s->keys);
+	free(s);
+}
+
+/* An index for key, or -ENOENT. */
+static ssize_t sections_find(struct sections *s, const char *key)
+{
+	ENTRY *e = NULL;
+
+	if (!s->size || !hsearch_r((ENTRY){ .key = (char *)key }, FIND, &e, &s->table) || !e) {
+		return -ENOENT;
+	}
+	return (ssize_t)(uintptr_t)e->data - 1;
+}
+
+static int sections_enter(struct sections *s, const struct section_key *k)
+{
+	ENTRY *e;
+
+	if (!hsearch_r((ENTRY){ .key = k->key, .data = (void *)(uintptr_t)(k->index + 1) }, ENTER, &e, &s->table)) {
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Takes key (its index is the next one of its array). */
+static int sections_add(struct sections *s, char *key, size_t index)
+{
+	/* hsearch_r wants room to spare: at most half full. */
+	if (2 * (s->used + 1) > s->size) {
+		size_t size = s->size ? 2 * s->size : 1024;
+		struct hsearch_data table = { 0 };
+		if (!hcreate_r(size, &table)) {
+			free(key);
+			return -ENOMEM;
+		}
+		if (s->size) {
+			hdestroy_r(&s->table);
+		}
+		s->table = table;
+		s->size = size;
+		for (size_t i = 0; i < s->used; i++) {
+			sections_enter(s, &s->keys[i]); /* cannot fail: there is room */
+		}
+	}
+	if (grow((void **)&s->keys, s->used, sizeof(*s->keys)) < 0) {
+		free(key);
+		return -ENOMEM;
+	}
+	s->keys[s->used] = (struct section_key){ key, index };
+	return sections_enter(s, &s->keys[s->used++]);
+}
+
 static struct target_config *section_get(struct config *c, const char *section)
 {
 	_cleanup_free_ char *provider = NULL, *name = NULL;
 	struct target_config **list, *t;
+	char *key;
+	ssize_t found;
 	size_t *n;
 
 	if (split_section(section, &provider, &name) < 0) {
@@ -213,18 +333,26 @@ static struct target_config *section_get(struct config *c, const char *section)
 	}
 	list = name ? &c->targets : &c->defaults;
 	n = name ? &c->n_targets : &c->n_defaults;
-	for (size_t i = 0; i < *n; i++) {
-		t = &(*list)[i];
-		if (strcmp(t->provider, provider) == 0 && (!name || strcmp(t->name, name) == 0)) {
-			return t;
-		}
-	}
-	t = realloc(*list, (*n + 1) * sizeof(*t));
-	if (!t) {
+	if (asprintf(&key, "%08x\n%s\n%s", key_hash(provider, name ?: ""), provider, name ?: "") < 0) {
 		return NULL;
 	}
-	*list = t;
-	t = &t[(*n)++];
+	if (!c->sections && !(c->sections = calloc(1, sizeof(*c->sections)))) {
+		free(key);
+		return NULL;
+	}
+	found = sections_find(c->sections, key);
+	if (found >= 0) {
+		free(key);
+		return &(*list)[found];
+	}
+	if (grow((void **)list, *n, sizeof(**list)) < 0) {
+		free(key);
+		return NULL;
+	}
+	if (sections_add(c->sections, key, *n) < 0) {
+		return NULL;
+	}
+	t = &(*list)[(*n)++];
 	*t = (struct target_config){ .provider = TAKE_PTR(provider), .name = TAKE_PTR(name) };
 	return t;
 }
@@ -427,6 +555,7 @@ static struct config *config_new(void)
 
 static int config_finish(struct config *c, int line, const char *origin, struct config **ret)
 {
+	sections_free(TAKE_PTR(c->sections)); /* only lines needed it */
 	if (line < 0) {
 		config_free(c);
 		return log_error_errno(-errno ?: -EIO, "Failed to read config %s: %m", origin);

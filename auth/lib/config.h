@@ -38,6 +38,7 @@ struct access_rule {
 };
 
 struct config_range;
+struct sections;
 
 struct config {
 	char *state_dir;
@@ -59,6 +60,7 @@ struct config {
 	bool audit_required;    /* no secret served when its event cannot be recorded */
 	char error[256]; /* while parsing: what is wrong with the first bad line */
 	const struct config_range *(*ranges)(const char *provider); /* while parsing */
+	struct sections *sections; /* while parsing: sections by provider and name (config.c) */
 };
 
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/sessionfs"

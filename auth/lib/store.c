@@ -252,6 +252,20 @@ static int target_dir(struct store *s, const char *provider, const char *name, i
 	char path[PATH_MAX];
 	int pfd, tfd, r;
 
+	/* Most targets have no state: when it is not there (openat below the
+	 * dir's own fd, not through the path), nothing is read, and the walk
+	 * up the path that check_root() makes can wait. 100,000 targets at
+	 * start-up: half the time was that walk. */
+	if (!create && faccessat(s->dir_fd, provider, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		snprintf(path, sizeof(path), "%s/%s", provider, name);
+		if (faccessat(s->dir_fd, path, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+			snprintf(why, size, "%s/%s: %s", s->path, path, strerror(ENOENT));
+			return -ENOENT;
+		}
+	} else if (!create && errno == ENOENT) {
+		snprintf(why, size, "%s/%s: %s", s->path, provider, strerror(ENOENT));
+		return -ENOENT;
+	}
 	r = check_root(s, why, size);
 	if (r < 0) {
 		return r;

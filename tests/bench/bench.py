@@ -6,6 +6,10 @@ same run (these machines are noisy). Run by tests/bench/run.
      cached        open+read+close of a valid token, in a loop, vs the same
                    loop on the tmpfs copy: the daemon's round trips laid
                    bare (information: every open reaches the daemon)
+     floor         the same loop vs the same loop on floor.c, a minimal
+                   libfuse file system (one 40-byte file, the same open
+                   flags and loop): what sessionfs adds to the kernel's and
+                   libfuse's part
   2. cold herd     256 concurrent readers of a cold target vs one reader
   3. login cost    first read of a freshly mounted target (timed in-process)
                    vs curl's own time_total (-w '%{time_total}') for the same
@@ -20,22 +24,27 @@ same run (these machines are noisy). Run by tests/bench/run.
   7. fleet         3 daemons x 1,000 AOS targets (distinct users) sharing
                    sessions through a real etcd: logins, etcd requests per
                    renewal, etcd requests of cached reads, extra RSS
-  8. neighbours    reads of a live token (another server) while N = 40, 200
+  8. startup      10,000 and 100,000 configured targets (BENCH_STARTUP): exec
+                   to mounted, idle RSS per target, `ls aos/` (vs tmpfs), a
+                   cold stat, 10,000 mkdirs at run time (vs the state dir's
+                   own cost of as many saved targets)
+  9. neighbours    reads of a live token (another server) while N = 40, 200
                    logins that take 6 s are pending: the worst wait, vs the
                    worst wait of the same reads with none pending
      threads       threads the daemon creates over 1,000 open+read+close of a
                    live token (strace counts clone/clone3)
-  9. slow disk     reads of a token renewed every 2 s, for 9 s, with fsync()
+ 10. slow disk     reads of a token renewed every 2 s, for 9 s, with fsync()
                    slowed to 0.4 s (tests/integration/slow_fsync.c preloaded):
                    the worst read, vs the worst of the same reads with fsync
                    as it is
- 10. audit         open+read+close of a valid token in a loop with auditing on
+ 11. audit         open+read+close of a valid token in a loop with auditing on
                    (audit_log: every open an event, with the caller read from
                    /proc) vs the same loop on a mount with auditing off, side
                    by side (target <= 1.1x)
 
-BENCH_ONLY=<name> runs one figure: cat, cached, herd, warm, login, inflight,
-renewal, scale, fleet, neighbours, threads, slowdisk or audit (exit status: whether it met its
+BENCH_ONLY=<name> runs one figure: cat, cached, floor, herd, warm, login,
+inflight, renewal, scale, fleet, neighbours, threads, startup, slowdisk or audit
+(exit status: whether it met its
 target).
 """
 
@@ -61,8 +70,9 @@ BINARY = os.environ.get("SESSIONFS_BIN", str(ROOT / "build" / "sessionfs"))
 TOOLS = Path(os.environ["BENCH_TOOLS"])
 SCALE_TARGETS = int(os.environ.get("BENCH_TARGETS", "10000"))
 ONLY = os.environ.get("BENCH_ONLY")  # one figure, for repeated runs
-FIGURES = ("cat", "cached", "herd", "warm", "login", "inflight", "renewal", "scale", "fleet", "neighbours",
-           "threads", "slowdisk", "audit")
+FIGURES = ("cat", "cached", "floor", "herd", "warm", "login", "inflight", "renewal", "scale", "fleet", "neighbours",
+           "threads", "startup", "slowdisk", "audit")
+STARTUP = tuple(int(n) for n in os.environ.get("BENCH_STARTUP", "10000,100000").split(","))
 FSYNC_DELAY = 0.4       # seconds a slow disk's fsync takes (slow disk figure)
 NEIGHBOURS = (40, 200)  # slow logins pending
 SLOW_LOGIN = 6.0        # seconds a slow login takes
@@ -157,6 +167,36 @@ def audit_cost(work, mock, ca):
         off.stop()
     return statistics.median(ours), statistics.median(ref), statistics.median(ratios), \
         "ns per open+read+close, auditing on vs off"
+
+
+def floor_read(work, mock, ca):
+    """sessionfs's open+read+close loop on a live token vs the same loop on
+    tests/bench/floor.c (a minimal libfuse file system: one 40-byte file at
+    the same depth, the same open flags and loop), side by side."""
+    m = Mount(work, config(work, mock, ca, ["lab"]), "floorsfs")
+    fmnt = work / "floor"
+    fmnt.mkdir()
+    floor = subprocess.Popen([str(TOOLS / "floor"), "-f", str(fmnt)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if os.path.ismount(fmnt):
+                break
+            time.sleep(0.05)
+        token, ref_file = m.mnt / "aos/lab/token", fmnt / "aos/lab/token"
+        token.read_bytes()
+        ref_file.read_bytes()
+        ours, ref, ratios = [], [], []
+        for _ in range(11):  # interleaved, so drift hits both alike
+            ours.append(int(run(TOOLS / "readloop", token, 20000)))
+            ref.append(int(run(TOOLS / "readloop", ref_file, 20000)))
+            ratios.append(ours[-1] / ref[-1])
+    finally:
+        floor.terminate()
+        floor.wait(30)
+        m.stop()
+    return (statistics.median(ours), statistics.median(ref), statistics.median(ratios),
+            "ns per open+read+close, vs the minimal libfuse file system")
 
 
 def cat_read(work, mock, ca):
@@ -394,6 +434,98 @@ def scale(work, mock, ca):
             "max_in_flight": mock.max_in_flight}
 
 
+def startup(work, mock, ca, n, mkdirs=10000):
+    """n configured targets, none read: the time from exec to a mounted file
+    system, the daemon's RSS, `ls aos/` (vs `ls` of a tmpfs directory of n
+    empty directories, made for it), a cold stat of a token (its target's
+    directory and file never looked up before), then mkdirs targets made at
+    run time, each one mkdir (vs the same mkdirs in tmpfs)."""
+    names = [f"t{i:06d}" for i in range(n)]
+    # The daemon with one target, for what RSS costs per target above it.
+    one = Mount(work, config(work, mock, ca, ["t000000"]), f"startup-one{n}")
+    try:
+        rss_one = rss_kib(one.proc.pid)
+    finally:
+        one.stop()
+    state = work / f"state-startup{n}"
+    conf = config(work, mock, ca, names).replace(f"state_dir = {work / 'state'}\n", f"state_dir = {state}\n")
+    t = time.perf_counter()
+    m = Mount(work, conf, f"startup{n}")
+    mount_s = time.perf_counter() - t
+    shm = Path(tempfile.mkdtemp(prefix="sessionfs-bench-", dir="/dev/shm"))
+    try:
+        rss = rss_kib(m.proc.pid)
+        for name in names:
+            (shm / name).mkdir()
+        ls = statistics.median(timed(["ls", str(m.mnt / "aos")]) for _ in range(3))
+        ls_ref = statistics.median(timed(["ls", str(shm)]) for _ in range(3))
+        listed = len(os.listdir(m.mnt / "aos"))
+        cold = []
+        for name in names[7::max(1, n // 200)]:
+            t = time.perf_counter()
+            os.stat(m.mnt / f"aos/{name}/token")
+            cold.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        for i in range(mkdirs):
+            os.mkdir(m.mnt / f"aos/m{i:05d}")
+        mkdir_s = time.perf_counter() - t
+        mkdir_ref = store_floor(state / "floor", mkdirs)
+        rss_after = rss_kib(m.proc.pid)
+    finally:
+        m.stop()
+        shutil.rmtree(shm)
+    return {"targets": listed, "mount_s": mount_s, "rss_mib": rss / 1024, "rss_per_target": (rss - rss_one) * 1024 / (n - 1), "rss_one_mib": rss_one / 1024,
+            "ls_ms": ls * 1e3, "ls_ref_ms": ls_ref * 1e3, "cold_stat_ms": statistics.median(cold) * 1e3,
+            "cold_stat_max_ms": max(cold) * 1e3, "mkdir_s": mkdir_s, "mkdir_ref_s": mkdir_ref, "mkdirs": mkdirs,
+            "rss_after_mib": rss_after / 1024}
+
+
+def store_floor(where, n):
+    """What remembering n mkdir'd targets costs the state dir's file system
+    at least: per target, the directory, and one small file written to a
+    temp name, fsynced, renamed, the directory fsynced (store_save())."""
+    where.mkdir(mode=0o700)
+    t = time.perf_counter()
+    for i in range(n):
+        d = where / f"m{i:05d}"
+        d.mkdir(mode=0o700)
+        fd = os.open(d / ".target.tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.write(fd, b'{"host":"m","port":0}')
+        os.fsync(fd)
+        os.close(fd)
+        os.rename(d / ".target.tmp", d / "target")
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(fd)
+        os.close(fd)
+    elapsed = time.perf_counter() - t
+    shutil.rmtree(where)
+    return elapsed
+
+
+def print_startup(n, s):
+    """The rows of startup(n); whether each met its target."""
+    rows = [(f"{n:,} targets: exec to mounted, s", s["mount_s"], None, 5),
+            (f"{n:,} targets: daemon RSS, idle, bytes per target above the daemon with one", s["rss_per_target"],
+             None, 1024),
+            (f"{n:,} targets: daemon RSS, idle, MiB", s["rss_mib"], None, max(64, n * 128 // 100000)),
+            (f"{n:,} targets: `ls aos/`, ms, vs `ls` of a tmpfs directory of as many", s["ls_ms"], s["ls_ref_ms"], 200),
+            (f"{n:,} targets: cold `stat` of a token, ms (median; max {s['cold_stat_max_ms']:.2f})",
+             s["cold_stat_ms"], None, 5),
+            (f"{n:,} targets: mkdir of {s['mkdirs']:,} more at run time, s, vs the state dir's floor (mkdir, "
+             "write, fsync, rename, fsync of the directory, per target)", s["mkdir_s"],
+             s["mkdir_ref_s"], 10)]
+    ok = s["targets"] == n
+    for name, value, ref, limit in rows:
+        met = value <= limit
+        ok &= met
+        ratio = f"{value / ref:.2f}x" if ref else ""
+        print(f"| {name} | {value:.2f} | {'' if ref is None else f'{ref:.2f}'} | {ratio} | "
+              f"<= {limit}: {'met' if met else '**missed**'} |")
+    print(f"| {n:,} targets: RSS with one target, MiB; after the mkdirs | {s['rss_one_mib']:.1f} | "
+          f"{s['rss_after_mib']:.1f} | | info |")
+    return ok
+
+
 def worst_wait(path, seconds, cap=120.0):
     """Reads path in a loop (open, read, close; 10 ms apart) for `seconds`;
     the longest one, in s. A read still waiting after `seconds` counts with
@@ -592,6 +724,7 @@ def main():
         with mock:
             for key, name, fn, target in (("cat", "cat of a token", cat_read, 1.2),
                                           ("cached", "open+read+close in a loop", cached_read, None),
+                                          ("floor", "open+read+close in a loop vs its floor", floor_read, 1.15),
                                           ("herd", "cold herd", cold_herd, 1.5),
                                           ("warm", "cold herd, warm", warm_herd, None),
                                           ("login", "login cost", login_cost, 1.2),
@@ -634,6 +767,11 @@ def main():
                              ours, ref, ours / max(ref, 0.001), None, "ms, vs the same with fsync as it is"))
                 checks.append(("the same: worst wait, ms (a reader never waits for the disk)", round(ours, 1), 100))
                 print(f"  slow disk: {ours:.1f} ms vs {ref:.1f} ms over {renewals} renewals", flush=True)
+            starts = {}
+            if ONLY in (None, "startup"):
+                for n in STARTUP:
+                    starts[n] = startup(work, mock, ca, n)
+                    print(f"  startup {n}: {starts[n]}", flush=True)
             if ONLY in (None, "scale"):
                 s = scale(work, mock, ca)
         fl = fleet(work, ca) if ONLY in (None, "fleet") else None
@@ -652,6 +790,8 @@ def main():
         print(f"| the same: renewals done in the background (status refreshes) | {r['refreshes']} | | | info |")
     if fl is not None:
         ok &= print_fleet(fl)
+    for n, st in starts.items():
+        ok &= print_startup(n, st)
     if s is None:
         print("\nall targets met" if ok else "\nSOME TARGETS MISSED")
         return 0 if ok else 1

@@ -419,6 +419,45 @@ def test_mkdir_adds_a_target_and_rmdir_logs_out(aos_mock, ca, make_daemon):
     assert name not in d.listdir("aos")
 
 
+def test_targets_by_name_through_adds_removals_and_re_adds(aos_mock, make_daemon):
+    """The registry finds targets through a tree keyed by provider and name:
+    names that share prefixes or differ by one character, the same name
+    under two providers, removal, and adding a removed name again."""
+    d = make_daemon(aos_section(aos_mock))
+    names = [f"h{i}" for i in range(150)] + ["a", "a1", "a.b", "a-b", "a.b.c", "A", "h1.h1"]
+    for n in names:
+        os.mkdir(d.path(f"aos/{n}"))
+    for n in names[::3]:
+        os.mkdir(d.path(f"idrac/{n}"))
+    ino = {n: os.stat(d.path(f"aos/{n}")).st_ino for n in names}
+    assert len(set(ino.values())) == len(names)
+    removed = names[::2]
+    for n in removed:
+        os.rmdir(d.path(f"aos/{n}"))
+    kept = [n for n in names if n not in removed]
+    assert sorted(d.listdir("aos")) == sorted(kept + ["lab"])
+    assert sorted(d.listdir("idrac")) == sorted(names[::3]), "the same names of another provider stay"
+    for n in removed:
+        assert _stat_errno(d.path(f"aos/{n}")) == errno.ENOENT
+    for n in kept:
+        assert os.stat(d.path(f"aos/{n}")).st_ino == ino[n]
+    for n in removed:
+        os.mkdir(d.path(f"aos/{n}"))
+        assert os.stat(d.path(f"aos/{n}")).st_ino != ino[n], "a re-added name is a new target"
+    with pytest.raises(FileExistsError):
+        os.mkdir(d.path("aos/a.b"))
+    assert sorted(d.listdir("aos")) == sorted(names + ["lab"])
+    assert read_token(d) and aos_mock.logins == 1, "the configured target among them still works"
+
+
+def _stat_errno(path):
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
 def test_target_from_environment(aos_mock, ca, make_daemon):
     d = make_daemon(env={"AOS_SERVER": "127.0.0.1",
                          "AOS_SERVER_PORT": str(aos_mock.port),

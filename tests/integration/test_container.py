@@ -17,6 +17,7 @@ hybrid mode not supported"); runc runs there. --ulimit is set below the
 current limits: podman's defaults (nofile 1048576) need CAP_SYS_RESOURCE.
 """
 
+import json
 import os
 import shutil
 import struct
@@ -179,19 +180,54 @@ def test_mount_propagates_into_a_running_container(podman, aos_mock, make_mount)
 
 # --- busybox cat ---------------------------------------------------------------------
 
+def sendfile_read(path):
+    """The file's content as shutil.copyfile copies it: os.sendfile()."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    r, w = os.pipe()
+    out = b""
+    try:
+        while True:
+            n = os.sendfile(w, fd, None, 65536)
+            if n == 0:
+                return out
+            out += os.read(r, n)
+    finally:
+        for f in (fd, r, w):
+            os.close(f)
+
+
+def busybox_cat(d, rel):
+    return subprocess.run([BUSYBOX, "cat", d.path(rel)], capture_output=True, timeout=60,
+                          check=True).stdout
+
+
 def test_busybox_cat_of_a_cold_token(aos_mock, make_daemon):
     """busybox cat (what Alpine and busybox images run) copies with sendfile().
     FUSE splices even a FOPEN_DIRECT_IO file through the page cache, bounded
     by the size the kernel has cached for the inode: before the first login
-    that size is 0 (a session file's size is the session there is now), so
-    sendfile() returns 0 and cat prints nothing. coreutils cat and dd use
-    read(), which direct I/O answers whatever the size."""
+    that size is 0 (a session file's size is the session there is now). An
+    open whose rendering is not of the size the kernel was told answers
+    ESTALE, so that the kernel looks the name up again (the size) and opens
+    again: sendfile() gets the whole token, cold or renewed, longer or
+    shorter, never a cut or padded one."""
     if not os.access(BUSYBOX, os.X_OK):
         pytest.skip(f"{BUSYBOX} not installed (busybox-static)")
-    d = make_daemon(aos_section(aos_mock, "lab"))
-    out = subprocess.run([BUSYBOX, "cat", d.path("aos/lab/token")], capture_output=True,
-                         text=True, timeout=60).stdout
-    if not out:
-        pytest.xfail("busybox cat (sendfile) of a token never read before gives 0 bytes: "
-                     "the cached size is 0 and FUSE splices through the page cache")
+    d = make_daemon(aos_section(aos_mock, "lab") + aos_section(aos_mock, "lab2"))
+    out = busybox_cat(d, "aos/lab/token").decode()
     assert aos_mock.is_live(out)
+    assert out == Path(d.path("aos/lab/token")).read_text(), "the same session, one login"
+    cold = sendfile_read(d.path("aos/lab2/token")).decode()
+    assert aos_mock.is_live(cold) and cold != out
+    assert aos_mock.logins == 2
+    # Renewed with tokens of other lengths (a session.json write resumes one).
+    for user in ("a-user-with-a-much-longer-name", "b", "admin"):
+        aos_mock.set_password(user, "x")  # a user of its own, for a token of another length
+        token = aos_mock.issue_token(user=user)
+        for name in ("lab", "lab2"):
+            d.write(f"aos/{name}/session.json",
+                    json.dumps({"server": "127.0.0.1", "port": aos_mock.port, "token": token}))
+        got = busybox_cat(d, "aos/lab/token").decode()
+        assert got.rstrip("\n") == token and "\0" not in got, user
+        got = sendfile_read(d.path("aos/lab2/token")).decode()
+        assert got.rstrip("\n") == token and "\0" not in got, user
+    assert aos_mock.logins == 2

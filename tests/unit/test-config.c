@@ -221,6 +221,48 @@ static void check_invalid(const char *text, const char *what)
 	}
 }
 
+/* Sections are found by a hash while the file is read: many of them (the
+ * table is made again, bigger, several times), each reopened later, names
+ * that differ by a character or share one under another provider. */
+static void test_many_sections(void)
+{
+	enum { N = 5000 };
+	struct config *c = NULL;
+	char *text = NULL, line[128];
+	size_t len = 0, mism = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < N; i++) {
+			fprintf(f, "[aos \"t%d\"]\n%s = %d\n", i, pass ? "port" : "server", pass ? 1000 + i % 60000 : i);
+			if (pass == 0 && i % 100 == 0) {
+				fprintf(f, "[idrac \"t%d\"]\nhost = other%d\n[aos]\nuser = u%d\n", i, i, i);
+			}
+		}
+	}
+	fclose(f);
+	is_int(config_parse_string(text, NULL, &c), 0, "10,000 sections of 5,000 targets parse");
+	free(text);
+	if (!c) {
+		return;
+	}
+	is_int(c->n_targets, N + N / 100, "each reopened section merges into its first");
+	is_int(c->n_defaults, 1, "the defaults section, reopened, is one");
+	ok(c->sections == NULL, "the table lives only while parsing");
+	for (int i = 0; i < N; i++) {
+		const struct target_config *t;
+		snprintf(line, sizeof(line), "t%d", i);
+		t = find_target(c, "aos", line);
+		snprintf(line, sizeof(line), "%d", i);
+		mism += !t || !streq_ptr(target_config_get(t, "server"), line) || t->n_kv != 2;
+	}
+	is_int(mism, 0, "every target has its own two lines");
+	is_str(target_config_get(find_target(c, "idrac", "t100"), "host"), "other100", "same name, other provider");
+	ok(find_target(c, "aos", "t1") != find_target(c, "aos", "t10"), "t1 and t10 are two");
+	is_str(target_config_get(config_find_defaults(c, "aos"), "user"), "u4900", "defaults: the last user");
+	config_free(c);
+}
+
 static void test_invalid(void)
 {
 	check_invalid("[sessionfs]\ntimeout = abc\n", "timeout=abc");
@@ -506,6 +548,7 @@ int main(void)
 	test_globals();
 	test_design_example();
 	test_sections();
+	test_many_sections();
 	test_numbers();
 	test_invalid();
 	test_access();
