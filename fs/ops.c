@@ -493,7 +493,9 @@ static bool second_try(const struct handle *h)
 /* The reply to an open, now or once its login ended. */
 static void open_reply(struct fs *fs, fuse_req_t req, struct fuse_file_info *fi, struct handle *h, int r)
 {
-	/* It doesn't: ESTALE, on which the kernel looks the name up again
+	/* sendfile() copies through the page cache, up to the size the kernel
+	 * holds for the file. Does it hold this rendering's size? If not:
+	 * ESTALE, on which the kernel looks the name up again
 	 * (LOOKUP_REVAL), which tells it the size, and opens again, which
 	 * renders again (a login that just ended is not made twice). If the
 	 * size changed once more in between (rm and logins racing the reader),
@@ -502,7 +504,7 @@ static void open_reply(struct fs *fs, fuse_req_t req, struct fuse_file_info *fi,
 	if (r >= 0 && h->sized && h->blob && !size_current(fs, h) && !second_try(h)) {
 		r = -ESTALE;
 	}
-	if (h->caller && fs_carries_secret(&h->node) && r != -ESTALE) {
+	if (h->caller && fs_carries_secret(&h->node) && r != -ESTALE) { /* the retry is the open recorded */
 		r = fs_audit(fs, &h->node, NULL, "open", h->caller, r, NULL);
 	}
 	if (r < 0) {
