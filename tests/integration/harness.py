@@ -15,6 +15,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("SESSIONFS_BIN", REPO / "build" / "sessionfs"))
+
+
+def sanitized():
+    """Whether the daemon under test is an ASan or TSan build (tests/run's
+    build-fuzz and build-tsan), which runs several times slower."""
+    data = Path(BINARY).read_bytes()
+    return b"__tsan_init" in data or b"__asan_init" in data
 MOUNT_WAIT = 10  # seconds the daemon gets to mount
 STOP_WAIT = 10   # seconds it gets to exit after SIGTERM
 

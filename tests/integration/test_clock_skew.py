@@ -18,13 +18,12 @@ Date and converts the server's expiry to its own clock:
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import aos_section, new_password, sts_section
+from tests.integration.harness import aos_section, new_password, sanitized, sts_section
 from tests.mocks.aos import AosMock
 from tests.mocks.common import make_ca
 
@@ -32,7 +31,14 @@ LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 TOKEN = "aos/lab/token"
 STATUS = "aos/lab/status"
 
-pytestmark = pytest.mark.skipif(not LIBFAKETIME.exists(), reason="faketime not installed (contrib/install-deps)")
+pytestmark = [
+    pytest.mark.skipif(not LIBFAKETIME.exists(), reason="faketime not installed (contrib/install-deps)"),
+    # libfaketime's clock_gettime() and the sanitizers' start-up call each
+    # other before either is ready: depending on the binary's layout the
+    # daemon hangs before it mounts ("Unexpected recursive calls to
+    # clock_gettime()"). The plain build runs these.
+    pytest.mark.skipif(sanitized(), reason="libfaketime cannot preload into a sanitizer build reliably"),
+]
 
 
 def skewed(seconds):

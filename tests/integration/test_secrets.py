@@ -43,6 +43,7 @@ from tests.integration.harness import (aos_section, assert_errno, idrac_section,
 from tests.integration.test_oauth2 import oidc, oidc_factory  # noqa: F401 (fixtures used here)
 from tests.integration import test_oauth2 as oauth2
 from tests.integration.test_sts import MFA_SERIAL, ini_keys
+from tests.mocks.common import wait_until
 from tests.mocks.sts import new_secret_access_key
 
 
@@ -425,8 +426,8 @@ def _aos(request, make_daemon):
         return {"token": token}
 
     def remove(tokens):
-        d.unlink("aos/lab/token")
-        assert not mock.is_live(tokens["token"]), "rm token logs out"
+        d.unlink("aos/lab/token")  # the logout goes on in the background
+        assert wait_until(lambda: not mock.is_live(tokens["token"]), 10), "rm token logs out"
     return Scenario(d, password, login, lambda: ["aos/lab/" + f for f in ("token", "session.json", "status")],
                     remove)
 
@@ -443,8 +444,8 @@ def _redfish(request, make_daemon):
         return {"X-Auth-Token": token}
 
     def remove(tokens):
-        d.unlink("idrac/bmc/token")
-        assert mock.live_sessions() == [], "rm token deletes the session"
+        d.unlink("idrac/bmc/token")  # the logout goes on in the background
+        assert wait_until(lambda: mock.live_sessions() == [], 10), "rm token deletes the session"
     # sessions/<id>: a request with the token from the FUSE loop's threads.
     return Scenario(d, password, login, lambda: ["idrac/bmc/" + f for f in ("token", "session.json", "status")] + [
         f"idrac/bmc/sessions/{sid}" for sid in d.listdir("idrac/bmc/sessions")], remove)
@@ -556,8 +557,8 @@ def _oauth2(request, make_daemon):
         return {"access token": token}
 
     def remove(tokens):
-        d.unlink("oauth2/api/token")
-        assert not issuer.active(tokens["access token"]), "rm token revokes it"
+        d.unlink("oauth2/api/token")  # the revocation goes on in the background
+        assert wait_until(lambda: not issuer.active(tokens["access token"]), 10), "rm token revokes it"
 
     def short(on):
         issuer.ttl = OAUTH2_TTL if on else 3600

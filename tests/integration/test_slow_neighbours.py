@@ -23,7 +23,6 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -111,21 +110,14 @@ TIMEOUT = 10
 QUICK = 0.5  # what a request that needs no login may take, at most
 
 
-def sanitized():
-    """Whether the daemon under test is an ASan or TSan build (tests/run's
-    build-fuzz and build-tsan), which runs several times slower."""
-    data = Path(harness.BINARY).read_bytes()
-    return b"__tsan_init" in data or b"__asan_init" in data
-
-
 def quick():
-    return QUICK * 4 if sanitized() else QUICK
+    return QUICK * 4 if harness.sanitized() else QUICK
 
 
 def late():
     """How long after its deadline a timed-out reader may return: the reply
     comes at the deadline, then 200 reader threads wake on 2 CPUs."""
-    return 6.0 if sanitized() else 2.0
+    return 6.0 if harness.sanitized() else 2.0
 
 
 def slow_neighbours(aos_mock, ca, log_secrets, make_daemon, n):
