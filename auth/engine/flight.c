@@ -811,15 +811,36 @@ struct auth_session *session_logout_begin(struct auth_target *t, double wait_unt
 	return s;
 }
 
-void session_logout_end(struct auth_target *t, bool flight)
+int session_logout_end(struct auth_target *t, bool flight, struct auth_session **keep)
 {
-	fleet_session_ended(t);
+	int r = fleet_session_ended(t);
+	bool kept = false;
+
+	if (r < 0 && keep && *keep) {
+		pthread_mutex_lock(&t->lock);
+		if (!t->session && !t->removed) {
+			t->session = TAKE_PTR(*keep);
+			t->gen++;
+			save_later(t);
+			scheduler_update(t);
+			fleet_session_kept(t);
+			target_set_error(t, r, "not logged out: the fleet store (etcd) could not be told, so the other "
+					       "nodes would go on serving the session");
+			target_notify(t);
+			kept = true;
+		}
+		pthread_mutex_unlock(&t->lock);
+	}
+	if (kept) {
+		session_persist(t);
+	}
 	if (flight) {
 		pthread_mutex_lock(&t->lock);
 		flight_end(t, 0);
 		pthread_mutex_unlock(&t->lock);
 		flight_ended(t);
 	}
+	return r;
 }
 
 int session_logout(struct auth_target *t, double deadline)
@@ -833,7 +854,7 @@ int session_logout(struct auth_target *t, double deadline)
 	pthread_mutex_lock(&t->lock);
 	r = s ? ctx_init(t, &ctx) : 0;
 	pthread_mutex_unlock(&t->lock);
-	session_logout_end(t, flight);
+	session_logout_end(t, flight, NULL); /* exit, or a BMC session deleted: the logout goes on */
 	if (!s || r < 0) {
 		auth_session_free(s);
 		return r;

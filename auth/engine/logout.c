@@ -110,12 +110,14 @@ int session_logout_background(struct auth_target *t)
 	bool flight;
 	int r;
 
-	/* Local state, and the fleet's copy (etcd, within its own timeout): a
-	 * read anywhere right after rm returns gets a new session. */
+	/* Local state, and the fleet's copy (etcd, within the timeout): a read
+	 * anywhere right after rm returns gets a new session. When etcd cannot
+	 * be told (no quorum), rm token changes nothing and says so; rmdir goes
+	 * on (the target goes). */
 	s = session_logout_begin(t, 0, &flight);
-	session_logout_end(t, flight);
+	r = session_logout_end(t, flight, &s);
 	if (!s) {
-		return 0;
+		return r < 0 ? r : 0;
 	}
 	l = calloc(1, sizeof(*l));
 	if (!l) {

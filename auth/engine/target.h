@@ -210,9 +210,11 @@ int session_resume(struct auth_target *t, const char *text, size_t len);
 int session_logout(struct auth_target *t, double deadline);
 /* The two halves of a logout, for one done in the background (logout.c):
  * begin forgets the session here (returns it, taken over), end drops the
- * fleet's copy and ends the single flight if begin took it (*ret_flight). */
+ * fleet's copy and ends the single flight if begin took it (*ret_flight).
+ * When the fleet cannot be told, end returns its error and, with keep, puts
+ * *keep back as the target's session (*keep NULL then). */
 struct auth_session *session_logout_begin(struct auth_target *t, double wait_until, bool *ret_flight);
-void session_logout_end(struct auth_target *t, bool flight);
+int session_logout_end(struct auth_target *t, bool flight, struct auth_session **keep);
 /* The last moment s may be served (0: no expiry), by the lifetime rule; and
  * whether that is still ahead. */
 time_t session_serve_until(const struct auth_target *t, const struct auth_session *s);

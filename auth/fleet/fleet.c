@@ -145,6 +145,7 @@ int fleet_new(const struct config *cfg, const struct fleet_engine *engine, struc
 	f->engine = engine;
 	f->others_alive = -1;
 	pthread_mutex_init(&f->lock, NULL);
+	pthread_mutex_init(&f->watch_cancel.lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -199,9 +200,11 @@ void fleet_stop(struct fleet *f)
 	pthread_mutex_lock(&f->lock);
 	__atomic_store_n(&f->stopping, true, __ATOMIC_RELAXED);
 	pthread_cond_broadcast(&f->event);
+	http_cancel(&f->watch_cancel);
 	pthread_mutex_unlock(&f->lock);
 	pthread_join(f->watch_thread, NULL);
 	pthread_join(f->keepalive_thread, NULL);
+	pthread_join(f->guard_thread, NULL);
 	f->threads = false;
 }
 
@@ -232,6 +235,7 @@ void fleet_free(struct fleet *f)
 	free(f->node);
 	free(f->node_key);
 	pthread_mutex_destroy(&f->lock);
+	pthread_mutex_destroy(&f->watch_cancel.lock);
 	pthread_cond_destroy(&f->event);
 	free(f);
 }

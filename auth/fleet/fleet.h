@@ -83,9 +83,12 @@ time_t fleet_renewal_delay(struct auth_target *t, time_t due, time_t serve_until
 void fleet_session_written(struct auth_target *t, const char *user, const struct auth_session *s);
 /* rm token, rmdir (t->lock held, the session just taken out): the value
  * this node had is never adopted again. Then, without the lock,
- * fleet_session_ended(): the fleet's copy goes too. */
+ * fleet_session_ended(): the fleet's copy goes too (within the target's
+ * timeout), or -EHOSTDOWN when etcd cannot be told; fleet_session_kept()
+ * when the engine then keeps the session after all (t->lock held). */
 void fleet_session_ending(struct auth_target *t);
-void fleet_session_ended(struct auth_target *t);
+int fleet_session_ended(struct auth_target *t);
+void fleet_session_kept(struct auth_target *t);
 /* share_credentials = true: credentials written here (normalized JSON text)
  * reach every node, sealed. */
 void fleet_credentials_written(struct auth_target *t, const char *text, size_t len);

@@ -672,27 +672,33 @@ void fleet_session_ending(struct auth_target *t)
 	pthread_mutex_unlock(&ft->lock);
 }
 
-void fleet_session_ended(struct auth_target *t)
+int fleet_session_ended(struct auth_target *t)
 {
 	struct fleet_target *ft = target_fleet(t);
 	struct fleet *f = fleet_of(t);
 	_cleanup_free_ char *key = NULL;
 	json_auto_t *reply = NULL;
+	long timeout_ms = REQUEST_TIMEOUT_MS;
 	char err[256];
+	int r;
 
 	if (!f) {
-		return;
+		return 0;
 	}
 	pthread_mutex_lock(&ft->lock);
 	key = strdup(ft->key);
 	pthread_mutex_unlock(&ft->lock);
 	if (!key) {
-		return;
+		return -ENOMEM;
 	}
-	if (fleet_call(f, "kv/deleterange", etcd_key(key, false), REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
+	if (target_info(t)->timeout * 1000 < timeout_ms) {
+		timeout_ms = (long)target_info(t)->timeout * 1000;
+	}
+	r = fleet_call(f, "kv/deleterange", etcd_key(key, false), timeout_ms, &reply, err, sizeof(err));
+	if (r < 0) {
 		log_warning("%s/%s: could not remove the session from the fleet store: %s", target_provider(t)->name,
 			    auth_target_name(t), err);
-		return;
+		return r;
 	}
 	pthread_mutex_lock(&ft->lock);
 	/* Whatever the watch brought before is gone now, even if the watch has
@@ -700,6 +706,18 @@ void fleet_session_ended(struct auth_target *t)
 	ft->mod_rev = ft->seen_mod = etcd_int(json_object_get(reply, "header"), "revision");
 	free(TAKE_PTR(ft->seen_value));
 	pthread_mutex_unlock(&ft->lock);
+	return 0;
+}
+
+void fleet_session_kept(struct auth_target *t)
+{
+	struct fleet_target *ft = target_fleet(t);
+
+	if (ft) {
+		pthread_mutex_lock(&ft->lock);
+		ft->ended_mod = 0;
+		pthread_mutex_unlock(&ft->lock);
+	}
 }
 
 bool fleet_shared_elsewhere(struct auth_target *t)

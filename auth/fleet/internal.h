@@ -18,6 +18,14 @@
 #define TURN_MAX 5            /* seconds between the renewal turns of two nodes, at most */
 #define NODES_MAX 1024
 #define RECONNECT_MAX 5       /* seconds between watch reconnects, at most */
+/* The watch's idle deadline: after WATCH_PROBE_AFTER s without a message its
+ * member is asked (a linearizable read there), and a member that does not
+ * answer within WATCH_PROBE_TIMEOUT_MS ends the watch, which moves on to the
+ * next member. etcd's own progress notifications come every 10 minutes by
+ * default, too seldom for this. */
+#define WATCH_PROBE_AFTER 1.0
+#define WATCH_PROBE_TIMEOUT_MS 700
+#define WATCH_IDLE (WATCH_PROBE_AFTER + WATCH_PROBE_TIMEOUT_MS / 1000.0)
 
 enum store_down_mode { DOWN_STALE, DOWN_LOCAL, DOWN_FAIL };
 extern const char *const fleet_down_modes[];
@@ -45,8 +53,18 @@ struct fleet {
 	bool warned_local;
 	int others_alive;      /* at exit: other nodes alive? -1 not asked yet */
 	bool stopping;
-	pthread_t watch_thread, keepalive_thread;
+	pthread_t watch_thread, keepalive_thread, guard_thread;
 	bool threads;
+
+	/* The watch stream, as the guard sees it. */
+	struct http_cancel watch_cancel;
+	uint64_t watch_gen;       /* one per stream */
+	bool watch_streaming;
+	bool watch_created;       /* etcd answered its create request */
+	bool watch_confirmed;     /* and the member answered a probe since */
+	size_t watch_endpoint;
+	double watch_progress;    /* monotonic: its last message, or the start of a probe its member answered */
+	double watch_seen;        /* the same for any stream, for status (not reset by a new stream) */
 
 	uint64_t lock_waits;
 	double lock_wait_seconds;
@@ -66,6 +84,9 @@ static inline struct fleet *fleet_of(const struct auth_target *t)
 int fleet_call(struct fleet *f, const char *path, json_t *body, long timeout_ms, json_t **ret, char *err, size_t size);
 void fleet_set_down(struct fleet *f, bool down);
 void fleet_wake_waiters(struct fleet *f);
+
+/* watch-guard.c: the watch's idle deadline (a thread). */
+void *fleet_watch_guard(void *userdata);
 
 /* values.c */
 /* The target's keys for user (set in its fleet state, whose lock it takes),

@@ -10,6 +10,8 @@ void fleet_status(struct auth_target *t, json_t *status)
 	struct fleet *f = fleet_of(t);
 	struct fleet_target *ft = target_fleet(t);
 	char holder[sizeof(ft->holder)];
+	const char *endpoint;
+	double age;
 	int64_t rev;
 	bool down;
 
@@ -18,15 +20,19 @@ void fleet_status(struct auth_target *t, json_t *status)
 	}
 	pthread_mutex_lock(&f->lock);
 	rev = f->revision;
-	down = f->down;
+	age = now_mono() - f->watch_seen;
+	/* A watch silent past its deadline is as good as the store down. */
+	down = f->down || age > WATCH_IDLE;
+	endpoint = f->watch_created ? etcd_endpoint_url(f->etcd, f->watch_endpoint) : NULL;
 	pthread_mutex_unlock(&f->lock);
 	pthread_mutex_lock(&ft->lock);
 	memcpy(holder, ft->holder, sizeof(holder));
 	pthread_mutex_unlock(&ft->lock);
 	json_object_set_new(status, "fleet",
-			    json_pack("{s:s, s:s, s:s?, s:I}", "state",
+			    json_pack("{s:s, s:s, s:s?, s:I, s:s?, s:f}", "state",
 				      !down ? "connected" : f->on_down == DOWN_LOCAL ? "down_local" : "down", "node", f->node,
-				      "lock_holder", holder[0] ? holder : NULL, "revision", (json_int_t)rev));
+				      "lock_holder", holder[0] ? holder : NULL, "revision", (json_int_t)rev, "endpoint",
+				      endpoint, "progress_age", (double)(long)(age * 10) / 10));
 }
 
 void fleet_metrics(struct fleet *f, FILE *out)

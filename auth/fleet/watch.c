@@ -339,6 +339,8 @@ static void apply_kv(struct fleet *f, json_t *kv, bool deleted, int64_t rev)
 
 struct watch_state {
 	struct fleet *f;
+	size_t endpoint;
+	bool created;     /* etcd answered the create request */
 	bool compacted;
 };
 
@@ -354,6 +356,18 @@ static bool on_watch_result(json_t *result, void *userdata)
 		w->compacted = etcd_int(result, "compact_revision") > 0;
 		return false;
 	}
+	/* Any message (created, events, a progress notification) is progress
+	 * of this stream; a member without quorum answers "created" too, so
+	 * status counts only the others. */
+	w->created = true;
+	pthread_mutex_lock(&f->lock);
+	f->watch_created = true;
+	f->watch_endpoint = w->endpoint;
+	f->watch_progress = now_mono();
+	if (!json_is_true(json_object_get(result, "created"))) {
+		f->watch_seen = f->watch_progress;
+	}
+	pthread_mutex_unlock(&f->lock);
 	if (json_array_size(events)) {
 		fleet_set_down(f, false); /* events mean a member with quorum (a watch alone does not) */
 	}
@@ -426,6 +440,35 @@ static int reread(struct fleet *f, bool drop_missing)
 	return 0;
 }
 
+/* One stream, under the guard's eye: a stream the guard ended (its member
+ * silent) is a failure, and the next goes to the next member. */
+static int watch_once(struct fleet *f, json_t *req, struct watch_state *w, char *err, size_t err_size)
+{
+	bool guarded;
+	int r;
+
+	pthread_mutex_lock(&f->lock);
+	if (!f->stopping) {
+		http_cancel_reset(&f->watch_cancel);
+	}
+	f->watch_gen++;
+	f->watch_streaming = true;
+	f->watch_created = f->watch_confirmed = false;
+	f->watch_progress = now_mono();
+	pthread_mutex_unlock(&f->lock);
+	r = etcd_watch(f->etcd, req, &w->endpoint, on_watch_result, w, &f->watch_cancel, err, err_size);
+	pthread_mutex_lock(&f->lock);
+	guarded = !f->watch_streaming; /* the guard ended it */
+	f->watch_streaming = false;
+	pthread_mutex_unlock(&f->lock);
+	if (r == -ECANCELED && guarded && !__atomic_load_n(&f->stopping, __ATOMIC_RELAXED)) {
+		etcd_avoid(f->etcd, w->endpoint);
+		snprintf(err, err_size, "%s: silent past the watch's idle deadline", etcd_endpoint_url(f->etcd, w->endpoint));
+		r = -ETIMEDOUT;
+	}
+	return r;
+}
+
 /* One watch on the whole prefix, resumed from the last revision after a
  * disconnect; a full re-read after compaction. */
 static void *watch_thread(void *userdata)
@@ -450,7 +493,8 @@ static void *watch_thread(void *userdata)
 			pthread_mutex_unlock(&f->lock);
 			req = etcd_key(f->root, true);
 			json_object_set_new(req, "start_revision", json_sprintf("%lld", (long long)from));
-			r = etcd_watch(f->etcd, req, on_watch_result, &w, &f->stopping, err, sizeof(err));
+			json_object_set_new(req, "progress_notify", json_true());
+			r = watch_once(f, req, &w, err, sizeof(err));
 			if (w.compacted) {
 				log_info("Fleet: the watch's revision was compacted; reading everything again");
 				need_reread = drop_missing = true;
@@ -471,7 +515,9 @@ static void *watch_thread(void *userdata)
 				need_reread = drop_missing = true;
 			}
 		}
-		backoff = r < 0 ? (backoff < RECONNECT_MAX ? backoff + 1 : RECONNECT_MAX) : 0;
+		/* A member that set the watch up is no reason to wait: the next
+		 * may have quorum (during an election, or in a partition). */
+		backoff = r < 0 && !w.created ? (backoff < RECONNECT_MAX ? backoff + 1 : RECONNECT_MAX) : 0;
 		/* The first retry at once (on the next member), then slower. */
 		for (unsigned i = 0; i < (backoff ? backoff - 1 : 0) * 10 && !__atomic_load_n(&f->stopping, __ATOMIC_RELAXED);
 		     i++) {
@@ -489,12 +535,21 @@ int fleet_start(struct fleet *f, struct auth_core *core)
 		return 0;
 	}
 	f->core = core;
+	f->watch_seen = now_mono();
 	grant_lease(f); /* if etcd is down now, the keep-alive thread retries */
 	r = -pthread_create(&f->watch_thread, NULL, watch_thread, f);
 	if (r == 0) {
 		r = -pthread_create(&f->keepalive_thread, NULL, keepalive_thread, f);
+		if (r == 0) {
+			r = -pthread_create(&f->guard_thread, NULL, fleet_watch_guard, f);
+			if (r < 0) {
+				__atomic_store_n(&f->stopping, true, __ATOMIC_RELAXED);
+				pthread_join(f->keepalive_thread, NULL);
+			}
+		}
 		if (r < 0) {
 			__atomic_store_n(&f->stopping, true, __ATOMIC_RELAXED);
+			http_cancel(&f->watch_cancel);
 			pthread_join(f->watch_thread, NULL);
 		}
 	}

@@ -346,8 +346,9 @@ static bool on_watch_data(const char *data, size_t len, void *userdata)
 	return true;
 }
 
-int etcd_watch(struct etcd *e, json_t *create_request, bool (*on_result)(json_t *result, void *userdata),
-	       void *userdata, const bool *stop, char *err, size_t err_size)
+int etcd_watch(struct etcd *e, json_t *create_request, size_t *ret_endpoint,
+	       bool (*on_result)(json_t *result, void *userdata), void *userdata, struct http_cancel *cancel, char *err,
+	       size_t err_size)
 {
 	json_auto_t *body = json_pack("{s:o}", "create_request", create_request);
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -364,6 +365,7 @@ int etcd_watch(struct etcd *e, json_t *create_request, bool (*on_result)(json_t 
 	pthread_mutex_lock(&e->lock);
 	ep = e->current;
 	pthread_mutex_unlock(&e->lock);
+	*ret_endpoint = ep;
 	r = auth_header(e, ep, false, TRY_TIMEOUT_MS, &auth, err, err_size);
 	if (r == 0 && asprintf(&url, "%s/v3/watch", e->s.endpoints[ep]) < 0) {
 		url = NULL;
@@ -376,7 +378,7 @@ int etcd_watch(struct etcd *e, json_t *create_request, bool (*on_result)(json_t 
 							.content_type = "application/json",
 							.secret_headers = auth ? secrets : NULL,
 							.timeout_ms = TRY_TIMEOUT_MS, .tls = &e->s.tls },
-				on_watch_data, &w, stop, err, err_size);
+				on_watch_data, &w, cancel, err, err_size);
 	}
 	if (w.failed && r != -ECANCELED) {
 		r = -EIO;
@@ -387,15 +389,38 @@ int etcd_watch(struct etcd *e, json_t *create_request, bool (*on_result)(json_t 
 		}
 	}
 	if (r < 0 && r != -ECANCELED) {
-		/* Next time, the next member. */
-		pthread_mutex_lock(&e->lock);
-		if (e->current == ep) {
-			e->current = (ep + 1) % e->s.n_endpoints;
-		}
-		pthread_mutex_unlock(&e->lock);
+		etcd_avoid(e, ep);
 		__atomic_add_fetch(&e->errors, 1, __ATOMIC_RELAXED);
 	}
 	free(w.buf);
 	erase_and_free_str(text);
 	return r;
+}
+
+int etcd_probe(struct etcd *e, size_t endpoint, long timeout_ms, char *err, size_t err_size)
+{
+	json_auto_t *reply = NULL;
+	int r;
+
+	/* The range's answer is what counts, not the key: any key will do. */
+	r = try_endpoint(e, endpoint, "kv/range", "{\"key\":\"AA==\",\"count_only\":true}", timeout_ms, &reply, err,
+			 err_size);
+	if (r < 0) {
+		__atomic_add_fetch(&e->errors, 1, __ATOMIC_RELAXED);
+	}
+	return r;
+}
+
+void etcd_avoid(struct etcd *e, size_t endpoint)
+{
+	pthread_mutex_lock(&e->lock);
+	if (e->current == endpoint) {
+		e->current = (endpoint + 1) % e->s.n_endpoints;
+	}
+	pthread_mutex_unlock(&e->lock);
+}
+
+const char *etcd_endpoint_url(const struct etcd *e, size_t endpoint)
+{
+	return e->s.endpoints[endpoint];
 }

@@ -27,10 +27,19 @@ void etcd_free(struct etcd *e);
  * endpoint answers (or none has quorum), -EACCES when etcd auth refuses,
  * -EIO for other etcd errors; the message in err. */
 int etcd_call(struct etcd *e, const char *path, json_t *body, long timeout_ms, json_t **ret, char *err, size_t err_size);
-/* A watch: on_event gets each message's "result" (borrowed) until it returns
- * false, *stop is set, or the stream ends. */
-int etcd_watch(struct etcd *e, json_t *create_request, bool (*on_result)(json_t *result, void *userdata),
-	       void *userdata, const bool *stop, char *err, size_t err_size);
+/* A watch: on_result gets each message's "result" (borrowed) until it
+ * returns false, http_cancel(cancel) is called, or the stream ends. It runs
+ * on the current endpoint, whose index is in *ret_endpoint before the first
+ * message; a failure moves the next call to the next endpoint. */
+int etcd_watch(struct etcd *e, json_t *create_request, size_t *ret_endpoint,
+	       bool (*on_result)(json_t *result, void *userdata), void *userdata, struct http_cancel *cancel, char *err,
+	       size_t err_size);
+/* Is the member at endpoint alive, with quorum? A linearizable read there
+ * alone (no failover): 0, or -errno with the reason in err. */
+int etcd_probe(struct etcd *e, size_t endpoint, long timeout_ms, char *err, size_t err_size);
+/* Calls go elsewhere than endpoint from now on (if they went there). */
+void etcd_avoid(struct etcd *e, size_t endpoint);
+const char *etcd_endpoint_url(const struct etcd *e, size_t endpoint);
 
 /* Requests made and failed (for .metrics). */
 uint64_t etcd_requests(const struct etcd *e);

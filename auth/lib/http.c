@@ -461,10 +461,36 @@ char *http_escape(const char *s)
 	return copy;
 }
 
+void http_cancel(struct http_cancel *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->cancelled = true;
+	if (c->multi) {
+		curl_multi_wakeup(c->multi);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+void http_cancel_reset(struct http_cancel *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->cancelled = false;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static bool is_cancelled(struct http_cancel *c)
+{
+	bool cancelled;
+
+	pthread_mutex_lock(&c->lock);
+	cancelled = c->cancelled;
+	pthread_mutex_unlock(&c->lock);
+	return cancelled;
+}
+
 struct stream {
 	bool (*on_data)(const char *data, size_t len, void *userdata);
 	void *userdata;
-	const bool *stop;
 };
 
 static size_t on_stream_body(char *ptr, size_t size, size_t n, void *userdata)
@@ -474,22 +500,41 @@ static size_t on_stream_body(char *ptr, size_t size, size_t n, void *userdata)
 	return st->on_data(ptr, size * n, st->userdata) ? size * n : 0;
 }
 
-static int on_stream_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-			      curl_off_t ulnow)
+/* The stream's own multi handle, so that http_cancel() can wake its poll:
+ * the result, or CURLE_ABORTED_BY_CALLBACK when cancelled. */
+static CURLcode perform_cancellable(CURL *e, struct http_cancel *cancel)
 {
-	struct stream *st = userdata;
+	CURLcode res = CURLE_ABORTED_BY_CALLBACK;
+	CURLM *m = curl_multi_init();
+	int running = 1;
 
-	(void)dltotal;
-	(void)dlnow;
-	(void)ultotal;
-	(void)ulnow;
-	return __atomic_load_n(st->stop, __ATOMIC_RELAXED) ? 1 : 0;
+	if (!m || curl_multi_add_handle(m, e) != CURLM_OK) {
+		curl_multi_cleanup(m);
+		return CURLE_OUT_OF_MEMORY;
+	}
+	pthread_mutex_lock(&cancel->lock);
+	cancel->multi = m;
+	pthread_mutex_unlock(&cancel->lock);
+	while (!is_cancelled(cancel) && curl_multi_perform(m, &running) == CURLM_OK && running) {
+		curl_multi_poll(m, NULL, 0, 1000, NULL);
+	}
+	if (!running) {
+		int left;
+		CURLMsg *msg = curl_multi_info_read(m, &left);
+		res = msg && msg->msg == CURLMSG_DONE ? msg->data.result : CURLE_RECV_ERROR;
+	}
+	pthread_mutex_lock(&cancel->lock);
+	cancel->multi = NULL;
+	pthread_mutex_unlock(&cancel->lock);
+	curl_multi_remove_handle(m, e);
+	curl_multi_cleanup(m);
+	return res;
 }
 
 int http_stream(const struct http_request *req, bool (*on_data)(const char *data, size_t len, void *userdata),
-		void *userdata, const bool *stop, char *error, size_t error_size)
+		void *userdata, struct http_cancel *cancel, char *error, size_t error_size)
 {
-	struct stream st = { on_data, userdata, stop };
+	struct stream st = { on_data, userdata };
 	struct buffer hdrs = { 0 };
 	char errbuf[CURL_ERROR_SIZE] = "";
 	struct curl_slist *headers;
@@ -515,10 +560,7 @@ int http_stream(const struct http_request *req, bool (*on_data)(const char *data
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_stream_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, &st);
-	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_stream_progress);
-	curl_easy_setopt(e, CURLOPT_XFERINFODATA, &st);
-	res = curl_easy_perform(e);
+	res = perform_cancellable(e, cancel);
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno);
 	curl_easy_cleanup(e);
@@ -526,7 +568,7 @@ int http_stream(const struct http_request *req, bool (*on_data)(const char *data
 	if (hdrs.data) {
 		erase_and_free(hdrs.data, hdrs.cap);
 	}
-	if (res == CURLE_ABORTED_BY_CALLBACK || (res == CURLE_WRITE_ERROR && __atomic_load_n(stop, __ATOMIC_RELAXED))) {
+	if (res == CURLE_ABORTED_BY_CALLBACK || (res == CURLE_WRITE_ERROR && is_cancelled(cancel))) {
 		return -ECANCELED;
 	}
 	r = http_curl_errno(res, os_errno);

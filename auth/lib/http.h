@@ -4,6 +4,7 @@
  * bounds the requests in flight however many targets there are. */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -59,12 +60,24 @@ int http_response_date(const struct http_response *resp, time_t *ret);
 /* The value of header name (case-insensitive) in resp, copied; NULL if absent. */
 char *http_response_header(const struct http_response *resp, const char *name);
 
+/* Ends a stream from another thread at once (not at the stream's next
+ * second): http_cancel() sets cancelled and wakes the stream's poll. */
+struct http_cancel {
+	pthread_mutex_t lock;
+	bool cancelled;
+	void *multi; /* the running stream's, or NULL */
+};
+#define HTTP_CANCEL_INIT { .lock = PTHREAD_MUTEX_INITIALIZER }
+void http_cancel(struct http_cancel *c);
+/* Ready for the next stream (no-op if it was not cancelled). */
+void http_cancel_reset(struct http_cancel *c);
+
 /* A long-lived request whose body is handed to on_data as it arrives (etcd's
  * watch), run in the calling thread on a connection of its own. on_data
- * returns false to end it; *stop (checked at least once a second) ends it too.
- * 0 when the server ended it, -ECANCELED when stopped, -errno otherwise. */
+ * returns false to end it; http_cancel(cancel) ends it too. 0 when the
+ * server ended it, -ECANCELED when cancelled, -errno otherwise. */
 int http_stream(const struct http_request *req, bool (*on_data)(const char *data, size_t len, void *userdata),
-		void *userdata, const bool *stop, char *error, size_t error_size);
+		void *userdata, struct http_cancel *cancel, char *error, size_t error_size);
 
 /* Maps a curl result code (and the socket errno behind it) to -errno. */
 int http_curl_errno(int curl_code, long os_errno);

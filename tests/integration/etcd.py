@@ -100,9 +100,19 @@ class Cluster:
             p.kill()
             p.wait(10)
 
+    def pause(self, m):
+        """SIGSTOP: a frozen or partitioned member as the others see it (its
+        kernel still accepts connections and acknowledges data)."""
+        self.procs[m].send_signal(signal.SIGSTOP)
+
+    def resume(self, m):
+        self.procs[m].send_signal(signal.SIGCONT)
+
     def stop(self):
         for m in list(self.procs):
             p = self.procs[m]
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)  # a paused member cannot end
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 try:
