@@ -29,10 +29,11 @@ void fleet_status(struct auth_target *t, json_t *status)
 	memcpy(holder, ft->holder, sizeof(holder));
 	pthread_mutex_unlock(&ft->lock);
 	json_object_set_new(status, "fleet",
-			    json_pack("{s:s, s:s, s:s?, s:I, s:s?, s:f}", "state",
+			    json_pack("{s:s, s:s, s:s?, s:I, s:s?, s:f, s:I}", "state",
 				      !down ? "connected" : f->on_down == DOWN_LOCAL ? "down_local" : "down", "node", f->node,
 				      "lock_holder", holder[0] ? holder : NULL, "revision", (json_int_t)rev, "endpoint",
-				      endpoint, "progress_age", (double)(long)(age * 10) / 10));
+				      endpoint, "progress_age", (double)(long)(age * 10) / 10, "clock_skew",
+				      (json_int_t)etcd_clock_skew(f->etcd)));
 }
 
 void fleet_metrics(struct fleet *f, FILE *out)

@@ -155,6 +155,17 @@ int fleet_open_value(struct fleet *f, const char *key, const char *b64, json_t *
 	return r < 0 ? -EBADMSG : 0;
 }
 
+/* 0 (no expiry) stays 0. */
+static time_t to_fleet_clock(struct auth_target *t, time_t local)
+{
+	return local ? local + etcd_clock_skew(fleet_of(t)->etcd) : 0;
+}
+
+static time_t from_fleet_clock(struct auth_target *t, time_t fleet)
+{
+	return fleet ? fleet - etcd_clock_skew(fleet_of(t)->etcd) : 0;
+}
+
 int fleet_seal_session(struct auth_target *t, const char *key, const struct auth_session *s, char **ret_b64)
 {
 	_cleanup_secret_ struct secret *saved = NULL;
@@ -164,9 +175,11 @@ int fleet_seal_session(struct auth_target *t, const char *key, const struct auth
 	if (r < 0) {
 		return r;
 	}
+	/* Times on etcd's clock, which every node reads from its replies: a
+	 * node whose clock is off converts them to its own. */
 	return fleet_seal_value(fleet_of(t), key,
-				json_pack("{s:s, s:I, s:I}", "s", saved->data, "e", (json_int_t)s->expires_at, "o",
-					  (json_int_t)s->obtained_at),
+				json_pack("{s:s, s:I, s:I}", "s", saved->data, "e", (json_int_t)to_fleet_clock(t, s->expires_at),
+					  "o", (json_int_t)to_fleet_clock(t, s->obtained_at)),
 				ret_b64);
 }
 
@@ -183,8 +196,8 @@ static int session_of(struct auth_target *t, const json_t *j, struct auth_sessio
 	if (target_provider(t)->session_load(target_info(t), json_string_value(saved), json_string_length(saved), &s) < 0) {
 		return -EBADMSG;
 	}
-	s->expires_at = (time_t)json_integer_value(json_object_get(j, "e"));
-	s->obtained_at = (time_t)json_integer_value(json_object_get(j, "o"));
+	s->expires_at = from_fleet_clock(t, (time_t)json_integer_value(json_object_get(j, "e")));
+	s->obtained_at = from_fleet_clock(t, (time_t)json_integer_value(json_object_get(j, "o")));
 	*ret = s;
 	return 0;
 }

@@ -18,6 +18,7 @@ struct etcd {
 	size_t current;           /* endpoint that answered last */
 	struct secret *auth;      /* "Authorization: <token>", or NULL */
 	uint64_t requests, errors; /* atomic */
+	int64_t skew;             /* atomic: etcd's clock minus ours, by its last Date */
 };
 
 char *etcd_b64(const void *data, size_t len)
@@ -117,6 +118,25 @@ uint64_t etcd_errors(const struct etcd *e)
 	return __atomic_load_n(&e->errors, __ATOMIC_RELAXED);
 }
 
+/* Date has whole seconds: within SKEW_NOISE s the clocks count as one. */
+#define SKEW_NOISE 2
+
+static void note_skew(struct etcd *e, const struct http_response *resp)
+{
+	time_t date, now = now_real();
+	int64_t skew;
+
+	if (http_response_date(resp, &date) == 0) {
+		skew = (int64_t)date - (int64_t)now;
+		__atomic_store_n(&e->skew, skew > SKEW_NOISE || skew < -SKEW_NOISE ? skew : 0, __ATOMIC_RELAXED);
+	}
+}
+
+time_t etcd_clock_skew(const struct etcd *e)
+{
+	return (time_t)__atomic_load_n(&e->skew, __ATOMIC_RELAXED);
+}
+
 /* One POST to one endpoint; the reply parsed (any status). */
 static int post(struct etcd *e, size_t endpoint, const char *path, const char *body, const struct secret *auth,
 		long timeout_ms, long *ret_status, json_t **ret, char *err, size_t err_size)
@@ -149,6 +169,7 @@ static int post(struct etcd *e, size_t endpoint, const char *path, const char *b
 	}
 	*ret_status = resp.status;
 	*ret = json_loadb(resp.body, resp.len, 0, NULL);
+	note_skew(e, &resp);
 	http_response_done(&resp);
 	if (!*ret) {
 		snprintf(err, err_size, "%s: HTTP %ld with a reply that is no JSON", e->s.endpoints[endpoint], resp.status);

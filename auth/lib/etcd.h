@@ -41,6 +41,10 @@ int etcd_probe(struct etcd *e, size_t endpoint, long timeout_ms, char *err, size
 void etcd_avoid(struct etcd *e, size_t endpoint);
 const char *etcd_endpoint_url(const struct etcd *e, size_t endpoint);
 
+/* etcd's clock minus ours in seconds, by the Date of its last reply (0
+ * within 2 s): the fleet's common clock for times in shared values. */
+time_t etcd_clock_skew(const struct etcd *e);
+
 /* Requests made and failed (for .metrics). */
 uint64_t etcd_requests(const struct etcd *e);
 uint64_t etcd_errors(const struct etcd *e);

@@ -11,6 +11,8 @@ Date and converts the server's expiry to its own clock:
   - +3,600 s against STS: SigV4 is signed by libcurl with the local clock,
     and STS (the mock as the real one) refuses a request whose X-Amz-Date is
     more than 15 min off: a clear error that names the clock, no retry loop;
+  - three fleet nodes, one of them +120 s off, whichever logs in first: one token everywhere, one login, nothing left behind (times in
+    the fleet's values are on etcd's clock, from its Date header);
   - a server that really issues expired tokens (exp before its own Date):
     each one is logged out at once, never leaked, and reads' logins back off
     (1, 2, 4 ... 60 s apart).
@@ -24,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import aos_section, new_password, sanitized, sts_section
+from tests.integration.test_fleet import fleet_section, new_key_file, start_cluster
 from tests.mocks.aos import AosMock
 from tests.mocks.common import make_ca
 
@@ -90,6 +93,36 @@ def test_skewed_clock_serves_short_tokens(short_aos, make_daemon, skew):
     status = json.loads(d.read(STATUS))
     assert abs(status["clock_skew"] + skew) <= 2, status
     assert d.log().count("this machine's clock is") == 1
+
+
+@pytest.mark.parametrize("first", [0, 2])
+def test_fleet_with_one_node_skewed(short_aos, make_daemon, tmp_path, first):
+    mock = short_aos
+    skew = 120
+    etcd = start_cluster(tmp_path, "etcd", 1)
+    key = new_key_file(tmp_path / "fleet.key")
+    try:
+        nodes = [make_daemon(fleet_section(etcd, key, f"node{i}"), aos_section(mock, "lab"),
+                             env=skewed(skew) if i == 2 else None) for i in range(3)]
+        tokens, errors = set(), []
+        nodes[first].read(TOKEN)
+        for _ in range(8):
+            for d in nodes:
+                try:
+                    tokens.add(d.read(TOKEN))
+                except OSError as e:
+                    errors.append(e.errno)
+            time.sleep(1)
+        fleet = json.loads(nodes[2].read(STATUS))["fleet"]
+    finally:
+        etcd.stop()
+    print(f"fleet, node2 {skew:+d} s, node{first} first: logins {mock.logins}, logouts {mock.logouts}, "
+          f"live {sum(mock.is_live(r.token) for r in mock.tokens)}, errors {errors}, tokens {len(tokens)}")
+    assert not errors, [os.strerror(e) for e in errors]
+    assert len(tokens) == 1 and mock.logins == 1
+    live = [rec.token for rec in mock.tokens if mock.is_live(rec.token)]
+    assert live == list(tokens), "a session was left behind"
+    assert abs(fleet["clock_skew"] + skew) <= 2, fleet
 
 
 def test_expired_tokens_are_logged_out_and_logins_back_off(short_aos, make_daemon):
