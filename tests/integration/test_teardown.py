@@ -15,6 +15,7 @@ import time
 import pytest
 
 from tests.integration.harness import abort_connection, aos_section, idrac_section, is_mounted
+from tests.integration.test_fleet import fleet_section, new_key_file, start_cluster
 from tests.mocks.aos import LOGIN, LOGOUT
 
 EXIT_WAIT = 15
@@ -134,3 +135,43 @@ def test_abort_after_rmdir_during_a_slow_login(aos_mock, make_daemon, ca):
     assert aos_mock.logins == 1
     assert aos_mock.logouts == 1, d.log()[-3000:]
     assert not list((d.state_dir).rglob(f"*{name}*")), list(d.state_dir.rglob("*"))
+
+
+@pytest.mark.parametrize("aborted", ["waiter", "holder"])
+def test_abort_during_a_fleet_lock_wait(aos_mock, make_daemon, tmp_path, aborted):
+    """Two fleet nodes, a 4 s login: node0 holds the target's lock, node1's
+    read waits for it. Either mount is aborted during the wait: that daemon
+    exits cleanly, the other's read gets a token, and no session is left
+    behind at the server."""
+    etcd = start_cluster(tmp_path, "etcd", 1)
+    key = new_key_file(tmp_path / "fleet.key")
+    try:
+        aos_mock.set_slow(4, "POST", LOGIN)
+        nodes = [make_daemon(fleet_section(etcd, key, f"node{i}"), aos_section(aos_mock, "lab"), timeout=10)
+                 for i in range(2)]
+        outs = [[], []]
+        readers = [threading.Thread(target=_cat, args=(d, "aos/lab/token", out)) for d, out in zip(nodes, outs)]
+        readers[0].start()
+        time.sleep(0.5)
+        readers[1].start()
+        time.sleep(1)
+        assert aos_mock.logins == 1 and not outs[1], "node1 should be waiting for node0's login"
+        gone, kept = (1, 0) if aborted == "waiter" else (0, 1)
+        _abort_and_lazy_unmount(nodes[gone])
+        for r in readers:
+            r.join(15)
+        assert not any(r.is_alive() for r in readers)
+        _assert_clean(nodes[gone], _exit_status(nodes[gone]))
+        assert isinstance(outs[kept][0], str), outs
+        assert nodes[kept].read("aos/lab/token") == outs[kept][0]
+        time.sleep(0.5)
+        live = [r.token for r in aos_mock.tokens if aos_mock.is_live(r.token)]
+        print(f"{aborted} aborted: logins {aos_mock.logins}, logouts {aos_mock.logouts}, live {len(live)}")
+        # Nothing left behind: the one live session is the one served. An
+        # aborted holder's lease goes at its exit, so its login, if it lands
+        # after that, is fenced off and logged out, and the waiter logs in.
+        assert live == [outs[kept][0]], (live, outs)
+        assert aos_mock.logins == 1 if aborted == "waiter" else aos_mock.logins <= 2
+        assert aos_mock.logouts == aos_mock.logins - 1
+    finally:
+        etcd.stop()
