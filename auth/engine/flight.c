@@ -211,23 +211,34 @@ static int obtain(struct auth_target *t, struct auth_ctx *ctx, struct auth_sessi
 {
 	int r;
 
-	if (*pending && usable(t, *pending, now_real())) {
+	/* One that looks expired may only look so on this clock (its expiry
+	 * is the server's, and the skew is not known before the server
+	 * answers): where the server can be asked, it is, which measures the
+	 * skew too. One unusable on the server's clock as well is ended. */
+	if (*pending && (usable(t, *pending, now_real()) || (t->provider->features & AUTH_PROVIDER_CHECKS_REGULARLY))) {
+		bool looked_usable = usable(t, *pending, now_real());
 		time_t exp = 0;
 		r = t->provider->validate(ctx, *pending, &exp);
 		if (r == 0) {
-			log_info("%s/%s: resumed the saved session", t->provider->name, t->name);
 			if (exp) {
 				(*pending)->expires_at = exp;
 				(*pending)->obtained_at = now_real();
+			} else if (!looked_usable && (*pending)->expires_at) {
+				(*pending)->expires_at = auth_ctx_local_time(ctx, (*pending)->expires_at);
 			}
-			*ret = TAKE_PTR(*pending);
-			*tried_login = false;
-			return 0;
-		}
-		if (r != -ESTALE) {
+			if (usable(t, *pending, now_real())) {
+				log_info("%s/%s: resumed the saved session", t->provider->name, t->name);
+				*ret = TAKE_PTR(*pending);
+				*tried_login = false;
+				return 0;
+			}
+			log_info("%s/%s: saved session has expired; ending it and logging in", t->provider->name, t->name);
+			t->provider->logout(ctx, *pending); /* best effort: never leave it behind */
+		} else if (r != -ESTALE) {
 			return r; /* can't tell: keep it for the next try */
+		} else {
+			log_info("%s/%s: saved session is no longer valid; logging in", t->provider->name, t->name);
 		}
-		log_info("%s/%s: saved session is no longer valid; logging in", t->provider->name, t->name);
 	}
 	auth_session_free(TAKE_PTR(*pending));
 	if (!ctx->user || !ctx->password) {

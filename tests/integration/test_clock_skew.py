@@ -13,6 +13,8 @@ Date and converts the server's expiry to its own clock:
     more than 15 min off: a clear error that names the clock, no retry loop;
   - three fleet nodes, one of them +120 s off, whichever logs in first: one token everywhere, one login, nothing left behind (times in
     the fleet's values are on etcd's clock, from its Date header);
+  - a restart at +120 s: the saved session is resumed (asking the server
+    gives the skew), not dropped and left behind;
   - a server that really issues expired tokens (exp before its own Date):
     each one is logged out at once, never leaked, and reads' logins back off
     (1, 2, 4 ... 60 s apart).
@@ -123,6 +125,20 @@ def test_fleet_with_one_node_skewed(short_aos, make_daemon, tmp_path, first):
     live = [rec.token for rec in mock.tokens if mock.is_live(rec.token)]
     assert live == list(tokens), "a session was left behind"
     assert abs(fleet["clock_skew"] + skew) <= 2, fleet
+
+
+def test_saved_session_resumed_after_a_restart(short_aos, make_daemon):
+    """A daemon 120 s ahead restarts: its saved session's expiry (the
+    server's exp) looks past on this clock until the server is asked, which
+    gives the skew. It is resumed, not dropped and left behind."""
+    mock = short_aos
+    d = make_daemon(aos_section(mock, "lab"), env=skewed(120))
+    token = d.read(TOKEN)
+    d.restart()
+    assert d.read(TOKEN) == token
+    live = [rec.token for rec in mock.tokens if mock.is_live(rec.token)]
+    print(f"restart at +120 s: logins {mock.logins}, logouts {mock.logouts}, live {len(live)}")
+    assert mock.logins == 1 and live == [token]
 
 
 def test_expired_tokens_are_logged_out_and_logins_back_off(short_aos, make_daemon):
