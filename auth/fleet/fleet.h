@@ -37,6 +37,7 @@ struct fleet_target {
 	uint64_t events;       /* watch events on its keys */
 	char *seen_value;      /* the value the watch last delivered (base64, sealed), or NULL */
 	int64_t seen_mod;
+	json_t *backoff;       /* the fleet's record of failed logins (backoff.c), or NULL */
 };
 
 static inline void fleet_target_free(struct fleet_target *ft)
@@ -46,6 +47,7 @@ static inline void fleet_target_free(struct fleet_target *ft)
 		free(ft->key);
 		free(ft->lock_key);
 		free(ft->seen_value);
+		json_decref(ft->backoff);
 		free(ft);
 	}
 }

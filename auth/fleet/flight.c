@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "backoff.h"
 #include "reject.h"
 #include "lib/log.h"
 
@@ -365,6 +366,9 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 	if (check_only(t, current)) {
 		return 0;
 	}
+	if ((r = fleet_backoff_check(t, ctx)) < 0) {
+		return r; /* another node's login failed: not before the fleet's time */
+	}
 	if (store_down(f)) {
 		r = store_failure(t, ctx, -EHOSTDOWN, "no member answered the last request");
 	} else {
@@ -384,17 +388,20 @@ int fleet_flight_begin(struct auth_target *t, struct auth_ctx *ctx, const struct
 static int publish(struct auth_target *t, const char *key, const char *lock_key, int64_t lock_rev, const char *value,
 		   int64_t *ret_rev, json_t **ret_current, char *err, size_t size)
 {
-	_cleanup_free_ char *k = etcd_b64(key, strlen(key)), *lk = etcd_b64(lock_key, strlen(lock_key));
+	_cleanup_free_ char *k = etcd_b64(key, strlen(key)), *lk = etcd_b64(lock_key, strlen(lock_key)),
+			    *bkey = fleet_backoff_key(key), *bk = bkey ? etcd_b64(bkey, strlen(bkey)) : NULL;
 	json_auto_t *reply = NULL;
 	json_t *body;
 	int r;
 
-	if (!k || !lk) {
+	if (!k || !lk || !bk) {
 		return -ENOMEM;
 	}
-	body = json_pack("{s:[o], s:[{s:{s:s, s:s}}, {s:{s:s}}], s:[{s:{s:s}}]}", "compare",
+	/* The value, the lock gone, and any record of failed logins with it. */
+	body = json_pack("{s:[o], s:[{s:{s:s, s:s}}, {s:{s:s}}, {s:{s:s}}], s:[{s:{s:s}}]}", "compare",
 			 fleet_compare(lock_key, "CREATE", "create_revision", lock_rev), "success", "request_put", "key", k,
-			 "value", value, "request_delete_range", "key", lk, "failure", "request_range", "key", k);
+			 "value", value, "request_delete_range", "key", lk, "request_delete_range", "key", bk, "failure",
+			 "request_range", "key", k);
 	r = fleet_call(fleet_of(t), "kv/txn", body, REQUEST_TIMEOUT_MS, &reply, err, size);
 	if (r < 0) {
 		return r;
@@ -422,6 +429,27 @@ static void release(struct auth_target *t, const char *lock_key, int64_t lock_re
 				     "request_delete_range", "key", lk),
 			   REQUEST_TIMEOUT_MS, &reply, err, sizeof(err));
 	}
+}
+
+/* A failed login: the lock goes, and the fleet's record of failed logins
+ * comes in its place in the same txn, so that no node tries before its time. */
+static void release_failed(struct auth_target *t, const struct auth_ctx *ctx, const char *key, const char *lock_key,
+			   int64_t lock_rev, int r)
+{
+	_cleanup_free_ char *lk = etcd_b64(lock_key, strlen(lock_key)), *bkey = fleet_backoff_key(key), *bk = NULL,
+			    *record = NULL;
+	json_auto_t *reply = NULL;
+	char err[256];
+
+	if (!lk || !bkey || !(bk = etcd_b64(bkey, strlen(bkey))) || fleet_backoff_record(t, ctx, key, r, &record) < 0) {
+		release(t, lock_key, lock_rev);
+		return;
+	}
+	fleet_call(fleet_of(t), "kv/txn",
+		   json_pack("{s:[o], s:[{s:{s:s}}, {s:{s:s, s:s}}]}", "compare",
+			     fleet_compare(lock_key, "CREATE", "create_revision", lock_rev), "success",
+			     "request_delete_range", "key", lk, "request_put", "key", bk, "value", record),
+		   REQUEST_TIMEOUT_MS, &reply, err, sizeof(err));
 }
 
 /* The server refused this node's login: the fleet learns it in place of a
@@ -585,7 +613,7 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 		return r;
 	}
 	if (r < 0) {
-		release(t, lock_key, lock_rev);
+		release_failed(t, ctx, key, lock_key, lock_rev, r);
 		return r;
 	}
 	if (!s && current) {

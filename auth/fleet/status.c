@@ -21,8 +21,9 @@ void fleet_status(struct auth_target *t, json_t *status)
 	pthread_mutex_lock(&f->lock);
 	rev = f->revision;
 	age = now_mono() - f->watch_seen;
-	/* A watch silent past its deadline is as good as the store down. */
-	down = f->down || age > WATCH_IDLE;
+	/* A watch that is being set up again, or silent for twice its deadline
+	 * (a probe still on its way is no news), is as good as the store down. */
+	down = f->down || !f->watch_streaming || !f->watch_created || age > 2 * WATCH_IDLE;
 	endpoint = f->watch_created ? etcd_endpoint_url(f->etcd, f->watch_endpoint) : NULL;
 	pthread_mutex_unlock(&f->lock);
 	pthread_mutex_lock(&ft->lock);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "backoff.h"
 #include "internal.h"
 #include "lib/log.h"
 
@@ -296,6 +297,12 @@ static void apply(struct fleet *f, const char *key, const char *value_b64, bool 
 		}
 		ft = target_fleet(t);
 		pthread_mutex_lock(&ft->lock);
+		if (fleet_is_backoff_key(ft->key, key)) {
+			pthread_mutex_unlock(&ft->lock);
+			fleet_backoff_seen(t, key, deleted ? NULL : value_b64);
+			auth_target_unref(t);
+			continue;
+		}
 		if (strcmp(ft->key, key) == 0 || strcmp(ft->lock_key, key) == 0) {
 			ft->events++;
 		}

@@ -554,6 +554,36 @@ def test_paused_members_removed_token_not_served(aos_mock, etcd3, key_file, make
         assert all(s["state"] == "down" and s["progress_age"] > 1 for s in sts), sts
 
 
+def test_failed_logins_back_off_fleet_wide(aos_mock, fleet, etcd):
+    """The server answers 500 to every login: 3 nodes read every 0.25 s for
+    10 s, and the fleet logs in 1, 2, 4 ... s apart, not each node on its
+    own. Every read gets the error; the next login that works ends it."""
+    nodes = fleet(aos_section(aos_mock, "lab"))
+    aos_mock.fail = "500"
+    errors = []
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        errors += [d.read_err("aos/lab/token") for d in nodes]
+        time.sleep(0.25)
+    logins = aos_mock.logins
+    print(f"500 on every login, 3 nodes, 10 s: {logins} logins, {len(errors)} reads")
+    assert set(errors) == {errno.EIO}, set(errors)
+    assert logins <= 5, f"{logins} logins in 10 s"  # at 0, 1, 3, 7 s (and one at a boundary)
+    assert any("the fleet tries again after" in status(d, "aos/lab")["last_error"] for d in nodes)
+    assert any(k.endswith("/backoff") for k in etcd.get_prefix()), etcd.get_prefix()
+
+    aos_mock.fail = None
+
+    def served(d):
+        try:
+            return d.read("aos/lab/token")
+        except OSError:
+            return None
+    assert wait_until(lambda: all(served(d) for d in nodes), 70, interval=0.5)
+    assert len({served(d) for d in nodes}) == 1
+    assert not any(k.endswith("/backoff") for k in etcd.get_prefix()), "the record stays after a login that worked"
+
+
 def fleet_metric(d, name):
     return next(float(line.split()[1]) for line in d.read(".metrics").splitlines()
                 if line.startswith(name + " "))
