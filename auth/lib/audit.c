@@ -17,7 +17,7 @@
 #include "audit.h"
 #include "log.h"
 
-#define LINE_MAX_BYTES 32768 /* an event's longest line: its fields all escaped (\u0001 for each byte) */
+#define LINE_MAX_BYTES 32768 /* room for an event's fields escaped (6 bytes for a control character) */
 
 static struct {
 	bool on, started, stop, required, journal;
@@ -460,8 +460,8 @@ static void wait_batch(void)
 	}
 }
 
-/* Formats and writes n records (lines: room for n); their lines that could
- * not be formatted (no memory) in *ret_lost. */
+/* Formats and writes n records (lines: room for n); how many could not be
+ * formatted (too long, no memory) in *ret_lost: they count as dropped. */
 static int write_records(struct record **recs, char **lines, size_t n, size_t *ret_lost)
 {
 	static char buf[LINE_MAX_BYTES]; /* the writer's, or audit_close()'s once it is gone */
