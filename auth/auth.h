@@ -162,9 +162,11 @@ int auth_file_access(struct auth_target *t, int f, uid_t *uid, gid_t *gid, mode_
 int auth_file_set_access(struct auth_target *t, int f, uid_t uid, gid_t gid, mode_t mode);
 
 /* [access] rules with unit: or cgroup: (cgroup.h): does any exist, and may
- * caller c open file f of t (0, or -EACCES)? Checked at each open. */
+ * caller c open file f of t, or .metrics (0, or -EACCES)? Checked at each
+ * open. */
 bool auth_core_checks_callers(const struct auth_core *core);
 int auth_file_check_caller(struct auth_target *t, int f, const struct caller *c);
+int auth_metrics_check_caller(struct auth_core *core, const struct caller *c);
 
 /* Owner and mode of .metrics: the config's [access] rules for ".metrics";
  * fields not set there are left as they are (default: 0400, the daemon's). */

@@ -88,7 +88,13 @@ int fs_check_caller(struct fs *fs, const struct node *n, const struct caller *c)
 	struct auth_target *t;
 	int r;
 
-	if (!c || !auth_core_checks_callers(fs->core) || n->kind != NODE_TARGET_FILE) {
+	if (!c || !auth_core_checks_callers(fs->core)) {
+		return 0;
+	}
+	if (n->kind == NODE_METRICS) {
+		return auth_metrics_check_caller(fs->core, c);
+	}
+	if (n->kind != NODE_TARGET_FILE) {
 		return 0;
 	}
 	t = auth_target_get(fs->core, n->target_id);

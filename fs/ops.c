@@ -618,7 +618,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->node = n;
 	/* Now: who opens, not who reads later. Only where an event or a rule needs it. */
 	if ((audit_enabled() && (writing || fs_carries_secret(&n))) ||
-	    (n.kind == NODE_TARGET_FILE && auth_core_checks_callers(FS(req)->core))) {
+	    ((n.kind == NODE_TARGET_FILE || n.kind == NODE_METRICS) && auth_core_checks_callers(FS(req)->core))) {
 		h->caller = fs_caller(FS(req), req);
 	}
 	r = fs_check_caller(FS(req), &n, h->caller);

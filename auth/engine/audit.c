@@ -40,18 +40,11 @@ bool auth_core_checks_callers(const struct auth_core *core)
 	return core->cfg->access_callers;
 }
 
-int auth_file_check_caller(struct auth_target *t, int f, const struct caller *c)
+/* Like owners and modes: the last matching rule that names callers decides. */
+static int check_caller(const struct config *cfg, const char *path, const struct caller *c)
 {
-	const struct config *cfg = t->core->cfg;
-	const struct auth_file_info *fi = f == AUTH_TARGET_DIR ? NULL : target_file(t, (unsigned)f);
 	const struct access_rule *last = NULL;
-	char path[600];
 
-	if (!cfg->access_callers) {
-		return 0;
-	}
-	snprintf(path, sizeof(path), "%s/%s%s%s", t->provider->name, t->name, fi ? "/" : "", fi ? fi->name : "");
-	/* Like owners and modes: the last matching rule that names callers decides. */
 	for (size_t i = 0; i < cfg->n_access; i++) {
 		if (cfg->access[i].n_callers > 0 && fnmatch(cfg->access[i].path, path, FNM_PATHNAME) == 0) {
 			last = &cfg->access[i];
@@ -66,6 +59,24 @@ int auth_file_check_caller(struct auth_target *t, int f, const struct caller *c)
 		}
 	}
 	return -EACCES;
+}
+
+int auth_file_check_caller(struct auth_target *t, int f, const struct caller *c)
+{
+	const struct config *cfg = t->core->cfg;
+	const struct auth_file_info *fi = f == AUTH_TARGET_DIR ? NULL : target_file(t, (unsigned)f);
+	char path[600];
+
+	if (!cfg->access_callers) {
+		return 0;
+	}
+	snprintf(path, sizeof(path), "%s/%s%s%s", t->provider->name, t->name, fi ? "/" : "", fi ? fi->name : "");
+	return check_caller(cfg, path, c);
+}
+
+int auth_metrics_check_caller(struct auth_core *core, const struct caller *c)
+{
+	return core->cfg->access_callers ? check_caller(core->cfg, ".metrics", c) : 0;
 }
 
 void audit_status(json_t *status)

@@ -1,5 +1,5 @@
-/* Audit events (audit.h): formatted where they happen, queued, written by
- * one thread to a rotated file and/or the journal. */
+/* Audit events (audit.h): copied where they happen, queued, formatted and
+ * written by one thread to a rotated file and/or the journal. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -17,7 +17,7 @@
 #include "audit.h"
 #include "log.h"
 
-#define LINE_MAX_BYTES 8192
+#define LINE_MAX_BYTES 32768 /* room for an event's fields escaped (6 bytes for a control character) */
 
 static struct {
 	bool on, started, stop, required, journal;
@@ -29,7 +29,7 @@ static struct {
 
 	pthread_mutex_t lock; /* the queue, the counters and the error */
 	pthread_cond_t cond;
-	char **queue;         /* a ring */
+	struct record **queue; /* a ring */
 	size_t head, len, cap;
 	uint64_t dropped, written;
 	int error;            /* the last write's: 0 or -errno */
@@ -162,6 +162,77 @@ int audit_format(const struct audit_event *e, double when, char *buf, size_t siz
 	}
 	buf[o.len] = 0;
 	return (int)o.len;
+}
+
+/* An event as queued: its fields copied as they are, so that the caller's
+ * thread does no formatting (the writer does). */
+enum { S_TARGET, S_FILE, S_OP, S_SERVER, S_DETAIL, S_EXE, S_CGROUP, S_UNIT, S_CONTAINER, S_POD, S_N };
+
+struct record {
+	double when;
+	int result;
+	bool has_caller;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	uint16_t at[S_N]; /* where each string starts in text, plus 1; 0: NULL */
+	char text[];
+};
+
+static struct record *record_new(const struct audit_event *e, double when)
+{
+	const struct caller *c = e->caller;
+	const char *s[S_N] = { e->target, e->file, e->op, e->server, e->detail, c ? c->exe : NULL,
+			       c ? c->cgroup : NULL, c ? c->unit : NULL, c ? c->container : NULL, c ? c->pod : NULL };
+	size_t len[S_N], total = 0;
+	struct record *r;
+
+	for (size_t i = 0; i < S_N; i++) {
+		len[i] = s[i] ? strnlen(s[i], 4095) : 0; /* caller strings are shorter; targets and files too */
+		total += s[i] ? len[i] + 1 : 0;
+	}
+	r = malloc(sizeof(*r) + total);
+	if (!r) {
+		return NULL;
+	}
+	*r = (struct record){ .when = when, .result = e->result, .has_caller = c != NULL };
+	if (c) {
+		r->pid = c->pid;
+		r->uid = c->uid;
+		r->gid = c->gid;
+	}
+	total = 0;
+	for (size_t i = 0; i < S_N; i++) {
+		if (s[i]) {
+			memcpy(r->text + total, s[i], len[i]);
+			r->text[total + len[i]] = 0;
+			r->at[i] = (uint16_t)(total + 1);
+			total += len[i] + 1;
+		}
+	}
+	return r;
+}
+
+static const char *record_str(const struct record *r, int i)
+{
+	return r->at[i] ? r->text + r->at[i] - 1 : NULL;
+}
+
+/* r's line, into buf (see audit_format). */
+static int record_format(const struct record *r, char *buf, size_t size)
+{
+	struct caller c = { .pid = r->pid, .uid = r->uid, .gid = r->gid };
+	char *const into[] = { c.exe, c.cgroup, c.unit, c.container, c.pod };
+	const size_t sizes[] = { sizeof(c.exe), sizeof(c.cgroup), sizeof(c.unit), sizeof(c.container), sizeof(c.pod) };
+
+	for (int i = S_EXE; i < S_N; i++) {
+		snprintf(into[i - S_EXE], sizes[i - S_EXE], "%s", record_str(r, i) ?: "");
+	}
+	return audit_format(&(struct audit_event){ .target = record_str(r, S_TARGET), .file = record_str(r, S_FILE),
+						   .op = record_str(r, S_OP), .result = r->result,
+						   .caller = r->has_caller ? &c : NULL, .server = record_str(r, S_SERVER),
+						   .detail = record_str(r, S_DETAIL) },
+			    r->when, buf, size);
 }
 
 static int open_log(void)
@@ -389,29 +460,53 @@ static void wait_batch(void)
 	}
 }
 
+/* Formats and writes n records (lines: room for n); how many could not be
+ * formatted (too long, no memory) in *ret_lost: they count as dropped. */
+static int write_records(struct record **recs, char **lines, size_t n, size_t *ret_lost)
+{
+	static char buf[LINE_MAX_BYTES]; /* the writer's, or audit_close()'s once it is gone */
+	size_t k = 0;
+	int r;
+
+	for (size_t i = 0; i < n; i++) {
+		int len = record_format(recs[i], buf, sizeof(buf));
+		if (len >= 0 && (lines[k] = strndup(buf, (size_t)len))) {
+			k++;
+		}
+	}
+	r = k > 0 ? write_lines(lines, k) : 0;
+	for (size_t i = 0; i < k; i++) {
+		free(lines[i]);
+	}
+	*ret_lost = n - k;
+	return r;
+}
+
 static void *writer(void *arg)
 {
-	char **batch = calloc(A.cap, sizeof(*batch));
+	struct record **batch = calloc(A.cap, sizeof(*batch));
+	char **lines = calloc(A.cap, sizeof(*lines));
 
 	(void)arg;
 	pthread_mutex_lock(&A.lock);
 	for (;;) {
-		char *single, **lines = batch ? batch : &single;
-		size_t n = 0;
+		struct record *one, **recs = batch && lines ? batch : &one;
+		char *line, **out = batch && lines ? lines : &line;
+		size_t n = 0, lost;
 		int r;
 		wait_batch();
 		if (A.len == 0) {
 			break;
 		}
 		do { /* everything queued; one at a time if there was no room for a batch */
-			lines[n++] = A.queue[A.head];
+			recs[n++] = A.queue[A.head];
 			A.head = (A.head + 1) % A.cap;
 			A.len--;
-		} while (batch && A.len > 0);
+		} while (recs != &one && A.len > 0);
 		pthread_mutex_unlock(&A.lock);
-		r = write_lines(lines, n);
+		r = write_records(recs, out, n, &lost);
 		for (size_t i = 0; i < n; i++) {
-			free(lines[i]);
+			free(recs[i]);
 		}
 		pthread_mutex_lock(&A.lock);
 		if (r < 0 && A.error == 0) {
@@ -422,12 +517,14 @@ static void *writer(void *arg)
 			log_info("Audit events are written again");
 		}
 		A.error = r;
+		A.dropped += lost;
 		if (r == 0) {
-			A.written += n;
+			A.written += n - lost;
 		}
 	}
 	pthread_mutex_unlock(&A.lock);
 	free(batch);
+	free(lines);
 	return NULL;
 }
 
@@ -464,8 +561,10 @@ void audit_close(void)
 	A.on = false; /* from now on, events are ignored */
 	pthread_mutex_unlock(&A.lock);
 	for (; A.len > 0; A.len--, A.head = (A.head + 1) % A.cap) {
+		char *line;
+		size_t lost;
 		if (on) {
-			write_lines(&A.queue[A.head], 1); /* never started (no mount): still recorded */
+			write_records(&A.queue[A.head], &line, 1, &lost); /* never started (no mount): still recorded */
 		}
 		free(A.queue[A.head]);
 	}
@@ -482,28 +581,26 @@ void audit_close(void)
 int audit_emit(const struct audit_event *e)
 {
 	struct timespec ts;
-	char buf[LINE_MAX_BYTES];
-	char *line;
-	int n, r;
+	struct record *rec;
+	int r;
 
 	if (!A.on) {
 		return 0;
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
-	n = audit_format(e, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9, buf, sizeof(buf));
-	line = n >= 0 ? strdup(buf) : NULL;
+	rec = record_new(e, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
 	pthread_mutex_lock(&A.lock);
 	if (!A.on) { /* closed meanwhile (exit): a login thread's late event */
 		r = 0;
-		free(line);
-	} else if (!line || A.len == A.cap) {
+		free(rec);
+	} else if (!rec || A.len == A.cap) {
 		A.dropped++;
 		snprintf(A.problem, sizeof(A.problem), "audit queue full (%zu events): %llu events dropped", A.cap,
 			 (unsigned long long)A.dropped);
 		r = -ENOBUFS;
-		free(line);
+		free(rec);
 	} else {
-		A.queue[(A.head + A.len) % A.cap] = line;
+		A.queue[(A.head + A.len) % A.cap] = rec;
 		A.len++;
 		/* Wake the writer for the first event of a batch, and when half full. */
 		if ((A.idle && A.len == 1) || (A.gathering && A.len == A.cap / 2) || A.cap == 1) {

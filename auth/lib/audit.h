@@ -55,5 +55,5 @@ void audit_note_refusal(const char *why);
 time_t audit_last_refusal(char *buf, size_t size);
 
 /* The line for e, without the newline, into buf: its length, or -ENOBUFS.
- * (audit_emit's formatting, for the tests.) */
+ * (the writer's formatting, for the tests.) */
 int audit_format(const struct audit_event *e, double when, char *buf, size_t size);

@@ -190,15 +190,22 @@ static void fds_put(struct proc_fds *p)
 {
 	struct proc_fds old = { 0 };
 	bool dup = false;
+	size_t slot = PROC_CACHE;
 
 	pthread_mutex_lock(&cache_lock);
 	for (size_t i = 0; i < PROC_CACHE; i++) {
 		dup |= cache[i].pid == p->pid;
+		if (cache[i].pid == 0 && slot == PROC_CACHE) {
+			slot = i; /* a free one (the one p was taken from, mostly): nobody else's is closed */
+		}
 	}
 	if (!dup) {
-		old = cache[cache_next];
-		cache[cache_next] = *p;
-		cache_next = (cache_next + 1) % PROC_CACHE;
+		if (slot == PROC_CACHE) {
+			slot = cache_next;
+			cache_next = (cache_next + 1) % PROC_CACHE;
+		}
+		old = cache[slot];
+		cache[slot] = *p;
 		p->pid = 0;
 	}
 	pthread_mutex_unlock(&cache_lock);

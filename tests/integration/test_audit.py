@@ -275,7 +275,8 @@ def test_unit_and_cgroup_rules(aos_mock, make_mount, cgroups, tmp_path):
     d = make_mount(aos_section(aos_mock, "lab"),
                    access_section([("aos/lab/token", "mode:0444 unit:backup.service"),
                                    ("aos/lab/session.json", f"mode:0444 cgroup:/{cgroups.slice}/ci.slice"),
-                                   ("aos/lab/status", "mode:0444")]),
+                                   ("aos/lab/status", "mode:0444"),
+                                   (".metrics", "mode:0444 unit:backup.service")]),
                    options=("allow_other",), settings=audit_settings(tmp_path), public=True)
     token_path, sj_path = d.path("aos/lab/token"), d.path("aos/lab/session.json")
 
@@ -296,6 +297,11 @@ def test_unit_and_cgroup_rules(aos_mock, make_mount, cgroups, tmp_path):
     ok(cgroups.run(ci, "cat", sj_path, uid=ALICE), "alice under the ci prefix")
     denied(cgroups.run(backup, "cat", sj_path, uid=ALICE), "alice outside the ci prefix")
     ok(cgroups.run(other, "cat", d.path("aos/lab/status"), uid=ALICE), "status has no caller rule")
+    # .metrics is judged the same way (its mode and owner as stat shows them).
+    assert os.stat(d.path(".metrics")).st_mode & 0o777 == 0o444
+    ok(cgroups.run(backup, "cat", d.path(".metrics"), uid=ALICE), "alice reads .metrics in backup.service")
+    denied(cgroups.run(other, "cat", d.path(".metrics"), uid=ALICE), "alice's .metrics in other.service")
+    denied(cgroups.run(other, "cat", d.path(".metrics")), "root's .metrics in other.service")
     # A prefix is a path prefix at a component boundary, not of the name.
     ci2 = cgroups.make("ci.slice2/job.scope")
     denied(cgroups.run(ci2, "cat", sj_path), "ci.slice2 is not under ci.slice")
