@@ -11,7 +11,8 @@ Date and converts the server's expiry to its own clock:
   - +3,600 s against STS: SigV4 is signed by libcurl with the local clock,
     and STS (the mock as the real one) refuses a request whose X-Amz-Date is
     more than 15 min off: a clear error that names the clock, no retry loop;
-  - three fleet nodes, one of them +120 s off, whichever logs in first: one token everywhere, one login, nothing left behind (times in
+  - three fleet nodes, one of them +120 s (either logging in first), -120 s
+    or +3,600 s off: one token everywhere, one login, nothing left behind (times in
     the fleet's values are on etcd's clock, from its Date header);
   - a restart at +120 s: the saved session is resumed (asking the server
     gives the skew), not dropped and left behind;
@@ -97,10 +98,9 @@ def test_skewed_clock_serves_short_tokens(short_aos, make_daemon, skew):
     assert d.log().count("this machine's clock is") == 1
 
 
-@pytest.mark.parametrize("first", [0, 2])
-def test_fleet_with_one_node_skewed(short_aos, make_daemon, tmp_path, first):
+@pytest.mark.parametrize("skew,first", [(120, 0), (120, 2), (-120, 0), (3600, 0)])
+def test_fleet_with_one_node_skewed(short_aos, make_daemon, tmp_path, skew, first):
     mock = short_aos
-    skew = 120
     etcd = start_cluster(tmp_path, "etcd", 1)
     key = new_key_file(tmp_path / "fleet.key")
     try:
