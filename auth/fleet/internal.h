@@ -70,6 +70,7 @@ struct fleet {
 	double lock_wait_seconds;
 	uint64_t watch_reconnects;
 	uint64_t keepalives;
+	uint64_t probes;          /* of the watch's member (atomic) */
 	char **nodes;          /* live nodes, as the watch sees nodes/ */
 	size_t n_nodes;
 };

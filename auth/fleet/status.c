@@ -61,8 +61,11 @@ void fleet_metrics(struct fleet *f, FILE *out)
 		     "# HELP sessionfs_fleet_watch_reconnects_total Times the watch on the fleet prefix was set up again.\n"
 		     "# TYPE sessionfs_fleet_watch_reconnects_total counter\nsessionfs_fleet_watch_reconnects_total %llu\n"
 		     "# HELP sessionfs_fleet_lease_keepalives_total Keep-alives of the node lease (part of the requests).\n"
-		     "# TYPE sessionfs_fleet_lease_keepalives_total counter\nsessionfs_fleet_lease_keepalives_total %llu\n",
+		     "# TYPE sessionfs_fleet_lease_keepalives_total counter\nsessionfs_fleet_lease_keepalives_total %llu\n"
+		     "# HELP sessionfs_fleet_watch_probes_total Reads asking the watch's member whether it is alive (part of the requests).\n"
+		     "# TYPE sessionfs_fleet_watch_probes_total counter\nsessionfs_fleet_watch_probes_total %llu\n",
 		(unsigned long long)etcd_requests(f->etcd), (unsigned long long)etcd_errors(f->etcd),
 		(unsigned long long)waits, wait_s, (unsigned long long)reconnects,
-		(unsigned long long)__atomic_load_n(&f->keepalives, __ATOMIC_RELAXED));
+		(unsigned long long)__atomic_load_n(&f->keepalives, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&f->probes, __ATOMIC_RELAXED));
 }

@@ -47,6 +47,7 @@ void *fleet_watch_guard(void *userdata)
 		probe = f->watch_streaming && f->watch_created && (!f->watch_confirmed || silent >= WATCH_PROBE_AFTER);
 		pthread_mutex_unlock(&f->lock);
 		if (probe) {
+			__atomic_add_fetch(&f->probes, 1, __ATOMIC_RELAXED);
 			r = etcd_probe(f->etcd, ep, WATCH_PROBE_TIMEOUT_MS, err, sizeof(err));
 			if (r == 0) {
 				fleet_set_down(f, false);
