@@ -178,6 +178,7 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 	cache_stop(fs);
 	fuse_session_unmount(fs->se);
 	opens_free_all(fs);
+	pagecache_drop_target(0);
 	log_info("Unmounted %s", opts->mountpoint);
 out:
 	fuse_remove_signal_handlers(fs->se);
