@@ -49,7 +49,7 @@ struct pc_file {
 	bool varied;            /* one of another length was seen: direct from then on */
 	unsigned readers;       /* page-cache opens not yet released */
 	uint64_t page_gen;      /* the generation last served to the page cache; 0: unknown */
-	struct auth_blob *blob; /* the newest rendering of length len */
+	struct auth_blob *blob; /* the newest rendering of length len, while readers */
 };
 
 static struct pc_file *buckets[BUCKETS];
@@ -157,10 +157,10 @@ bool pagecache_close(uint32_t target_id, unsigned file)
 
 	pthread_mutex_lock(&lock);
 	e = *find(target_id, file);
-	if (e && e->readers > 0 && --e->readers == 0 && e->varied) {
-		auth_blob_unref(e->blob); /* no reader relies on its length any more */
+	if (e && e->readers > 0 && --e->readers == 0) {
+		auth_blob_unref(e->blob); /* no token kept for nobody (after rm, say) */
 		e->blob = NULL;
-		ended = true;
+		ended = e->varied; /* no reader relies on the old length any more */
 	}
 	pthread_mutex_unlock(&lock);
 	return ended;
