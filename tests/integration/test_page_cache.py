@@ -123,7 +123,7 @@ def test_no_stale_or_torn_read(aos_mock, make_daemon, pads, readers):
     d = make_daemon(aos_section(aos_mock, "lab"))
     reads, stale, torn, changes = race(d, aos_mock, pads, readers)
     print(f"{changes} tokens written; reads {reads}; stale {tally(stale)}, torn {tally(torn)}")
-    assert changes >= 300, "too few changes to race anything"
+    assert changes >= 200, "too few changes to race anything"  # about 1,000 here; fewer under TSan
     assert all(reads.get(kind, 0) > 100 for kind, _ in readers), reads
     assert not torn, f"torn reads (kind, count, start, length): {torn[:5]}"
     assert not stale, f"stale reads (kind, count, token, newest written before the open): {stale[:5]}"
