@@ -64,6 +64,7 @@ struct fs {
 	uid_t uid;
 	gid_t gid;
 	time_t started; /* the times every node shows */
+	bool page_cache; /* page_cache = true: pagecache.c may serve reads */
 
 	uint64_t dynamic_version; /* bumped per getattr of a dynamic file (atomic) */
 

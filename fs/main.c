@@ -233,6 +233,7 @@ int main(int argc, char *argv[])
 	pthread_cond_init(&fs.pending_cond, NULL);
 	opens_init(&fs);
 	auth_core_set_notify(fs.core, cache_on_change, &fs);
+	fs.page_cache = cfg->page_cache;
 	/* The kernel checks modes; sessionfs decides owners and modes. */
 	fuse_opt_add_arg(&args, "-odefault_permissions");
 	fuse_opt_add_arg(&args, "-ofsname=sessionfs,subtype=sessionfs");

@@ -506,7 +506,7 @@ static bool second_try(const struct handle *h)
  * writable one, `echo > session.json`, sets the size the kernel holds to 0). */
 static bool read_cached(struct fs *fs, struct handle *h, bool *ret_keep)
 {
-	const struct auth_file_info *info = h->sized ? tree_file_info(&h->node) : NULL;
+	const struct auth_file_info *info = fs->page_cache && h->sized ? tree_file_info(&h->node) : NULL;
 	int mode = info && !(info->mode & 0222) && h->blob ? pagecache_open(h->target_id, h->file, h->blob, ret_keep)
 							    : PAGECACHE_DIRECT;
 

@@ -25,16 +25,16 @@ from tests.integration.harness import aos_section
 
 TOKEN = "aos/lab/token"
 SESSION = "aos/lab/session.json"
-SECONDS = 20  # of changes and reads
+SECONDS = 10  # of changes and reads
 
 pytestmark = [pytest.mark.concurrency, pytest.mark.slow]
 
 
-def read_plain(path, flags=0):
+def read_plain(path, flags=0, size=65536):
     fd = os.open(path, os.O_RDONLY | flags)
     try:
-        data = os.read(fd, 65536)
-        while more := os.read(fd, 65536):
+        data = os.read(fd, size)
+        while more := os.read(fd, size):
             data += more
     finally:
         os.close(fd)
@@ -64,6 +64,8 @@ def reader(kind, path, written, stop, results):
             data = read_plain(path, os.O_DIRECT)
         elif kind == "sendfile":
             data = read_sendfile(path)
+        elif kind == "pieces":
+            data = read_plain(path, size=64)  # as a shell's `read` or a small buffer does
         else:
             data = read_plain(path)
         seen[(data, done)] = seen.get((data, done), 0) + 1
@@ -114,16 +116,21 @@ def tally(bad):
     return counts
 
 
-ONE_LENGTH = ([""], (("plain", 3), ("direct", 1), ("sendfile", 1)))
-LENGTHS_VARY = (["", "x" * 7, "y" * 40], (("plain", 3), ("direct", 1)))
+ONE_LENGTH = ([""], (("plain", 3), ("direct", 1), ("sendfile", 1)), "true")
+LENGTHS_VARY = (["", "x" * 7, "y" * 40], (("plain", 3), ("direct", 1)), "true")
+# Readers of a few bytes at a time read the page cache between two of the
+# kernel's invalidations: torn with page_cache = true (README), never by
+# default, when every open reads the rendering it was given.
+IN_PIECES = ([""], (("pieces", 3), ("plain", 1)), "false")
 
 
-@pytest.mark.parametrize("pads, readers", [ONE_LENGTH, LENGTHS_VARY], ids=["one length", "lengths vary"])
-def test_no_stale_or_torn_read(aos_mock, make_daemon, pads, readers):
-    d = make_daemon(aos_section(aos_mock, "lab"))
+@pytest.mark.parametrize("pads, readers, page_cache", [ONE_LENGTH, LENGTHS_VARY, IN_PIECES],
+                         ids=["one length", "lengths vary", "in pieces, default"])
+def test_no_stale_or_torn_read(aos_mock, make_daemon, pads, readers, page_cache):
+    d = make_daemon(aos_section(aos_mock, "lab"), settings={"page_cache": page_cache})
     reads, stale, torn, changes = race(d, aos_mock, pads, readers)
     print(f"{changes} tokens written; reads {reads}; stale {tally(stale)}, torn {tally(torn)}")
-    assert changes >= 200, "too few changes to race anything"  # about 1,000 here; fewer under TSan
+    assert changes >= 100, "too few changes to race anything"  # about 500 here; fewer under TSan
     assert all(reads.get(kind, 0) > 100 for kind, _ in readers), reads
     assert not torn, f"torn reads (kind, count, start, length): {torn[:5]}"
     assert not stale, f"stale reads (kind, count, token, newest written before the open): {stale[:5]}"
