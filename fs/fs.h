@@ -64,6 +64,7 @@ struct fs {
 	uid_t uid;
 	gid_t gid;
 	time_t started; /* the times every node shows */
+	bool page_cache; /* page_cache = true: pagecache.c may serve reads */
 
 	uint64_t dynamic_version; /* bumped per getattr of a dynamic file (atomic) */
 
@@ -156,6 +157,28 @@ int fs_audit(struct fs *fs, const struct node *n, const char *name, const char *
 	     const char *detail);
 /* [access] unit:/cgroup: rules: may c open n? 0 or -EACCES. */
 int fs_check_caller(struct fs *fs, const struct node *n, const struct caller *c);
+
+/* pagecache.c: page-cache reads of session files, where safe. */
+/* How an open whose rendering is b is read: through the page cache (and
+ * then *ret_keep: may the kernel keep the pages it holds; each such open
+ * is closed with pagecache_close()), with direct I/O, or with direct I/O
+ * as the file's first: the kernel may still hold a size from before, so
+ * make it ask again (cache_drop_target()), then call pagecache_ready(). */
+enum { PAGECACHE_DIRECT, PAGECACHE_CACHED, PAGECACHE_NEW };
+int pagecache_open(uint32_t target_id, unsigned file, struct auth_blob *b, bool *ret_keep);
+void pagecache_ready(uint32_t target_id, unsigned file);
+/* What a READ of such an open serves (a new reference, or NULL); fill: the
+ * READ may fill the page cache (not O_DIRECT). */
+struct auth_blob *pagecache_read(struct fs *fs, uint32_t target_id, unsigned file, bool fill);
+/* A READ of a direct-I/O open: what the page cache holds is unknown. */
+void pagecache_direct_read(uint32_t target_id, unsigned file);
+/* true: the last of them closed after a rendering of another length; the
+ * kernel must be made to ask for the size again. */
+bool pagecache_close(uint32_t target_id, unsigned file);
+/* The size to tell the kernel instead of cur's (NULL: no session), if any. */
+bool pagecache_size(uint32_t target_id, unsigned file, const struct auth_blob *cur, off_t *ret_size);
+/* rmdir of a target (0: every target, at exit). */
+void pagecache_drop_target(uint32_t target_id);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fs_ops;

@@ -178,6 +178,7 @@ static int run(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *
 	cache_stop(fs);
 	fuse_session_unmount(fs->se);
 	opens_free_all(fs);
+	pagecache_drop_target(0);
 	log_info("Unmounted %s", opts->mountpoint);
 out:
 	fuse_remove_signal_handlers(fs->se);
@@ -232,6 +233,7 @@ int main(int argc, char *argv[])
 	pthread_cond_init(&fs.pending_cond, NULL);
 	opens_init(&fs);
 	auth_core_set_notify(fs.core, cache_on_change, &fs);
+	fs.page_cache = cfg->page_cache;
 	/* The kernel checks modes; sessionfs decides owners and modes. */
 	fuse_opt_add_arg(&args, "-odefault_permissions");
 	fuse_opt_add_arg(&args, "-ofsname=sessionfs,subtype=sessionfs");

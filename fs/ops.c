@@ -8,10 +8,11 @@
 
 #define FS(req) ((struct fs *)fuse_req_userdata(req))
 
-/* An open file. Reading: the content rendered at open (direct I/O, so each
- * open reads one rendering of its own, always the current session, and no
- * token sits in the page cache). Writing: the value being written, which is
- * what the program writes between open and close. */
+/* An open file. Reading: the content rendered at open, read with direct
+ * I/O (each open reads one rendering of its own), or through the page cache
+ * where that is safe (pagecache.c: READs then serve the current rendering).
+ * Writing: the value being written, which is what the program writes
+ * between open and close. */
 struct handle {
 	struct open_obj obj;
 	struct auth_blob *blob; /* reading */
@@ -20,6 +21,7 @@ struct handle {
 	pid_t opener;           /* its close() completes the value; other processes' (children that
 				 * inherited the descriptor) don't */
 	bool sized;             /* a session file: the kernel must hold the size of blob (open_reply()) */
+	bool cached;            /* read through the page cache (pagecache_open()) */
 	uint32_t target_id;
 	unsigned file;
 	int error;              /* a write was refused: so are the rest, and close */
@@ -51,6 +53,14 @@ static void handle_free(struct open_obj *o)
 	free(h->caller);
 	explicit_bzero(h->buf, h->len);
 	free(h);
+}
+
+static void handle_release(struct fs *fs, struct handle *h)
+{
+	if (h->cached && pagecache_close(h->target_id, h->file)) {
+		cache_drop_target(fs, h->target_id);
+	}
+	opens_release(fs, &h->obj);
 }
 
 static struct handle *handle_new(struct fs *fs, bool writing)
@@ -490,9 +500,28 @@ static bool second_try(const struct handle *h)
 	return found;
 }
 
+/* Is h read through the page cache (and may the kernel keep the pages it
+ * holds)? Nothing written, and no rendering but a read-only session file's
+ * where pagecache.c finds it safe, goes there (an O_TRUNC open of a
+ * writable one, `echo > session.json`, sets the size the kernel holds to 0). */
+static bool read_cached(struct fs *fs, struct handle *h, bool *ret_keep)
+{
+	const struct auth_file_info *info = fs->page_cache && h->sized ? tree_file_info(&h->node) : NULL;
+	int mode = info && !(info->mode & 0222) && h->blob ? pagecache_open(h->target_id, h->file, h->blob, ret_keep)
+							    : PAGECACHE_DIRECT;
+
+	if (mode == PAGECACHE_NEW) {
+		cache_drop_target(fs, h->target_id);
+		pagecache_ready(h->target_id, h->file);
+	}
+	return mode == PAGECACHE_CACHED;
+}
+
 /* The reply to an open, now or once its login ended. */
 static void open_reply(struct fs *fs, fuse_req_t req, struct fuse_file_info *fi, struct handle *h, int r)
 {
+	bool keep = false;
+
 	/* sendfile() copies through the page cache, up to the size the kernel
 	 * holds for the file. Does it hold this rendering's size? If not:
 	 * ESTALE, on which the kernel looks the name up again
@@ -512,12 +541,14 @@ static void open_reply(struct fs *fs, fuse_req_t req, struct fuse_file_info *fi,
 		fuse_reply_err(req, -r);
 		return;
 	}
-	fi->direct_io = 1; /* nothing written or rendered here stays in the page cache */
+	h->cached = read_cached(fs, h, &keep);
+	fi->direct_io = !h->cached;
+	fi->keep_cache = keep;
 	fi->noflush = !h->writing; /* close() of a reader has nothing to tell us */
 	fi->fh = (uint64_t)(uintptr_t)h;
 	handles_order(fs);
 	if (fuse_reply_open(req, fi) == -ENOENT) { /* the opener was interrupted */
-		opens_release(fs, &h->obj);
+		handle_release(fs, h);
 	}
 }
 
@@ -649,7 +680,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 	int r;
 
 	handles_order(FS(req));
-	b = h ? auth_blob_ref(h->blob) : NULL;
+	b = h && h->cached ? pagecache_read(FS(req), h->target_id, h->file, !(fi->flags & O_DIRECT)) : NULL;
+	if (!b && h && h->sized && h->blob) {
+		pagecache_direct_read(h->target_id, h->file); /* a splice may fill the page cache from it */
+	}
+	if (!b && h) {
+		b = auth_blob_ref(h->blob);
+	}
 	if (b) {
 		handles_order(FS(req));
 		reply_slice(req, b, size, off);
@@ -819,7 +856,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		if (h->writing) {
 			write_close(FS(req), ino, h);
 		}
-		opens_release(FS(req), &h->obj);
+		handle_release(FS(req), h);
 	}
 	fuse_reply_err(req, 0);
 }
@@ -1044,6 +1081,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	if (r == 0 && id) {
 		staging_drop_target(FS(req), id);
+		pagecache_drop_target(id);
 	}
 	fuse_reply_err(req, -r);
 }

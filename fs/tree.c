@@ -268,20 +268,35 @@ bool tree_is_dynamic(const struct node *n)
 /* Session files: sized by the session there is now, from memory: a stat
  * never logs in. (The kernel lets one lookup at a time into a directory, so a
  * lookup that waited for a hanging server would hold up every name beside
- * it.) read() doesn't depend on the size: it is direct I/O from what the open
- * rendered. sendfile() and splice() do: FUSE splices even a direct-I/O file
+ * it.) A direct-I/O read() doesn't depend on the size: it is served from
+ * what the open rendered. Page-cache reads (pagecache.c), sendfile() and
+ * splice() do: FUSE splices even a direct-I/O file
  * through the page cache, up to the size the kernel holds (busybox cat,
  * Python's shutil.copyfile), so what each reply tells is noted, and an open
  * whose rendering has another size makes the kernel look again (in ops.c).
- * With no session, or one due for renewal, the size is 0 and the
- * attributes are stale at once. The kernel keeps them at most a second, and
+ * With no session, or one due for renewal, the size is 0 (or what
+ * page-cache readers rely on, pagecache.c) and the attributes are stale at
+ * once. The kernel keeps them at most a second, and
  * no longer than the session may be served. */
 static void stat_session_file(struct fs *fs, const struct node *n, struct stat *st, double *ret_timeout)
 {
 	struct auth_target *t = auth_target_get(fs->core, n->target_id);
 	struct auth_blob *b = NULL;
 	int r = t ? auth_file_peek(t, n->file, &b) : -ENOENT;
+	off_t held = 0;
+	bool holds = pagecache_size(n->target_id, n->file, r == 0 ? b : NULL, &held);
 
+	/* Page-cache readers rely on the length they were told (pagecache.c). */
+	if (holds && (r < 0 || (off_t)b->len != held)) {
+		if (t) {
+			auth_file_size_told(t, n->file, 0, false);
+		}
+		auth_target_unref(t);
+		auth_blob_unref(b);
+		st->st_size = held;
+		*ret_timeout = 0;
+		return;
+	}
 	/* What the kernel will hold (ops.c's open checks it). */
 	if (t) {
 		auth_file_size_told(t, n->file, r == 0 ? b->gen : 0, r == 0);

@@ -457,6 +457,9 @@ static int global_set(struct config *c, const char *key, const char *value, cons
 	if (strcmp(key, "audit_journal") == 0) {
 		return parse_bool(value, &c->audit_journal);
 	}
+	if (strcmp(key, "page_cache") == 0) {
+		return parse_bool(value, &c->page_cache);
+	}
 	if (k) {
 		*(int *)((char *)c + k->offset) = (int)v;
 		return 0;

@@ -58,6 +58,7 @@ struct config {
 	int audit_queue;        /* events waiting to be written, at most */
 	bool audit_journal;     /* and/or to the journal */
 	bool audit_required;    /* no secret served when its event cannot be recorded */
+	bool page_cache;        /* read-only session files through the page cache (fs/pagecache.c) */
 	char error[256]; /* while parsing: what is wrong with the first bad line */
 	const struct config_range *(*ranges)(const char *provider); /* while parsing */
 	struct sections *sections; /* while parsing: sections by provider and name (config.c) */

@@ -1,9 +1,9 @@
 /* The floor of sessionfs's read path: a minimal libfuse low-level file
  * system with one 40-byte file at the path depth of a token
- * (MOUNT/aos/lab/token), opened as sessionfs opens a session file (direct
- * I/O, no flush) and served by the same loop (libfuse 3.12's, at most 64
- * workers, idle ones kept). What is left between the two is sessionfs's
- * own work per open and read.
+ * (MOUNT/aos/lab/token), opened as sessionfs opens a session file it reads
+ * with direct I/O (no flush) and served by the same loop (libfuse 3.12's,
+ * at most 64 workers, idle ones kept). What is left between the two is
+ * sessionfs's own work per open and read.
  *
  *   floor MOUNTPOINT [-f] [other libfuse options]
  */

@@ -21,7 +21,8 @@ from tests.integration.harness import Daemon, aos_section, ini_section, missing_
 @pytest.fixture
 def make_daemon(tmp_path, log_secrets):
     """Factory: make_daemon(*sections, timeout=5, refresh_margin=300,
-    debug=False, env=None, start=True) -> a started Daemon.
+    debug=False, env=None, start=True, settings=None) -> a started Daemon
+    (settings: more [sessionfs] keys).
 
     sections: INI section texts (see harness.aos_section); [sessionfs] is
     written for you. Skips the test if the daemon cannot run here. Every
@@ -33,12 +34,12 @@ def make_daemon(tmp_path, log_secrets):
     daemons = []
 
     def factory(*sections, timeout=5, refresh_margin=300, debug=False, env=None,
-                start=True):
+                start=True, settings=None):
         workdir = tmp_path / f"sessionfs{len(daemons)}"
         workdir.mkdir()
         config = ini_section("sessionfs", {"state_dir": workdir / "state",
                                            "timeout": timeout,
-                                           "refresh_margin": refresh_margin})
+                                           "refresh_margin": refresh_margin, **(settings or {})})
         config += "".join("\n" + s for s in sections)
         d = Daemon(workdir, config, debug=debug, env=env)
         daemons.append(d)

@@ -97,14 +97,17 @@ class AosMock(MockServer):
         with self._state:
             return self._users[user][1]
 
-    def issue_token(self, user="admin", ttl=None):
-        """A token issued as if by a login, without recording a request."""
+    def issue_token(self, user="admin", ttl=None, pad=""):
+        """A token issued as if by a login, without recording a request;
+        pad (a claim of its own) makes it longer."""
         now = time.time()
         exp = int(now + (self.ttl if ttl is None else ttl))
         header = {"alg": "HS256", "typ": "JWT"}
         claims = {"username": user, "user_session": str(uuid.uuid4()),
                   "created_at": datetime.fromtimestamp(now, timezone.utc).isoformat(),
                   "exp": exp}
+        if pad:
+            claims["pad"] = pad
         signing_input = ".".join(
             b64url(json.dumps(part, separators=(",", ":")).encode())
             for part in (header, claims))
