@@ -506,7 +506,7 @@ static CURLcode perform_cancellable(CURL *e, struct http_cancel *cancel)
 {
 	CURLcode res = CURLE_ABORTED_BY_CALLBACK;
 	CURLM *m = curl_multi_init();
-	int running = 1;
+	int running = 1, left;
 
 	if (!m || curl_multi_add_handle(m, e) != CURLM_OK) {
 		curl_multi_cleanup(m);
@@ -515,13 +515,17 @@ static CURLcode perform_cancellable(CURL *e, struct http_cancel *cancel)
 	pthread_mutex_lock(&cancel->lock);
 	cancel->multi = m;
 	pthread_mutex_unlock(&cancel->lock);
-	while (!is_cancelled(cancel) && curl_multi_perform(m, &running) == CURLM_OK && running) {
+	while (!is_cancelled(cancel)) {
+		if (curl_multi_perform(m, &running) != CURLM_OK) {
+			res = CURLE_RECV_ERROR;
+			break;
+		}
+		if (!running) {
+			CURLMsg *msg = curl_multi_info_read(m, &left);
+			res = msg && msg->msg == CURLMSG_DONE ? msg->data.result : CURLE_RECV_ERROR;
+			break;
+		}
 		curl_multi_poll(m, NULL, 0, 1000, NULL);
-	}
-	if (!running) {
-		int left;
-		CURLMsg *msg = curl_multi_info_read(m, &left);
-		res = msg && msg->msg == CURLMSG_DONE ? msg->data.result : CURLE_RECV_ERROR;
 	}
 	pthread_mutex_lock(&cancel->lock);
 	cancel->multi = NULL;
