@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "lib/config.h"
+#include "providers/provider.h"
 
 struct auth_core;
 struct auth_ctx;
@@ -38,6 +39,8 @@ struct fleet_target {
 	char *seen_value;      /* the value the watch last delivered (base64, sealed), or NULL */
 	int64_t seen_mod;
 	json_t *backoff;       /* the fleet's record of failed logins (backoff.c), or NULL */
+	struct auth_session *alone; /* a session this node logged in that the fleet lacks (reconcile.c) */
+	char *alone_key;       /* the key it belongs to (its credentials') */
 };
 
 static inline void fleet_target_free(struct fleet_target *ft)
@@ -48,6 +51,8 @@ static inline void fleet_target_free(struct fleet_target *ft)
 		free(ft->lock_key);
 		free(ft->seen_value);
 		json_decref(ft->backoff);
+		auth_session_free(ft->alone);
+		free(ft->alone_key);
 		free(ft);
 	}
 }
