@@ -753,15 +753,15 @@ def alone_logins(nodes, rel, mock, logins):
     return tokens
 
 
-def reconciled(nodes, rel, mock, back):
+def reconciled(nodes, rel, live, back):
     """Within RECONCILE_WAIT s of back, every node serves one token, the one
-    live session at the server: that token."""
+    live session at the server (live(): the tokens of those): that token."""
     def one():
         served = {d.read(rel) for d in nodes}
-        return len(served) == 1 and live_tokens(mock) == list(served)
+        return len(served) == 1 and live() == list(served)
     ok = wait_until(one, RECONCILE_WAIT, interval=0.1)
     took = time.monotonic() - back
-    assert ok, (len({d.read(rel) for d in nodes}), len(live_tokens(mock)),
+    assert ok, (len({d.read(rel) for d in nodes}), len(live()),
                 [status(d, rel.rsplit("/", 1)[0])["fleet"] for d in nodes])
     print(f"reconciled {took:.2f} s after the store's return")
     return nodes[0].read(rel)
@@ -777,7 +777,7 @@ def test_store_down_local_reconciles(aos_mock, fleet, etcd, how):
     tokens = alone_logins(nodes, "aos/lab/token", aos_mock, 3)
     assert sorted(live_tokens(aos_mock)) == sorted(tokens)
     back = store_back(etcd, how)
-    token = reconciled(nodes, "aos/lab/token", aos_mock, back)
+    token = reconciled(nodes, "aos/lab/token", lambda: live_tokens(aos_mock), back)
     assert token in tokens and aos_mock.logins == 3, "one of the alone sessions, no new login"
     assert wait_until(lambda: aos_mock.logouts == 2, 5), aos_mock.logouts
     assert all(status(d, "aos/lab")["fleet"]["state"] == "connected" for d in nodes)
@@ -785,6 +785,19 @@ def test_store_down_local_reconciles(aos_mock, fleet, etcd, how):
     assert key  # the fleet has it: a node that needs it adopts it
     time.sleep(1)
     assert {d.read("aos/lab/token") for d in nodes} == {token} and live_tokens(aos_mock) == [token]
+
+
+def test_store_down_local_reconciles_bmc_slots(redfish_mock, fleet, etcd):
+    """The same with a BMC: its session slots are given back (DELETE)."""
+    nodes = fleet(idrac_section(redfish_mock), on_store_down="local", timeout=15)
+    store_down(etcd, "pause")
+    tokens = alone_logins(nodes, "idrac/bmc/token", redfish_mock, 3)
+    live = lambda: [s["token"] for s in redfish_mock.live_sessions()]
+    assert sorted(live()) == sorted(tokens)
+    back = store_back(etcd, "pause")
+    token = reconciled(nodes, "idrac/bmc/token", live, back)
+    assert token in tokens and redfish_mock.logins == 3
+    assert len(redfish_mock.deletes) == 2
 
 
 def test_store_down_local_reconciles_over_an_expired_session(aos_mock, fleet, etcd):
@@ -803,7 +816,7 @@ def test_store_down_local_reconciles_over_an_expired_session(aos_mock, fleet, et
     assert old not in tokens and sorted(live_tokens(aos_mock)) == sorted(tokens)
     logins = aos_mock.logins
     back = store_back(etcd, "pause")
-    token = reconciled(nodes, "aos/lab/token", aos_mock, back)
+    token = reconciled(nodes, "aos/lab/token", lambda: live_tokens(aos_mock), back)
     assert token in tokens and aos_mock.logins == logins
     assert wait_until(lambda: aos_mock.logouts == 2, 5), aos_mock.logouts
 
@@ -818,7 +831,7 @@ def test_store_down_local_node_restarted_meanwhile(aos_mock, fleet, etcd):
     nodes[2].restart()
     assert nodes[2].read("aos/lab/token") == tokens[2] and aos_mock.logins == 3, "resumed, no login"
     back = store_back(etcd, "kill")
-    token = reconciled(nodes, "aos/lab/token", aos_mock, back)
+    token = reconciled(nodes, "aos/lab/token", lambda: live_tokens(aos_mock), back)
     assert token in tokens and aos_mock.logins == 3
     assert wait_until(lambda: aos_mock.logouts == 2, 5), aos_mock.logouts
 
