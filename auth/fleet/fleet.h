@@ -22,6 +22,22 @@ struct auth_target;
 struct fleet;
 struct fleet_engine;
 
+/* A session this node logged in that the fleet lacks, and the key it belongs
+ * to (its credentials'): reconcile.c. */
+struct fleet_alone {
+	struct auth_session *s;
+	char *key;
+};
+
+static inline void fleet_alone_free(struct fleet_alone *a)
+{
+	if (a) {
+		auth_session_free(a->s);
+		free(a->key);
+		free(a);
+	}
+}
+
 /* A target's fleet state: made with the target, owned by fleet/ and guarded
  * by its own lock, which may be taken with the target's lock held (never the
  * other way round). */
@@ -39,8 +55,8 @@ struct fleet_target {
 	char *seen_value;      /* the value the watch last delivered (base64, sealed), or NULL */
 	int64_t seen_mod;
 	json_t *backoff;       /* the fleet's record of failed logins (backoff.c), or NULL */
-	struct auth_session *alone; /* a session this node logged in that the fleet lacks (reconcile.c) */
-	char *alone_key;       /* the key it belongs to (its credentials') */
+	struct fleet_alone *alone;  /* or NULL */
+	struct fleet_alone *parked; /* rm token under way: alone again if the session is kept */
 };
 
 static inline void fleet_target_free(struct fleet_target *ft)
@@ -51,8 +67,8 @@ static inline void fleet_target_free(struct fleet_target *ft)
 		free(ft->lock_key);
 		free(ft->seen_value);
 		json_decref(ft->backoff);
-		auth_session_free(ft->alone);
-		free(ft->alone_key);
+		fleet_alone_free(ft->alone);
+		fleet_alone_free(ft->parked);
 		free(ft);
 	}
 }

@@ -707,7 +707,7 @@ void fleet_session_ending(struct auth_target *t)
 	pthread_mutex_lock(&ft->lock);
 	ft->ended_mod = ft->mod_rev;
 	free(TAKE_PTR(ft->seen_value));
-	fleet_alone_drop(fleet_of(t), ft);
+	fleet_alone_park(ft);
 	pthread_mutex_unlock(&ft->lock);
 }
 
@@ -744,6 +744,7 @@ int fleet_session_ended(struct auth_target *t)
 	 * not said so yet. */
 	ft->mod_rev = ft->seen_mod = etcd_int(json_object_get(reply, "header"), "revision");
 	free(TAKE_PTR(ft->seen_value));
+	fleet_alone_free(TAKE_PTR(ft->parked)); /* the engine ends it */
 	pthread_mutex_unlock(&ft->lock);
 	return 0;
 }
@@ -755,6 +756,7 @@ void fleet_session_kept(struct auth_target *t)
 	if (ft) {
 		pthread_mutex_lock(&ft->lock);
 		ft->ended_mod = 0;
+		fleet_alone_unpark(fleet_of(t), ft);
 		pthread_mutex_unlock(&ft->lock);
 	}
 }

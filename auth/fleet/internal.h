@@ -72,7 +72,7 @@ struct fleet {
 	uint64_t keepalives;
 	char **nodes;          /* live nodes, as the watch sees nodes/ */
 	size_t n_nodes;
-	size_t alone;          /* targets whose session the fleet lacks (reconcile.c) */
+	uint64_t alone_notes;  /* sessions noted as the fleet lacks them (reconcile.c) */
 	pthread_t reconcile_thread;
 	bool reconciling;      /* its thread runs */
 };

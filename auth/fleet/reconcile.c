@@ -18,20 +18,16 @@
 #define TRIES 3           /* txns per target and pass, while the key keeps changing */
 
 /* Takes ft->alone if it is still s (by its token): the caller settles it. */
-static struct auth_session *take_alone(struct auth_target *t, const struct auth_session *s)
+static struct fleet_alone *take_alone(struct auth_target *t, const struct auth_session *s)
 {
 	struct fleet_target *ft = target_fleet(t);
-	struct auth_session *taken = NULL;
+	struct fleet_alone *taken = NULL;
 
 	pthread_mutex_lock(&ft->lock);
-	if (ft->alone && secret_equal(ft->alone->token, s->token)) {
+	if (ft->alone && secret_equal(ft->alone->s->token, s->token)) {
 		taken = TAKE_PTR(ft->alone);
-		free(TAKE_PTR(ft->alone_key));
 	}
 	pthread_mutex_unlock(&ft->lock);
-	if (taken) {
-		__atomic_sub_fetch(&fleet_of(t)->alone, 1, __ATOMIC_RELAXED);
-	}
 	return taken;
 }
 
@@ -40,7 +36,7 @@ static int settled(struct auth_target *t, const struct auth_session *s, int64_t 
 {
 	struct fleet_target *ft = target_fleet(t);
 
-	auth_session_free(take_alone(t, s));
+	fleet_alone_free(take_alone(t, s));
 	pthread_mutex_lock(&ft->lock);
 	if (rev > ft->mod_rev) {
 		ft->mod_rev = rev;
@@ -52,12 +48,13 @@ static int settled(struct auth_target *t, const struct auth_session *s, int64_t 
 /* s is served here no more, and the fleet never had it: nobody uses it. */
 static int end_alone(struct auth_target *t, const struct auth_session *s)
 {
-	struct auth_session *taken = take_alone(t, s);
+	struct fleet_alone *taken = take_alone(t, s);
 
 	if (taken) {
 		log_info("%s/%s: serving the fleet's session; ending the one this node logged in alone",
 			 target_provider(t)->name, auth_target_name(t));
-		fleet_of(t)->engine->end(t, taken);
+		fleet_of(t)->engine->end(t, TAKE_PTR(taken->s));
+		fleet_alone_free(taken);
 	}
 	return 1;
 }
@@ -152,7 +149,7 @@ static int reconcile(struct auth_target *t, const struct auth_session *alone)
 	key = strdup(ft->key);
 	lock_key = strdup(ft->lock_key);
 	ended = ft->ended_mod;
-	same_key = key && streq_ptr(key, ft->alone_key);
+	same_key = key && ft->alone && streq_ptr(key, ft->alone->key);
 	pthread_mutex_unlock(&ft->lock);
 	if (!key || !lock_key) {
 		return -ENOMEM;
@@ -161,7 +158,7 @@ static int reconcile(struct auth_target *t, const struct auth_session *alone)
 		/* Not the fleet's to have: other credentials since, or expiring
 		 * (its renewal, if read, goes through the fleet). */
 		if (f->engine->serves(t, alone)) {
-			auth_session_free(take_alone(t, alone));
+			fleet_alone_free(take_alone(t, alone));
 			return 1;
 		}
 		return end_alone(t, alone);
@@ -182,7 +179,7 @@ static int reconcile(struct auth_target *t, const struct auth_session *alone)
 		if (o == -EBADMSG) {
 			log_warning("%s/%s: the fleet's session for this target does not decrypt with key_file: this "
 				    "node's own stays its own", target_provider(t)->name, auth_target_name(t));
-			auth_session_free(take_alone(t, alone));
+			fleet_alone_free(take_alone(t, alone));
 			return 1;
 		}
 		if (o < 0 && o != -ENOENT && o != -EKEYREJECTED) {
@@ -223,7 +220,7 @@ static bool pass(struct fleet *f)
 		after = auth_target_id(t);
 		ft = target_fleet(t);
 		pthread_mutex_lock(&ft->lock);
-		if (ft->alone && !(alone = auth_session_dup(ft->alone))) {
+		if (ft->alone && !(alone = auth_session_dup(ft->alone->s))) {
 			r = -ENOMEM;
 		}
 		pthread_mutex_unlock(&ft->lock);
@@ -247,14 +244,18 @@ static void pause_until(struct fleet *f, double until)
 	}
 }
 
+/* Passes while the store is up and some target was left (or noted since
+ * the last pass that left none). */
 static void *reconcile_thread(void *userdata)
 {
 	struct fleet *f = userdata;
+	uint64_t done = 0;
 
 	pthread_mutex_lock(&f->lock);
 	while (!f->stopping) {
+		uint64_t notes = __atomic_load_n(&f->alone_notes, __ATOMIC_RELAXED);
 		bool left;
-		if (f->down || __atomic_load_n(&f->alone, __ATOMIC_RELAXED) == 0) {
+		if (f->down || notes == done) {
 			/* Woken as soon as the store is back (fleet_set_down). */
 			struct timespec ts = mono_timespec(now_mono() + RETRY_SECONDS);
 			pthread_cond_timedwait(&f->event, &f->lock, &ts);
@@ -266,6 +267,8 @@ static void *reconcile_thread(void *userdata)
 		pthread_mutex_lock(&f->lock);
 		if (left) {
 			pause_until(f, now_mono() + RETRY_SECONDS);
+		} else {
+			done = notes;
 		}
 	}
 	pthread_mutex_unlock(&f->lock);
@@ -276,31 +279,27 @@ void fleet_alone_note(struct auth_target *t, const struct auth_session *s)
 {
 	struct fleet_target *ft = target_fleet(t);
 	struct fleet *f = fleet_of(t);
-	struct auth_session *copy = auth_session_dup(s), *old;
-	char *key = NULL;
+	struct fleet_alone *a = calloc(1, sizeof(*a)), *old;
 	int r = 0;
 
-	pthread_mutex_lock(&ft->lock);
-	key = strdup(ft->key); /* the flight's: its credentials' */
-	pthread_mutex_unlock(&ft->lock);
-	if (!copy || !key) {
-		auth_session_free(copy);
-		free(key);
+	if (a) {
+		a->s = auth_session_dup(s);
+		pthread_mutex_lock(&ft->lock);
+		a->key = strdup(ft->key); /* the flight's: its credentials' */
+		pthread_mutex_unlock(&ft->lock);
+	}
+	if (!a || !a->s || !a->key) {
+		fleet_alone_free(a);
 		log_warning("%s/%s: out of memory: the session logged in alone will not be reconciled with the fleet's",
 			    target_provider(t)->name, auth_target_name(t));
 		return;
 	}
 	pthread_mutex_lock(&ft->lock);
 	old = ft->alone;
-	ft->alone = copy;
-	free(ft->alone_key);
-	ft->alone_key = key;
+	ft->alone = a;
 	pthread_mutex_unlock(&ft->lock);
-	if (old) {
-		auth_session_free(old); /* renewed alone: left to expire, like any renewed session */
-	} else {
-		__atomic_add_fetch(&f->alone, 1, __ATOMIC_RELAXED);
-	}
+	fleet_alone_free(old); /* renewed alone: left to expire, like any renewed session */
+	__atomic_add_fetch(&f->alone_notes, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&f->lock);
 	if (!f->reconciling && !f->stopping) {
 		r = -pthread_create(&f->reconcile_thread, NULL, reconcile_thread, f);
@@ -312,11 +311,16 @@ void fleet_alone_note(struct auth_target *t, const struct auth_session *s)
 	}
 }
 
-void fleet_alone_drop(struct fleet *f, struct fleet_target *ft)
+void fleet_alone_park(struct fleet_target *ft)
 {
-	if (ft->alone) {
-		auth_session_free(TAKE_PTR(ft->alone));
-		free(TAKE_PTR(ft->alone_key));
-		__atomic_sub_fetch(&f->alone, 1, __ATOMIC_RELAXED);
+	fleet_alone_free(ft->parked);
+	ft->parked = TAKE_PTR(ft->alone);
+}
+
+void fleet_alone_unpark(struct fleet *f, struct fleet_target *ft)
+{
+	if (ft->parked && !ft->alone) {
+		ft->alone = TAKE_PTR(ft->parked);
+		__atomic_add_fetch(&f->alone_notes, 1, __ATOMIC_RELAXED);
 	}
 }

@@ -776,11 +776,19 @@ def test_store_down_local_reconciles(aos_mock, fleet, etcd, how):
     store_down(etcd, how)
     tokens = alone_logins(nodes, "aos/lab/token", aos_mock, 3)
     assert sorted(live_tokens(aos_mock)) == sorted(tokens)
+    if how == "kill":
+        # rm token cannot tell the fleet: refused, the session kept (and
+        # still to be reconciled).
+        with pytest.raises(OSError) as e:
+            nodes[0].unlink("aos/lab/token")
+        assert e.value.errno == errno.EHOSTDOWN
+        assert nodes[0].read("aos/lab/token") == tokens[0]
     back = store_back(etcd, how)
     token = reconciled(nodes, "aos/lab/token", lambda: live_tokens(aos_mock), back)
     assert token in tokens and aos_mock.logins == 3, "one of the alone sessions, no new login"
     assert wait_until(lambda: aos_mock.logouts == 2, 5), aos_mock.logouts
-    assert all(status(d, "aos/lab")["fleet"]["state"] == "connected" for d in nodes)
+    assert wait_until(lambda: all(status(d, "aos/lab")["fleet"]["state"] == "connected" for d in nodes), 5), \
+        [status(d, "aos/lab")["fleet"] for d in nodes]
     (key,) = [k for k in etcd.get_prefix() if "/t/aos/" in k and not k.endswith("/lock")]
     assert key  # the fleet has it: a node that needs it adopts it
     time.sleep(1)
