@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "backoff.h"
 #include "reconcile.h"
 #include "lib/log.h"
 
@@ -104,19 +105,22 @@ static int read_key(struct fleet *f, const char *key, json_t **ret_kv)
 static int publish_alone(struct auth_target *t, const char *key, const char *lock_key, int64_t mod,
 			 const struct auth_session *s, int64_t *ret_rev, json_t **ret_kv)
 {
-	_cleanup_free_ char *value = NULL, *k = etcd_b64(key, strlen(key));
+	_cleanup_free_ char *value = NULL, *k = etcd_b64(key, strlen(key)), *bkey = fleet_backoff_key(key),
+			    *bk = bkey ? etcd_b64(bkey, strlen(bkey)) : NULL;
 	json_auto_t *reply = NULL;
 	json_t *body;
 	char err[256];
 	int r;
 
 	r = fleet_seal_session(t, key, s, &value);
-	if (r < 0 || !k) {
+	if (r < 0 || !k || !bk) {
 		return r < 0 ? r : -ENOMEM;
 	}
-	body = json_pack("{s:[o,o], s:[{s:{s:s, s:s}}], s:[{s:{s:s}}]}", "compare",
+	/* Any record of failed logins goes with it, as with every publish. */
+	body = json_pack("{s:[o,o], s:[{s:{s:s, s:s}}, {s:{s:s}}], s:[{s:{s:s}}]}", "compare",
 			 fleet_compare(key, "MOD", "mod_revision", mod), fleet_compare(lock_key, "CREATE", "create_revision", 0),
-			 "success", "request_put", "key", k, "value", value, "failure", "request_range", "key", k);
+			 "success", "request_put", "key", k, "value", value, "request_delete_range", "key", bk, "failure",
+			 "request_range", "key", k);
 	r = fleet_call(fleet_of(t), "kv/txn", body, REQUEST_TIMEOUT_MS, &reply, err, sizeof(err));
 	if (r < 0) {
 		log_debug("Fleet: reconciling: %s", err);
