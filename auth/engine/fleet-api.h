@@ -41,4 +41,9 @@ struct fleet_engine {
 	void (*credentials)(struct auth_target *t, const char *text, size_t len, const char *msg);
 	/* Its session is due for renewal (not merely for a check). */
 	bool (*renewal_due)(struct auth_target *t);
+	/* Is s (by its token) the session this node serves now? */
+	bool (*serves)(struct auth_target *t, const struct auth_session *s);
+	/* s (taken over), which this node logged in alone and serves no more,
+	 * is ended on the server in the background (reconcile.c). */
+	void (*end)(struct auth_target *t, struct auth_session *s);
 };

@@ -783,6 +783,16 @@ bool session_forget(struct auth_target *t, int r, const char *msg)
 	return done;
 }
 
+bool session_serves(struct auth_target *t, const struct auth_session *s)
+{
+	bool serves;
+
+	pthread_mutex_lock(&t->lock);
+	serves = t->session && secret_equal(t->session->token, s->token);
+	pthread_mutex_unlock(&t->lock);
+	return serves;
+}
+
 /* The session is taken out first, under the lock, and only then is the
  * fleet's copy removed: this node's own watch, seeing that removal, finds
  * nothing left to drop, and this logout ends the session at the server

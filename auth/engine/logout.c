@@ -1,6 +1,7 @@
 /* Logouts that nobody waits for: `rm token` and `rmdir` forget the session
  * at once, from local state, and the server's logout goes on in a thread of
- * its own. The kernel holds a directory's lock for the whole of an unlink
+ * its own; so does the end of a session a fleet node logged in alone, once
+ * it serves the fleet's instead. The kernel holds a directory's lock for the whole of an unlink
  * or rmdir in it, so a logout done in place would hold `ls` of that
  * directory for as long as the server takes. */
 #include <errno.h>
@@ -100,25 +101,15 @@ static void *logout_thread(void *userdata)
 	return NULL;
 }
 
-int session_logout_background(struct auth_target *t)
+/* Ends s (taken over) on the server in a thread of its own. */
+static int logout_spawn(struct auth_target *t, struct auth_session *s)
 {
 	struct auth_core *core = t->core;
-	struct auth_session *s;
 	pthread_attr_t attr;
 	pthread_t thread;
 	struct logout *l;
-	bool flight;
 	int r;
 
-	/* Local state, and the fleet's copy (etcd, within the timeout): a read
-	 * anywhere right after rm returns gets a new session. When etcd cannot
-	 * be told (no quorum), rm token changes nothing and says so; rmdir goes
-	 * on (the target goes). */
-	s = session_logout_begin(t, 0, &flight);
-	r = session_logout_end(t, flight, &s);
-	if (!s) {
-		return r < 0 ? r : 0;
-	}
 	l = calloc(1, sizeof(*l));
 	if (!l) {
 		auth_session_free(s);
@@ -138,6 +129,29 @@ int session_logout_background(struct auth_target *t)
 		logout_thread(l);
 	}
 	return 0;
+}
+
+int session_logout_background(struct auth_target *t)
+{
+	struct auth_session *s;
+	bool flight;
+	int r;
+
+	/* Local state, and the fleet's copy (etcd, within the timeout): a read
+	 * anywhere right after rm returns gets a new session. When etcd cannot
+	 * be told (no quorum), rm token changes nothing and says so; rmdir goes
+	 * on (the target goes). */
+	s = session_logout_begin(t, 0, &flight);
+	r = session_logout_end(t, flight, &s);
+	if (!s) {
+		return r < 0 ? r : 0;
+	}
+	return logout_spawn(t, s);
+}
+
+void session_end_background(struct auth_target *t, struct auth_session *s)
+{
+	logout_spawn(t, s);
 }
 
 void logouts_wait(struct auth_core *core)

@@ -627,6 +627,8 @@ static const struct fleet_engine fleet_engine = {
 	.forget = session_forget,
 	.credentials = session_credentials_shared,
 	.renewal_due = target_renewal_due,
+	.serves = session_serves,
+	.end = session_end_background,
 };
 
 int auth_core_new(const struct config *cfg, struct store *store, struct auth_core **ret)

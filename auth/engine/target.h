@@ -231,6 +231,8 @@ void session_mark_stale(struct auth_target *t, const char *token_id);
  * the server's is gone. Both do nothing (false) while a flight runs. */
 bool session_install(struct auth_target *t, struct auth_session *s);
 bool session_forget(struct auth_target *t, int r, const char *msg);
+/* Is s (by its token) the session this node serves now? */
+bool session_serves(struct auth_target *t, const struct auth_session *s);
 /* A renewal the scheduler found due. */
 void flight_refresh(struct auth_target *t);
 /* Lock not held. Credentials written (taken over); a value written to the
@@ -268,6 +270,9 @@ void waiters_stop(struct auth_core *core);
  * a thread of its own, under the usual timeout; failures go to status and
  * the log. Nobody waits for the server. */
 int session_logout_background(struct auth_target *t);
+/* Ends s (taken over), a session this node no longer serves and the fleet
+ * never had, on the server in the same way; nothing else changes. */
+void session_end_background(struct auth_target *t, struct auth_session *s);
 /* Waits for the background logouts to end (each is bounded by the timeout). */
 void logouts_wait(struct auth_core *core);
 

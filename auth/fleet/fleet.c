@@ -4,7 +4,8 @@
  *   t/<provider>/<host:port>@<hash of user>/lock   the node logging in (its lease)
  *   nodes/<node>                                   a live node (its lease)
  * flight.c: the fleet-wide single flight; values.c: keys and sealed values;
- * watch.c: the node's lease, the watch, shared credentials; status.c. */
+ * watch.c: the node's lease, the watch, shared credentials; reconcile.c:
+ * sessions logged in while the store was down; status.c. */
 #include <errno.h>
 #include <limits.h>
 #include <openssl/evp.h>
@@ -170,6 +171,7 @@ void fleet_set_down(struct fleet *f, bool down)
 				    fleet_down_modes[f->on_down]);
 		} else {
 			log_info("Fleet store (etcd) reachable again");
+			pthread_cond_broadcast(&f->event); /* sessions logged in alone meanwhile: reconcile.c */
 		}
 	}
 	f->down = down;
@@ -194,7 +196,7 @@ void fleet_wake_waiters(struct fleet *f)
 
 void fleet_stop(struct fleet *f)
 {
-	if (!f || !f->threads) {
+	if (!f) {
 		return;
 	}
 	pthread_mutex_lock(&f->lock);
@@ -202,10 +204,16 @@ void fleet_stop(struct fleet *f)
 	pthread_cond_broadcast(&f->event);
 	http_cancel(&f->watch_cancel);
 	pthread_mutex_unlock(&f->lock);
-	pthread_join(f->watch_thread, NULL);
-	pthread_join(f->keepalive_thread, NULL);
-	pthread_join(f->guard_thread, NULL);
-	f->threads = false;
+	if (f->threads) {
+		pthread_join(f->watch_thread, NULL);
+		pthread_join(f->keepalive_thread, NULL);
+		pthread_join(f->guard_thread, NULL);
+		f->threads = false;
+	}
+	if (f->reconciling) {
+		pthread_join(f->reconcile_thread, NULL);
+		f->reconciling = false;
+	}
 }
 
 void fleet_free(struct fleet *f)

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "lib/config.h"
+#include "providers/provider.h"
 
 struct auth_core;
 struct auth_ctx;
@@ -20,6 +21,22 @@ struct auth_session;
 struct auth_target;
 struct fleet;
 struct fleet_engine;
+
+/* A session this node logged in that the fleet lacks, and the key it belongs
+ * to (its credentials'): reconcile.c. */
+struct fleet_alone {
+	struct auth_session *s;
+	char *key;
+};
+
+static inline void fleet_alone_free(struct fleet_alone *a)
+{
+	if (a) {
+		auth_session_free(a->s);
+		free(a->key);
+		free(a);
+	}
+}
 
 /* A target's fleet state: made with the target, owned by fleet/ and guarded
  * by its own lock, which may be taken with the target's lock held (never the
@@ -38,6 +55,8 @@ struct fleet_target {
 	char *seen_value;      /* the value the watch last delivered (base64, sealed), or NULL */
 	int64_t seen_mod;
 	json_t *backoff;       /* the fleet's record of failed logins (backoff.c), or NULL */
+	struct fleet_alone *alone;  /* or NULL */
+	struct fleet_alone *parked; /* rm token under way: alone again if the session is kept */
 };
 
 static inline void fleet_target_free(struct fleet_target *ft)
@@ -48,6 +67,8 @@ static inline void fleet_target_free(struct fleet_target *ft)
 		free(ft->lock_key);
 		free(ft->seen_value);
 		json_decref(ft->backoff);
+		fleet_alone_free(ft->alone);
+		fleet_alone_free(ft->parked);
 		free(ft);
 	}
 }

@@ -12,6 +12,7 @@
 
 #include "internal.h"
 #include "backoff.h"
+#include "reconcile.h"
 #include "reject.h"
 #include "lib/log.h"
 
@@ -561,6 +562,7 @@ static int publish_checked(struct auth_target *t, struct auth_ctx *ctx, const ch
 			 "success", "request_put", "key", k, "value", value, "failure", "request_range", "key", k);
 	if (fleet_call(fleet_of(t), "kv/txn", body, REQUEST_TIMEOUT_MS, &reply, err, sizeof(err)) < 0) {
 		log_warning("%s/%s: could not publish the session to the fleet: %s", target_provider(t)->name, auth_target_name(t), err);
+		fleet_alone_note(t, *fresh);
 		return 0;
 	}
 	if (json_is_true(json_object_get(reply, "succeeded"))) {
@@ -606,7 +608,11 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 		return r < 0 || !*fresh ? r : publish_checked(t, ctx, key, fresh, is_login);
 	}
 	if (!key || !lock_key) {
-		return r; /* not leading: fleet store down with on_store_down = local */
+		/* Not leading: fleet store down with on_store_down = local. */
+		if (r >= 0 && *fresh) {
+			fleet_alone_note(t, *fresh);
+		}
+		return r;
 	}
 	if (r == -EKEYREJECTED) {
 		reject(t, ctx, key, lock_key, lock_rev, r);
@@ -635,8 +641,12 @@ int fleet_flight_end(struct auth_target *t, struct auth_ctx *ctx, int r, const s
 		p = publish(t, key, lock_key, lock_rev, value, &rev, &theirs, err, sizeof(err));
 	}
 	if (p < 0) {
-		/* Ours works: serve it here; the lock lapses with its lease. */
+		/* Ours works: serve it here (the lock lapses with its lease) and
+		 * publish it when the store is back. */
 		log_warning("%s/%s: could not publish the session to the fleet: %s", target_provider(t)->name, auth_target_name(t), err);
+		if (*fresh) {
+			fleet_alone_note(t, *fresh);
+		}
 		return r;
 	}
 	if (p == 1) {
@@ -697,6 +707,7 @@ void fleet_session_ending(struct auth_target *t)
 	pthread_mutex_lock(&ft->lock);
 	ft->ended_mod = ft->mod_rev;
 	free(TAKE_PTR(ft->seen_value));
+	fleet_alone_park(ft);
 	pthread_mutex_unlock(&ft->lock);
 }
 
@@ -733,6 +744,7 @@ int fleet_session_ended(struct auth_target *t)
 	 * not said so yet. */
 	ft->mod_rev = ft->seen_mod = etcd_int(json_object_get(reply, "header"), "revision");
 	free(TAKE_PTR(ft->seen_value));
+	fleet_alone_free(TAKE_PTR(ft->parked)); /* the engine ends it */
 	pthread_mutex_unlock(&ft->lock);
 	return 0;
 }
@@ -744,6 +756,7 @@ void fleet_session_kept(struct auth_target *t)
 	if (ft) {
 		pthread_mutex_lock(&ft->lock);
 		ft->ended_mod = 0;
+		fleet_alone_unpark(fleet_of(t), ft);
 		pthread_mutex_unlock(&ft->lock);
 	}
 }

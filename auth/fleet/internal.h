@@ -1,7 +1,7 @@
 /* Fleet mode internals shared by its files: fleet.c (the [fleet] settings,
  * the etcd client), values.c (keys, sealed values), flight.c (the
  * fleet-wide single flight), watch.c (the node lease, the watch, shared
- * credentials) and status.c. */
+ * credentials), reconcile.c (sessions the fleet lacks) and status.c. */
 #pragma once
 
 #include <pthread.h>
@@ -73,6 +73,9 @@ struct fleet {
 	uint64_t probes;          /* of the watch's member (atomic) */
 	char **nodes;          /* live nodes, as the watch sees nodes/ */
 	size_t n_nodes;
+	uint64_t alone_notes;  /* sessions noted as the fleet lacks them (reconcile.c) */
+	pthread_t reconcile_thread;
+	bool reconciling;      /* its thread runs */
 };
 
 

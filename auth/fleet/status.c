@@ -13,7 +13,7 @@ void fleet_status(struct auth_target *t, json_t *status)
 	const char *endpoint;
 	double age;
 	int64_t rev;
-	bool down;
+	bool down, alone;
 
 	if (!f) {
 		return;
@@ -28,12 +28,13 @@ void fleet_status(struct auth_target *t, json_t *status)
 	pthread_mutex_unlock(&f->lock);
 	pthread_mutex_lock(&ft->lock);
 	memcpy(holder, ft->holder, sizeof(holder));
+	alone = ft->alone != NULL;
 	pthread_mutex_unlock(&ft->lock);
 	json_object_set_new(status, "fleet",
 			    json_pack("{s:s, s:s, s:s?, s:I, s:s?, s:f, s:I}", "state",
-				      !down ? "connected" : f->on_down == DOWN_LOCAL ? "down_local" : "down", "node", f->node,
-				      "lock_holder", holder[0] ? holder : NULL, "revision", (json_int_t)rev, "endpoint",
-				      endpoint, "progress_age", (double)(long)(age * 10) / 10, "clock_skew",
+				      down ? (f->on_down == DOWN_LOCAL ? "down_local" : "down") : alone ? "reconciling" : "connected",
+				      "node", f->node, "lock_holder", holder[0] ? holder : NULL, "revision", (json_int_t)rev,
+				      "endpoint", endpoint, "progress_age", (double)(long)(age * 10) / 10, "clock_skew",
 				      (json_int_t)etcd_clock_skew(f->etcd)));
 }
 

@@ -721,6 +721,154 @@ def test_store_down_local_logs_in_alone(aos_mock, fleet, etcd):
     assert "session slots" in nodes[1].log()  # warned at start and when it happened
 
 
+RECONCILE_WAIT = 10  # seconds after the store's return by which the fleet is one again
+
+
+def live_tokens(mock):
+    return [rec.token for rec in mock.tokens if mock.is_live(rec.token)]
+
+
+def store_down(cluster, how):
+    """Every member paused (SIGSTOP: connections hang) or killed."""
+    for m in list(cluster.procs):
+        cluster.pause(m) if how == "pause" else cluster.kill(m)
+
+
+def store_back(cluster, how):
+    """The members back and answering; the time they answered."""
+    for m in cluster.names:
+        cluster.resume(m) if how == "pause" else cluster.start_member(m)
+    cluster.wait_healthy()
+    return time.monotonic()
+
+
+def alone_logins(nodes, rel, mock, logins):
+    """Each node reads rel at once and logs in alone (logins: the mock's
+    count after, None: any): their tokens."""
+    results = concurrent_reads(nodes, rel, per_node=1)
+    tokens = [results[(n, 0)] for n in range(len(nodes))]
+    assert all(isinstance(t, str) for t in tokens), tokens
+    assert len(set(tokens)) == len(nodes) and logins in (None, mock.logins), (tokens, mock.logins)
+    assert all(status(d, rel.rsplit("/", 1)[0])["fleet"]["state"] == "down_local" for d in nodes)
+    return tokens
+
+
+def reconciled(nodes, rel, live, back):
+    """Within RECONCILE_WAIT s of back, every node serves one token, the one
+    live session at the server (live(): the tokens of those): that token."""
+    def one():
+        served = {d.read(rel) for d in nodes}
+        return len(served) == 1 and live() == list(served)
+    ok = wait_until(one, RECONCILE_WAIT, interval=0.1)
+    took = time.monotonic() - back
+    assert ok, (len({d.read(rel) for d in nodes}), len(live()),
+                [status(d, rel.rsplit("/", 1)[0])["fleet"] for d in nodes])
+    print(f"reconciled {took:.2f} s after the store's return")
+    return nodes[0].read(rel)
+
+
+@pytest.mark.parametrize("how", ["pause", "kill"])
+def test_store_down_local_reconciles(aos_mock, fleet, etcd, how):
+    """on_store_down = local: three nodes log in alone while every member is
+    down; when the store is back, one node's session is published (the first
+    fenced txn), the others serve it and end their own on the server."""
+    nodes = fleet(aos_section(aos_mock, "lab"), on_store_down="local", timeout=15)
+    store_down(etcd, how)
+    tokens = alone_logins(nodes, "aos/lab/token", aos_mock, 3)
+    assert sorted(live_tokens(aos_mock)) == sorted(tokens)
+    if how == "kill":
+        # rm token cannot tell the fleet: refused, the session kept (and
+        # still to be reconciled).
+        with pytest.raises(OSError) as e:
+            nodes[0].unlink("aos/lab/token")
+        assert e.value.errno == errno.EHOSTDOWN
+        assert nodes[0].read("aos/lab/token") == tokens[0]
+    back = store_back(etcd, how)
+    token = reconciled(nodes, "aos/lab/token", lambda: live_tokens(aos_mock), back)
+    assert token in tokens and aos_mock.logins == 3, "one of the alone sessions, no new login"
+    assert wait_until(lambda: aos_mock.logouts == 2, 5), aos_mock.logouts
+    assert wait_until(lambda: all(status(d, "aos/lab")["fleet"]["state"] == "connected" for d in nodes), 5), \
+        [status(d, "aos/lab")["fleet"] for d in nodes]
+    (key,) = [k for k in etcd.get_prefix() if "/t/aos/" in k and not k.endswith("/lock")]
+    assert key  # the fleet has it: a node that needs it adopts it
+    time.sleep(1)
+    assert {d.read("aos/lab/token") for d in nodes} == {token} and live_tokens(aos_mock) == [token]
+
+
+def test_store_down_local_reconciles_bmc_slots(redfish_mock, fleet, etcd):
+    """The same with a BMC: its session slots are given back (DELETE)."""
+    nodes = fleet(idrac_section(redfish_mock), on_store_down="local", timeout=15)
+    store_down(etcd, "pause")
+    tokens = alone_logins(nodes, "idrac/bmc/token", redfish_mock, 3)
+    live = lambda: [s["token"] for s in redfish_mock.live_sessions()]
+    assert sorted(live()) == sorted(tokens)
+    back = store_back(etcd, "pause")
+    token = reconciled(nodes, "idrac/bmc/token", live, back)
+    assert token in tokens and redfish_mock.logins == 3
+    assert len(redfish_mock.deletes) == 2
+
+
+def test_store_down_local_reconciles_over_an_expired_session(aos_mock, fleet, etcd):
+    """The key still holds the fleet's session from before the outage, which
+    expired meanwhile: one node's alone session replaces it (a txn fenced on
+    its revision), and the fleet is one again."""
+    aos_mock.ttl = 6  # renewal due 2 s after login (min_validity 2, refresh_margin 2)
+    nodes = fleet(aos_section(aos_mock, "lab"), on_store_down="local", timeout=15, refresh_margin=2)
+    old = nodes[0].read("aos/lab/token")
+    assert wait_until(lambda: all(d.read("aos/lab/token") == old for d in nodes), 1.5)
+    store_down(etcd, "pause")
+    aos_mock.ttl = 3600
+    assert wait_until(lambda: not aos_mock.is_live(old), 8)
+    # Renewed alone in the background, or logged in alone by this read.
+    tokens = alone_logins(nodes, "aos/lab/token", aos_mock, None)
+    assert old not in tokens and sorted(live_tokens(aos_mock)) == sorted(tokens)
+    logins = aos_mock.logins
+    back = store_back(etcd, "pause")
+    token = reconciled(nodes, "aos/lab/token", lambda: live_tokens(aos_mock), back)
+    assert token in tokens and aos_mock.logins == logins
+    assert wait_until(lambda: aos_mock.logouts == 2, 5), aos_mock.logouts
+
+
+def test_store_down_local_node_restarted_meanwhile(aos_mock, fleet, etcd):
+    """A node killed (-9) after it logged in alone, restarted while the store
+    is still down, resumes its saved session: that one is reconciled too."""
+    nodes = fleet(aos_section(aos_mock, "lab"), on_store_down="local", timeout=15)
+    store_down(etcd, "kill")
+    tokens = alone_logins(nodes, "aos/lab/token", aos_mock, 3)
+    nodes[2].kill9()
+    nodes[2].restart()
+    assert nodes[2].read("aos/lab/token") == tokens[2] and aos_mock.logins == 3, "resumed, no login"
+    back = store_back(etcd, "kill")
+    token = reconciled(nodes, "aos/lab/token", lambda: live_tokens(aos_mock), back)
+    assert token in tokens and aos_mock.logins == 3
+    assert wait_until(lambda: aos_mock.logouts == 2, 5), aos_mock.logouts
+
+
+def test_store_down_local_never_alone_for_mfa(sts_mock, fleet, etcd):
+    """A target that needs a one-time code never logs in alone (the code
+    would serve one node): it waits for the store, then one call serves all."""
+    akid, secret = sts_mock.new_key(mfa_serial=MFA_SERIAL, mfa_code="123456")
+    section = ini_section('sts "p"', {"aws_access_key_id": akid, "aws_secret_access_key": secret,
+                                      "region": "eu-west-1", "endpoint_url": sts_mock.url,
+                                      "ca_path": sts_mock.ca.ca, "mfa_serial_number": MFA_SERIAL})
+    nodes = fleet(section, n=2, on_store_down="local", timeout=15)
+    store_down(etcd, "kill")
+    nodes[0].write("sts/p/mfa", "123456\n")
+    assert_errno(nodes[0].read_err("sts/p/creds.json"), errno.EHOSTDOWN)
+    assert not sts_mock.calls_of("GetSessionToken")
+    store_back(etcd, "kill")
+
+    def served():
+        try:
+            return json.loads(nodes[0].read("sts/p/creds.json"))["SessionToken"]
+        except OSError as e:
+            assert e.errno == errno.EHOSTDOWN, e  # the read backoff after the failure
+            return None
+    token = wait_until(served, 10, interval=0.5)
+    assert token and json.loads(nodes[1].read("sts/p/creds.json"))["SessionToken"] == token
+    assert len(sts_mock.calls_of("GetSessionToken")) == 1
+
+
 def test_tls_with_client_certificates(aos_mock, ca, key_file, make_daemon, tmp_path):
     reason = etcdh.missing()
     if reason:
