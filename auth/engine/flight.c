@@ -102,6 +102,10 @@ static struct auth_session *adopt(struct auth_target *t, struct auth_session *s,
 
 	t->session = s;
 	t->gen++;
+	/* A saved session not yet looked at is this one's elder (or this one,
+	 * saved when another node's came in): never resumed in its place. */
+	auth_session_free(TAKE_PTR(t->pending));
+	t->pending_loaded = true;
 	if (fresh_login) {
 		t->last_login = now_real();
 		t->counters.logins++;
