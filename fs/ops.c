@@ -681,7 +681,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 
 	handles_order(FS(req));
 	b = h && h->cached ? pagecache_read(FS(req), h->target_id, h->file, !(fi->flags & O_DIRECT)) : NULL;
-	if (!b && h && h->sized && h->blob) {
+	if (!b && h && h->sized && h->blob && FS(req)->page_cache) {
 		pagecache_direct_read(h->target_id, h->file); /* a splice may fill the page cache from it */
 	}
 	if (!b && h) {

@@ -284,7 +284,7 @@ static void stat_session_file(struct fs *fs, const struct node *n, struct stat *
 	struct auth_blob *b = NULL;
 	int r = t ? auth_file_peek(t, n->file, &b) : -ENOENT;
 	off_t held = 0;
-	bool holds = pagecache_size(n->target_id, n->file, r == 0 ? b : NULL, &held);
+	bool holds = fs->page_cache && pagecache_size(n->target_id, n->file, r == 0 ? b : NULL, &held);
 
 	/* Page-cache readers rely on the length they were told (pagecache.c). */
 	if (holds && (r < 0 || (off_t)b->len != held)) {

@@ -21,6 +21,13 @@ char *fleet_backoff_key(const char *key)
 	return asprintf(&k, "%s/backoff", key) < 0 ? NULL : k;
 }
 
+char *fleet_backoff_key_b64(const char *key)
+{
+	_cleanup_free_ char *bkey = fleet_backoff_key(key);
+
+	return bkey ? etcd_b64(bkey, strlen(bkey)) : NULL;
+}
+
 bool fleet_is_backoff_key(const char *session_key, const char *key)
 {
 	size_t len = strlen(session_key);

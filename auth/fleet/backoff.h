@@ -8,8 +8,10 @@
 
 struct auth_target;
 
-/* The key of t's record beside its session key: key + "/backoff". */
+/* The key of t's record beside its session key: key + "/backoff"; and
+ * the same in base64, for a txn. */
 char *fleet_backoff_key(const char *key);
+char *fleet_backoff_key_b64(const char *key);
 bool fleet_is_backoff_key(const char *session_key, const char *key);
 /* The record of ctx's failed login (r), sealed for etcd, which no node
  * tries again before: 1, 2, 4 ... 60 s after failures in a row (counted

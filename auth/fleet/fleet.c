@@ -186,6 +186,15 @@ int fleet_call(struct fleet *f, const char *path, json_t *body, long timeout_ms,
 	return r;
 }
 
+bool fleet_pause(struct fleet *f, double until)
+{
+	struct timespec ts = mono_timespec(until);
+
+	while (!f->stopping && pthread_cond_timedwait(&f->event, &f->lock, &ts) != ETIMEDOUT) {
+	}
+	return !f->stopping;
+}
+
 void fleet_wake_waiters(struct fleet *f)
 {
 	pthread_mutex_lock(&f->lock);

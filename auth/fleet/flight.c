@@ -103,11 +103,7 @@ static int open_kv(struct begin *b, const json_t *kv, int64_t mod, struct auth_s
 		auth_session_free(s);
 		return GO_ON;
 	}
-	pthread_mutex_lock(&ft->lock);
-	if (kv_mod > ft->mod_rev) {
-		ft->mod_rev = kv_mod;
-	}
-	pthread_mutex_unlock(&ft->lock);
+	fleet_target_seen(ft, kv_mod);
 	*ret = s;
 	return ADOPT;
 }
@@ -390,7 +386,7 @@ static int publish(struct auth_target *t, const char *key, const char *lock_key,
 		   int64_t *ret_rev, json_t **ret_current, char *err, size_t size)
 {
 	_cleanup_free_ char *k = etcd_b64(key, strlen(key)), *lk = etcd_b64(lock_key, strlen(lock_key)),
-			    *bkey = fleet_backoff_key(key), *bk = bkey ? etcd_b64(bkey, strlen(bkey)) : NULL;
+			    *bk = fleet_backoff_key_b64(key);
 	json_auto_t *reply = NULL;
 	json_t *body;
 	int r;
@@ -437,12 +433,11 @@ static void release(struct auth_target *t, const char *lock_key, int64_t lock_re
 static void release_failed(struct auth_target *t, const struct auth_ctx *ctx, const char *key, const char *lock_key,
 			   int64_t lock_rev, int r)
 {
-	_cleanup_free_ char *lk = etcd_b64(lock_key, strlen(lock_key)), *bkey = fleet_backoff_key(key), *bk = NULL,
-			    *record = NULL;
+	_cleanup_free_ char *lk = etcd_b64(lock_key, strlen(lock_key)), *bk = fleet_backoff_key_b64(key), *record = NULL;
 	json_auto_t *reply = NULL;
 	char err[256];
 
-	if (!lk || !bkey || !(bk = etcd_b64(bkey, strlen(bkey))) || fleet_backoff_record(t, ctx, key, r, &record) < 0) {
+	if (!lk || !bk || fleet_backoff_record(t, ctx, key, r, &record) < 0) {
 		release(t, lock_key, lock_rev);
 		return;
 	}

@@ -88,6 +88,11 @@ static inline struct fleet *fleet_of(const struct auth_target *t)
 int fleet_call(struct fleet *f, const char *path, json_t *body, long timeout_ms, json_t **ret, char *err, size_t size);
 void fleet_set_down(struct fleet *f, bool down);
 void fleet_wake_waiters(struct fleet *f);
+/* Waits (f->lock held) until until (now_mono()) passes or the fleet stops:
+ * false when it stops. */
+bool fleet_pause(struct fleet *f, double until);
+/* t's fleet state has the key's value of revision rev, or a newer one. */
+void fleet_target_seen(struct fleet_target *ft, int64_t rev);
 
 /* watch-guard.c: the watch's idle deadline (a thread). */
 void *fleet_watch_guard(void *userdata);

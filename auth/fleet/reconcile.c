@@ -35,14 +35,8 @@ static struct fleet_alone *take_alone(struct auth_target *t, const struct auth_s
 /* The fleet has s now, at revision rev. */
 static int settled(struct auth_target *t, const struct auth_session *s, int64_t rev)
 {
-	struct fleet_target *ft = target_fleet(t);
-
 	fleet_alone_free(take_alone(t, s));
-	pthread_mutex_lock(&ft->lock);
-	if (rev > ft->mod_rev) {
-		ft->mod_rev = rev;
-	}
-	pthread_mutex_unlock(&ft->lock);
+	fleet_target_seen(target_fleet(t), rev);
 	return 1;
 }
 
@@ -66,7 +60,6 @@ static int end_alone(struct auth_target *t, const struct auth_session *s)
 static int take_theirs(struct auth_target *t, const struct auth_session *alone, struct auth_session *theirs, int64_t mod)
 {
 	const struct fleet_engine *engine = fleet_of(t)->engine;
-	struct fleet_target *ft = target_fleet(t);
 
 	if (!engine->serves(t, alone)) {
 		auth_session_free(theirs); /* taken already (the watch, a flight), or dropped */
@@ -75,11 +68,7 @@ static int take_theirs(struct auth_target *t, const struct auth_session *alone, 
 	if (!engine->install(t, theirs)) {
 		return 0;
 	}
-	pthread_mutex_lock(&ft->lock);
-	if (mod > ft->mod_rev) {
-		ft->mod_rev = mod;
-	}
-	pthread_mutex_unlock(&ft->lock);
+	fleet_target_seen(target_fleet(t), mod);
 	return end_alone(t, alone);
 }
 
@@ -105,8 +94,7 @@ static int read_key(struct fleet *f, const char *key, json_t **ret_kv)
 static int publish_alone(struct auth_target *t, const char *key, const char *lock_key, int64_t mod,
 			 const struct auth_session *s, int64_t *ret_rev, json_t **ret_kv)
 {
-	_cleanup_free_ char *value = NULL, *k = etcd_b64(key, strlen(key)), *bkey = fleet_backoff_key(key),
-			    *bk = bkey ? etcd_b64(bkey, strlen(bkey)) : NULL;
+	_cleanup_free_ char *value = NULL, *k = etcd_b64(key, strlen(key)), *bk = fleet_backoff_key_b64(key);
 	json_auto_t *reply = NULL;
 	json_t *body;
 	char err[256];
@@ -239,15 +227,6 @@ static bool pass(struct fleet *f)
 	}
 }
 
-/* Waits until passes, or the daemon stops (f->lock held). */
-static void pause_until(struct fleet *f, double until)
-{
-	struct timespec ts = mono_timespec(until);
-
-	while (!f->stopping && pthread_cond_timedwait(&f->event, &f->lock, &ts) != ETIMEDOUT) {
-	}
-}
-
 /* Passes while the store is up and some target was left (or noted since
  * the last pass that left none). */
 static void *reconcile_thread(void *userdata)
@@ -270,7 +249,7 @@ static void *reconcile_thread(void *userdata)
 		secret_wipe_stack(); /* sessions were opened and sealed here */
 		pthread_mutex_lock(&f->lock);
 		if (left) {
-			pause_until(f, now_mono() + RETRY_SECONDS);
+			fleet_pause(f, now_mono() + RETRY_SECONDS);
 		} else {
 			done = notes;
 		}

@@ -121,6 +121,15 @@ int fleet_target_keys(struct auth_target *t, const char *user, char **ret_key, c
 	return r;
 }
 
+void fleet_target_seen(struct fleet_target *ft, int64_t rev)
+{
+	pthread_mutex_lock(&ft->lock);
+	if (rev > ft->mod_rev) {
+		ft->mod_rev = rev;
+	}
+	pthread_mutex_unlock(&ft->lock);
+}
+
 int fleet_seal_value(struct fleet *f, const char *key, json_t *j, char **ret_b64)
 {
 	_cleanup_secret_ struct secret *plain = NULL;

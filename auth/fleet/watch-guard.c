@@ -15,16 +15,12 @@
 /* Sleeps a tick; false when the fleet stops. */
 static bool tick(struct fleet *f)
 {
-	double until = now_mono() + GUARD_TICK;
-	struct timespec ts = { .tv_sec = (time_t)until, .tv_nsec = (long)((until - (double)(time_t)until) * 1e9) };
-	bool stopping;
+	bool go_on;
 
 	pthread_mutex_lock(&f->lock);
-	while (!f->stopping && pthread_cond_timedwait(&f->event, &f->lock, &ts) != ETIMEDOUT) {
-	}
-	stopping = f->stopping;
+	go_on = fleet_pause(f, now_mono() + GUARD_TICK);
 	pthread_mutex_unlock(&f->lock);
-	return !stopping;
+	return go_on;
 }
 
 void *fleet_watch_guard(void *userdata)

@@ -107,8 +107,8 @@ static void *keepalive_thread(void *userdata)
 	struct fleet *f = userdata;
 
 	for (;;) {
-		struct timespec ts;
 		double until = now_mono() + (double)f->lock_ttl / 3;
+		bool go_on;
 		int64_t lease;
 		json_auto_t *reply = NULL;
 		char err[256];
@@ -135,16 +135,12 @@ static void *keepalive_thread(void *userdata)
 		if (r == -EHOSTDOWN && f->on_down == DOWN_FAIL) {
 			store_lost(f);
 		}
-		ts.tv_sec = (time_t)until;
-		ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
 		pthread_mutex_lock(&f->lock);
-		while (!f->stopping && pthread_cond_timedwait(&f->event, &f->lock, &ts) != ETIMEDOUT) {
-		}
-		if (f->stopping) {
-			pthread_mutex_unlock(&f->lock);
+		go_on = fleet_pause(f, until);
+		pthread_mutex_unlock(&f->lock);
+		if (!go_on) {
 			return NULL;
 		}
-		pthread_mutex_unlock(&f->lock);
 	}
 }
 
@@ -264,11 +260,9 @@ static void changed_session(struct auth_target *t, const char *key, const char *
 		done = fleet_of(t)->engine->forget(t, r < 0 ? -EBADMSG : 0,
 						  "the fleet's session for this target does not decrypt with key_file");
 	}
-	pthread_mutex_lock(&ft->lock);
-	if (done && rev > ft->mod_rev) {
-		ft->mod_rev = rev;
+	if (done) {
+		fleet_target_seen(ft, rev);
 	}
-	pthread_mutex_unlock(&ft->lock);
 }
 
 /* Applies one key's new state to the target it belongs to, if any. */
