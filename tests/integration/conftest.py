@@ -13,7 +13,8 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "concurrency: many threads at once; tests/run runs these again "
         "against the ThreadSanitizer build (build-tsan)")
-    config.addinivalue_line("markers", "slow: takes more than about 20 s")
+    config.addinivalue_line("markers", "slow: a soak of 20 s or more; tests/run runs these in its "
+                            "sanitizer pass only")
 
 from tests.integration.harness import Daemon, aos_section, ini_section, missing_prerequisite, new_password
 

@@ -346,6 +346,7 @@ def test_no_stale_token_right_after_a_session_change(aos_mock, make_daemon):
 
 # --- load ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_four_readers_for_a_minute_across_many_refreshes(aos_mock, make_daemon):
     aos_mock.ttl = 4
     aos_mock.delay = 0.05

@@ -554,6 +554,7 @@ def test_paused_members_removed_token_not_served(aos_mock, etcd3, key_file, make
         assert all(s["state"] == "down" and s["progress_age"] > 1 for s in sts), sts
 
 
+@pytest.mark.slow
 def test_failed_logins_back_off_fleet_wide(aos_mock, fleet, etcd):
     """The server answers 500 to every login: 3 nodes read every 0.25 s for
     10 s, and the fleet logs in 1, 2, 4 ... s apart, not each node on its

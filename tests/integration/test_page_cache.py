@@ -27,7 +27,7 @@ TOKEN = "aos/lab/token"
 SESSION = "aos/lab/session.json"
 SECONDS = 10  # of changes and reads
 
-pytestmark = [pytest.mark.concurrency, pytest.mark.slow]
+pytestmark = pytest.mark.concurrency
 
 
 def read_plain(path, flags=0, size=65536):

@@ -115,6 +115,7 @@ def test_token_read_twice_logs_in_once(redfish_mock, idrac_daemon):
 
 # --- 2. keep-alive and lapse over many reads ---------------------------------
 
+@pytest.mark.slow
 def test_hundred_reads_over_refresh_and_expiry_cycles(redfish_mock, make_daemon):
     mock = redfish_mock
     timeout = 4  # SessionTimeout: keep-alive about every 2 s while read

@@ -171,6 +171,7 @@ def test_short_lived_credentials_are_served_for_half_their_life(sts_mock, make_d
     assert st["counters"]["reader_waits"] == 1
 
 
+@pytest.mark.slow
 def test_short_credentials_are_renewed_in_the_background_at_the_rule(sts_mock, make_daemon):
     """Credentials that can never have 15 minutes left (here 40 s, as if
     DurationSeconds were short) follow the documented rule instead of
