@@ -456,7 +456,7 @@ def scale(work, mock, ca):
         # (ttl 150 s, margin 60 s: due 90 s after login, jittered).
         hot = names[::10]
         mock.reset_peaks()
-        before, wave_start = len(mock.tokens), time.time()
+        before = len(mock.tokens)
         deadline = time.monotonic() + 170
         while time.monotonic() < deadline and len(mock.tokens) - before < len(hot):
             for n in hot:
