@@ -275,9 +275,12 @@ bool tree_is_dynamic(const struct node *n)
  * Python's shutil.copyfile), so what each reply tells is noted, and an open
  * whose rendering has another size makes the kernel look again (in ops.c).
  * With no session, or one due for renewal, the size is 0 (or what
- * page-cache readers rely on, pagecache.c) and the attributes are stale at
- * once. The kernel keeps them at most a second, and
- * no longer than the session may be served. */
+ * page-cache readers rely on, pagecache.c). The kernel keeps attributes at
+ * most a second, and no longer than the session may be served; a size of 0
+ * too: the login or renewal that ends it drops them (cache.c), and an open
+ * served after it made the kernel learn the new size first (ops.c). Were
+ * they stale at once, each opener's permission check would be a GETATTR of
+ * its own: 256 cold readers at once, 256 requests ahead of their opens. */
 static void stat_session_file(struct fs *fs, const struct node *n, struct stat *st, double *ret_timeout)
 {
 	struct auth_target *t = auth_target_get(fs->core, n->target_id);
@@ -304,7 +307,7 @@ static void stat_session_file(struct fs *fs, const struct node *n, struct stat *
 	auth_target_unref(t);
 	if (r < 0) {
 		st->st_size = 0;
-		*ret_timeout = 0;
+		*ret_timeout = SESSION_ATTR_TIMEOUT;
 		return;
 	}
 	st->st_size = (off_t)b->len;

@@ -93,8 +93,12 @@ static int waiters_add(struct auth_target *t, unsigned f, const struct read_stat
 	return 0;
 }
 
-/* The outcome for w now (lock held): 1 while it still waits. */
-static int decide(struct auth_target *t, struct read_waiter *w, int cancel, double now)
+/* The outcome for w now (lock held): 1 while it still waits. What it is
+ * served is rendered once per file for all the waiters decided with it
+ * (rendered[], the caller's, unchanged while the lock is held): one copy of
+ * the token for a herd of readers, not one each. */
+static int decide(struct auth_target *t, struct read_waiter *w, int cancel, double now,
+		  struct auth_blob *rendered[AUTH_FILES_MAX])
 {
 	int r;
 
@@ -108,8 +112,11 @@ static int decide(struct auth_target *t, struct read_waiter *w, int cancel, doub
 		return now < w->deadline ? 1 : session_read_timeout(t);
 	}
 	r = session_read_step(t, &w->rs); /* the flight ended: served, failed, or one more */
+	if (r == 0 && !rendered[w->f]) {
+		r = file_render_locked(t, w->f, &rendered[w->f]);
+	}
 	if (r == 0) {
-		r = file_render_locked(t, w->f, &w->blob);
+		w->blob = auth_blob_ref(rendered[w->f]);
 	}
 	return r;
 }
@@ -120,6 +127,7 @@ static void settle(struct auth_target *t, int cancel)
 {
 	struct auth_core *core = t->core;
 	struct read_waiter *done = NULL, **p;
+	struct auth_blob *rendered[AUTH_FILES_MAX] = { 0 };
 	double now = now_mono(), next;
 	unsigned drop = 0;
 
@@ -128,7 +136,7 @@ static void settle(struct auth_target *t, int cancel)
 		next = 0;
 		for (p = &t->waiters; *p;) {
 			struct read_waiter *w = *p;
-			int r = decide(t, w, cancel, now);
+			int r = decide(t, w, cancel, now, rendered);
 			if (r > 0) {
 				next = next == 0 || w->deadline < next ? w->deadline : next;
 				p = &w->next;
@@ -152,6 +160,9 @@ static void settle(struct auth_target *t, int cancel)
 		/* Stopping, and nobody would answer those left: now. */
 	}
 	pthread_mutex_unlock(&t->lock);
+	for (unsigned f = 0; f < AUTH_FILES_MAX; f++) {
+		auth_blob_unref(rendered[f]); /* each waiter served holds its own reference */
+	}
 
 	while (done) {
 		struct read_waiter *w = done;

@@ -13,6 +13,8 @@ same run (these machines are noisy). Run by tests/bench/run.
                    40-byte file, direct I/O, the same loop): what sessionfs
                    adds to the kernel's and libfuse's part
   2. cold herd     256 concurrent readers of a cold target vs one reader
+                   (and, printed as info, the same herd of a file in tmpfs
+                   and on floor.c: what 256 threads cost here anyway)
   3. login cost    first read of a freshly mounted target (timed in-process)
                    vs curl's own time_total (-w '%{time_total}') for the same
                    login to the same mock over TLS: no process start-up in it
@@ -207,20 +209,26 @@ def audit_cost(work, mock, ca):
         "ns per open+read+close, auditing on vs off"
 
 
+def floor_mount(work, name):
+    """tests/bench/floor.c mounted at work/name: (its process, the mount)."""
+    fmnt = work / name
+    fmnt.mkdir()
+    floor = subprocess.Popen([str(TOOLS / "floor"), "-f", str(fmnt)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        if os.path.ismount(fmnt):
+            break
+        time.sleep(0.05)
+    return floor, fmnt
+
+
 def floor_read(work, mock, ca):
     """sessionfs's open+read+close loop on a live token vs the same loop on
     tests/bench/floor.c (a minimal libfuse file system: one 40-byte file at
     the same depth, the same open flags and loop), side by side."""
     m = Mount(work, config(work, mock, ca, ["lab"]), "floorsfs")
-    fmnt = work / "floor"
-    fmnt.mkdir()
-    floor = subprocess.Popen([str(TOOLS / "floor"), "-f", str(fmnt)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    floor, fmnt = floor_mount(work, "floor")
     try:
-        for _ in range(200):
-            if os.path.ismount(fmnt):
-                break
-            time.sleep(0.05)
         token, ref_file = m.mnt / "aos/lab/token", fmnt / "aos/lab/token"
         token.read_bytes()
         ref_file.read_bytes()
@@ -283,7 +291,27 @@ def herd_read(work, mock, ca, name, readers):
 def cold_herd(work, mock, ca):
     herd = [herd_read(work, mock, ca, f"herd{i}", 256) for i in range(5)]
     one = [herd_read(work, mock, ca, f"one{i}", 1) for i in range(5)]
+    herd_floor(work)
     return statistics.median(herd), statistics.median(one), None, "ms, 256 readers vs 1, each a first login"
+
+
+def herd_floor(work):
+    """What 256 readers cost where nothing is waited for (info, printed): the
+    same herd of a file in tmpfs, and of floor.c's file (a minimal libfuse
+    file system, direct I/O: the same open, read and release requests)."""
+    floor, fmnt = floor_mount(work, "herdfloor")
+    shm = Path(tempfile.mkdtemp(prefix="sessionfs-bench-", dir="/dev/shm"))
+    (shm / "token").write_bytes(b"x" * 40)
+    try:
+        for name, path in (("tmpfs", shm / "token"), ("floor.c", fmnt / "aos/lab/token")):
+            ms = {n: statistics.median(int(run(TOOLS / "herd", path, n).split()[0]) / 1e6 for _ in range(5))
+                  for n in (256, 1)}
+            print(f"  the same herd of a file on {name}: {ms[256]:.1f} vs {ms[1]:.1f} ms "
+                  f"(256 readers cost {ms[256] - ms[1]:.1f} ms more)", flush=True)
+    finally:
+        shutil.rmtree(shm)
+        floor.terminate()
+        floor.wait(30)
 
 
 def warm_herd(work, mock, ca):

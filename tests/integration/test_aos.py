@@ -149,6 +149,34 @@ def test_herd_of_256_cold_readers_makes_one_login(aos_mock, aos_daemon):
     assert aos_mock.logins == 1
 
 
+def test_cold_readers_ask_for_the_size_once(aos_mock, make_daemon):
+    """A cold token's attributes (size 0: no session yet) are kept like any,
+    so readers arriving while the login is in flight don't each send a
+    GETATTR (the kernel's permission check) ahead of their open; and the size
+    0 kept never outlives the login: a stat after the read has the token's."""
+    d = make_daemon(aos_section(aos_mock), debug=True)
+    aos_mock.delay = 0.5  # every reader arrives while the login is in flight
+    readers = 32
+    barrier = threading.Barrier(readers)
+
+    def read(_):
+        barrier.wait()
+        return d.read(TOKEN)
+
+    with ThreadPoolExecutor(readers) as pool:
+        texts = list(pool.map(read, range(readers)))
+    assert len(set(texts)) == 1 and aos_mock.logins == 1
+    getattrs = d.log().count("opcode: GETATTR")
+    assert getattrs <= 2, f"{getattrs} GETATTRs for {readers} cold readers"
+    assert os.stat(d.path(TOKEN)).st_size == len(texts[0].encode())
+
+    d.unlink(TOKEN)  # logged out: size 0, kept
+    assert os.stat(d.path(TOKEN)).st_size == 0
+    text = d.read(TOKEN)
+    assert aos_mock.logins == 2
+    assert os.stat(d.path(TOKEN)).st_size == len(text.encode())
+
+
 def test_refresh_invalidates_the_kernels_copy(aos_mock, make_daemon):
     """After a background refresh, reads (served by the page cache until then)
     get the new token, never the old one, within the invalidation's delay."""
