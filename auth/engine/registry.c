@@ -631,6 +631,21 @@ static const struct fleet_engine fleet_engine = {
 	.end = session_end_background,
 };
 
+/* Before the mount is up: OpenSSL's set-up for a first login, with the CA
+ * file of the first target that verifies certificates (one file is enough:
+ * the decoders it needs read every CA file). */
+static void warm_up_tls(struct auth_core *core)
+{
+	for (uint32_t i = 0; i < core->n_targets; i++) {
+		const struct auth_target *t = core->targets[i];
+		if (t && t->info.tls.validate_certs) {
+			http_warm_up(t->info.tls.ca_path);
+			return;
+		}
+	}
+	http_warm_up(NULL);
+}
+
 int auth_core_new(const struct config *cfg, struct store *store, struct auth_core **ret)
 {
 	struct auth_core *core = calloc(1, sizeof(*core));
@@ -690,6 +705,9 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 	}
 	if (r == 0) {
 		r = target_audit_open(cfg);
+	}
+	if (r == 0) {
+		warm_up_tls(core);
 	}
 	/* What reading the config and loading the targets freed (the parse's
 	 * tables, the store's paths) goes back to the system: a daemon of

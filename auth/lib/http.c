@@ -7,6 +7,7 @@
  * and no thread per request. */
 #include <curl/curl.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -133,6 +134,18 @@ int http_global_init(void)
 	curl_multi_setopt(loop.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)HTTP_MAX_IN_FLIGHT);
 	curl_multi_setopt(loop.multi, CURLMOPT_MAXCONNECTS, (long)HTTP_MAX_CONNECTIONS);
 	return 0;
+}
+
+void http_warm_up(const char *ca_path)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	/* Nothing to report: a login that fails on the same file says why. */
+	if (ctx && ca_path) {
+		X509_STORE_load_file(SSL_CTX_get_cert_store(ctx), ca_path);
+	}
+	SSL_CTX_free(ctx);
+	ERR_clear_error(); /* a failure's, left for no one */
 }
 
 int http_start(void)

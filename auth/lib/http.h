@@ -44,6 +44,13 @@ struct http_response {
 #define HTTP_MAX_CONNECTIONS 64 /* idle connections kept for reuse */
 
 int http_global_init(void);
+/* OpenSSL fetches the algorithms TLS uses, and the decoders that read a CA
+ * file, the first time a process needs them (3 to 10 ms), then keeps them:
+ * done at start-up (a TLS context made and freed, ca_path read into it), the
+ * first login a reader waits for does not pay for them. What a connection
+ * checks is unchanged: libcurl makes its own context, with the CA file it is
+ * given. */
+void http_warm_up(const char *ca_path);
 /* Starts the thread that runs the requests; after any fork (daemonizing). */
 int http_start(void);
 void http_global_cleanup(void);
