@@ -68,7 +68,7 @@ struct fs {
 
 	uint64_t dynamic_version; /* bumped per getattr of a dynamic file (atomic) */
 
-	unsigned long handles_order; /* atomic: see handles_order() in ops.c */
+	unsigned long handles_order; /* atomic: see handles_order() in handle.h */
 
 	pthread_mutex_t opens_lock;
 	struct open_obj opens; /* every open handle and listing (list head) */
