@@ -286,7 +286,8 @@ static int target_load_credentials(struct auth_target *t)
 static int target_new(struct auth_core *core, size_t provider, const char *name,
 		      const struct target_config *section, unsigned port_override, struct auth_target **ret)
 {
-	struct auth_target *t = calloc(1, sizeof(*t));
+	size_t len = strlen(name) + 1;
+	struct auth_target *t = calloc(1, sizeof(*t) + len);
 	_cleanup_free_ char *host = NULL;
 	unsigned port = 0;
 	int r;
@@ -296,17 +297,11 @@ static int target_new(struct auth_core *core, size_t provider, const char *name,
 	}
 	t->core = core;
 	t->refs = 1;
-	t->provider_idx = provider;
 	t->provider = auth_providers[provider];
 	pthread_mutex_init(&t->lock, NULL);
 	cond_init_monotonic(&t->cond);
-	pthread_mutex_init(&t->access_lock, NULL);
-	pthread_mutex_init(&t->slots_lock, NULL);
-	t->name = strdup(name);
-	if (!t->name) {
-		target_free(t);
-		return -ENOMEM;
-	}
+	t->name = memcpy(t->name_buf, name, len);
+	t->key = (struct target_key){ provider, t->name };
 	/* A name that is no host (a config alias, a profile) is fine: the
 	 * section or the provider's init_info() says where the server is. */
 	if (!(t->provider->features & AUTH_PROVIDER_HOST_NAMES) || parse_host_port(name, &host, &port) < 0) {
@@ -362,7 +357,6 @@ static int registry_add(struct auth_core *core, struct auth_target *t)
 	struct target_key **slot;
 	int r = 0;
 
-	t->key = (struct target_key){ t->provider_idx, t->name };
 	pthread_rwlock_wrlock(&core->registry_lock);
 	if (core->n_targets == core->cap_targets) {
 		uint32_t cap = core->cap_targets ? 2 * core->cap_targets : 64;
@@ -447,7 +441,7 @@ struct auth_target *auth_target_next(struct auth_core *core, size_t provider, ui
 
 	pthread_rwlock_rdlock(&core->registry_lock);
 	for (uint32_t i = after; i < core->n_targets; i++) {
-		if (core->targets[i] && (provider == AUTH_ANY_PROVIDER || core->targets[i]->provider_idx == provider)) {
+		if (core->targets[i] && (provider == AUTH_ANY_PROVIDER || core->targets[i]->key.provider == provider)) {
 			t = target_ref(core->targets[i]);
 			break;
 		}
