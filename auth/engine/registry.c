@@ -351,13 +351,62 @@ static struct auth_target *lookup_locked(struct auth_core *core, size_t provider
 	return found ? (struct auth_target *)((char *)*found - offsetof(struct auth_target, key)) : NULL;
 }
 
+/* The index in p's ids of the first id above after (p->n: none). */
+static size_t ids_after(const struct provider_ids *p, uint32_t after)
+{
+	size_t lo = 0, hi = p->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (p->ids[mid] <= after) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return lo;
+}
+
+/* Room for one more id in p. */
+static int ids_reserve(struct provider_ids *p)
+{
+	size_t cap = p->cap ? 2 * p->cap : 64;
+	uint32_t *n;
+
+	if (p->n < p->cap) {
+		return 0;
+	}
+	n = realloc(p->ids, cap * sizeof(*n));
+	if (!n) {
+		return -ENOMEM;
+	}
+	p->ids = n;
+	p->cap = cap;
+	return 0;
+}
+
+static void ids_remove(struct provider_ids *p, uint32_t id)
+{
+	size_t i = ids_after(p, id - 1);
+
+	if (i < p->n && p->ids[i] == id) {
+		memmove(&p->ids[i], &p->ids[i + 1], (p->n - i - 1) * sizeof(*p->ids));
+		p->n--;
+	}
+}
+
 /* Takes the caller's reference into the registry. -EEXIST if the name is taken. */
 static int registry_add(struct auth_core *core, struct auth_target *t)
 {
+	struct provider_ids *ids = &core->by_provider[t->key.provider];
 	struct target_key **slot;
 	int r = 0;
 
 	pthread_rwlock_wrlock(&core->registry_lock);
+	r = ids_reserve(ids);
+	if (r < 0) {
+		goto out;
+	}
 	if (core->n_targets == core->cap_targets) {
 		uint32_t cap = core->cap_targets ? 2 * core->cap_targets : 64;
 		struct auth_target **n = cap > core->cap_targets ? realloc(core->targets, cap * sizeof(*n)) : NULL;
@@ -376,6 +425,7 @@ static int registry_add(struct auth_core *core, struct auth_target *t)
 	} else {
 		t->id = ++core->n_targets;
 		core->targets[t->id - 1] = t;
+		ids->ids[ids->n++] = t->id; /* the largest id yet */
 	}
 out:
 	pthread_rwlock_unlock(&core->registry_lock);
@@ -388,6 +438,7 @@ static void registry_unlink(struct auth_core *core, struct auth_target *t)
 {
 	core->targets[t->id - 1] = NULL;
 	tdelete(&t->key, &core->by_name, key_compare);
+	ids_remove(&core->by_provider[t->key.provider], t->id);
 }
 
 static int add_target(struct auth_core *core, size_t provider, const char *name,
@@ -440,8 +491,17 @@ struct auth_target *auth_target_next(struct auth_core *core, size_t provider, ui
 	struct auth_target *t = NULL;
 
 	pthread_rwlock_rdlock(&core->registry_lock);
-	for (uint32_t i = after; i < core->n_targets; i++) {
-		if (core->targets[i] && (provider == AUTH_ANY_PROVIDER || core->targets[i]->key.provider == provider)) {
+	if (provider != AUTH_ANY_PROVIDER) {
+		/* Only the provider's own ids: a directory of 10 among 100,000
+		 * targets of others is listed without a look at theirs. */
+		const struct provider_ids *ids = &core->by_provider[provider];
+		size_t i = ids_after(ids, after);
+		if (i < ids->n) {
+			t = target_ref(core->targets[ids->ids[i] - 1]);
+		}
+	}
+	for (uint32_t i = after; provider == AUTH_ANY_PROVIDER && i < core->n_targets; i++) {
+		if (core->targets[i]) {
 			t = target_ref(core->targets[i]);
 			break;
 		}
@@ -635,6 +695,11 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 	}
 	core->cfg = cfg;
 	core->store = store;
+	core->by_provider = calloc(auth_provider_count(), sizeof(*core->by_provider));
+	if (!core->by_provider) {
+		free(core);
+		return -ENOMEM;
+	}
 	pthread_rwlock_init(&core->registry_lock, NULL);
 	pthread_mutex_init(&core->sched_lock, NULL);
 	cond_init_monotonic(&core->sched_cond);
@@ -802,6 +867,10 @@ void auth_core_free(struct auth_core *core)
 		auth_target_unref(core->targets[i]);
 	}
 	free(core->targets);
+	for (size_t p = 0; p < auth_provider_count(); p++) {
+		free(core->by_provider[p].ids);
+	}
+	free(core->by_provider);
 	if (core->http_up) {
 		http_global_cleanup();
 	}

@@ -139,6 +139,13 @@ struct auth_target {
 	char name_buf[];              /* the name, in the same allocation */
 };
 
+/* One provider's targets by id, ascending: ids only grow, so a new target
+ * goes at the end; a removed one is cut out. */
+struct provider_ids {
+	uint32_t *ids;
+	size_t n, cap;
+};
+
 struct auth_core {
 	const struct config *cfg;
 	struct store *store;
@@ -150,6 +157,7 @@ struct auth_core {
 	uint32_t n_targets;
 	uint32_t cap_targets;         /* room in targets */
 	void *by_name;                /* tsearch tree of the targets' keys (&t->key) */
+	struct provider_ids *by_provider; /* each provider's target ids (readdir of its directory) */
 	void (*notify)(void *userdata, uint32_t target_id, uint64_t gen);
 	void *notify_userdata;
 
