@@ -51,7 +51,7 @@ static void apply_json(struct file_access *a, json_t *j)
 
 /* Config rules first, then the saved chown/chmod on top (lock not needed: the
  * target is not yet shared). */
-int target_load_access(struct auth_target *t)
+int target_load_access(struct auth_target *t, bool stored)
 {
 	const struct config *cfg = t->core->cfg;
 	_cleanup_secret_ struct secret *saved = NULL;
@@ -59,7 +59,8 @@ int target_load_access(struct auth_target *t)
 	json_auto_t *j = NULL;
 	bool any = false;
 
-	for (int f = 0; f <= AUTH_FILES_MAX; f++) {
+	/* No [access] rules (most configs): no path to make for each file. */
+	for (int f = 0; f <= AUTH_FILES_MAX && cfg->n_access > 0; f++) {
 		const char *name = f == AUTH_TARGET_DIR ? "" : file_name(t, f);
 		char path[600];
 		if (!name) {
@@ -73,7 +74,7 @@ int target_load_access(struct auth_target *t)
 			}
 		}
 	}
-	if (store_load(t->core->store, t->provider->name, t->name, "access", &saved) == 0) {
+	if (stored && store_load(t->core->store, t->provider->name, t->name, "access", &saved) == 0) {
 		j = json_loadb(saved->data, saved->len, 0, NULL);
 		for (int f = 0; f <= AUTH_FILES_MAX; f++) {
 			const char *name = f == AUTH_TARGET_DIR ? "." : file_name(t, f);

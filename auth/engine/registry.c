@@ -207,8 +207,9 @@ static bool has_default_credentials(const struct auth_target *t)
 }
 
 /* Written credentials (in the store) win over configured ones; default
- * credentials go only where target_defaults_allowed() says. */
-static int target_load_credentials(struct auth_target *t)
+ * credentials go only where target_defaults_allowed() says. *ret_stored
+ * becomes false when the state dir has nothing of t's. */
+static int target_load_credentials(struct auth_target *t, bool *ret_stored)
 {
 	_cleanup_secret_ struct secret *saved = NULL;
 	bool defaults = target_defaults_allowed(&t->info);
@@ -260,7 +261,12 @@ static int target_load_credentials(struct auth_target *t)
 			t->password = password;
 		}
 	}
-	if (store_check_target(t->core->store, t->provider->name, t->name, why, sizeof(why)) < 0) {
+	r = store_check_target(t->core->store, t->provider->name, t->name, why, sizeof(why));
+	if (r == -ENOENT) {
+		*ret_stored = false; /* most targets: nothing more to look for */
+		return 0;
+	}
+	if (r < 0) {
 		state_fault(t, why, "");
 		return 0;
 	}
@@ -290,6 +296,7 @@ static int target_new(struct auth_core *core, size_t provider, const char *name,
 	struct auth_target *t = calloc(1, sizeof(*t) + len);
 	_cleanup_free_ char *host = NULL;
 	unsigned port = 0;
+	bool stored = true;
 	int r;
 
 	if (!t) {
@@ -313,10 +320,10 @@ static int target_new(struct auth_core *core, size_t provider, const char *name,
 	}
 	r = target_info_init(t, core->cfg, section, host, port, port_override);
 	if (r == 0) {
-		r = target_load_credentials(t);
+		r = target_load_credentials(t, &stored);
 	}
 	if (r == 0) {
-		r = target_load_access(t);
+		r = target_load_access(t, stored);
 	}
 	if (r == 0) {
 		r = fleet_target_new(t, t->user, &t->fleet);

@@ -307,7 +307,9 @@ void audit_status(json_t *status); /* status's "audit" member, when auditing */
 void audit_metrics(FILE *f);
 
 /* access.c */
-int target_load_access(struct auth_target *t);
+/* The config's rules, and the saved chown/chmod when stored (the state dir
+ * has something of t's). */
+int target_load_access(struct auth_target *t, bool stored);
 
 /* target.c */
 void target_free(struct auth_target *t);
