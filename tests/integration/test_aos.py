@@ -484,6 +484,42 @@ def test_listing_through_adds_and_removals(aos_mock, make_daemon):
     assert sorted(d.listdir("idrac")) == sorted(names[::4])
 
 
+@pytest.mark.concurrency
+def test_listings_while_targets_come_and_go(aos_mock, make_daemon):
+    """Listings of aos/ while two threads add and remove targets of aos and
+    idrac: every name that stays is listed, once, every time."""
+    d = make_daemon(aos_section(aos_mock))
+    stay = [f"stay-{i:03d}" for i in range(300)]
+    for n in stay:
+        os.mkdir(d.path(f"aos/{n}"))
+    stop, errors = threading.Event(), []
+
+    def churn(provider):
+        for i in range(100000):
+            if stop.is_set():
+                return
+            path = d.path(f"{provider}/churn-{i % 50}")
+            try:
+                os.mkdir(path)
+                os.rmdir(path)
+            except OSError as e:
+                errors.append(f"{path}: {e}")
+                return
+    threads = [threading.Thread(target=churn, args=(p,)) for p in ("aos", "idrac")]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(30):
+            seen = Counter(os.listdir(d.path("aos")))
+            assert [n for n in stay + ["lab"] if seen[n] != 1] == [], "each name that stays, once"
+            assert max(seen.values()) == 1
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors
+
+
 def _stat_errno(path):
     try:
         os.stat(path)
