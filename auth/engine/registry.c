@@ -108,16 +108,18 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 	i->name = t->name;
 	i->section = section;
 	i->defaults = config_find_defaults(cfg, t->provider->name);
-	i->scheme = strdup((v = target_setting(i, "scheme")) ? v : "https");
+	/* A literal, not a copy per target. */
+	v = target_setting(i, "scheme");
+	i->scheme = !v || strcmp(v, "https") == 0 ? "https" : strcmp(v, "http") == 0 ? "http" : NULL;
+	if (!i->scheme) {
+		return log_error_errno(-EINVAL, "Target %s/%s: scheme must be https or http", i->provider, t->name);
+	}
 	if ((v = target_config_get(section, "server")) || (v = target_config_get(section, "host"))) {
 		host = v;
 	}
 	i->host = strdup(host);
-	if (!i->scheme || !i->host) {
+	if (!i->host) {
 		return -ENOMEM;
-	}
-	if (strcmp(i->scheme, "https") && strcmp(i->scheme, "http")) {
-		return log_error_errno(-EINVAL, "Target %s/%s: scheme must be https or http", i->provider, t->name);
 	}
 	if (port) {
 		i->port = port;
@@ -515,6 +517,20 @@ struct auth_target *auth_target_next(struct auth_core *core, size_t provider, ui
 	}
 	pthread_rwlock_unlock(&core->registry_lock);
 	return t;
+}
+
+void auth_target_list(struct auth_core *core, size_t provider, uint32_t after,
+		      bool (*fn)(void *userdata, uint32_t id, const char *name), void *userdata)
+{
+	const struct provider_ids *ids = &core->by_provider[provider];
+
+	pthread_rwlock_rdlock(&core->registry_lock);
+	for (size_t i = ids_after(ids, after); i < ids->n; i++) {
+		if (!fn(userdata, ids->ids[i], core->targets[ids->ids[i] - 1]->name)) {
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&core->registry_lock);
 }
 
 /* Drops t from the registry; false if it was not there. */
