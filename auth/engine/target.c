@@ -44,7 +44,6 @@ void target_free(struct auth_target *t)
 	free(t->last_error);
 	free(t->warning);
 	access_free(t->access);
-	free(t->info.scheme);
 	free(t->info.host);
 	free(t->info.base_url);
 	pthread_mutex_destroy(&t->lock);
