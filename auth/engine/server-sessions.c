@@ -126,7 +126,6 @@ static void listing_keep(struct auth_target *t, char **ids, size_t n)
 	if (!sl) {
 		return;
 	}
-
 	for (i = 0; copy && i < n; i++) {
 		if (!(copy[i] = strdup(ids[i]))) {
 			auth_strv_free(copy, i);
