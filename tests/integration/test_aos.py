@@ -486,33 +486,41 @@ def test_listing_through_adds_and_removals(aos_mock, make_daemon):
 
 @pytest.mark.concurrency
 def test_listings_while_targets_come_and_go(aos_mock, make_daemon):
-    """Listings of aos/ while two threads add and remove targets of aos and
-    idrac: every name that stays is listed, once, every time."""
+    """Listings of aos/ (each several getdents calls) while two threads
+    remove and add again targets whose ids lie between those of the names
+    that stay, of aos and of idrac: every name that stays is listed, once,
+    every time."""
     d = make_daemon(aos_section(aos_mock))
-    stay = [f"stay-{i:03d}" for i in range(300)]
-    for n in stay:
-        os.mkdir(d.path(f"aos/{n}"))
+    stay = [f"stay-{i:04d}" for i in range(1500)]
+    churn = [f"churn-{i:04d}" for i in range(1500)]
+    for s, c in zip(stay, churn):
+        os.mkdir(d.path(f"aos/{s}"))
+        os.mkdir(d.path(f"aos/{c}"))
+        if s.endswith("0"):
+            os.mkdir(d.path(f"idrac/{c}"))
     stop, errors = threading.Event(), []
 
-    def churn(provider):
-        for i in range(100000):
+    def run(provider, names):
+        for i in range(1000000):
             if stop.is_set():
                 return
-            path = d.path(f"{provider}/churn-{i % 50}")
+            path = d.path(f"{provider}/{names[i % len(names)]}")
             try:
-                os.mkdir(path)
                 os.rmdir(path)
+                os.mkdir(path)
             except OSError as e:
                 errors.append(f"{path}: {e}")
                 return
-    threads = [threading.Thread(target=churn, args=(p,)) for p in ("aos", "idrac")]
+    threads = [threading.Thread(target=run, args=("aos", churn)),
+               threading.Thread(target=run, args=("idrac", churn[::10]))]
     for t in threads:
         t.start()
     try:
-        for _ in range(30):
+        for _ in range(50):
             seen = Counter(os.listdir(d.path("aos")))
-            assert [n for n in stay + ["lab"] if seen[n] != 1] == [], "each name that stays, once"
-            assert max(seen.values()) == 1
+            wrong = [n for n in stay + ["lab"] if seen[n] != 1]
+            # (A name removed and added again may be listed twice: two targets.)
+            assert not wrong, f"{len(wrong)} names that stay listed other than once, e.g. {wrong[:3]}"
     finally:
         stop.set()
         for t in threads:
