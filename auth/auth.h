@@ -93,6 +93,12 @@ struct auth_target *auth_target_get(struct auth_core *core, uint32_t id);
 /* The provider's target with the smallest id > after, or NULL: a stable readdir cursor. */
 #define AUTH_ANY_PROVIDER SIZE_MAX
 struct auth_target *auth_target_next(struct auth_core *core, size_t provider, uint32_t after);
+/* Calls fn with the id and name of each of the provider's targets whose id
+ * is > after, in order of id, until it returns false: a readdir cursor that
+ * takes the registry's lock once per batch. fn runs under that (read) lock:
+ * it must not block or call into the registry. */
+void auth_target_list(struct auth_core *core, size_t provider, uint32_t after,
+		      bool (*fn)(void *userdata, uint32_t id, const char *name), void *userdata);
 void auth_target_unref(struct auth_target *t);
 uint32_t auth_target_id(const struct auth_target *t);
 const char *auth_target_name(const struct auth_target *t);

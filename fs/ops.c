@@ -187,22 +187,15 @@ static void readdir_root(struct dirbuf *b, off_t off)
 	}
 }
 
+static bool add_target_dir(void *userdata, uint32_t id, const char *name)
+{
+	return dir_add(userdata, name, (fuse_ino_t)id << INO_TARGET_SHIFT, S_IFDIR, (off_t)id);
+}
+
 /* Offsets are target ids, so entries added or removed meanwhile don't shift others. */
 static void readdir_provider(struct fs *fs, struct dirbuf *b, size_t provider, off_t off)
 {
-	for (uint32_t after = (uint32_t)off;;) {
-		struct auth_target *t = auth_target_next(fs->core, provider, after);
-		bool added;
-		if (!t) {
-			return;
-		}
-		after = auth_target_id(t);
-		added = dir_add(b, auth_target_name(t), (fuse_ino_t)after << INO_TARGET_SHIFT, S_IFDIR, (off_t)after);
-		auth_target_unref(t);
-		if (!added) {
-			return;
-		}
-	}
+	auth_target_list(fs->core, provider, (uint32_t)off, add_target_dir, b);
 }
 
 static void readdir_target(struct fs *fs, struct dirbuf *b, const struct node *dir, off_t off)

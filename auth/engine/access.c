@@ -51,7 +51,7 @@ static void apply_json(struct file_access *a, json_t *j)
 
 /* Config rules first, then the saved chown/chmod on top (lock not needed: the
  * target is not yet shared). */
-int target_load_access(struct auth_target *t)
+int target_load_access(struct auth_target *t, bool stored)
 {
 	const struct config *cfg = t->core->cfg;
 	_cleanup_secret_ struct secret *saved = NULL;
@@ -59,7 +59,8 @@ int target_load_access(struct auth_target *t)
 	json_auto_t *j = NULL;
 	bool any = false;
 
-	for (int f = 0; f <= AUTH_FILES_MAX; f++) {
+	/* No [access] rules (most configs): no path to make for each file. */
+	for (int f = 0; f <= AUTH_FILES_MAX && cfg->n_access > 0; f++) {
 		const char *name = f == AUTH_TARGET_DIR ? "" : file_name(t, f);
 		char path[600];
 		if (!name) {
@@ -73,7 +74,7 @@ int target_load_access(struct auth_target *t)
 			}
 		}
 	}
-	if (store_load(t->core->store, t->provider->name, t->name, "access", &saved) == 0) {
+	if (stored && store_load(t->core->store, t->provider->name, t->name, "access", &saved) == 0) {
 		j = json_loadb(saved->data, saved->len, 0, NULL);
 		for (int f = 0; f <= AUTH_FILES_MAX; f++) {
 			const char *name = f == AUTH_TARGET_DIR ? "." : file_name(t, f);
@@ -89,8 +90,32 @@ int target_load_access(struct auth_target *t)
 	}
 	if (any) {
 		*t->access = acc;
+		pthread_mutex_init(&t->access->lock, NULL);
 	}
 	return 0;
+}
+
+/* t's overrides, made at the first chown or chmod when the config and the
+ * state dir set none. Published once and kept until the target is freed.
+ * NULL: out of memory. */
+static struct target_access *access_get(struct auth_target *t)
+{
+	struct target_access *a = __atomic_load_n(&t->access, __ATOMIC_ACQUIRE), *expected = NULL;
+
+	if (a) {
+		return a;
+	}
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		return NULL;
+	}
+	pthread_mutex_init(&a->lock, NULL);
+	if (!__atomic_compare_exchange_n(&t->access, &expected, a, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_destroy(&a->lock); /* another thread's came first */
+		free(a);
+		return expected;
+	}
+	return a;
 }
 
 void auth_metrics_access(struct auth_core *core, uid_t *uid, gid_t *gid, mode_t *mode)
@@ -115,16 +140,17 @@ void auth_metrics_access(struct auth_core *core, uid_t *uid, gid_t *gid, mode_t 
 
 int auth_file_access(struct auth_target *t, int f, uid_t *uid, gid_t *gid, mode_t *mode)
 {
+	struct target_access *acc = __atomic_load_n(&t->access, __ATOMIC_ACQUIRE);
 	struct file_access a = { 0 };
 
 	if (f < 0 || f > AUTH_FILES_MAX) {
 		return -EINVAL;
 	}
-	pthread_mutex_lock(&t->access_lock);
-	if (t->access) {
-		a = t->access->access[f];
+	if (acc) {
+		pthread_mutex_lock(&acc->lock);
+		a = acc->access[f];
+		pthread_mutex_unlock(&acc->lock);
 	}
-	pthread_mutex_unlock(&t->access_lock);
 	if (a.has_uid) {
 		*uid = a.uid;
 	}
@@ -153,7 +179,7 @@ static json_t *access_json(const struct file_access *a)
 	return j;
 }
 
-/* Saves every override of the target (access_lock held). */
+/* Saves every override of the target (t->access->lock held). */
 static int save_access(struct auth_target *t)
 {
 	json_auto_t *j = json_object();
@@ -178,6 +204,7 @@ static int save_access(struct auth_target *t)
 
 int auth_file_set_access(struct auth_target *t, int f, uid_t uid, gid_t gid, mode_t mode)
 {
+	struct target_access *acc;
 	struct file_access old;
 	struct file_access *a;
 	int r;
@@ -185,12 +212,12 @@ int auth_file_set_access(struct auth_target *t, int f, uid_t uid, gid_t gid, mod
 	if (f < 0 || f > AUTH_FILES_MAX) {
 		return -EINVAL;
 	}
-	pthread_mutex_lock(&t->access_lock);
-	if (!t->access && !(t->access = calloc(1, sizeof(*t->access)))) {
-		pthread_mutex_unlock(&t->access_lock);
+	acc = access_get(t);
+	if (!acc) {
 		return -ENOMEM;
 	}
-	a = &t->access->saved[f];
+	pthread_mutex_lock(&acc->lock);
+	a = &acc->saved[f];
 	old = *a;
 	if (uid != (uid_t)-1) {
 		a->uid = uid;
@@ -210,8 +237,8 @@ int auth_file_set_access(struct auth_target *t, int f, uid_t uid, gid_t gid, mod
 	} else {
 		struct access_rule rule = { .uid = a->uid, .gid = a->gid, .mode = a->mode,
 					    .has_uid = a->has_uid, .has_gid = a->has_gid, .has_mode = a->has_mode };
-		apply_rule(&t->access->access[f], &rule);
+		apply_rule(&acc->access[f], &rule);
 	}
-	pthread_mutex_unlock(&t->access_lock);
+	pthread_mutex_unlock(&acc->lock);
 	return r;
 }

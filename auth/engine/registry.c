@@ -108,16 +108,18 @@ static int target_info_init(struct auth_target *t, const struct config *cfg, con
 	i->name = t->name;
 	i->section = section;
 	i->defaults = config_find_defaults(cfg, t->provider->name);
-	i->scheme = strdup((v = target_setting(i, "scheme")) ? v : "https");
+	/* A literal, not a copy per target. */
+	v = target_setting(i, "scheme");
+	i->scheme = !v || strcmp(v, "https") == 0 ? "https" : strcmp(v, "http") == 0 ? "http" : NULL;
+	if (!i->scheme) {
+		return log_error_errno(-EINVAL, "Target %s/%s: scheme must be https or http", i->provider, t->name);
+	}
 	if ((v = target_config_get(section, "server")) || (v = target_config_get(section, "host"))) {
 		host = v;
 	}
 	i->host = strdup(host);
-	if (!i->scheme || !i->host) {
+	if (!i->host) {
 		return -ENOMEM;
-	}
-	if (strcmp(i->scheme, "https") && strcmp(i->scheme, "http")) {
-		return log_error_errno(-EINVAL, "Target %s/%s: scheme must be https or http", i->provider, t->name);
 	}
 	if (port) {
 		i->port = port;
@@ -207,8 +209,9 @@ static bool has_default_credentials(const struct auth_target *t)
 }
 
 /* Written credentials (in the store) win over configured ones; default
- * credentials go only where target_defaults_allowed() says. */
-static int target_load_credentials(struct auth_target *t)
+ * credentials go only where target_defaults_allowed() says. *ret_stored
+ * becomes false when the state dir has nothing of t's. */
+static int target_load_credentials(struct auth_target *t, bool *ret_stored)
 {
 	_cleanup_secret_ struct secret *saved = NULL;
 	bool defaults = target_defaults_allowed(&t->info);
@@ -260,7 +263,12 @@ static int target_load_credentials(struct auth_target *t)
 			t->password = password;
 		}
 	}
-	if (store_check_target(t->core->store, t->provider->name, t->name, why, sizeof(why)) < 0) {
+	r = store_check_target(t->core->store, t->provider->name, t->name, why, sizeof(why));
+	if (r == -ENOENT) {
+		*ret_stored = false; /* most targets: nothing more to look for */
+		return 0;
+	}
+	if (r < 0) {
 		state_fault(t, why, "");
 		return 0;
 	}
@@ -286,9 +294,11 @@ static int target_load_credentials(struct auth_target *t)
 static int target_new(struct auth_core *core, size_t provider, const char *name,
 		      const struct target_config *section, unsigned port_override, struct auth_target **ret)
 {
-	struct auth_target *t = calloc(1, sizeof(*t));
+	size_t len = strlen(name) + 1;
+	struct auth_target *t = calloc(1, sizeof(*t) + len);
 	_cleanup_free_ char *host = NULL;
 	unsigned port = 0;
+	bool stored = true;
 	int r;
 
 	if (!t) {
@@ -296,17 +306,11 @@ static int target_new(struct auth_core *core, size_t provider, const char *name,
 	}
 	t->core = core;
 	t->refs = 1;
-	t->provider_idx = provider;
 	t->provider = auth_providers[provider];
 	pthread_mutex_init(&t->lock, NULL);
 	cond_init_monotonic(&t->cond);
-	pthread_mutex_init(&t->access_lock, NULL);
-	pthread_mutex_init(&t->slots_lock, NULL);
-	t->name = strdup(name);
-	if (!t->name) {
-		target_free(t);
-		return -ENOMEM;
-	}
+	t->name = memcpy(t->name_buf, name, len);
+	t->key = (struct target_key){ provider, t->name };
 	/* A name that is no host (a config alias, a profile) is fine: the
 	 * section or the provider's init_info() says where the server is. */
 	if (!(t->provider->features & AUTH_PROVIDER_HOST_NAMES) || parse_host_port(name, &host, &port) < 0) {
@@ -318,10 +322,10 @@ static int target_new(struct auth_core *core, size_t provider, const char *name,
 	}
 	r = target_info_init(t, core->cfg, section, host, port, port_override);
 	if (r == 0) {
-		r = target_load_credentials(t);
+		r = target_load_credentials(t, &stored);
 	}
 	if (r == 0) {
-		r = target_load_access(t);
+		r = target_load_access(t, stored);
 	}
 	if (r == 0) {
 		r = fleet_target_new(t, t->user, &t->fleet);
@@ -356,14 +360,62 @@ static struct auth_target *lookup_locked(struct auth_core *core, size_t provider
 	return found ? (struct auth_target *)((char *)*found - offsetof(struct auth_target, key)) : NULL;
 }
 
+/* The index in p's ids of the first id above after (p->n: none). */
+static size_t ids_after(const struct provider_ids *p, uint32_t after)
+{
+	size_t lo = 0, hi = p->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (p->ids[mid] <= after) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return lo;
+}
+
+/* Room for one more id in p. */
+static int ids_reserve(struct provider_ids *p)
+{
+	size_t cap = p->cap ? 2 * p->cap : 64;
+	uint32_t *n;
+
+	if (p->n < p->cap) {
+		return 0;
+	}
+	n = realloc(p->ids, cap * sizeof(*n));
+	if (!n) {
+		return -ENOMEM;
+	}
+	p->ids = n;
+	p->cap = cap;
+	return 0;
+}
+
+static void ids_remove(struct provider_ids *p, uint32_t id)
+{
+	size_t i = ids_after(p, id - 1);
+
+	if (i < p->n && p->ids[i] == id) {
+		memmove(&p->ids[i], &p->ids[i + 1], (p->n - i - 1) * sizeof(*p->ids));
+		p->n--;
+	}
+}
+
 /* Takes the caller's reference into the registry. -EEXIST if the name is taken. */
 static int registry_add(struct auth_core *core, struct auth_target *t)
 {
+	struct provider_ids *ids = &core->by_provider[t->key.provider];
 	struct target_key **slot;
 	int r = 0;
 
-	t->key = (struct target_key){ t->provider_idx, t->name };
 	pthread_rwlock_wrlock(&core->registry_lock);
+	r = ids_reserve(ids);
+	if (r < 0) {
+		goto out;
+	}
 	if (core->n_targets == core->cap_targets) {
 		uint32_t cap = core->cap_targets ? 2 * core->cap_targets : 64;
 		struct auth_target **n = cap > core->cap_targets ? realloc(core->targets, cap * sizeof(*n)) : NULL;
@@ -382,6 +434,7 @@ static int registry_add(struct auth_core *core, struct auth_target *t)
 	} else {
 		t->id = ++core->n_targets;
 		core->targets[t->id - 1] = t;
+		ids->ids[ids->n++] = t->id; /* the largest id yet */
 	}
 out:
 	pthread_rwlock_unlock(&core->registry_lock);
@@ -394,6 +447,7 @@ static void registry_unlink(struct auth_core *core, struct auth_target *t)
 {
 	core->targets[t->id - 1] = NULL;
 	tdelete(&t->key, &core->by_name, key_compare);
+	ids_remove(&core->by_provider[t->key.provider], t->id);
 }
 
 static int add_target(struct auth_core *core, size_t provider, const char *name,
@@ -446,14 +500,37 @@ struct auth_target *auth_target_next(struct auth_core *core, size_t provider, ui
 	struct auth_target *t = NULL;
 
 	pthread_rwlock_rdlock(&core->registry_lock);
-	for (uint32_t i = after; i < core->n_targets; i++) {
-		if (core->targets[i] && (provider == AUTH_ANY_PROVIDER || core->targets[i]->provider_idx == provider)) {
+	if (provider != AUTH_ANY_PROVIDER) {
+		/* Only the provider's own ids: a directory of 10 among 100,000
+		 * targets of others is listed without a look at theirs. */
+		const struct provider_ids *ids = &core->by_provider[provider];
+		size_t i = ids_after(ids, after);
+		if (i < ids->n) {
+			t = target_ref(core->targets[ids->ids[i] - 1]);
+		}
+	}
+	for (uint32_t i = after; provider == AUTH_ANY_PROVIDER && i < core->n_targets; i++) {
+		if (core->targets[i]) {
 			t = target_ref(core->targets[i]);
 			break;
 		}
 	}
 	pthread_rwlock_unlock(&core->registry_lock);
 	return t;
+}
+
+void auth_target_list(struct auth_core *core, size_t provider, uint32_t after,
+		      bool (*fn)(void *userdata, uint32_t id, const char *name), void *userdata)
+{
+	const struct provider_ids *ids = &core->by_provider[provider];
+
+	pthread_rwlock_rdlock(&core->registry_lock);
+	for (size_t i = ids_after(ids, after); i < ids->n; i++) {
+		if (!fn(userdata, ids->ids[i], core->targets[ids->ids[i] - 1]->name)) {
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&core->registry_lock);
 }
 
 /* Drops t from the registry; false if it was not there. */
@@ -656,6 +733,11 @@ int auth_core_new(const struct config *cfg, struct store *store, struct auth_cor
 	}
 	core->cfg = cfg;
 	core->store = store;
+	core->by_provider = calloc(auth_provider_count(), sizeof(*core->by_provider));
+	if (!core->by_provider) {
+		free(core);
+		return -ENOMEM;
+	}
 	pthread_rwlock_init(&core->registry_lock, NULL);
 	pthread_mutex_init(&core->sched_lock, NULL);
 	cond_init_monotonic(&core->sched_cond);
@@ -826,6 +908,10 @@ void auth_core_free(struct auth_core *core)
 		auth_target_unref(core->targets[i]);
 	}
 	free(core->targets);
+	for (size_t p = 0; p < auth_provider_count(); p++) {
+		free(core->by_provider[p].ids);
+	}
+	free(core->by_provider);
 	if (core->http_up) {
 		http_global_cleanup();
 	}

@@ -94,30 +94,56 @@ static int op_list(struct auth_target *t, struct auth_ctx *ctx, const struct aut
 	return t->provider->sessions->list(ctx, s, &a->ids, &a->n);
 }
 
-/* Keeps a copy of a listing, for lookups (slots_lock not held). */
+/* t's sessions/ state, made at its first use: most targets never have one.
+ * Published once and kept until the target is freed. NULL: out of memory. */
+static struct target_slots *slots_get(struct auth_target *t)
+{
+	struct target_slots *sl = __atomic_load_n(&t->slots, __ATOMIC_ACQUIRE), *expected = NULL;
+
+	if (sl) {
+		return sl;
+	}
+	sl = calloc(1, sizeof(*sl));
+	if (!sl) {
+		return NULL;
+	}
+	pthread_mutex_init(&sl->lock, NULL);
+	if (!__atomic_compare_exchange_n(&t->slots, &expected, sl, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_destroy(&sl->lock); /* another thread's came first */
+		free(sl);
+		return expected;
+	}
+	return sl;
+}
+
+/* Keeps a copy of a listing, for lookups (the slots' lock not held). */
 static void listing_keep(struct auth_target *t, char **ids, size_t n)
 {
-	char **copy = calloc(n + 1, sizeof(*copy));
+	struct target_slots *sl = slots_get(t);
+	char **copy = sl ? calloc(n + 1, sizeof(*copy)) : NULL;
 	size_t i;
 
+	if (!sl) {
+		return;
+	}
 	for (i = 0; copy && i < n; i++) {
 		if (!(copy[i] = strdup(ids[i]))) {
 			auth_strv_free(copy, i);
 			copy = NULL;
 		}
 	}
-	pthread_mutex_lock(&t->slots_lock);
-	auth_strv_free(t->listed, t->n_listed);
-	t->listed = copy;
-	t->n_listed = copy ? n : 0;
-	t->listed_at = copy ? now_mono() : 0;
-	pthread_mutex_unlock(&t->slots_lock);
+	pthread_mutex_lock(&sl->lock);
+	auth_strv_free(sl->listed, sl->n_listed);
+	sl->listed = copy;
+	sl->n_listed = copy ? n : 0;
+	sl->listed_at = copy ? now_mono() : 0;
+	pthread_mutex_unlock(&sl->lock);
 }
 
-static bool listed(const struct auth_target *t, const char *id)
+static bool listed(const struct target_slots *sl, const char *id)
 {
-	for (size_t i = 0; i < t->n_listed; i++) {
-		if (strcmp(t->listed[i], id) == 0) {
+	for (size_t i = 0; i < sl->n_listed; i++) {
+		if (strcmp(sl->listed[i], id) == 0) {
 			return true;
 		}
 	}
@@ -127,16 +153,21 @@ static bool listed(const struct auth_target *t, const char *id)
 /* A deleted session is gone from the listing at once. */
 static void listing_drop(struct auth_target *t, const char *id)
 {
-	pthread_mutex_lock(&t->slots_lock);
-	for (size_t i = 0; i < t->n_listed; i++) {
-		if (strcmp(t->listed[i], id) == 0) {
-			free(t->listed[i]);
-			t->listed[i] = t->listed[--t->n_listed];
-			t->listed[t->n_listed] = NULL;
+	struct target_slots *sl = slots_get(t);
+
+	if (!sl) {
+		return;
+	}
+	pthread_mutex_lock(&sl->lock);
+	for (size_t i = 0; i < sl->n_listed; i++) {
+		if (strcmp(sl->listed[i], id) == 0) {
+			free(sl->listed[i]);
+			sl->listed[i] = sl->listed[--sl->n_listed];
+			sl->listed[sl->n_listed] = NULL;
 			break;
 		}
 	}
-	pthread_mutex_unlock(&t->slots_lock);
+	pthread_mutex_unlock(&sl->lock);
 }
 
 int auth_sessions_list(struct auth_target *t, char ***ret_ids, size_t *ret_n)
@@ -159,6 +190,7 @@ int auth_sessions_list(struct auth_target *t, char ***ret_ids, size_t *ret_n)
 
 int auth_sessions_exists(struct auth_target *t, const char *id)
 {
+	struct target_slots *sl;
 	bool fresh, found, may_list;
 	char **ids = NULL;
 	size_t n = 0;
@@ -171,14 +203,18 @@ int auth_sessions_exists(struct auth_target *t, const char *id)
 	if (!auth_session_id_valid(id)) {
 		return -EINVAL;
 	}
-	pthread_mutex_lock(&t->slots_lock);
-	fresh = t->listed_at > 0 && now - t->listed_at < LISTING_FRESH;
-	found = listed(t, id);
-	may_list = t->list_tried_at == 0 || now - t->list_tried_at >= LISTING_GAP;
-	if ((!fresh || !found) && may_list) {
-		t->list_tried_at = now; /* concurrent misses share this one */
+	sl = slots_get(t);
+	if (!sl) {
+		return -ENOMEM;
 	}
-	pthread_mutex_unlock(&t->slots_lock);
+	pthread_mutex_lock(&sl->lock);
+	fresh = sl->listed_at > 0 && now - sl->listed_at < LISTING_FRESH;
+	found = listed(sl, id);
+	may_list = sl->list_tried_at == 0 || now - sl->list_tried_at >= LISTING_GAP;
+	if ((!fresh || !found) && may_list) {
+		sl->list_tried_at = now; /* concurrent misses share this one */
+	}
+	pthread_mutex_unlock(&sl->lock);
 	if ((fresh && found) || !may_list) {
 		return found ? 0 : -ENOENT;
 	}
@@ -262,18 +298,22 @@ int auth_sessions_delete(struct auth_target *t, const char *id)
  * longest ago is given to the new id, so made-up names can't fill the table. */
 int auth_sessions_slot(struct auth_target *t, const char *id)
 {
+	struct target_slots *sl = slots_get(t);
 	size_t victim = 0;
 	char *copy;
 	int slot = -ENOMEM;
 
-	pthread_mutex_lock(&t->slots_lock);
-	for (size_t i = 0; i < t->n_slots; i++) {
-		if (strcmp(t->slot_ids[i], id) == 0) {
-			t->slot_used[i] = ++t->slot_clock;
+	if (!sl) {
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&sl->lock);
+	for (size_t i = 0; i < sl->n_slots; i++) {
+		if (strcmp(sl->slot_ids[i], id) == 0) {
+			sl->slot_used[i] = ++sl->slot_clock;
 			slot = (int)i;
 			goto out;
 		}
-		if (t->slot_used[i] < t->slot_used[victim]) {
+		if (sl->slot_used[i] < sl->slot_used[victim]) {
 			victim = i;
 		}
 	}
@@ -281,37 +321,41 @@ int auth_sessions_slot(struct auth_target *t, const char *id)
 	if (!copy) {
 		goto out;
 	}
-	if (t->n_slots < MAX_SLOTS) {
-		char **ids = realloc(t->slot_ids, (t->n_slots + 1) * sizeof(*ids));
-		uint64_t *used = ids ? realloc(t->slot_used, (t->n_slots + 1) * sizeof(*used)) : NULL;
+	if (sl->n_slots < MAX_SLOTS) {
+		char **ids = realloc(sl->slot_ids, (sl->n_slots + 1) * sizeof(*ids));
+		uint64_t *used = ids ? realloc(sl->slot_used, (sl->n_slots + 1) * sizeof(*used)) : NULL;
 		if (ids) {
-			t->slot_ids = ids;
+			sl->slot_ids = ids;
 		}
 		if (!used) {
 			free(copy);
 			goto out;
 		}
-		t->slot_used = used;
-		victim = t->n_slots++;
+		sl->slot_used = used;
+		victim = sl->n_slots++;
 	} else {
-		free(t->slot_ids[victim]);
+		free(sl->slot_ids[victim]);
 	}
-	t->slot_ids[victim] = copy;
-	t->slot_used[victim] = ++t->slot_clock;
+	sl->slot_ids[victim] = copy;
+	sl->slot_used[victim] = ++sl->slot_clock;
 	slot = (int)victim;
 out:
-	pthread_mutex_unlock(&t->slots_lock);
+	pthread_mutex_unlock(&sl->lock);
 	return slot;
 }
 
 char *auth_sessions_id(struct auth_target *t, unsigned slot)
 {
+	struct target_slots *sl = __atomic_load_n(&t->slots, __ATOMIC_ACQUIRE);
 	char *id = NULL;
 
-	pthread_mutex_lock(&t->slots_lock);
-	if (slot < t->n_slots) {
-		id = strdup(t->slot_ids[slot]);
+	if (!sl) {
+		return NULL; /* no slot was ever given out */
 	}
-	pthread_mutex_unlock(&t->slots_lock);
+	pthread_mutex_lock(&sl->lock);
+	if (slot < sl->n_slots) {
+		id = strdup(sl->slot_ids[slot]);
+	}
+	pthread_mutex_unlock(&sl->lock);
 	return id;
 }

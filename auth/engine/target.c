@@ -9,6 +9,25 @@
 
 #include "target.h"
 
+static void access_free(struct target_access *a)
+{
+	if (a) {
+		pthread_mutex_destroy(&a->lock);
+		free(a);
+	}
+}
+
+static void slots_free(struct target_slots *sl)
+{
+	if (sl) {
+		auth_strv_free(sl->slot_ids, sl->n_slots);
+		auth_strv_free(sl->listed, sl->n_listed);
+		free(sl->slot_used);
+		pthread_mutex_destroy(&sl->lock);
+		free(sl);
+	}
+}
+
 void target_free(struct auth_target *t)
 {
 	if (!t) {
@@ -20,21 +39,15 @@ void target_free(struct auth_target *t)
 	secret_free(t->password);
 	secret_free(t->one_time);
 	free(t->user);
-	auth_strv_free(t->slot_ids, t->n_slots);
-	auth_strv_free(t->listed, t->n_listed);
+	slots_free(t->slots);
 	fleet_target_free(t->fleet);
-	free(t->slot_used);
 	free(t->last_error);
 	free(t->warning);
-	free(t->access);
-	free(t->info.scheme);
+	access_free(t->access);
 	free(t->info.host);
 	free(t->info.base_url);
-	free(t->name);
 	pthread_mutex_destroy(&t->lock);
 	pthread_cond_destroy(&t->cond);
-	pthread_mutex_destroy(&t->access_lock);
-	pthread_mutex_destroy(&t->slots_lock);
 	free(t);
 }
 
@@ -63,7 +76,7 @@ const char *auth_target_name(const struct auth_target *t)
 
 size_t auth_target_provider(const struct auth_target *t)
 {
-	return t->provider_idx;
+	return t->key.provider;
 }
 
 void target_notify(struct auth_target *t)

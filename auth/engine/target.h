@@ -37,89 +37,17 @@ struct file_access {
 
 /* Owners and modes of a target's files by index, then of its directory:
  * in effect, and the chown/chmod saved on top of [access]. Most targets have
- * none: allocated only for those that do. */
+ * none: allocated only for those that do (access.c). */
 struct target_access {
+	pthread_mutex_t lock;         /* access and saved */
 	struct file_access access[AUTH_FILES_MAX + 1];
 	struct file_access saved[AUTH_FILES_MAX + 1];
 };
 
-/* Longest status.last_error (and warning), with its NUL. */
-#define TARGET_ERROR_MAX 512
-
-/* A target. Its fields fall in groups by what guards them; each lock's
- * comment says what it protects. Locks are never nested, except that
- * core->sched_lock and the fleet's state's lock (t->fleet->lock) may be
- * taken with t->lock held. */
-struct auth_target {
-	/* Fixed at creation, read without a lock. */
-	struct auth_core *core;
-	unsigned refs;                /* atomic */
-	uint32_t id;
-	size_t provider_idx;
-	const struct auth_provider *provider;
-	char *name;
-	struct target_key key;        /* provider_idx and name, for the registry's tree */
-	struct target_info info;
-
-	/* lock: the session and everything a login reads or changes: the
-	 * credentials, the single flight, the error state, the counters. */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;          /* a login finished */
-	bool removed;
-	char *user;
-	struct secret *password;
-	struct secret *one_time;      /* written to the AUTH_FILE_ONE_TIME file, used by one login */
-	struct auth_session *session;
-	struct auth_session *pending; /* to validate before first use (saved, or from the environment) */
-	bool pending_loaded;          /* the store was checked for a saved session */
-	uint64_t gen;                 /* bumped whenever the session changes */
-	uint64_t told_gen;            /* the generation whose sizes the kernel was told, */
-	uint32_t told_files;          /* for these files (bits by index; auth_file_size_told()) */
-	bool flight;                  /* a login or refresh is running */
-	uint64_t flight_seq;
-	int flight_result;
-	bool rejected;                /* credentials refused: no automatic retry */
-	double failed_at;             /* monotonic time of the last failed flight */
-	int last_errno;
-	char *last_error;             /* NULL or at most TARGET_ERROR_MAX bytes (heap: most targets have none) */
-	time_t last_error_at;
-	time_t last_login;
-	bool hot;                     /* read since the last renewal started */
-	time_t last_renew;            /* last login or in-place renewal */
-	bool dormant;                 /* background refresh paused until the next read */
-	time_t expiry_due;            /* when the session itself needs renewing */
-	unsigned failures_in_row;
-	bool skew_known;              /* the server's clock against ours (target_note_skew()) */
-	bool skew_warned;
-	time_t skew;
-	struct read_waiter *waiters;  /* opens waiting for the flight, without a thread (waiters.c) */
-	struct target_counters counters;
-	char *warning;                /* for status: insecure inherited settings, withheld defaults */
-	const char *last_write;       /* for status: the file last written to (its table's name), */
-	int last_write_errno;         /* applied (0), unchanged (1) or refused (-errno), */
-	time_t last_write_at;         /* and when (0: never) */
-	struct secret *save_text;     /* the session to save (its saved form), NULL: remove the saved one */
-	uint64_t save_want;           /* changes of the saved session asked for */
-	uint64_t save_done;           /* and written (session_persist(), without the lock) */
-	bool saving;                  /* a thread is writing them */
-
-	/* No lock, atomics: what the refresh scheduler scans (scheduler.c). */
-	time_t refresh_due;           /* 0: nothing scheduled */
-	time_t retry_at;              /* background retries wait until then */
-	bool refreshing;              /* claimed by a refresh worker */
-
-	/* core->waiters_lock: t's place among the deadline timer's alarms
-	 * (waiters.c), while it has waiters; the list holds a reference. */
-	struct auth_target *alarm_prev, *alarm_next;
-	double alarm_at;              /* now_mono() of its waiters' earliest deadline */
-	bool armed;
-
-	/* access_lock: owners and modes (access.c); NULL while there are none. */
-	pthread_mutex_t access_lock;
-	struct target_access *access;
-
-	/* slots_lock: the sessions/ entries' inode slots (server-sessions.c). */
-	pthread_mutex_t slots_lock;
+/* The sessions/ entries' inode slots and the server's last listing
+ * (server-sessions.c): allocated at a target's first use of sessions/. */
+struct target_slots {
+	pthread_mutex_t lock;         /* all of it */
 	char **slot_ids;              /* sessions/ entries by slot */
 	uint64_t *slot_used;          /* when each slot was last used (slot_clock) */
 	uint64_t slot_clock;
@@ -128,7 +56,94 @@ struct auth_target {
 	size_t n_listed;
 	double listed_at;             /* when (monotonic; 0: never) */
 	double list_tried_at;         /* when a listing was last asked for */
-	struct fleet_target *fleet;   /* fixed at creation: fleet mode's state (fleet-owned), else NULL */
+};
+
+/* Longest status.last_error (and warning), with its NUL. */
+#define TARGET_ERROR_MAX 512
+
+/* A target. Its fields fall in groups by what guards them; each lock's
+ * comment says what it protects. Locks are never nested, except that
+ * core->sched_lock and the fleet's state's lock (t->fleet->lock) may be
+ * taken with t->lock held. At 100,000 targets every byte here counts:
+ * within a group, the fields smaller than a pointer come last, so that
+ * no padding sits between them, and what only some targets need
+ * (owners and modes, sessions/) is allocated when first needed. */
+struct auth_target {
+	/* Fixed at creation, read without a lock. */
+	struct auth_core *core;
+	const struct auth_provider *provider;
+	char *name;                   /* in name_buf */
+	struct target_key key;        /* its provider's index and name, for the registry's tree */
+	struct target_info info;
+	struct fleet_target *fleet;   /* fleet mode's state (fleet-owned), else NULL */
+	unsigned refs;                /* atomic */
+	uint32_t id;
+
+	/* lock: the session and everything a login reads or changes: the
+	 * credentials, the single flight, the error state, the counters. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;          /* a login finished */
+	char *user;
+	struct secret *password;
+	struct secret *one_time;      /* written to the AUTH_FILE_ONE_TIME file, used by one login */
+	struct auth_session *session;
+	struct auth_session *pending; /* to validate before first use (saved, or from the environment) */
+	uint64_t gen;                 /* bumped whenever the session changes */
+	uint64_t told_gen;            /* the generation whose sizes the kernel was told (told_files) */
+	uint64_t flight_seq;
+	double failed_at;             /* monotonic time of the last failed flight */
+	char *last_error;             /* NULL or at most TARGET_ERROR_MAX bytes (heap: most targets have none) */
+	time_t last_error_at;
+	time_t last_login;
+	time_t last_renew;            /* last login or in-place renewal */
+	time_t expiry_due;            /* when the session itself needs renewing */
+	time_t skew;
+	struct read_waiter *waiters;  /* opens waiting for the flight, without a thread (waiters.c) */
+	struct target_counters counters;
+	char *warning;                /* for status: insecure inherited settings, withheld defaults */
+	const char *last_write;       /* for status: the file last written to (its table's name) */
+	time_t last_write_at;         /* when (0: never) */
+	struct secret *save_text;     /* the session to save (its saved form), NULL: remove the saved one */
+	uint64_t save_want;           /* changes of the saved session asked for */
+	uint64_t save_done;           /* and written (session_persist(), without the lock) */
+	uint32_t told_files;          /* the files told (bits by index; auth_file_size_told()) */
+	int flight_result;
+	int last_errno;
+	unsigned failures_in_row;
+	int last_write_errno;         /* that write: applied (0), unchanged (1) or refused (-errno) */
+	bool removed;
+	bool pending_loaded;          /* the store was checked for a saved session */
+	bool flight;                  /* a login or refresh is running */
+	bool rejected;                /* credentials refused: no automatic retry */
+	bool hot;                     /* read since the last renewal started */
+	bool dormant;                 /* background refresh paused until the next read */
+	bool skew_known;              /* the server's clock against ours (target_note_skew()) */
+	bool skew_warned;
+	bool saving;                  /* a thread is writing save_text */
+	bool armed;                   /* core->waiters_lock: in the alarms (below) */
+	bool refreshing;              /* atomic: claimed by a refresh worker (below) */
+
+	/* core->waiters_lock: t's place among the deadline timer's alarms
+	 * (waiters.c), while it has waiters; the list holds a reference. */
+	struct auth_target *alarm_prev, *alarm_next;
+	double alarm_at;              /* now_mono() of its waiters' earliest deadline */
+
+	/* No lock, atomics: what the refresh scheduler scans (scheduler.c). */
+	time_t refresh_due;           /* 0: nothing scheduled */
+	time_t retry_at;              /* background retries wait until then */
+
+	/* Atomic pointers, set once when first needed, freed with the target. */
+	struct target_access *access; /* owners and modes (access.c); NULL while there are none */
+	struct target_slots *slots;   /* sessions/ (server-sessions.c); NULL until used */
+
+	char name_buf[];              /* the name, in the same allocation */
+};
+
+/* One provider's targets by id, ascending: ids only grow, so a new target
+ * goes at the end; a removed one is cut out. */
+struct provider_ids {
+	uint32_t *ids;
+	size_t n, cap;
 };
 
 struct auth_core {
@@ -142,6 +157,7 @@ struct auth_core {
 	uint32_t n_targets;
 	uint32_t cap_targets;         /* room in targets */
 	void *by_name;                /* tsearch tree of the targets' keys (&t->key) */
+	struct provider_ids *by_provider; /* each provider's target ids (readdir of its directory) */
 	void (*notify)(void *userdata, uint32_t target_id, uint64_t gen);
 	void *notify_userdata;
 
@@ -291,7 +307,9 @@ void audit_status(json_t *status); /* status's "audit" member, when auditing */
 void audit_metrics(FILE *f);
 
 /* access.c */
-int target_load_access(struct auth_target *t);
+/* The config's rules, and the saved chown/chmod when stored (the state dir
+ * has something of t's). */
+int target_load_access(struct auth_target *t, bool stored);
 
 /* target.c */
 void target_free(struct auth_target *t);

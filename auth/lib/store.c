@@ -246,24 +246,20 @@ static int open_private(int at, const char *name, const char *path, bool dir, ch
 }
 
 /* Opens <provider>/<name> as a directory fd, creating it when asked; the
- * state dir and every level on the way are checked. */
+ * state dir and every level on the way are checked. -ENOENT (why unset)
+ * when it is not there and not to be made. */
 static int target_dir(struct store *s, const char *provider, const char *name, int create, char *why, size_t size)
 {
 	char path[PATH_MAX];
 	int pfd, tfd, r;
 
-	/* Most targets have no state: when it is not there (openat below the
-	 * dir's own fd, not through the path), nothing is read, and the walk
-	 * up the path that check_root() makes can wait. 100,000 targets at
-	 * start-up: half the time was that walk. */
-	if (!create && faccessat(s->dir_fd, provider, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
-		snprintf(path, sizeof(path), "%s/%s", provider, name);
-		if (faccessat(s->dir_fd, path, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
-			snprintf(why, size, "%s/%s: %s", s->path, path, strerror(ENOENT));
-			return -ENOENT;
-		}
-	} else if (!create && errno == ENOENT) {
-		snprintf(why, size, "%s/%s: %s", s->path, provider, strerror(ENOENT));
+	/* Most targets have no state: when it is not there (one faccessat()
+	 * below the dir's own fd, not through the path), nothing is read, and
+	 * the walk up the path that check_root() makes can wait. 100,000
+	 * targets at start-up: half the time was that walk. Callers take
+	 * -ENOENT for "nothing saved": why stays unset. */
+	snprintf(path, sizeof(path), "%s/%s", provider, name);
+	if (!create && faccessat(s->dir_fd, path, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
 		return -ENOENT;
 	}
 	r = check_root(s, why, size);
@@ -405,11 +401,8 @@ int store_check_target(struct store *s, const char *provider, const char *name, 
 	DIR *d;
 
 	dfd = target_dir(s, provider, name, 0, why, size);
-	if (dfd == -ENOENT) {
-		return 0;
-	}
 	if (dfd < 0) {
-		return -EBADMSG;
+		return dfd == -ENOENT ? -ENOENT : -EBADMSG;
 	}
 	d = fdopendir(dfd);
 	if (!d) {

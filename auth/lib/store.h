@@ -31,8 +31,9 @@ int store_remove(struct store *s, const char *provider, const char *name, const 
 /* Removes the whole target dir. */
 int store_remove_target(struct store *s, const char *provider, const char *name);
 
-/* 0 if every dir and file of the target's state is trusted (or there is none);
- * else -EBADMSG with why set to "<path>: <problem>" (not logged). */
+/* 0 if every dir and file of the target's state is trusted, -ENOENT if
+ * there is none; else -EBADMSG with why set to "<path>: <problem>" (not
+ * logged). */
 int store_check_target(struct store *s, const char *provider, const char *name, char *why, size_t size);
 
 /* Calls fn for every target dir under <state_dir>/<provider>/ that holds item;

@@ -47,7 +47,7 @@ static int oauth2_init_info(struct target_info *info)
 {
 	const char *url = target_setting(info, "token_url"), *revoke = target_setting(info, "revocation_url");
 	const char *method = target_setting(info, "auth_method");
-	char *base, *scheme;
+	char *base;
 
 	if (!is_http_url(url) || (revoke && !is_http_url(revoke))) {
 		return -EINVAL; /* token_url missing, or not an http(s) URL */
@@ -56,16 +56,12 @@ static int oauth2_init_info(struct target_info *info)
 		return -EINVAL;
 	}
 	base = strdup(url);
-	scheme = strndup(url, (size_t)(strchr(url, ':') - url));
-	if (!base || !scheme) {
-		free(base);
-		free(scheme);
+	if (!base) {
 		return -ENOMEM;
 	}
 	free(info->base_url);
 	info->base_url = base;
-	free(info->scheme);
-	info->scheme = scheme;
+	info->scheme = strncmp(url, "https:", 6) == 0 ? "https" : "http";
 	return 0;
 }
 

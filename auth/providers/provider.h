@@ -37,7 +37,7 @@ static inline void auth_session_freep(struct auth_session **s)
 struct target_info {
 	const char *provider;
 	const char *name;
-	char *scheme;     /* "https" or "http" */
+	const char *scheme; /* "https" or "http", a string literal */
 	char *host;
 	unsigned port;
 	char *base_url;   /* scheme://host:port */

@@ -9,6 +9,7 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -477,6 +478,82 @@ def test_targets_by_name_through_adds_removals_and_re_adds(aos_mock, make_daemon
         os.mkdir(d.path("aos/a.b"))
     assert sorted(d.listdir("aos")) == sorted(names + ["lab"])
     assert read_token(d) and aos_mock.logins == 1, "the configured target among them still works"
+
+
+def test_listing_through_adds_and_removals(aos_mock, make_daemon):
+    """A directory listing's cursor is a target id: targets removed behind
+    it or ahead of it, and targets added, while an `ls` goes on neither hide
+    nor repeat the names that stay. (The listing takes several getdents
+    calls; the changes happen between the first and the next.)"""
+    d = make_daemon(aos_section(aos_mock))
+    names = [f"target-{i:04d}" for i in range(2000)]
+    for n in names:
+        os.mkdir(d.path(f"aos/{n}"))
+    for n in names[::4]:
+        os.mkdir(d.path(f"idrac/{n}"))  # another provider's, between them by id
+    behind, ahead = names[:600:2], names[1500::3]
+    seen = []
+    with os.scandir(d.path("aos")) as it:
+        for e in it:
+            seen.append(e.name)
+            if len(seen) == 100:
+                for n in behind + ahead:
+                    os.rmdir(d.path(f"aos/{n}"))
+                for i in range(300):
+                    os.mkdir(d.path(f"aos/late-{i:03d}"))
+    assert len(seen) > 100 and set(names[:100]) <= set(seen), "the changes came in the middle"
+    stayed = [n for n in names + ["lab"] if n not in behind and n not in ahead]
+    missing = [n for n in stayed if n not in seen]
+    assert not missing, f"{len(missing)} names that stayed were not listed, e.g. {missing[:3]}"
+    repeated = sorted(n for n, k in Counter(seen).items() if k > 1)
+    assert not repeated, f"listed twice: {repeated[:3]}"
+    assert not set(ahead) & set(seen), "names removed before the listing reached them are not listed"
+    assert sorted(d.listdir("aos")) == sorted(stayed + [f"late-{i:03d}" for i in range(300)])
+    assert sorted(d.listdir("idrac")) == sorted(names[::4])
+
+
+@pytest.mark.concurrency
+def test_listings_while_targets_come_and_go(aos_mock, make_daemon):
+    """Listings of aos/ (each several getdents calls) while two threads
+    remove and add again targets whose ids lie between those of the names
+    that stay, of aos and of idrac: every name that stays is listed, once,
+    every time."""
+    d = make_daemon(aos_section(aos_mock))
+    stay = [f"stay-{i:04d}" for i in range(1500)]
+    churn = [f"churn-{i:04d}" for i in range(1500)]
+    for s, c in zip(stay, churn):
+        os.mkdir(d.path(f"aos/{s}"))
+        os.mkdir(d.path(f"aos/{c}"))
+        if s.endswith("0"):
+            os.mkdir(d.path(f"idrac/{c}"))
+    stop, errors = threading.Event(), []
+
+    def run(provider, names):
+        for i in range(1000000):
+            if stop.is_set():
+                return
+            path = d.path(f"{provider}/{names[i % len(names)]}")
+            try:
+                os.rmdir(path)
+                os.mkdir(path)
+            except OSError as e:
+                errors.append(f"{path}: {e}")
+                return
+    threads = [threading.Thread(target=run, args=("aos", churn)),
+               threading.Thread(target=run, args=("idrac", churn[::10]))]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(50):
+            seen = Counter(os.listdir(d.path("aos")))
+            wrong = [n for n in stay + ["lab"] if seen[n] != 1]
+            # (A name removed and added again may be listed twice: two targets.)
+            assert not wrong, f"{len(wrong)} names that stay listed other than once, e.g. {wrong[:3]}"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors
 
 
 def _stat_errno(path):

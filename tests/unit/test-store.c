@@ -377,7 +377,7 @@ static void test_trust_files(struct store *s)
 	is_int(store_save(s, "aos", "good", "credentials", "u:p", 3), 0, "save aos/good/credentials");
 	is_int(store_save(s, "aos", "t", "credentials", "u:p", 3), 0, "save aos/t/credentials");
 	is_int(store_check_target(s, "aos", "t", why, sizeof(why)), 0, "a target saved by the store is trusted");
-	is_int(store_check_target(s, "aos", "none", why, sizeof(why)), 0, "a target without state is fine");
+	is_int(store_check_target(s, "aos", "none", why, sizeof(why)), -ENOENT, "a target without state: -ENOENT");
 
 	/* A planted file owned by another user. */
 	make_file("state/aos/t/access", 0600, OTHER_UID);
