@@ -90,9 +90,9 @@ const struct auth_file_info *auth_provider_file(size_t provider, const char *nam
 /* Registry. Returned targets carry a reference; drop it with auth_target_unref(). */
 struct auth_target *auth_target_lookup(struct auth_core *core, size_t provider, const char *name);
 struct auth_target *auth_target_get(struct auth_core *core, uint32_t id);
-/* The provider's target with the smallest id > after, or NULL: a stable readdir cursor. */
-#define AUTH_ANY_PROVIDER SIZE_MAX
-struct auth_target *auth_target_next(struct auth_core *core, size_t provider, uint32_t after);
+/* The target with the smallest id > after, or NULL: a walk over every
+ * target that targets added or removed meanwhile don't disturb. */
+struct auth_target *auth_target_next(struct auth_core *core, uint32_t after);
 /* Calls fn with the id and name of each of the provider's targets whose id
  * is > after, in order of id, until it returns false: a readdir cursor that
  * takes the registry's lock once per batch. fn runs under that (read) lock:

@@ -65,7 +65,7 @@ void cache_drop_target(struct fs *fs, uint32_t target_id)
 void cache_drop_all(struct fs *fs)
 {
 	for (uint32_t after = 0;;) {
-		struct auth_target *t = auth_target_next(fs->core, AUTH_ANY_PROVIDER, after);
+		struct auth_target *t = auth_target_next(fs->core, after);
 		if (!t) {
 			return;
 		}

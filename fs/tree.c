@@ -305,14 +305,13 @@ static void stat_session_file(struct fs *fs, const struct node *n, struct stat *
 		auth_file_size_told(t, n->file, r == 0 ? b->gen : 0, r == 0);
 	}
 	auth_target_unref(t);
+	*ret_timeout = SESSION_ATTR_TIMEOUT;
 	if (r < 0) {
 		st->st_size = 0;
-		*ret_timeout = SESSION_ATTR_TIMEOUT;
 		return;
 	}
 	st->st_size = (off_t)b->len;
 	st->st_mtim.tv_nsec = (long)(b->gen % 1000000000);
-	*ret_timeout = SESSION_ATTR_TIMEOUT;
 	if (b->valid_until) {
 		double left = difftime(b->valid_until, now_real());
 		*ret_timeout = left < 0 ? 0 : left < *ret_timeout ? left : *ret_timeout;

@@ -27,7 +27,7 @@ struct fleet_target *target_fleet(const struct auth_target *t);  /* t's fleet st
  * calls fleet mode with t's lock held, so the other order would deadlock). */
 struct fleet_engine {
 	/* Targets in id order after after (a reference), NULL at the end. */
-	struct auth_target *(*next_target)(struct auth_core *core, size_t provider, uint32_t after);
+	struct auth_target *(*next_target)(struct auth_core *core, uint32_t after);
 	bool (*can_serve)(const struct auth_target *t, const struct auth_session *s);
 	/* Another node's session (taken over) replaces this node's. */
 	bool (*install)(struct auth_target *t, struct auth_session *s);

@@ -73,7 +73,7 @@ int auth_core_metrics(struct auth_core *core, struct auth_blob **ret)
 	for (size_t m = 0; m < ELEMENTSOF(metrics); m++) {
 		fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", metrics[m].name, metrics[m].help, metrics[m].name, metrics[m].type);
 		for (uint32_t after = 0;;) {
-			struct auth_target *t = auth_target_next(core, AUTH_ANY_PROVIDER, after);
+			struct auth_target *t = auth_target_next(core, after);
 			if (!t) {
 				break;
 			}

@@ -495,21 +495,12 @@ struct auth_target *auth_target_get(struct auth_core *core, uint32_t id)
 	return t;
 }
 
-struct auth_target *auth_target_next(struct auth_core *core, size_t provider, uint32_t after)
+struct auth_target *auth_target_next(struct auth_core *core, uint32_t after)
 {
 	struct auth_target *t = NULL;
 
 	pthread_rwlock_rdlock(&core->registry_lock);
-	if (provider != AUTH_ANY_PROVIDER) {
-		/* Only the provider's own ids: a directory of 10 among 100,000
-		 * targets of others is listed without a look at theirs. */
-		const struct provider_ids *ids = &core->by_provider[provider];
-		size_t i = ids_after(ids, after);
-		if (i < ids->n) {
-			t = target_ref(core->targets[ids->ids[i] - 1]);
-		}
-	}
-	for (uint32_t i = after; provider == AUTH_ANY_PROVIDER && i < core->n_targets; i++) {
+	for (uint32_t i = after; i < core->n_targets; i++) {
 		if (core->targets[i]) {
 			t = target_ref(core->targets[i]);
 			break;

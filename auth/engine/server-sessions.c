@@ -153,10 +153,10 @@ static bool listed(const struct target_slots *sl, const char *id)
 /* A deleted session is gone from the listing at once. */
 static void listing_drop(struct auth_target *t, const char *id)
 {
-	struct target_slots *sl = slots_get(t);
+	struct target_slots *sl = __atomic_load_n(&t->slots, __ATOMIC_ACQUIRE);
 
 	if (!sl) {
-		return;
+		return; /* never listed: nothing to drop */
 	}
 	pthread_mutex_lock(&sl->lock);
 	for (size_t i = 0; i < sl->n_listed; i++) {

@@ -201,7 +201,7 @@ static bool pass(struct fleet *f)
 	bool left = false;
 
 	for (uint32_t after = 0;;) {
-		struct auth_target *t = f->engine->next_target(f->core, AUTH_ANY_PROVIDER, after);
+		struct auth_target *t = f->engine->next_target(f->core, after);
 		_cleanup_session_ struct auth_session *alone = NULL;
 		struct fleet_target *ft;
 		int r = 1;

@@ -90,7 +90,7 @@ static int grant_lease(struct fleet *f)
 static void store_lost(struct fleet *f)
 {
 	for (uint32_t after = 0;;) {
-		struct auth_target *t = f->engine->next_target(f->core, AUTH_ANY_PROVIDER, after);
+		struct auth_target *t = f->engine->next_target(f->core, after);
 		if (!t) {
 			return;
 		}
@@ -277,7 +277,7 @@ static void apply(struct fleet *f, const char *key, const char *value_b64, bool 
 		return;
 	}
 	for (uint32_t after = 0;;) {
-		struct auth_target *t = f->engine->next_target(f->core, AUTH_ANY_PROVIDER, after);
+		struct auth_target *t = f->engine->next_target(f->core, after);
 		struct fleet_target *ft;
 		bool changed = false;
 		if (!t) {
@@ -410,7 +410,7 @@ static int reread(struct fleet *f, bool drop_missing)
 	pthread_mutex_unlock(&f->lock);
 	if (drop_missing) {
 		for (uint32_t after = 0;;) {
-			struct auth_target *t = f->engine->next_target(f->core, AUTH_ANY_PROVIDER, after);
+			struct auth_target *t = f->engine->next_target(f->core, after);
 			bool found = false;
 			if (!t) {
 				break;
