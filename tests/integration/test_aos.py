@@ -15,7 +15,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.integration.harness import aos_section, assert_errno, new_password, strerror, timed_err
+from tests.integration.harness import aos_section, assert_errno, new_password, strerror, timed_err, within
 from tests.mocks.common import wait_until
 
 TOKEN = "aos/lab/token"
@@ -161,11 +161,15 @@ def test_cold_readers_ask_for_the_size_once(aos_mock, make_daemon):
     barrier = threading.Barrier(readers)
 
     def read(_):
-        barrier.wait()
+        barrier.wait(30)
         return d.read(TOKEN)
 
-    with ThreadPoolExecutor(readers) as pool:
-        texts = list(pool.map(read, range(readers)))
+    def read_all():
+        with ThreadPoolExecutor(readers) as pool:
+            return list(pool.map(read, range(readers)))
+
+    texts, err, _ = within(60, read_all)  # bounded: a hung mount fails the test
+    assert err is None, strerror(err)
     assert len(set(texts)) == 1 and aos_mock.logins == 1
     getattrs = d.log().count("opcode: GETATTR")
     assert getattrs <= 2, f"{getattrs} GETATTRs for {readers} cold readers"
@@ -493,14 +497,19 @@ def test_listing_through_adds_and_removals(aos_mock, make_daemon):
         os.mkdir(d.path(f"idrac/{n}"))  # another provider's, between them by id
     behind, ahead = names[:600:2], names[1500::3]
     seen = []
-    with os.scandir(d.path("aos")) as it:
-        for e in it:
-            seen.append(e.name)
-            if len(seen) == 100:
-                for n in behind + ahead:
-                    os.rmdir(d.path(f"aos/{n}"))
-                for i in range(300):
-                    os.mkdir(d.path(f"aos/late-{i:03d}"))
+
+    def list_and_change():
+        with os.scandir(d.path("aos")) as it:
+            for e in it:
+                seen.append(e.name)
+                if len(seen) == 100:
+                    for n in behind + ahead:
+                        os.rmdir(d.path(f"aos/{n}"))
+                    for i in range(300):
+                        os.mkdir(d.path(f"aos/late-{i:03d}"))
+
+    _, err, _ = within(120, list_and_change)  # bounded: a hung mount fails the test
+    assert err is None, strerror(err)
     assert len(seen) > 100 and set(names[:100]) <= set(seen), "the changes came in the middle"
     stayed = [n for n in names + ["lab"] if n not in behind and n not in ahead]
     missing = [n for n in stayed if n not in seen]
@@ -539,20 +548,24 @@ def test_listings_while_targets_come_and_go(aos_mock, make_daemon):
             except OSError as e:
                 errors.append(f"{path}: {e}")
                 return
-    threads = [threading.Thread(target=run, args=("aos", churn)),
-               threading.Thread(target=run, args=("idrac", churn[::10]))]
+    threads = [threading.Thread(target=run, args=("aos", churn), daemon=True),
+               threading.Thread(target=run, args=("idrac", churn[::10]), daemon=True)]
     for t in threads:
         t.start()
     try:
         for _ in range(50):
-            seen = Counter(os.listdir(d.path("aos")))
+            # Bounded: a hung mount fails the test (teardown aborts it).
+            listed, err, _ = within(30, d.listdir, "aos")
+            assert err is None, strerror(err)
+            seen = Counter(listed)
             wrong = [n for n in stay + ["lab"] if seen[n] != 1]
             # (A name removed and added again may be listed twice: two targets.)
             assert not wrong, f"{len(wrong)} names that stay listed other than once, e.g. {wrong[:3]}"
     finally:
         stop.set()
         for t in threads:
-            t.join()
+            t.join(30)
+    assert not any(t.is_alive() for t in threads), "an rmdir or mkdir did not return within 30 s"
     assert not errors
 
 
